@@ -1,0 +1,11 @@
+/* Subcommand entry points. Each takes argv starting at the subcommand name
+ * and returns the exit status: 0 success, 1 failure, 2 usage error. */
+#ifndef VIGIL_CLI_CLI_H
+#define VIGIL_CLI_CLI_H
+
+int cli_serve(int argc, char **argv);
+int cli_device(int argc, char **argv);
+int cli_sim(int argc, char **argv);
+int cli_station(int argc, char **argv);
+
+#endif

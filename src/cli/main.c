@@ -1,0 +1,47 @@
+/* vigil: the one binary. Dispatches to the subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static void usage(FILE *out)
+{
+    fputs("usage: vigil <command> [options]\n"
+          "\n"
+          "commands:\n"
+          "  serve     run the hub (MQTT broker, store, events)\n"
+          "  device    manage the device inventory (add, list, remove)\n"
+          "  sim       replay recorded vital signs as a fleet of bedside monitors\n"
+          "  station   central-station subscriber with a live view\n"
+          "\n"
+          "Run 'vigil <command> --help' for the options of a command.\n",
+          out);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct {
+        const char *name;
+        int (*run)(int argc, char **argv);
+    } commands[] = {
+        {"serve", cli_serve},
+        {"device", cli_device},
+        {"sim", cli_sim},
+        {"station", cli_station},
+    };
+
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "vigil: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,73 @@
+/* Typed security events. Every front end emits them; for now a sink thread
+ * writes them as JSON lines, and the security engine will consume the same
+ * structs. Fixed size so that the queue between the I/O loop and the
+ * consumer never allocates. */
+#ifndef VIGIL_SECMON_EVENT_H
+#define VIGIL_SECMON_EVENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+enum vigil_event_type {
+    VIGIL_EV_CONNECT_ATTEMPT,  /* TCP connection accepted */
+    VIGIL_EV_AUTH_SUCCESS,     /* CONNECT accepted */
+    VIGIL_EV_AUTH_FAILURE,     /* CONNECT rejected: credentials, unknown device, client id */
+    VIGIL_EV_ACL_DENY,         /* publish or subscribe denied by access control */
+    VIGIL_EV_SUBSCRIBE,
+    VIGIL_EV_UNSUBSCRIBE,
+    VIGIL_EV_PUBLISH,          /* a PUBLISH received from a client */
+    VIGIL_EV_MALFORMED,        /* a protocol violation; rule names it */
+    VIGIL_EV_DISCONNECT,       /* a connection closed; reason in detail */
+    VIGIL_EV_LIMIT,            /* a configured limit was hit */
+    VIGIL_EV_ADMIN,            /* administrative action (device added, config loaded) */
+    VIGIL_EV_TYPE_COUNT
+};
+
+enum vigil_proto {
+    VIGIL_PROTO_NONE = 0,
+    VIGIL_PROTO_MQTT311,
+    VIGIL_PROTO_MQTT5,
+};
+
+struct vigil_event {
+    uint8_t type;             /* enum vigil_event_type */
+    uint8_t proto;            /* enum vigil_proto */
+    uint8_t qos;
+    uint8_t reason_code;      /* protocol reason or return code sent, 0 if none */
+    bool retain;
+    uint32_t size;            /* payload bytes (PUBLISH) or packet bytes */
+    int64_t ts_us;            /* wall clock, microseconds since the epoch */
+    uint64_t conn_id;
+    const char *rule;         /* static: violated rule ("MQTT-3.3.2-2"), NULL if none */
+    char peer[64];            /* "address:port" */
+    char client_id[64];       /* truncated to fit */
+    char device[64];          /* authenticated identity, "" before authentication */
+    char topic[192];          /* topic or filter, truncated to fit; never a payload */
+    char detail[128];         /* short English explanation */
+};
+
+/* Fills ev->ts_us and copies s into a fixed field, truncating. */
+void vigil_event_init(struct vigil_event *ev, enum vigil_event_type type);
+void vigil_event_set(char *field, size_t cap, const char *s, size_t len);
+#define VIGIL_EVENT_SET(ev, field, s, len) vigil_event_set((ev)->field, sizeof (ev)->field, (s), (len))
+
+const char *vigil_event_type_name(enum vigil_event_type type);
+
+/* The sink: a bounded queue drained by its own thread, which appends one
+ * JSON object per event to a file. emit never blocks: when the queue is
+ * full the event is dropped and counted. */
+struct vigil_event_sink;
+
+vigil_err vigil_event_sink_open(const char *path, size_t capacity, struct vigil_event_sink **out);
+void vigil_event_sink_emit(struct vigil_event_sink *sink, const struct vigil_event *ev);
+uint64_t vigil_event_sink_dropped(const struct vigil_event_sink *sink);
+uint64_t vigil_event_sink_written(const struct vigil_event_sink *sink);
+/* Drains what is queued, stops the thread, closes the file and frees sink. */
+void vigil_event_sink_close(struct vigil_event_sink *sink);
+/* Formats ev as one JSON object without a newline; returns the length or -1. */
+int vigil_event_to_json(const struct vigil_event *ev, char *out, size_t cap);
+
+#endif

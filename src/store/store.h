@@ -1,0 +1,112 @@
+/* Durable store for broker state: QoS 1/2 messages, per-session queues,
+ * persistent sessions and subscriptions, retained messages and incoming
+ * QoS 2 packet ids. SQLite in WAL mode, written by one thread that commits
+ * many operations in one transaction (group commit, one fsync).
+ *
+ * Threading: store_submit() is called from the I/O loop thread; completion
+ * callbacks run on that same loop thread (via uv_async) after the
+ * transaction holding the operation is durable. store_load() runs before
+ * the loop starts. */
+#ifndef VIGIL_STORE_STORE_H
+#define VIGIL_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "core/error.h"
+
+enum store_op_kind {
+    STORE_MSG_PUT,       /* msg_id, topic, payload, props, qos, retain, expiry_at */
+    STORE_QUEUE_PUT,     /* client_id, seq, msg_id, qos, state, packet_id */
+    STORE_QUEUE_UPDATE,  /* client_id, seq, state, packet_id */
+    STORE_QUEUE_DEL,     /* client_id, seq; the message row goes when unreferenced */
+    STORE_RETAIN_SET,    /* topic, payload, props, qos, expiry_at */
+    STORE_RETAIN_DEL,    /* topic */
+    STORE_SESSION_PUT,   /* client_id, version, session_expiry, disconnected_at */
+    STORE_SESSION_DEL,   /* client_id; its subscriptions, queue and QoS 2 ids too */
+    STORE_SUB_PUT,       /* client_id, topic (filter), options, sub_id */
+    STORE_SUB_DEL,       /* client_id, topic (filter) */
+    STORE_INQOS2_PUT,    /* client_id, packet_id */
+    STORE_INQOS2_DEL,    /* client_id, packet_id */
+    STORE_BARRIER,       /* no write; completes when everything before it is durable */
+};
+
+/* Queue entry states. */
+enum store_queue_state {
+    STORE_Q_PENDING = 0,  /* not yet sent, or sent with QoS 1/2 and unacknowledged */
+    STORE_Q_PUBREL = 1,   /* QoS 2: PUBREC received, PUBREL sent, waiting for PUBCOMP */
+};
+
+/* One operation. Built with store_op_new(); every pointer field is owned by
+ * the op and freed with it after completion. */
+struct store_op {
+    enum store_op_kind kind;
+    char *client_id;
+    char *topic;
+    uint8_t *payload;
+    uint32_t payload_len;
+    uint8_t *props;          /* forwardable v5 properties, wire format */
+    uint32_t props_len;
+    uint64_t msg_id;
+    uint64_t seq;
+    int64_t expiry_at;       /* Unix seconds when the message expires, 0 = never */
+    int64_t disconnected_at; /* Unix seconds, 0 while connected */
+    uint32_t session_expiry; /* seconds */
+    uint32_t sub_id;
+    uint16_t packet_id;
+    uint8_t qos;
+    uint8_t retain;
+    uint8_t options;         /* subscription options byte */
+    uint8_t state;           /* enum store_queue_state */
+    uint8_t version;         /* MQTT protocol level */
+
+    /* Called on the loop thread once durable (rc VIGIL_OK) or failed. */
+    void (*done)(void *arg, vigil_err rc);
+    void *arg;
+
+    struct store_op *next;   /* internal */
+};
+
+struct store;
+
+/* What store_load() reports, one callback per row; any may be NULL. All
+ * pointers are valid only during the call. */
+struct store_load_cb {
+    void (*session)(void *ctx, const char *client_id, uint8_t version, uint32_t session_expiry,
+                    int64_t disconnected_at);
+    void (*sub)(void *ctx, const char *client_id, const char *filter, uint8_t options,
+                uint32_t sub_id);
+    void (*retained)(void *ctx, const char *topic, const uint8_t *payload, uint32_t payload_len,
+                     const uint8_t *props, uint32_t props_len, uint8_t qos, int64_t expiry_at);
+    /* Queue entries come in seq order per client. */
+    void (*queued)(void *ctx, const char *client_id, uint64_t seq, uint64_t msg_id,
+                   const char *topic, const uint8_t *payload, uint32_t payload_len,
+                   const uint8_t *props, uint32_t props_len, uint8_t msg_qos, uint8_t retain,
+                   int64_t expiry_at, uint8_t qos, uint8_t state, uint16_t packet_id);
+    void (*inqos2)(void *ctx, const char *client_id, uint16_t packet_id);
+};
+
+/* Opens (creating if needed) <dir>/store.db. The completion async handle is
+ * bound to loop. */
+vigil_err store_open(const char *dir, uv_loop_t *loop, struct store **out);
+/* Reads the whole state; also reports the largest msg_id and seq in use. */
+vigil_err store_load(struct store *st, const struct store_load_cb *cb, void *ctx,
+                     uint64_t *max_msg_id, uint64_t *max_seq);
+/* Allocates a zeroed op of the given kind; NULL when out of memory. */
+struct store_op *store_op_new(enum store_op_kind kind);
+void store_op_free(struct store_op *op);
+/* Queues op for the writer thread; takes ownership of op in every case. */
+void store_submit(struct store *st, struct store_op *op);
+/* Number of ops queued and not yet committed. */
+size_t store_pending(const struct store *st);
+/* Commits what is queued, stops the writer, runs the last completions and
+ * closes the database. The loop must still be running or be run after. */
+void store_close(struct store *st);
+
+/* Metrics: transactions committed and ops written since open. */
+uint64_t store_commits(const struct store *st);
+uint64_t store_ops_written(const struct store *st);
+
+#endif
