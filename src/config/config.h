@@ -1,0 +1,75 @@
+/* Configuration: the embedded default, the command line overrides of
+ * `vigil serve`, and the YAML file given with -c. Unknown keys and values of
+ * the wrong type are rejected with file:line and the expected form. */
+#ifndef VIGIL_CONFIG_CONFIG_H
+#define VIGIL_CONFIG_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+#define CONFIG_MAX_LISTENERS 16
+#define CONFIG_MAX_ROLES 16
+#define CONFIG_MAX_PATTERNS 16
+
+struct config_listener {
+    char host[64];          /* numeric IPv4 or IPv6 address */
+    uint16_t port;
+    bool allow_anonymous;   /* only ever true on loopback listeners */
+};
+
+/* Topic patterns of a role; "%d" stands for the authenticated device id. */
+struct config_role {
+    char name[32];
+    char publish[CONFIG_MAX_PATTERNS][256];
+    size_t n_publish;
+    char subscribe[CONFIG_MAX_PATTERNS][256];
+    size_t n_subscribe;
+};
+
+struct config_limits {
+    uint32_t max_packet_size;       /* bytes, both directions; default 1 MiB */
+    uint16_t receive_maximum;       /* inflight QoS 1/2 from a client; default 64 */
+    uint16_t max_inflight_out;      /* inflight QoS 1/2 to a client, capped by its Receive Maximum; default 64 */
+    uint32_t max_queued_messages;   /* per session, offline or over inflight; default 1000 */
+    uint32_t max_subscriptions;     /* per client; default 100 */
+    uint16_t max_topic_length;      /* bytes; default 1024 */
+    uint16_t max_topic_levels;      /* default 16 */
+    uint32_t max_connections;       /* default 10000 */
+    uint16_t max_keep_alive;        /* seconds; larger requests get Server Keep Alive; default 600 */
+    uint16_t topic_alias_maximum;   /* aliases a client may set; default 32 */
+    uint32_t max_session_expiry;    /* seconds; default 7 days */
+    uint32_t max_client_id_length;  /* default 128 */
+    uint32_t connect_timeout_ms;    /* time allowed between accept and CONNECT; default 10000 */
+};
+
+struct vigil_config {
+    char data_dir[512];                               /* default "./vigil-data" */
+    struct config_listener listeners[CONFIG_MAX_LISTENERS];
+    size_t n_listeners;                               /* default: one, 127.0.0.1:1883 */
+    struct config_role roles[CONFIG_MAX_ROLES];       /* default: "device" and "monitor" */
+    size_t n_roles;
+    struct config_limits limits;
+    uint32_t store_commit_interval_us;                /* group commit window; default 2000 */
+    uint32_t sys_interval_s;                          /* $SYS publish period; default 10, 0 = off */
+    size_t event_queue_capacity;                      /* default 65536 */
+    char log_level[16];                               /* default "info" */
+};
+
+/* Fills cfg with the embedded default. */
+void config_defaults(struct vigil_config *cfg);
+/* Reads a YAML file over the values already in cfg. On failure writes
+ * "file:line: message" into err and returns VIGIL_ERR_CONFIG. */
+vigil_err config_load_file(struct vigil_config *cfg, const char *path, char *err, size_t errcap);
+/* Parses "host:port" or "[v6]:port" into l. */
+vigil_err config_parse_listener(const char *spec, struct config_listener *l, char *err,
+                                size_t errcap);
+/* Checks cross-field rules (anonymous only on loopback, limits in range).
+ * Writes the first problem into err. */
+vigil_err config_validate(const struct vigil_config *cfg, char *err, size_t errcap);
+bool config_host_is_loopback(const char *host);
+const struct config_role *config_find_role(const struct vigil_config *cfg, const char *name);
+
+#endif
