@@ -49,8 +49,10 @@ struct vigil_event {
     char detail[128];         /* short English explanation */
 };
 
-/* Fills ev->ts_us and copies s into a fixed field, truncating. */
+/* Zeroes ev, sets its type and fills ev->ts_us with the current time. */
 void vigil_event_init(struct vigil_event *ev, enum vigil_event_type type);
+/* Copies len bytes of s (up to a NUL; NULL means "") into a fixed field of
+ * cap bytes, truncating at a UTF-8 character boundary and NUL-terminating. */
 void vigil_event_set(char *field, size_t cap, const char *s, size_t len);
 #define VIGIL_EVENT_SET(ev, field, s, len) vigil_event_set((ev)->field, sizeof (ev)->field, (s), (len))
 
@@ -67,7 +69,22 @@ uint64_t vigil_event_sink_dropped(const struct vigil_event_sink *sink);
 uint64_t vigil_event_sink_written(const struct vigil_event_sink *sink);
 /* Drains what is queued, stops the thread, closes the file and frees sink. */
 void vigil_event_sink_close(struct vigil_event_sink *sink);
-/* Formats ev as one JSON object without a newline; returns the length or -1. */
+/* Test hook: while paused the writer thread takes nothing from the queue, so
+ * a test can fill it deterministically. Closing drains a paused sink too. */
+void vigil_event_sink_set_paused(struct vigil_event_sink *sink, bool paused);
+
+/* Enough for any event whose rule string is under 256 bytes: every text
+ * field escaped at the worst case of 6 output bytes per input byte. */
+#define VIGIL_EVENT_JSON_MAX 4096
+
+/* Formats ev as one NUL-terminated JSON object without a newline; returns
+ * the length, or -1 when it does not fit in cap bytes. The keys "ts" (RFC
+ * 3339 UTC with microseconds) and "type" are always present. The keys
+ * "proto", "conn", "peer", "client_id", "device", "topic", "qos", "retain",
+ * "size", "reason_code", "rule" and "detail" appear only when set, except
+ * that a publish always has qos, retain and size and a subscribe always has
+ * qos. Text is escaped for JSON and invalid UTF-8 bytes become U+FFFD, so
+ * the output is always valid JSON. */
 int vigil_event_to_json(const struct vigil_event *ev, char *out, size_t cap);
 
 #endif

@@ -1,0 +1,211 @@
+/* Event sink: a bounded ring of events drained by one writer thread that
+ * appends JSON lines to a file. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+#include "secmon/event.h"
+
+/* Events taken from the ring per lock; bounds the writer's private copy. */
+#define SINK_BATCH_MAX 64
+
+struct vigil_event_sink {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    struct vigil_event *ring;   /* owned; capacity slots */
+    size_t capacity;
+    size_t head;                /* index of the oldest queued event */
+    size_t count;
+    bool closing;
+    bool paused;
+    pthread_t thread;
+    FILE *file;                 /* owned; opened with O_APPEND */
+    struct vigil_event *batch;  /* owned; the writer's copy, SINK_BATCH_MAX slots */
+    char *line;                 /* owned; VIGIL_EVENT_JSON_MAX bytes */
+    atomic_uint_fast64_t dropped;
+    atomic_uint_fast64_t written;
+    uint64_t dropped_reported;  /* writer thread only */
+};
+
+/* Copies up to SINK_BATCH_MAX events out of the ring; called with mu held. */
+static size_t sink_take(struct vigil_event_sink *sink)
+{
+    size_t n = sink->count < SINK_BATCH_MAX ? sink->count : SINK_BATCH_MAX;
+
+    for (size_t i = 0; i < n; i++) {
+        sink->batch[i] = sink->ring[sink->head];
+        sink->head = (sink->head + 1) % sink->capacity;
+    }
+    sink->count -= n;
+    return n;
+}
+
+static void sink_write_batch(struct vigil_event_sink *sink, size_t n)
+{
+    uint64_t dropped = atomic_load(&sink->dropped);
+    uint64_t ok = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        int len = vigil_event_to_json(&sink->batch[i], sink->line, VIGIL_EVENT_JSON_MAX - 1);
+
+        if (len < 0) {
+            log_error("event sink: %s event skipped because its JSON exceeds %d bytes",
+                      vigil_event_type_name((enum vigil_event_type)sink->batch[i].type),
+                      VIGIL_EVENT_JSON_MAX);
+            continue;
+        }
+        sink->line[len] = '\n';
+        if (fwrite(sink->line, 1, (size_t)len + 1, sink->file) != (size_t)len + 1) {
+            log_error("event sink: write failed: %s", strerror(errno));
+            break;
+        }
+        ok++;
+    }
+    if (fflush(sink->file) != 0)
+        log_error("event sink: flush failed: %s", strerror(errno));
+    atomic_fetch_add(&sink->written, ok);
+    if (dropped != sink->dropped_reported) {
+        log_warn("event sink: queue full, %llu events dropped since open",
+                 (unsigned long long)dropped);
+        sink->dropped_reported = dropped;
+    }
+}
+
+static void *sink_main(void *arg)
+{
+    struct vigil_event_sink *sink = arg;
+
+    pthread_mutex_lock(&sink->mu);
+    for (;;) {
+        size_t n;
+
+        while (!sink->closing && (sink->count == 0 || sink->paused))
+            pthread_cond_wait(&sink->cond, &sink->mu);
+        if (sink->count == 0)
+            break; /* closing and drained */
+        n = sink_take(sink);
+        pthread_mutex_unlock(&sink->mu);
+        sink_write_batch(sink, n);
+        pthread_mutex_lock(&sink->mu);
+    }
+    pthread_mutex_unlock(&sink->mu);
+    return NULL;
+}
+
+static FILE *sink_open_file(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    FILE *f;
+
+    if (fd < 0) {
+        log_error("event sink: open of %s failed: %s", path, strerror(errno));
+        return NULL;
+    }
+    f = fdopen(fd, "a");
+    if (f == NULL) {
+        log_error("event sink: fdopen of %s failed: %s", path, strerror(errno));
+        close(fd);
+    }
+    return f;
+}
+
+static void sink_free(struct vigil_event_sink *sink)
+{
+    if (sink->file != NULL)
+        fclose(sink->file);
+    vigil_free(sink->ring);
+    vigil_free(sink->batch);
+    vigil_free(sink->line);
+    vigil_free(sink);
+}
+
+vigil_err vigil_event_sink_open(const char *path, size_t capacity, struct vigil_event_sink **out)
+{
+    struct vigil_event_sink *sink;
+    vigil_err rc = VIGIL_ERR_NOMEM;
+
+    *out = NULL;
+    if (capacity == 0)
+        return VIGIL_ERR_INVALID;
+    sink = vigil_calloc(1, sizeof *sink);
+    if (sink == NULL)
+        return VIGIL_ERR_NOMEM;
+    sink->capacity = capacity;
+    sink->ring = vigil_calloc(capacity, sizeof *sink->ring);
+    sink->batch = vigil_calloc(SINK_BATCH_MAX, sizeof *sink->batch);
+    sink->line = vigil_malloc(VIGIL_EVENT_JSON_MAX);
+    if (sink->ring == NULL || sink->batch == NULL || sink->line == NULL)
+        goto fail;
+    sink->file = sink_open_file(path);
+    if (sink->file == NULL) {
+        rc = VIGIL_ERR_IO;
+        goto fail;
+    }
+    pthread_mutex_init(&sink->mu, NULL);
+    pthread_cond_init(&sink->cond, NULL);
+    if (pthread_create(&sink->thread, NULL, sink_main, sink) != 0) {
+        log_error("event sink: starting the writer thread failed");
+        pthread_cond_destroy(&sink->cond);
+        pthread_mutex_destroy(&sink->mu);
+        rc = VIGIL_ERR_IO;
+        goto fail;
+    }
+    *out = sink;
+    return VIGIL_OK;
+
+fail:
+    sink_free(sink);
+    return rc;
+}
+
+void vigil_event_sink_emit(struct vigil_event_sink *sink, const struct vigil_event *ev)
+{
+    pthread_mutex_lock(&sink->mu);
+    if (sink->count == sink->capacity || sink->closing) {
+        pthread_mutex_unlock(&sink->mu);
+        atomic_fetch_add(&sink->dropped, 1);
+        return;
+    }
+    sink->ring[(sink->head + sink->count) % sink->capacity] = *ev;
+    sink->count++;
+    pthread_mutex_unlock(&sink->mu);
+    pthread_cond_signal(&sink->cond);
+}
+
+uint64_t vigil_event_sink_dropped(const struct vigil_event_sink *sink)
+{
+    return atomic_load(&((struct vigil_event_sink *)sink)->dropped);
+}
+
+uint64_t vigil_event_sink_written(const struct vigil_event_sink *sink)
+{
+    return atomic_load(&((struct vigil_event_sink *)sink)->written);
+}
+
+void vigil_event_sink_set_paused(struct vigil_event_sink *sink, bool paused)
+{
+    pthread_mutex_lock(&sink->mu);
+    sink->paused = paused;
+    pthread_mutex_unlock(&sink->mu);
+    pthread_cond_signal(&sink->cond);
+}
+
+void vigil_event_sink_close(struct vigil_event_sink *sink)
+{
+    if (sink == NULL)
+        return;
+    pthread_mutex_lock(&sink->mu);
+    sink->closing = true;
+    pthread_mutex_unlock(&sink->mu);
+    pthread_cond_signal(&sink->cond);
+    pthread_join(sink->thread, NULL);
+    pthread_cond_destroy(&sink->cond);
+    pthread_mutex_destroy(&sink->mu);
+    sink_free(sink);
+}

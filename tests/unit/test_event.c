@@ -1,0 +1,340 @@
+/* Tests for security event formatting and the JSON-lines sink. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "secmon/event.h"
+
+static json_t *parse_event(const struct vigil_event *ev)
+{
+    char buf[VIGIL_EVENT_JSON_MAX];
+    json_error_t err;
+    int len = vigil_event_to_json(ev, buf, sizeof buf);
+    json_t *obj;
+
+    assert_true(len > 0);
+    assert_int_equal((size_t)len, strlen(buf));
+    obj = json_loadb(buf, (size_t)len, JSON_REJECT_DUPLICATES, &err);
+    if (obj == NULL)
+        fail_msg("invalid JSON (%s): %s", err.text, buf);
+    return obj;
+}
+
+static const char *get_str(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static void test_json_minimal_event(void **state)
+{
+    struct vigil_event ev;
+    json_t *obj;
+
+    (void)state;
+    vigil_event_init(&ev, VIGIL_EV_CONNECT_ATTEMPT);
+    ev.ts_us = 1767323045123456LL; /* 2026-01-02T03:04:05.123456Z */
+    obj = parse_event(&ev);
+    assert_string_equal(get_str(obj, "ts"), "2026-01-02T03:04:05.123456Z");
+    assert_string_equal(get_str(obj, "type"), "connect_attempt");
+    assert_int_equal(json_object_size(obj), 2);
+    json_decref(obj);
+}
+
+static void test_json_publish_fields(void **state)
+{
+    struct vigil_event ev;
+    json_t *obj;
+
+    (void)state;
+    vigil_event_init(&ev, VIGIL_EV_PUBLISH);
+    ev.proto = VIGIL_PROTO_MQTT5;
+    ev.conn_id = 42;
+    ev.size = 0;
+    VIGIL_EVENT_SET(&ev, peer, "127.0.0.1:5000", 14);
+    VIGIL_EVENT_SET(&ev, client_id, "mon-0042", 8);
+    VIGIL_EVENT_SET(&ev, device, "mon-0042", 8);
+    VIGIL_EVENT_SET(&ev, topic, "north/icu3/room305/mon-0042/heart_rate", 38);
+    obj = parse_event(&ev);
+    assert_string_equal(get_str(obj, "proto"), "mqtt5");
+    assert_int_equal(json_integer_value(json_object_get(obj, "conn")), 42);
+    assert_string_equal(get_str(obj, "peer"), "127.0.0.1:5000");
+    assert_string_equal(get_str(obj, "client_id"), "mon-0042");
+    assert_string_equal(get_str(obj, "device"), "mon-0042");
+    assert_string_equal(get_str(obj, "topic"), "north/icu3/room305/mon-0042/heart_rate");
+    assert_int_equal(json_integer_value(json_object_get(obj, "qos")), 0);
+    assert_true(json_is_false(json_object_get(obj, "retain")));
+    assert_int_equal(json_integer_value(json_object_get(obj, "size")), 0);
+    assert_null(json_object_get(obj, "reason_code"));
+    assert_null(json_object_get(obj, "rule"));
+    assert_null(json_object_get(obj, "detail"));
+    json_decref(obj);
+}
+
+static void test_json_malformed_fields(void **state)
+{
+    struct vigil_event ev;
+    json_t *obj;
+
+    (void)state;
+    vigil_event_init(&ev, VIGIL_EV_MALFORMED);
+    ev.proto = VIGIL_PROTO_MQTT311;
+    ev.reason_code = 0x81;
+    ev.rule = "MQTT-3.3.2-2";
+    VIGIL_EVENT_SET(&ev, detail, "wildcard in topic name", 22);
+    obj = parse_event(&ev);
+    assert_string_equal(get_str(obj, "proto"), "mqtt3.1.1");
+    assert_int_equal(json_integer_value(json_object_get(obj, "reason_code")), 0x81);
+    assert_string_equal(get_str(obj, "rule"), "MQTT-3.3.2-2");
+    assert_string_equal(get_str(obj, "detail"), "wildcard in topic name");
+    assert_null(json_object_get(obj, "qos"));
+    assert_null(json_object_get(obj, "retain"));
+    assert_null(json_object_get(obj, "size"));
+    json_decref(obj);
+}
+
+static void test_json_hostile_strings(void **state)
+{
+    static const struct {
+        const char *in;
+        const char *decoded;
+    } cases[] = {
+        {"a\"b", "a\"b"},
+        {"back\\slash", "back\\slash"},
+        {"\"}],\"type\":\"x", "\"}],\"type\":\"x"},
+        {"tab\tnl\ncr\r\x01\x1f\x7f", "tab\tnl\ncr\r\x01\x1f\x7f"},
+        {"bad\xff\xfe", "bad\xEF\xBF\xBD\xEF\xBF\xBD"},
+        {"lone\x80", "lone\xEF\xBF\xBD"},
+        {"overlong\xc0\xaf", "overlong\xEF\xBF\xBD\xEF\xBF\xBD"},
+        {"surrogate\xed\xa0\x80", "surrogate\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"},
+        {"cut\xe2\x82", "cut\xEF\xBF\xBD\xEF\xBF\xBD"},
+        {"ok \xe2\x82\xac \xf0\x9f\x98\x80", "ok \xe2\x82\xac \xf0\x9f\x98\x80"},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct vigil_event ev;
+        json_t *obj;
+
+        vigil_event_init(&ev, VIGIL_EV_AUTH_FAILURE);
+        VIGIL_EVENT_SET(&ev, client_id, cases[i].in, strlen(cases[i].in));
+        VIGIL_EVENT_SET(&ev, topic, cases[i].in, strlen(cases[i].in));
+        VIGIL_EVENT_SET(&ev, detail, cases[i].in, strlen(cases[i].in));
+        obj = parse_event(&ev);
+        assert_string_equal(get_str(obj, "type"), "auth_failure");
+        assert_string_equal(get_str(obj, "client_id"), cases[i].decoded);
+        assert_string_equal(get_str(obj, "topic"), cases[i].decoded);
+        assert_string_equal(get_str(obj, "detail"), cases[i].decoded);
+        json_decref(obj);
+    }
+}
+
+static void test_json_control_escape_form(void **state)
+{
+    struct vigil_event ev;
+    char buf[VIGIL_EVENT_JSON_MAX];
+
+    (void)state;
+    vigil_event_init(&ev, VIGIL_EV_ADMIN);
+    VIGIL_EVENT_SET(&ev, detail, "\x01\x1b", 2);
+    assert_true(vigil_event_to_json(&ev, buf, sizeof buf) > 0);
+    assert_non_null(strstr(buf, "\"detail\":\"\\u0001\\u001b\""));
+}
+
+static void test_json_worst_case_fits(void **state)
+{
+    struct vigil_event ev;
+    char buf[VIGIL_EVENT_JSON_MAX];
+
+    (void)state;
+    vigil_event_init(&ev, VIGIL_EV_PUBLISH);
+    ev.proto = VIGIL_PROTO_MQTT5;
+    ev.conn_id = INT64_MAX; /* jansson reads integers as int64 */
+    ev.size = UINT32_MAX;
+    ev.reason_code = 255;
+    ev.qos = 2;
+    ev.retain = true;
+    ev.rule = "MQTT-3.3.2-2";
+    memset(ev.peer, 0x01, sizeof ev.peer);
+    memset(ev.client_id, 0x01, sizeof ev.client_id);
+    memset(ev.device, 0x01, sizeof ev.device);
+    memset(ev.topic, 0x01, sizeof ev.topic);
+    memset(ev.detail, 0x01, sizeof ev.detail);
+    /* Unterminated fields are read up to their size. */
+    assert_true(vigil_event_to_json(&ev, buf, sizeof buf) > 0);
+    json_decref(parse_event(&ev));
+}
+
+static void test_json_small_buffer(void **state)
+{
+    struct vigil_event ev;
+    char buf[16];
+
+    (void)state;
+    vigil_event_init(&ev, VIGIL_EV_ADMIN);
+    assert_int_equal(vigil_event_to_json(&ev, buf, sizeof buf), -1);
+    assert_int_equal(vigil_event_to_json(&ev, buf, 0), -1);
+}
+
+static void test_set_truncates(void **state)
+{
+    char field[8];
+    char big[64];
+
+    (void)state;
+    vigil_event_set(field, sizeof field, "abcdefghij", 10);
+    assert_string_equal(field, "abcdefg");
+    /* "abcde" then a 3-byte euro sign: the sign does not fit whole. */
+    vigil_event_set(field, sizeof field, "abcde\xe2\x82\xac", 8);
+    assert_string_equal(field, "abcde");
+    vigil_event_set(field, sizeof field, "ab\0cd", 5);
+    assert_string_equal(field, "ab");
+    vigil_event_set(field, sizeof field, NULL, 5);
+    assert_string_equal(field, "");
+    memset(big, 0x80, sizeof big);
+    vigil_event_set(field, sizeof field, big, sizeof big);
+    assert_int_equal(strlen(field), 7);
+}
+
+static void test_type_names(void **state)
+{
+    (void)state;
+    for (int t = 0; t < VIGIL_EV_TYPE_COUNT; t++)
+        assert_string_not_equal(vigil_event_type_name((enum vigil_event_type)t), "unknown");
+    assert_string_equal(vigil_event_type_name(VIGIL_EV_ACL_DENY), "acl_deny");
+    assert_string_equal(vigil_event_type_name(VIGIL_EV_TYPE_COUNT), "unknown");
+}
+
+static char *temp_path(void)
+{
+    static char path[64];
+    int fd;
+
+    snprintf(path, sizeof path, "/tmp/vigil-event-XXXXXX");
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    return path;
+}
+
+/* Counts lines in path, checking that each parses as a JSON object. */
+static size_t count_json_lines(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char line[VIGIL_EVENT_JSON_MAX + 2];
+    size_t n = 0;
+
+    assert_non_null(f);
+    while (fgets(line, sizeof line, f) != NULL) {
+        json_error_t err;
+        json_t *obj;
+
+        assert_non_null(strchr(line, '\n'));
+        obj = json_loads(line, 0, &err);
+        if (!json_is_object(obj))
+            fail_msg("line %zu is not a JSON object: %s", n + 1, err.text);
+        json_decref(obj);
+        n++;
+    }
+    fclose(f);
+    return n;
+}
+
+static void test_sink_drops_when_full(void **state)
+{
+    struct vigil_event_sink *sink;
+    struct vigil_event ev;
+    char *path = temp_path();
+
+    (void)state;
+    assert_int_equal(vigil_event_sink_open(path, 4, &sink), VIGIL_OK);
+    vigil_event_sink_set_paused(sink, true);
+    vigil_event_init(&ev, VIGIL_EV_PUBLISH);
+    VIGIL_EVENT_SET(&ev, topic, "a/b\"c", 5);
+    for (int i = 0; i < 10; i++)
+        vigil_event_sink_emit(sink, &ev);
+    assert_int_equal(vigil_event_sink_dropped(sink), 6);
+    assert_int_equal(vigil_event_sink_written(sink), 0);
+    vigil_event_sink_close(sink);
+    assert_int_equal(count_json_lines(path), 4);
+    unlink(path);
+}
+
+static void test_sink_close_drains(void **state)
+{
+    struct vigil_event_sink *sink;
+    struct vigil_event ev;
+    char *path = temp_path();
+
+    (void)state;
+    assert_int_equal(vigil_event_sink_open(path, 1000, &sink), VIGIL_OK);
+    vigil_event_sink_set_paused(sink, true);
+    for (int i = 0; i < 1000; i++) {
+        vigil_event_init(&ev, VIGIL_EV_PUBLISH);
+        ev.conn_id = (uint64_t)i + 1;
+        vigil_event_sink_emit(sink, &ev);
+    }
+    vigil_event_sink_set_paused(sink, false);
+    assert_int_equal(vigil_event_sink_dropped(sink), 0);
+    vigil_event_sink_close(sink);
+    assert_int_equal(count_json_lines(path), 1000);
+    unlink(path);
+}
+
+static void test_sink_appends(void **state)
+{
+    struct vigil_event_sink *sink;
+    struct vigil_event ev;
+    char *path = temp_path();
+
+    (void)state;
+    vigil_event_init(&ev, VIGIL_EV_ADMIN);
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(vigil_event_sink_open(path, 8, &sink), VIGIL_OK);
+        vigil_event_sink_emit(sink, &ev);
+        vigil_event_sink_emit(sink, &ev);
+        vigil_event_sink_close(sink);
+    }
+    assert_int_equal(count_json_lines(path), 4);
+    unlink(path);
+}
+
+static void test_sink_open_errors(void **state)
+{
+    struct vigil_event_sink *sink = (void *)1;
+
+    (void)state;
+    assert_int_equal(vigil_event_sink_open("/nonexistent-dir/x.jsonl", 4, &sink), VIGIL_ERR_IO);
+    assert_null(sink);
+    assert_int_equal(vigil_event_sink_open("/tmp/unused.jsonl", 0, &sink), VIGIL_ERR_INVALID);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_json_minimal_event),
+        cmocka_unit_test(test_json_publish_fields),
+        cmocka_unit_test(test_json_malformed_fields),
+        cmocka_unit_test(test_json_hostile_strings),
+        cmocka_unit_test(test_json_control_escape_form),
+        cmocka_unit_test(test_json_worst_case_fits),
+        cmocka_unit_test(test_json_small_buffer),
+        cmocka_unit_test(test_set_truncates),
+        cmocka_unit_test(test_type_names),
+        cmocka_unit_test(test_sink_drops_when_full),
+        cmocka_unit_test(test_sink_close_drains),
+        cmocka_unit_test(test_sink_appends),
+        cmocka_unit_test(test_sink_open_errors),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
