@@ -43,7 +43,8 @@ vigil_err device_db_remove(struct device_db *db, const char *id);
 vigil_err device_db_verify(struct device_db *db, const char *id, const uint8_t *password,
                            size_t password_len, struct device_info *info);
 vigil_err device_db_get(struct device_db *db, const char *id, struct device_info *info);
-/* Calls fn for every device in id order. */
+/* Calls fn for every device in id order. fn runs with the database lock
+ * held, so other threads wait; it may call device_db functions itself. */
 vigil_err device_db_list(struct device_db *db, void (*fn)(void *ctx, const struct device_info *),
                          void *ctx);
 
