@@ -61,8 +61,13 @@ struct vigil_config {
 /* Fills cfg with the embedded default. */
 void config_defaults(struct vigil_config *cfg);
 /* Reads a YAML file over the values already in cfg. On failure writes
- * "file:line: message" into err and returns VIGIL_ERR_CONFIG. */
+ * "file:line: message" into err and returns VIGIL_ERR_CONFIG (VIGIL_ERR_IO
+ * when the file cannot be read, VIGIL_ERR_NOMEM); cfg is then unchanged. */
 vigil_err config_load_file(struct vigil_config *cfg, const char *path, char *err, size_t errcap);
+/* Same as config_load_file for YAML text in memory; name is the file name
+ * used in error messages. data need not be NUL-terminated. */
+vigil_err config_load_buffer(struct vigil_config *cfg, const char *name, const uint8_t *data,
+                             size_t len, char *err, size_t errcap);
 /* Parses "host:port" or "[v6]:port" into l. */
 vigil_err config_parse_listener(const char *spec, struct config_listener *l, char *err,
                                 size_t errcap);

@@ -1,0 +1,526 @@
+/* The embedded default configuration, listener parsing, cross-field checks
+ * and the file reader in front of the YAML loader (config_yaml.c). */
+#include "config/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "config/config_internal.h"
+#include "core/alloc.h"
+#include "core/log.h"
+
+#define NUMBER(key, field, lo, hi)                                                        \
+    {                                                                                     \
+        key, offsetof(struct vigil_config, field), sizeof(((struct vigil_config *)0)->field), \
+            lo, hi                                                                        \
+    }
+
+/* Ranges: see docs/configuration.md for the reason behind each bound. */
+static const struct config_number numbers[] = {
+    NUMBER("limits.max_packet_size", limits.max_packet_size, 16, 268435455),
+    NUMBER("limits.receive_maximum", limits.receive_maximum, 1, UINT16_MAX),
+    NUMBER("limits.max_inflight_out", limits.max_inflight_out, 1, UINT16_MAX),
+    NUMBER("limits.max_queued_messages", limits.max_queued_messages, 0, UINT32_MAX),
+    NUMBER("limits.max_subscriptions", limits.max_subscriptions, 1, UINT32_MAX),
+    NUMBER("limits.max_topic_length", limits.max_topic_length, 1, UINT16_MAX),
+    NUMBER("limits.max_topic_levels", limits.max_topic_levels, 1, UINT16_MAX),
+    NUMBER("limits.max_connections", limits.max_connections, 1, UINT32_MAX),
+    NUMBER("limits.max_keep_alive", limits.max_keep_alive, 1, UINT16_MAX),
+    NUMBER("limits.topic_alias_maximum", limits.topic_alias_maximum, 0, UINT16_MAX),
+    NUMBER("limits.max_session_expiry", limits.max_session_expiry, 0, UINT32_MAX),
+    NUMBER("limits.max_client_id_length", limits.max_client_id_length, 23, UINT16_MAX),
+    NUMBER("limits.connect_timeout_ms", limits.connect_timeout_ms, 100, 3600000),
+    NUMBER("store.commit_interval_us", store_commit_interval_us, 0, 1000000),
+    NUMBER("sys_interval", sys_interval_s, 0, 86400),
+    NUMBER("event_queue_capacity", event_queue_capacity, 16, 16777216),
+};
+
+const struct config_number *config_numbers(size_t *count)
+{
+    *count = sizeof numbers / sizeof numbers[0];
+    return numbers;
+}
+
+const struct config_number *config_number_find(const char *path)
+{
+    for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++)
+        if (strcmp(numbers[i].path, path) == 0)
+            return &numbers[i];
+    return NULL;
+}
+
+uint64_t config_number_get(const struct vigil_config *cfg, const struct config_number *num)
+{
+    const unsigned char *field = (const unsigned char *)cfg + num->offset;
+    uint16_t v16;
+    uint32_t v32;
+    uint64_t v64;
+
+    switch (num->size) {
+    case 2:
+        memcpy(&v16, field, 2);
+        return v16;
+    case 4:
+        memcpy(&v32, field, 4);
+        return v32;
+    default:
+        memcpy(&v64, field, 8);
+        return v64;
+    }
+}
+
+void config_number_set(struct vigil_config *cfg, const struct config_number *num, uint64_t value)
+{
+    unsigned char *field = (unsigned char *)cfg + num->offset;
+    uint16_t v16 = (uint16_t)value;
+    uint32_t v32 = (uint32_t)value;
+
+    switch (num->size) {
+    case 2:
+        memcpy(field, &v16, 2);
+        break;
+    case 4:
+        memcpy(field, &v32, 4);
+        break;
+    default:
+        memcpy(field, &value, 8);
+        break;
+    }
+}
+
+static void defaults_roles(struct vigil_config *cfg)
+{
+    struct config_role *device = &cfg->roles[0];
+    struct config_role *monitor = &cfg->roles[1];
+
+    /* A device may publish and subscribe only under its own id, the fourth
+     * level of <site>/<unit>/<room>/<device-id>/<metric>. */
+    snprintf(device->name, sizeof device->name, "device");
+    snprintf(device->publish[0], sizeof device->publish[0], "+/+/+/%%d/#");
+    device->n_publish = 1;
+    snprintf(device->subscribe[0], sizeof device->subscribe[0], "+/+/+/%%d/#");
+    device->n_subscribe = 1;
+
+    /* A central station reads everything, including broker statistics, and
+     * never writes. */
+    snprintf(monitor->name, sizeof monitor->name, "monitor");
+    snprintf(monitor->subscribe[0], sizeof monitor->subscribe[0], "#");
+    snprintf(monitor->subscribe[1], sizeof monitor->subscribe[1], "$SYS/#");
+    monitor->n_subscribe = 2;
+    cfg->n_roles = 2;
+}
+
+void config_defaults(struct vigil_config *cfg)
+{
+    struct config_limits *lim = &cfg->limits;
+
+    memset(cfg, 0, sizeof *cfg);
+    snprintf(cfg->data_dir, sizeof cfg->data_dir, "./vigil-data");
+    snprintf(cfg->listeners[0].host, sizeof cfg->listeners[0].host, "127.0.0.1");
+    cfg->listeners[0].port = 1883;
+    cfg->listeners[0].allow_anonymous = false;
+    cfg->n_listeners = 1;
+    defaults_roles(cfg);
+
+    lim->max_packet_size = 1024 * 1024;
+    lim->receive_maximum = 64;
+    lim->max_inflight_out = 64;
+    lim->max_queued_messages = 1000;
+    lim->max_subscriptions = 100;
+    lim->max_topic_length = 1024;
+    lim->max_topic_levels = 16;
+    lim->max_connections = 10000;
+    lim->max_keep_alive = 600;
+    lim->topic_alias_maximum = 32;
+    lim->max_session_expiry = 7 * 24 * 3600;
+    lim->max_client_id_length = 128;
+    lim->connect_timeout_ms = 10000;
+
+    cfg->store_commit_interval_us = 2000;
+    cfg->sys_interval_s = 10;
+    cfg->event_queue_capacity = 65536;
+    snprintf(cfg->log_level, sizeof cfg->log_level, "info");
+}
+
+void config_quote(const char *s, size_t len, char *out, size_t cap)
+{
+    const size_t shown_max = 48;
+    size_t n = 0;
+
+    if (cap == 0)
+        return;
+    for (size_t i = 0; i < len && i < shown_max && n + 1 < cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        out[n++] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+    }
+    out[n] = '\0';
+    if (len > shown_max && n + 4 < cap) {
+        memcpy(out + n, "...", 4);
+    }
+}
+
+void config_format_listener(const struct config_listener *l, char *out, size_t cap)
+{
+    if (strchr(l->host, ':') != NULL)
+        snprintf(out, cap, "[%s]:%u", l->host, (unsigned)l->port);
+    else
+        snprintf(out, cap, "%s:%u", l->host, (unsigned)l->port);
+}
+
+static bool parse_port(const char *s, uint16_t *port)
+{
+    unsigned long value = 0;
+    size_t n = strlen(s);
+
+    if (n == 0 || n > 5)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        value = value * 10 + (unsigned long)(s[i] - '0');
+    }
+    if (value == 0 || value > 65535)
+        return false;
+    *port = (uint16_t)value;
+    return true;
+}
+
+/* Splits spec into host and port text. Returns NULL or the problem. */
+static const char *split_listener(const char *spec, char *host, size_t hostcap, const char **port,
+                                  bool *bracketed)
+{
+    const char *colon;
+    size_t hostlen;
+
+    *bracketed = spec[0] == '[';
+    if (*bracketed) {
+        const char *close = strchr(spec, ']');
+
+        if (close == NULL || close[1] != ':')
+            return "expected [IPV6-ADDRESS]:PORT, such as [::1]:1883";
+        hostlen = (size_t)(close - spec - 1);
+        spec++;
+        colon = close + 1;
+    } else {
+        colon = strrchr(spec, ':');
+        if (colon == NULL)
+            return "missing ':PORT'; expected ADDRESS:PORT, such as 127.0.0.1:1883";
+        if (memchr(spec, ':', (size_t)(colon - spec)) != NULL)
+            return "an IPv6 address needs brackets, such as [::1]:1883";
+        hostlen = (size_t)(colon - spec);
+    }
+    if (hostlen == 0)
+        return "missing address; expected ADDRESS:PORT, such as 127.0.0.1:1883";
+    if (hostlen >= hostcap)
+        return "the address is too long for a numeric IPv4 or IPv6 address";
+    memcpy(host, spec, hostlen);
+    host[hostlen] = '\0';
+    *port = colon + 1;
+    return NULL;
+}
+
+static const char *check_listener(const char *spec, struct config_listener *l)
+{
+    char host[sizeof l->host];
+    const char *port_text;
+    const char *problem;
+    unsigned char addr[16];
+    bool bracketed;
+    uint16_t port;
+
+    problem = split_listener(spec, host, sizeof host, &port_text, &bracketed);
+    if (problem != NULL)
+        return problem;
+    if (inet_pton(bracketed ? AF_INET6 : AF_INET, host, addr) != 1)
+        return bracketed ? "the address in brackets is not a valid IPv6 address"
+                         : "the address must be a numeric IPv4 address or a bracketed IPv6 "
+                           "address; host names are not resolved";
+    if (!parse_port(port_text, &port))
+        return "the port must be a number from 1 to 65535";
+    memcpy(l->host, host, sizeof host);
+    l->port = port;
+    return NULL;
+}
+
+vigil_err config_parse_listener(const char *spec, struct config_listener *l, char *err,
+                                size_t errcap)
+{
+    const char *problem = check_listener(spec, l);
+    char shown[64];
+
+    if (problem == NULL)
+        return VIGIL_OK;
+    config_quote(spec, strlen(spec), shown, sizeof shown);
+    snprintf(err, errcap, "invalid listener '%s': %s", shown, problem);
+    return VIGIL_ERR_INVALID;
+}
+
+bool config_host_is_loopback(const char *host)
+{
+    unsigned char addr[16];
+    static const unsigned char v6_loopback[16] = {[15] = 1};
+    static const unsigned char v4_mapped[12] = {[10] = 0xff, [11] = 0xff};
+
+    if (inet_pton(AF_INET, host, addr) == 1)
+        return addr[0] == 127;
+    if (inet_pton(AF_INET6, host, addr) != 1)
+        return false;
+    if (memcmp(addr, v6_loopback, 16) == 0)
+        return true;
+    /* ::ffff:127.x.y.y reaches the IPv4 loopback network. */
+    return memcmp(addr, v4_mapped, 12) == 0 && addr[12] == 127;
+}
+
+/* Checks one level of a pattern (len bytes at level). */
+static const char *level_problem(const char *level, size_t len, bool last)
+{
+    if (memchr(level, '+', len) != NULL && len != 1)
+        return "'+' must be a whole level";
+    if (memchr(level, '#', len) != NULL) {
+        if (len != 1)
+            return "'#' must be a whole level";
+        if (!last)
+            return "'#' must be the last level";
+    }
+    if (memchr(level, '%', len) != NULL && !(len == 2 && level[0] == '%' && level[1] == 'd'))
+        return "'%' may appear only as the whole level \"%d\"";
+    return NULL;
+}
+
+const char *config_pattern_problem(const char *pattern)
+{
+    size_t len = strlen(pattern);
+    const char *level = pattern;
+
+    if (len == 0)
+        return "a pattern must not be empty";
+    if (len > 255)
+        return "a pattern must be at most 255 bytes";
+    if (strncmp(pattern, "$share/", 7) == 0)
+        return "a shared subscription ($share/...) cannot be an access pattern";
+    for (;;) {
+        const char *slash = strchr(level, '/');
+        size_t n = slash != NULL ? (size_t)(slash - level) : strlen(level);
+        const char *problem = level_problem(level, n, slash == NULL);
+
+        if (problem != NULL)
+            return problem;
+        if (slash == NULL)
+            return NULL;
+        level = slash + 1;
+    }
+}
+
+bool config_role_name_valid(const char *name)
+{
+    size_t len = strlen(name);
+
+    if (len == 0 || len > 31)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '-';
+
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+static vigil_err validate_listener(const struct vigil_config *cfg, size_t i, char *err,
+                                   size_t errcap)
+{
+    const struct config_listener *l = &cfg->listeners[i];
+    struct config_listener parsed;
+    char spec[80];
+
+    config_format_listener(l, spec, sizeof spec);
+    if (config_parse_listener(spec, &parsed, err, errcap) != VIGIL_OK)
+        return VIGIL_ERR_CONFIG;
+    if (l->allow_anonymous && !config_host_is_loopback(l->host)) {
+        snprintf(err, errcap,
+                 "listener %s: anonymous access is allowed only on loopback addresses "
+                 "(127.0.0.0/8, ::1); set anonymous: false or listen on 127.0.0.1",
+                 spec);
+        return VIGIL_ERR_CONFIG;
+    }
+    for (size_t j = 0; j < i; j++) {
+        if (cfg->listeners[j].port == l->port && strcmp(cfg->listeners[j].host, l->host) == 0) {
+            snprintf(err, errcap, "listener %s is configured twice; remove one of them", spec);
+            return VIGIL_ERR_CONFIG;
+        }
+    }
+    return VIGIL_OK;
+}
+
+static vigil_err validate_listeners(const struct vigil_config *cfg, char *err, size_t errcap)
+{
+    if (cfg->n_listeners == 0) {
+        snprintf(err, errcap, "no listeners configured; add at least one entry under 'listeners'");
+        return VIGIL_ERR_CONFIG;
+    }
+    if (cfg->n_listeners > CONFIG_MAX_LISTENERS) {
+        snprintf(err, errcap, "%zu listeners configured; at most %d are supported",
+                 cfg->n_listeners, CONFIG_MAX_LISTENERS);
+        return VIGIL_ERR_CONFIG;
+    }
+    for (size_t i = 0; i < cfg->n_listeners; i++)
+        if (validate_listener(cfg, i, err, errcap) != VIGIL_OK)
+            return VIGIL_ERR_CONFIG;
+    return VIGIL_OK;
+}
+
+static vigil_err validate_patterns(const struct config_role *role, const char *kind,
+                                   const char (*patterns)[256], size_t n, char *err, size_t errcap)
+{
+    char shown[64];
+
+    if (n > CONFIG_MAX_PATTERNS) {
+        snprintf(err, errcap, "role '%s': %zu %s patterns; at most %d are supported", role->name,
+                 n, kind, CONFIG_MAX_PATTERNS);
+        return VIGIL_ERR_CONFIG;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *problem = config_pattern_problem(patterns[i]);
+
+        if (problem != NULL) {
+            config_quote(patterns[i], strnlen(patterns[i], 256), shown, sizeof shown);
+            snprintf(err, errcap, "role '%s': invalid %s pattern '%s': %s", role->name, kind,
+                     shown, problem);
+            return VIGIL_ERR_CONFIG;
+        }
+    }
+    return VIGIL_OK;
+}
+
+static vigil_err validate_role(const struct vigil_config *cfg, size_t i, char *err, size_t errcap)
+{
+    const struct config_role *role = &cfg->roles[i];
+    char shown[64];
+
+    if (!config_role_name_valid(role->name)) {
+        config_quote(role->name, strnlen(role->name, sizeof role->name), shown, sizeof shown);
+        snprintf(err, errcap,
+                 "invalid role name '%s'; expected 1 to 31 characters of A-Z, a-z, 0-9, '.', "
+                 "'_' or '-'",
+                 shown);
+        return VIGIL_ERR_CONFIG;
+    }
+    for (size_t j = 0; j < i; j++) {
+        if (strcmp(cfg->roles[j].name, role->name) == 0) {
+            snprintf(err, errcap, "role '%s' is defined twice; remove one of them", role->name);
+            return VIGIL_ERR_CONFIG;
+        }
+    }
+    if (validate_patterns(role, "publish", role->publish, role->n_publish, err, errcap) != VIGIL_OK)
+        return VIGIL_ERR_CONFIG;
+    return validate_patterns(role, "subscribe", role->subscribe, role->n_subscribe, err, errcap);
+}
+
+static vigil_err validate_numbers(const struct vigil_config *cfg, char *err, size_t errcap)
+{
+    for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
+        const struct config_number *num = &numbers[i];
+        uint64_t value = config_number_get(cfg, num);
+
+        if (value < num->min || value > num->max) {
+            snprintf(err, errcap, "%s is %llu; expected an unsigned integer from %llu to %llu",
+                     num->path, (unsigned long long)value, (unsigned long long)num->min,
+                     (unsigned long long)num->max);
+            return VIGIL_ERR_CONFIG;
+        }
+    }
+    return VIGIL_OK;
+}
+
+vigil_err config_validate(const struct vigil_config *cfg, char *err, size_t errcap)
+{
+    if (cfg->data_dir[0] == '\0') {
+        snprintf(err, errcap, "data_dir is empty; expected a directory path");
+        return VIGIL_ERR_CONFIG;
+    }
+    if (strnlen(cfg->log_level, sizeof cfg->log_level) == sizeof cfg->log_level ||
+        vigil_log_parse_level(cfg->log_level) < 0) {
+        snprintf(err, errcap, "invalid log_level; expected error, warn, info or debug");
+        return VIGIL_ERR_CONFIG;
+    }
+    if (validate_listeners(cfg, err, errcap) != VIGIL_OK)
+        return VIGIL_ERR_CONFIG;
+    if (cfg->n_roles > CONFIG_MAX_ROLES) {
+        snprintf(err, errcap, "%zu roles configured; at most %d are supported", cfg->n_roles,
+                 CONFIG_MAX_ROLES);
+        return VIGIL_ERR_CONFIG;
+    }
+    for (size_t i = 0; i < cfg->n_roles; i++)
+        if (validate_role(cfg, i, err, errcap) != VIGIL_OK)
+            return VIGIL_ERR_CONFIG;
+    return validate_numbers(cfg, err, errcap);
+}
+
+const struct config_role *config_find_role(const struct vigil_config *cfg, const char *name)
+{
+    size_t n = cfg->n_roles < CONFIG_MAX_ROLES ? cfg->n_roles : CONFIG_MAX_ROLES;
+
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(cfg->roles[i].name, name) == 0)
+            return &cfg->roles[i];
+    return NULL;
+}
+
+/* Reads at most CONFIG_MAX_FILE_SIZE bytes of path into a new buffer that
+ * the caller frees with vigil_free(). */
+static vigil_err read_file(const char *path, uint8_t **out, size_t *len, char *err, size_t errcap)
+{
+    vigil_err rc = VIGIL_OK;
+    uint8_t *data = NULL;
+    FILE *f = fopen(path, "rb");
+    size_t n;
+
+    if (f == NULL) {
+        snprintf(err, errcap, "%s: failed to open the configuration file: %s", path,
+                 strerror(errno));
+        return VIGIL_ERR_IO;
+    }
+    data = vigil_malloc(CONFIG_MAX_FILE_SIZE + 1);
+    if (data == NULL) {
+        snprintf(err, errcap, "%s: out of memory reading the configuration file", path);
+        rc = VIGIL_ERR_NOMEM;
+        goto cleanup;
+    }
+    n = fread(data, 1, CONFIG_MAX_FILE_SIZE + 1, f);
+    if (ferror(f)) {
+        snprintf(err, errcap, "%s: failed to read the configuration file: %s", path,
+                 strerror(errno));
+        rc = VIGIL_ERR_IO;
+    } else if (n > CONFIG_MAX_FILE_SIZE) {
+        snprintf(err, errcap, "%s: file is larger than %d bytes; expected a YAML configuration",
+                 path, CONFIG_MAX_FILE_SIZE);
+        rc = VIGIL_ERR_CONFIG;
+    }
+
+cleanup:
+    fclose(f);
+    if (rc != VIGIL_OK) {
+        vigil_free(data);
+        return rc;
+    }
+    *out = data;
+    *len = n;
+    return VIGIL_OK;
+}
+
+vigil_err config_load_file(struct vigil_config *cfg, const char *path, char *err, size_t errcap)
+{
+    uint8_t *data = NULL;
+    size_t len = 0;
+    vigil_err rc = read_file(path, &data, &len, err, errcap);
+
+    if (rc != VIGIL_OK)
+        return rc;
+    rc = config_load_buffer(cfg, path, data, len, err, errcap);
+    vigil_free(data);
+    return rc;
+}

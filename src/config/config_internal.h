@@ -1,0 +1,48 @@
+/* Helpers shared by the YAML loader (config_yaml.c) and the defaults and
+ * checks in config.c. Not part of the module's public contract. */
+#ifndef VIGIL_CONFIG_CONFIG_INTERNAL_H
+#define VIGIL_CONFIG_CONFIG_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+
+/* Maximum size of a configuration file, so a wrong path (a log, a disk
+ * image) fails fast instead of being read whole. */
+#define CONFIG_MAX_FILE_SIZE (1024 * 1024)
+
+/* An unsigned integer setting: its dotted key path, where it lives in
+ * struct vigil_config, its width in bytes (2, 4 or 8) and its allowed range. */
+struct config_number {
+    const char *path;
+    size_t offset;
+    size_t size;
+    uint64_t min;
+    uint64_t max;
+};
+
+/* Returns the setting with that dotted path ("limits.max_packet_size"), or
+ * NULL. */
+const struct config_number *config_number_find(const char *path);
+/* Returns the table of every numeric setting; *count receives its length. */
+const struct config_number *config_numbers(size_t *count);
+uint64_t config_number_get(const struct vigil_config *cfg, const struct config_number *num);
+/* value must already be within [num->min, num->max]. */
+void config_number_set(struct vigil_config *cfg, const struct config_number *num, uint64_t value);
+
+/* Checks an access pattern: a valid MQTT topic filter of at most 255 bytes,
+ * not a shared subscription, with "%d" only as a whole level. Returns NULL
+ * when valid, else a static description of the first problem. */
+const char *config_pattern_problem(const char *pattern);
+/* Role names: 1 to 31 characters of [A-Za-z0-9._-]. */
+bool config_role_name_valid(const char *name);
+
+/* Copies at most len bytes of s into out for an error message: printable
+ * ASCII is kept, other bytes become '?', and a cut value ends in "...". */
+void config_quote(const char *s, size_t len, char *out, size_t cap);
+/* Writes "127.0.0.1:1883" or "[::1]:1883" into out. */
+void config_format_listener(const struct config_listener *l, char *out, size_t cap);
+
+#endif

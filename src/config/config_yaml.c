@@ -1,0 +1,595 @@
+/* Loads vigil.yaml with libyaml's event API. Every value is checked against
+ * its key's type and range as it is read, and the first problem is reported
+ * as "FILE:LINE: key: message". */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "config/config.h"
+#include "config/config_internal.h"
+#include "core/alloc.h"
+#include "core/log.h"
+
+/* Longest key the loader stores for duplicate detection; every known key and
+ * role name is shorter. */
+#define KEY_MAX 63
+/* Distinct keys one mapping can hold before some other check (unknown key,
+ * too many roles) has already rejected it. */
+#define KEYS_PER_MAPPING 64
+
+#define TOP_KEYS                                                                               \
+    "data_dir, listeners, roles, limits, store, sys_interval, event_queue_capacity, log_level"
+#define LIMIT_KEYS                                                                             \
+    "max_packet_size, receive_maximum, max_inflight_out, max_queued_messages, "               \
+    "max_subscriptions, max_topic_length, max_topic_levels, max_connections, max_keep_alive, " \
+    "topic_alias_maximum, max_session_expiry, max_client_id_length, connect_timeout_ms"
+
+struct loader {
+    yaml_parser_t parser;
+    yaml_event_t event;     /* the current event; valid when have_event */
+    bool have_event;
+    const char *name;       /* file name for messages */
+    char *err;
+    size_t errcap;
+    struct vigil_config *cfg;   /* the working copy being filled */
+};
+
+/* One mapping being walked: value() is called with the value's first event
+ * current and must leave the value's last event current. */
+struct mapping_walk {
+    const char *path;       /* dotted path of the mapping, "" at the top */
+    const char *expected;   /* what its keys may be, for messages */
+    vigil_err (*value)(struct loader *ld, const struct mapping_walk *walk, const char *key,
+                       size_t key_line);
+    void *ctx;
+};
+
+static size_t event_line(const struct loader *ld)
+{
+    return ld->event.start_mark.line + 1;
+}
+
+__attribute__((format(printf, 3, 4))) static vigil_err fail(struct loader *ld, size_t line,
+                                                            const char *fmt, ...)
+{
+    int n = snprintf(ld->err, ld->errcap, "%s:%zu: ", ld->name, line);
+    va_list ap;
+
+    if (n >= 0 && (size_t)n < ld->errcap) {
+        va_start(ap, fmt);
+        vsnprintf(ld->err + n, ld->errcap - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    return VIGIL_ERR_CONFIG;
+}
+
+static vigil_err fail_syntax(struct loader *ld)
+{
+    const yaml_parser_t *p = &ld->parser;
+    const char *problem = p->problem != NULL ? p->problem : "unreadable input";
+
+    if (p->error == YAML_MEMORY_ERROR) {
+        snprintf(ld->err, ld->errcap, "%s: out of memory while parsing YAML", ld->name);
+        return VIGIL_ERR_NOMEM;
+    }
+    if (p->context != NULL)
+        return fail(ld, p->problem_mark.line + 1, "invalid YAML: %s %s", p->context, problem);
+    return fail(ld, p->problem_mark.line + 1, "invalid YAML: %s", problem);
+}
+
+/* Rejects the YAML features a flat settings file has no use for, because
+ * aliases can multiply the work of reading a small file. */
+static vigil_err check_node_features(struct loader *ld)
+{
+    const yaml_event_t *ev = &ld->event;
+    const yaml_char_t *anchor = NULL;
+    const yaml_char_t *tag = NULL;
+
+    switch (ev->type) {
+    case YAML_ALIAS_EVENT:
+        return fail(ld, event_line(ld), "aliases (*name) are not supported; write the value out");
+    case YAML_SCALAR_EVENT:
+        anchor = ev->data.scalar.anchor;
+        tag = ev->data.scalar.tag;
+        break;
+    case YAML_SEQUENCE_START_EVENT:
+        anchor = ev->data.sequence_start.anchor;
+        tag = ev->data.sequence_start.tag;
+        break;
+    case YAML_MAPPING_START_EVENT:
+        anchor = ev->data.mapping_start.anchor;
+        tag = ev->data.mapping_start.tag;
+        break;
+    default:
+        return VIGIL_OK;
+    }
+    if (anchor != NULL)
+        return fail(ld, event_line(ld), "anchors (&name) are not supported; write the value out");
+    if (tag != NULL)
+        return fail(ld, event_line(ld), "tags (!name) are not supported; remove the tag");
+    return VIGIL_OK;
+}
+
+/* Advances to the next event. */
+static vigil_err next(struct loader *ld)
+{
+    if (ld->have_event)
+        yaml_event_delete(&ld->event);
+    ld->have_event = false;
+    if (!yaml_parser_parse(&ld->parser, &ld->event))
+        return fail_syntax(ld);
+    ld->have_event = true;
+    return check_node_features(ld);
+}
+
+static bool scalar_is_null(const yaml_event_t *ev)
+{
+    static const char *const nulls[] = {"", "~", "null", "Null", "NULL"};
+    const char *v = (const char *)ev->data.scalar.value;
+
+    if (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return false;
+    for (size_t i = 0; i < sizeof nulls / sizeof nulls[0]; i++)
+        if (strcmp(v, nulls[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Describes the current event for "got ..." in messages. */
+static void describe(const struct loader *ld, char *out, size_t cap)
+{
+    const yaml_event_t *ev = &ld->event;
+    char shown[64];
+
+    if (ev->type == YAML_SEQUENCE_START_EVENT) {
+        snprintf(out, cap, "a sequence");
+    } else if (ev->type == YAML_MAPPING_START_EVENT) {
+        snprintf(out, cap, "a mapping");
+    } else if (ev->type == YAML_SCALAR_EVENT && scalar_is_null(ev)) {
+        snprintf(out, cap, "an empty value");
+    } else if (ev->type == YAML_SCALAR_EVENT) {
+        config_quote((const char *)ev->data.scalar.value, ev->data.scalar.length, shown,
+                     sizeof shown);
+        if (ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE)
+            snprintf(out, cap, "'%s'", shown);
+        else
+            snprintf(out, cap, "the quoted string \"%s\"", shown);
+    } else {
+        snprintf(out, cap, "no value");
+    }
+}
+
+static vigil_err fail_type(struct loader *ld, const char *path, const char *expected)
+{
+    char got[80];
+
+    describe(ld, got, sizeof got);
+    return fail(ld, event_line(ld), "%s: expected %s, got %s", path, expected, got);
+}
+
+/* Copies a non-empty string scalar into out (cap bytes with the NUL). */
+static vigil_err read_string(struct loader *ld, const char *path, char *out, size_t cap)
+{
+    const yaml_event_t *ev = &ld->event;
+    size_t len;
+
+    if (ev->type != YAML_SCALAR_EVENT || scalar_is_null(ev))
+        return fail_type(ld, path, "a string");
+    len = ev->data.scalar.length;
+    if (len == 0)
+        return fail_type(ld, path, "a non-empty string");
+    if (memchr(ev->data.scalar.value, '\0', len) != NULL)
+        return fail(ld, event_line(ld), "%s: the value contains a NUL character", path);
+    if (len >= cap)
+        return fail(ld, event_line(ld), "%s: expected a string of at most %zu bytes, got %zu bytes",
+                    path, cap - 1, len);
+    memcpy(out, ev->data.scalar.value, len + 1);
+    return VIGIL_OK;
+}
+
+/* Parses a plain decimal scalar; no sign, no leading zeros, no base prefix. */
+static bool parse_decimal(const yaml_event_t *ev, uint64_t *out)
+{
+    const char *s = (const char *)ev->data.scalar.value;
+    size_t len = ev->data.scalar.length;
+    uint64_t value = 0;
+
+    if (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE || len == 0 || len > 20)
+        return false;
+    if (len > 1 && s[0] == '0')
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        uint64_t digit = (uint64_t)(s[i] - '0');
+
+        if (s[i] < '0' || s[i] > '9' || value > (UINT64_MAX - digit) / 10)
+            return false;
+        value = value * 10 + digit;
+    }
+    *out = value;
+    return true;
+}
+
+static vigil_err read_number(struct loader *ld, const char *path)
+{
+    const struct config_number *num = config_number_find(path);
+    char expected[96];
+    uint64_t value;
+
+    snprintf(expected, sizeof expected, "an unsigned integer from %llu to %llu",
+             (unsigned long long)num->min, (unsigned long long)num->max);
+    if (ld->event.type != YAML_SCALAR_EVENT || !parse_decimal(&ld->event, &value) ||
+        value < num->min || value > num->max)
+        return fail_type(ld, path, expected);
+    config_number_set(ld->cfg, num, value);
+    return VIGIL_OK;
+}
+
+static vigil_err read_bool(struct loader *ld, const char *path, bool *out)
+{
+    const yaml_event_t *ev = &ld->event;
+    const char *v = (const char *)ev->data.scalar.value;
+
+    if (ev->type != YAML_SCALAR_EVENT || ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE ||
+        (strcmp(v, "true") != 0 && strcmp(v, "false") != 0))
+        return fail_type(ld, path, "true or false");
+    *out = strcmp(v, "true") == 0;
+    return VIGIL_OK;
+}
+
+static vigil_err fail_unknown_key(struct loader *ld, const struct mapping_walk *walk,
+                                  const char *key, size_t key_line)
+{
+    char shown[64];
+
+    config_quote(key, strlen(key), shown, sizeof shown);
+    if (walk->path[0] == '\0')
+        return fail(ld, key_line, "unknown key '%s'; expected one of: %s", shown, walk->expected);
+    return fail(ld, key_line, "%s: unknown key '%s'; expected one of: %s", walk->path, shown,
+                walk->expected);
+}
+
+static vigil_err read_key(struct loader *ld, const struct mapping_walk *walk,
+                          char (*seen)[KEY_MAX + 1], size_t n_seen, char *key)
+{
+    const yaml_event_t *ev = &ld->event;
+    const char *value = (const char *)ev->data.scalar.value;
+    const char *where = walk->path[0] != '\0' ? walk->path : "top level";
+    char shown[64];
+
+    if (ev->type != YAML_SCALAR_EVENT)
+        return fail(ld, event_line(ld), "%s: keys must be strings, got a %s", where,
+                    ev->type == YAML_MAPPING_START_EVENT ? "mapping" : "sequence");
+    config_quote(value, ev->data.scalar.length, shown, sizeof shown);
+    if (ev->data.scalar.length > KEY_MAX || memchr(value, '\0', ev->data.scalar.length) != NULL)
+        return fail(ld, event_line(ld), "%s: invalid key '%s'; expected %s", where, shown,
+                    walk->expected);
+    for (size_t i = 0; i < n_seen; i++)
+        if (strcmp(seen[i], value) == 0)
+            return fail(ld, event_line(ld), "%s: duplicate key '%s'; each key may appear once",
+                        where, shown);
+    if (n_seen == KEYS_PER_MAPPING)
+        return fail(ld, event_line(ld), "%s: more than %d keys", where, KEYS_PER_MAPPING);
+    memcpy(key, value, ev->data.scalar.length + 1);
+    return VIGIL_OK;
+}
+
+/* Walks the mapping that starts at the current event. */
+static vigil_err walk_mapping(struct loader *ld, const struct mapping_walk *walk)
+{
+    char seen[KEYS_PER_MAPPING][KEY_MAX + 1];
+    size_t n_seen = 0;
+    vigil_err rc;
+
+    if (ld->event.type != YAML_MAPPING_START_EVENT)
+        return fail_type(ld, walk->path[0] != '\0' ? walk->path : "top level", "a mapping");
+    for (;;) {
+        size_t key_line;
+
+        rc = next(ld);
+        if (rc != VIGIL_OK)
+            return rc;
+        if (ld->event.type == YAML_MAPPING_END_EVENT)
+            return VIGIL_OK;
+        key_line = event_line(ld);
+        rc = read_key(ld, walk, seen, n_seen, seen[n_seen]);
+        if (rc != VIGIL_OK)
+            return rc;
+        n_seen++;
+        rc = next(ld);
+        if (rc != VIGIL_OK)
+            return rc;
+        rc = walk->value(ld, walk, seen[n_seen - 1], key_line);
+        if (rc != VIGIL_OK)
+            return rc;
+    }
+}
+
+/* Reads a sequence of patterns into out (at most CONFIG_MAX_PATTERNS). */
+static vigil_err read_patterns(struct loader *ld, const char *path, char (*out)[256], size_t *n)
+{
+    char item[96];
+    const char *problem;
+    char shown[64];
+    vigil_err rc;
+
+    if (ld->event.type != YAML_SEQUENCE_START_EVENT)
+        return fail_type(ld, path, "a sequence of topic patterns");
+    *n = 0;
+    for (;;) {
+        rc = next(ld);
+        if (rc != VIGIL_OK)
+            return rc;
+        if (ld->event.type == YAML_SEQUENCE_END_EVENT)
+            return VIGIL_OK;
+        snprintf(item, sizeof item, "%s[%zu]", path, *n);
+        if (*n == CONFIG_MAX_PATTERNS)
+            return fail(ld, event_line(ld), "%s: more than %d patterns; at most %d are supported",
+                        path, CONFIG_MAX_PATTERNS, CONFIG_MAX_PATTERNS);
+        rc = read_string(ld, item, out[*n], 256);
+        if (rc != VIGIL_OK)
+            return rc;
+        problem = config_pattern_problem(out[*n]);
+        if (problem != NULL) {
+            config_quote(out[*n], strlen(out[*n]), shown, sizeof shown);
+            return fail(ld, event_line(ld), "%s: invalid topic pattern '%s': %s", item, shown,
+                        problem);
+        }
+        (*n)++;
+    }
+}
+
+static vigil_err role_value(struct loader *ld, const struct mapping_walk *walk, const char *key,
+                            size_t key_line)
+{
+    struct config_role *role = walk->ctx;
+    char path[128];
+
+    snprintf(path, sizeof path, "%s.%s", walk->path, key);
+    if (strcmp(key, "publish") == 0)
+        return read_patterns(ld, path, role->publish, &role->n_publish);
+    if (strcmp(key, "subscribe") == 0)
+        return read_patterns(ld, path, role->subscribe, &role->n_subscribe);
+    return fail_unknown_key(ld, walk, key, key_line);
+}
+
+/* Returns the slot for role name: the existing role of that name (which the
+ * file replaces) or a new one. NULL when all slots are taken. */
+static struct config_role *role_slot(struct loader *ld, const char *name)
+{
+    struct vigil_config *cfg = ld->cfg;
+
+    for (size_t i = 0; i < cfg->n_roles; i++)
+        if (strcmp(cfg->roles[i].name, name) == 0)
+            return &cfg->roles[i];
+    if (cfg->n_roles >= CONFIG_MAX_ROLES)
+        return NULL;
+    return &cfg->roles[cfg->n_roles++];
+}
+
+static vigil_err roles_value(struct loader *ld, const struct mapping_walk *walk, const char *key,
+                             size_t key_line)
+{
+    struct mapping_walk role_walk = {.expected = "publish, subscribe", .value = role_value};
+    struct config_role *role;
+    char shown[64];
+    char path[96];
+
+    if (!config_role_name_valid(key)) {
+        config_quote(key, strlen(key), shown, sizeof shown);
+        return fail(ld, key_line,
+                    "roles: invalid role name '%s'; expected 1 to 31 characters of A-Z, a-z, 0-9, "
+                    "'.', '_' or '-'",
+                    shown);
+    }
+    role = role_slot(ld, key);
+    if (role == NULL)
+        return fail(ld, key_line,
+                    "roles: more than %d roles, counting the default roles device and monitor",
+                    CONFIG_MAX_ROLES);
+    memset(role, 0, sizeof *role);
+    memcpy(role->name, key, strlen(key) + 1);
+    snprintf(path, sizeof path, "roles.%s", key);
+    role_walk.path = path;
+    role_walk.ctx = role;
+    return walk_mapping(ld, &role_walk);
+}
+
+struct listener_entry {
+    struct config_listener *listener;
+    bool have_address;
+    size_t anonymous_line;  /* 0 when the key is absent */
+};
+
+static vigil_err listener_value(struct loader *ld, const struct mapping_walk *walk,
+                                const char *key, size_t key_line)
+{
+    struct listener_entry *entry = walk->ctx;
+    char path[96];
+    char spec[128];
+    char problem[256];
+
+    snprintf(path, sizeof path, "%s.%s", walk->path, key);
+    if (strcmp(key, "anonymous") == 0) {
+        entry->anonymous_line = event_line(ld);
+        return read_bool(ld, path, &entry->listener->allow_anonymous);
+    }
+    if (strcmp(key, "mqtt") != 0)
+        return fail_unknown_key(ld, walk, key, key_line);
+    if (read_string(ld, path, spec, sizeof spec) != VIGIL_OK)
+        return VIGIL_ERR_CONFIG;
+    if (config_parse_listener(spec, entry->listener, problem, sizeof problem) != VIGIL_OK)
+        return fail(ld, event_line(ld), "%s: %s", path, problem);
+    entry->have_address = true;
+    return VIGIL_OK;
+}
+
+static vigil_err read_listener(struct loader *ld, size_t index)
+{
+    struct config_listener *l = &ld->cfg->listeners[index];
+    struct listener_entry entry = {.listener = l};
+    struct mapping_walk walk = {.expected = "mqtt, anonymous", .value = listener_value};
+    size_t start_line = event_line(ld);
+    char path[32];
+    char spec[80];
+    vigil_err rc;
+
+    memset(l, 0, sizeof *l);
+    snprintf(path, sizeof path, "listeners[%zu]", index);
+    walk.path = path;
+    walk.ctx = &entry;
+    rc = walk_mapping(ld, &walk);
+    if (rc != VIGIL_OK)
+        return rc;
+    if (!entry.have_address)
+        return fail(ld, start_line, "%s: missing key 'mqtt'; expected mqtt: \"ADDRESS:PORT\"",
+                    path);
+    if (l->allow_anonymous && !config_host_is_loopback(l->host)) {
+        config_format_listener(l, spec, sizeof spec);
+        return fail(ld, entry.anonymous_line,
+                    "%s: listener %s: anonymous access is allowed only on loopback addresses "
+                    "(127.0.0.0/8, ::1); set anonymous: false or listen on 127.0.0.1",
+                    path, spec);
+    }
+    return VIGIL_OK;
+}
+
+/* A listeners sequence replaces the listeners configured so far. */
+static vigil_err read_listeners(struct loader *ld)
+{
+    size_t start_line = event_line(ld);
+    vigil_err rc;
+
+    if (ld->event.type != YAML_SEQUENCE_START_EVENT)
+        return fail_type(ld, "listeners", "a sequence of listeners");
+    ld->cfg->n_listeners = 0;
+    for (;;) {
+        rc = next(ld);
+        if (rc != VIGIL_OK)
+            return rc;
+        if (ld->event.type == YAML_SEQUENCE_END_EVENT)
+            break;
+        if (ld->cfg->n_listeners == CONFIG_MAX_LISTENERS)
+            return fail(ld, event_line(ld), "listeners: more than %d listeners; at most %d are "
+                        "supported", CONFIG_MAX_LISTENERS, CONFIG_MAX_LISTENERS);
+        rc = read_listener(ld, ld->cfg->n_listeners);
+        if (rc != VIGIL_OK)
+            return rc;
+        ld->cfg->n_listeners++;
+    }
+    if (ld->cfg->n_listeners == 0)
+        return fail(ld, start_line, "listeners: expected at least one listener");
+    return VIGIL_OK;
+}
+
+static vigil_err nested_number_value(struct loader *ld, const struct mapping_walk *walk,
+                                     const char *key, size_t key_line)
+{
+    char path[128];
+
+    snprintf(path, sizeof path, "%s.%s", walk->path, key);
+    if (config_number_find(path) == NULL)
+        return fail_unknown_key(ld, walk, key, key_line);
+    return read_number(ld, path);
+}
+
+static vigil_err read_log_level(struct loader *ld)
+{
+    char level[sizeof ld->cfg->log_level];
+    const yaml_event_t *ev = &ld->event;
+
+    if (ev->type != YAML_SCALAR_EVENT || ev->data.scalar.length >= sizeof level ||
+        vigil_log_parse_level((const char *)ev->data.scalar.value) < 0)
+        return fail_type(ld, "log_level", "one of error, warn, info, debug");
+    memcpy(level, ev->data.scalar.value, ev->data.scalar.length + 1);
+    memcpy(ld->cfg->log_level, level, sizeof level);
+    return VIGIL_OK;
+}
+
+static vigil_err top_value(struct loader *ld, const struct mapping_walk *walk, const char *key,
+                           size_t key_line)
+{
+    struct mapping_walk limits = {"limits", LIMIT_KEYS, nested_number_value, NULL};
+    struct mapping_walk store = {"store", "commit_interval_us", nested_number_value, NULL};
+    struct mapping_walk roles = {"roles", "a role name", roles_value, NULL};
+
+    if (strcmp(key, "data_dir") == 0)
+        return read_string(ld, key, ld->cfg->data_dir, sizeof ld->cfg->data_dir);
+    if (strcmp(key, "listeners") == 0)
+        return read_listeners(ld);
+    if (strcmp(key, "roles") == 0)
+        return walk_mapping(ld, &roles);
+    if (strcmp(key, "limits") == 0)
+        return walk_mapping(ld, &limits);
+    if (strcmp(key, "store") == 0)
+        return walk_mapping(ld, &store);
+    if (strcmp(key, "log_level") == 0)
+        return read_log_level(ld);
+    if (strcmp(key, "sys_interval") == 0 || strcmp(key, "event_queue_capacity") == 0)
+        return read_number(ld, key);
+    return fail_unknown_key(ld, walk, key, key_line);
+}
+
+/* Reads the one document of the stream; an empty stream or an empty
+ * document changes nothing. */
+static vigil_err read_stream(struct loader *ld)
+{
+    struct mapping_walk top = {"", TOP_KEYS, top_value, NULL};
+    vigil_err rc;
+
+    rc = next(ld);  /* stream start */
+    if (rc == VIGIL_OK)
+        rc = next(ld);
+    if (rc != VIGIL_OK || ld->event.type == YAML_STREAM_END_EVENT)
+        return rc;
+    rc = next(ld);  /* the root node */
+    if (rc != VIGIL_OK)
+        return rc;
+    if (!(ld->event.type == YAML_SCALAR_EVENT && scalar_is_null(&ld->event))) {
+        if (ld->event.type != YAML_MAPPING_START_EVENT)
+            return fail_type(ld, "top level", "a mapping of settings");
+        rc = walk_mapping(ld, &top);
+        if (rc != VIGIL_OK)
+            return rc;
+    }
+    rc = next(ld);  /* document end */
+    if (rc == VIGIL_OK)
+        rc = next(ld);
+    if (rc == VIGIL_OK && ld->event.type != YAML_STREAM_END_EVENT)
+        return fail(ld, event_line(ld), "only one YAML document is allowed; remove the second "
+                    "'---'");
+    return rc;
+}
+
+vigil_err config_load_buffer(struct vigil_config *cfg, const char *name, const uint8_t *data,
+                             size_t len, char *err, size_t errcap)
+{
+    struct loader *ld = NULL;
+    vigil_err rc = VIGIL_OK;
+
+    ld = vigil_calloc(1, sizeof *ld);
+    if (ld != NULL)
+        ld->cfg = vigil_malloc(sizeof *ld->cfg);
+    if (ld == NULL || ld->cfg == NULL || !yaml_parser_initialize(&ld->parser)) {
+        snprintf(err, errcap, "%s: out of memory loading the configuration", name);
+        rc = VIGIL_ERR_NOMEM;
+        goto cleanup;
+    }
+    ld->name = name;
+    ld->err = err;
+    ld->errcap = errcap;
+    *ld->cfg = *cfg;
+    yaml_parser_set_input_string(&ld->parser, data, len);
+    rc = read_stream(ld);
+    if (rc == VIGIL_OK)
+        *cfg = *ld->cfg;
+    if (ld->have_event)
+        yaml_event_delete(&ld->event);
+    yaml_parser_delete(&ld->parser);
+
+cleanup:
+    if (ld != NULL)
+        vigil_free(ld->cfg);
+    vigil_free(ld);
+    return rc;
+}

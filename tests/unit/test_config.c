@@ -1,0 +1,660 @@
+/* Tests for the configuration: defaults, the YAML loader and its error
+ * messages, listener parsing and cross-field validation. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config/config.h"
+
+#define ERR_CAP 512
+
+/* Loads text over the defaults; returns the result and leaves the message
+ * in err. */
+static vigil_err load_text(struct vigil_config *cfg, const char *text, char *err)
+{
+    config_defaults(cfg);
+    err[0] = '\0';
+    return config_load_buffer(cfg, "t.yaml", (const uint8_t *)text, strlen(text), err, ERR_CAP);
+}
+
+/* Fails unless loading text fails with a message starting with prefix, and
+ * leaves the configuration at its defaults. */
+static void expect_error(const char *text, const char *prefix)
+{
+    static struct vigil_config cfg;
+    static struct vigil_config defaults;
+    char err[ERR_CAP];
+    vigil_err rc = load_text(&cfg, text, err);
+
+    config_defaults(&defaults);
+    if (rc != VIGIL_ERR_CONFIG)
+        fail_msg("expected VIGIL_ERR_CONFIG for:\n%s\ngot %d (%s)", text, rc, err);
+    if (strncmp(err, prefix, strlen(prefix)) != 0)
+        fail_msg("for:\n%s\nexpected a message starting with\n  %s\ngot\n  %s", text, prefix,
+                 err);
+    assert_memory_equal(&cfg, &defaults, sizeof cfg);
+}
+
+static void example_path(char *out, size_t cap)
+{
+    const char *file = __FILE__;
+    const char *tail = strstr(file, "tests/unit/test_config.c");
+
+    assert_non_null(tail);
+    snprintf(out, cap, "%.*svigil.example.yaml", (int)(tail - file), file);
+}
+
+static void test_defaults_values(void **state)
+{
+    static struct vigil_config cfg;
+    const struct config_role *device;
+    const struct config_role *monitor;
+
+    config_defaults(&cfg);
+    assert_string_equal(cfg.data_dir, "./vigil-data");
+    assert_int_equal(cfg.n_listeners, 1);
+    assert_string_equal(cfg.listeners[0].host, "127.0.0.1");
+    assert_int_equal(cfg.listeners[0].port, 1883);
+    assert_false(cfg.listeners[0].allow_anonymous);
+    assert_int_equal(cfg.n_roles, 2);
+
+    device = config_find_role(&cfg, "device");
+    assert_non_null(device);
+    assert_int_equal(device->n_publish, 1);
+    assert_string_equal(device->publish[0], "+/+/+/%d/#");
+    assert_int_equal(device->n_subscribe, 1);
+    assert_string_equal(device->subscribe[0], "+/+/+/%d/#");
+
+    monitor = config_find_role(&cfg, "monitor");
+    assert_non_null(monitor);
+    assert_int_equal(monitor->n_publish, 0);
+    assert_int_equal(monitor->n_subscribe, 2);
+    assert_string_equal(monitor->subscribe[0], "#");
+    assert_string_equal(monitor->subscribe[1], "$SYS/#");
+    assert_null(config_find_role(&cfg, "admin"));
+
+    assert_int_equal(cfg.limits.max_packet_size, 1048576);
+    assert_int_equal(cfg.limits.receive_maximum, 64);
+    assert_int_equal(cfg.limits.max_inflight_out, 64);
+    assert_int_equal(cfg.limits.max_queued_messages, 1000);
+    assert_int_equal(cfg.limits.max_subscriptions, 100);
+    assert_int_equal(cfg.limits.max_topic_length, 1024);
+    assert_int_equal(cfg.limits.max_topic_levels, 16);
+    assert_int_equal(cfg.limits.max_connections, 10000);
+    assert_int_equal(cfg.limits.max_keep_alive, 600);
+    assert_int_equal(cfg.limits.topic_alias_maximum, 32);
+    assert_int_equal(cfg.limits.max_session_expiry, 604800);
+    assert_int_equal(cfg.limits.max_client_id_length, 128);
+    assert_int_equal(cfg.limits.connect_timeout_ms, 10000);
+    assert_int_equal(cfg.store_commit_interval_us, 2000);
+    assert_int_equal(cfg.sys_interval_s, 10);
+    assert_int_equal(cfg.event_queue_capacity, 65536);
+    assert_string_equal(cfg.log_level, "info");
+}
+
+static void test_defaults_validate(void **state)
+{
+    static struct vigil_config cfg;
+    char err[ERR_CAP] = "";
+
+    config_defaults(&cfg);
+    assert_int_equal(config_validate(&cfg, err, sizeof err), VIGIL_OK);
+}
+
+static void test_example_file_loads(void **state)
+{
+    static struct vigil_config cfg;
+    const struct config_role *role;
+    char path[1024];
+    char err[ERR_CAP] = "";
+    vigil_err rc;
+
+    example_path(path, sizeof path);
+    config_defaults(&cfg);
+    rc = config_load_file(&cfg, path, err, sizeof err);
+    if (rc != VIGIL_OK)
+        fail_msg("%s", err);
+    assert_int_equal(config_validate(&cfg, err, sizeof err), VIGIL_OK);
+
+    assert_int_equal(cfg.n_listeners, 2);
+    assert_string_equal(cfg.listeners[1].host, "::1");
+    assert_int_equal(cfg.listeners[1].port, 1884);
+    assert_true(cfg.listeners[1].allow_anonymous);
+    assert_int_equal(cfg.n_roles, 3);
+    role = config_find_role(&cfg, "nurse-call");
+    assert_non_null(role);
+    assert_string_equal(role->publish[0], "north/icu3/+/%d/call");
+    assert_string_equal(role->subscribe[0], "north/icu3/#");
+    assert_int_equal(cfg.limits.max_packet_size, 1048576);
+    assert_string_equal(cfg.log_level, "info");
+}
+
+static void test_load_every_setting(void **state)
+{
+    static struct vigil_config cfg;
+    char err[ERR_CAP];
+    const char *text = "data_dir: \"/var/lib/vigil\"\n"
+                       "listeners:\n"
+                       "  - {mqtt: \"0.0.0.0:8883\"}\n"
+                       "limits:\n"
+                       "  max_packet_size: 16\n"
+                       "  receive_maximum: 65535\n"
+                       "  max_queued_messages: 0\n"
+                       "  max_session_expiry: 4294967295\n"
+                       "  connect_timeout_ms: 100\n"
+                       "store: {commit_interval_us: 0}\n"
+                       "sys_interval: 0\n"
+                       "event_queue_capacity: 16777216\n"
+                       "log_level: debug\n";
+
+    assert_int_equal(load_text(&cfg, text, err), VIGIL_OK);
+    assert_string_equal(cfg.data_dir, "/var/lib/vigil");
+    assert_int_equal(cfg.n_listeners, 1);
+    assert_string_equal(cfg.listeners[0].host, "0.0.0.0");
+    assert_int_equal(cfg.listeners[0].port, 8883);
+    assert_false(cfg.listeners[0].allow_anonymous);
+    assert_int_equal(cfg.limits.max_packet_size, 16);
+    assert_int_equal(cfg.limits.receive_maximum, 65535);
+    assert_int_equal(cfg.limits.max_queued_messages, 0);
+    assert_int_equal(cfg.limits.max_session_expiry, 4294967295u);
+    assert_int_equal(cfg.limits.connect_timeout_ms, 100);
+    assert_int_equal(cfg.limits.max_topic_levels, 16);
+    assert_int_equal(cfg.store_commit_interval_us, 0);
+    assert_int_equal(cfg.sys_interval_s, 0);
+    assert_int_equal(cfg.event_queue_capacity, 16777216);
+    assert_string_equal(cfg.log_level, "debug");
+    assert_int_equal(config_validate(&cfg, err, sizeof err), VIGIL_OK);
+}
+
+static void test_load_empty_inputs(void **state)
+{
+    static struct vigil_config cfg;
+    static struct vigil_config defaults;
+    static const char *const texts[] = {"", "# only a comment\n", "---\n", "---\n...\n", "~\n"};
+    char err[ERR_CAP];
+
+    config_defaults(&defaults);
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        if (load_text(&cfg, texts[i], err) != VIGIL_OK)
+            fail_msg("input %zu: %s", i, err);
+        assert_memory_equal(&cfg, &defaults, sizeof cfg);
+    }
+}
+
+static void test_role_replaces_default(void **state)
+{
+    static struct vigil_config cfg;
+    const struct config_role *device;
+    char err[ERR_CAP];
+    const char *text = "roles:\n"
+                       "  device:\n"
+                       "    publish: [\"a/%d\"]\n"
+                       "  ward-display:\n"
+                       "    subscribe:\n"
+                       "      - north/+/+/+/heart_rate\n";
+
+    assert_int_equal(load_text(&cfg, text, err), VIGIL_OK);
+    assert_int_equal(cfg.n_roles, 3);
+    device = config_find_role(&cfg, "device");
+    assert_non_null(device);
+    assert_int_equal(device->n_publish, 1);
+    assert_string_equal(device->publish[0], "a/%d");
+    assert_int_equal(device->n_subscribe, 0);
+    assert_non_null(config_find_role(&cfg, "monitor"));
+    assert_int_equal(config_find_role(&cfg, "monitor")->n_subscribe, 2);
+    assert_int_equal(config_find_role(&cfg, "ward-display")->n_subscribe, 1);
+}
+
+static void test_load_file_missing(void **state)
+{
+    static struct vigil_config cfg;
+    char err[ERR_CAP];
+
+    config_defaults(&cfg);
+    assert_int_equal(config_load_file(&cfg, "/nonexistent/vigil.yaml", err, sizeof err),
+                     VIGIL_ERR_IO);
+    assert_string_equal(err, "/nonexistent/vigil.yaml: failed to open the configuration file: "
+                             "No such file or directory");
+}
+
+static void test_load_file_error_names_file(void **state)
+{
+    static struct vigil_config cfg;
+    char path[] = "/tmp/vigil-test-config-XXXXXX";
+    char err[ERR_CAP];
+    char expected[128];
+    int fd = mkstemp(path);
+    const char *text = "log_level: info\n\nlog_level: loud\n";
+
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    config_defaults(&cfg);
+    assert_int_equal(config_load_file(&cfg, path, err, sizeof err), VIGIL_ERR_CONFIG);
+    snprintf(expected, sizeof expected, "%s:3: top level: duplicate key 'log_level'", path);
+    assert_true(strncmp(err, expected, strlen(expected)) == 0);
+    unlink(path);
+}
+
+static void test_error_unknown_keys(void **state)
+{
+    expect_error("data_dir: x\nfoo: 1\n",
+                 "t.yaml:2: unknown key 'foo'; expected one of: data_dir, listeners, roles, ");
+    expect_error("limits:\n  max_packet_size: 100\n  bogus: 1\n",
+                 "t.yaml:3: limits: unknown key 'bogus'; expected one of: max_packet_size, ");
+    expect_error("store:\n  interval: 5\n",
+                 "t.yaml:2: store: unknown key 'interval'; expected one of: commit_interval_us");
+    expect_error("listeners:\n  - mqtt: 127.0.0.1:1883\n    tls: true\n",
+                 "t.yaml:3: listeners[0]: unknown key 'tls'; expected one of: mqtt, anonymous");
+    expect_error("roles:\n  device:\n    read: [\"#\"]\n",
+                 "t.yaml:3: roles.device: unknown key 'read'; expected one of: publish, "
+                 "subscribe");
+    expect_error("sys_interval_s: 10\n", "t.yaml:1: unknown key 'sys_interval_s'");
+}
+
+static void test_error_numbers(void **state)
+{
+    expect_error("\n\nlimits:\n  max_packet_size: big\n",
+                 "t.yaml:4: limits.max_packet_size: expected an unsigned integer from 16 to "
+                 "268435455, got 'big'");
+    expect_error("sys_interval: -1\n",
+                 "t.yaml:1: sys_interval: expected an unsigned integer from 0 to 86400, got "
+                 "'-1'");
+    expect_error("limits:\n  receive_maximum: 65536\n",
+                 "t.yaml:2: limits.receive_maximum: expected an unsigned integer from 1 to "
+                 "65535, got '65536'");
+    expect_error("limits:\n  max_packet_size: 15\n",
+                 "t.yaml:2: limits.max_packet_size: expected an unsigned integer from 16 to "
+                 "268435455, got '15'");
+    expect_error("limits:\n  max_connections: 4294967296\n",
+                 "t.yaml:2: limits.max_connections: expected an unsigned integer from 1 to "
+                 "4294967295, got '4294967296'");
+    expect_error("event_queue_capacity: 99999999999999999999999\n",
+                 "t.yaml:1: event_queue_capacity: expected an unsigned integer from 16 to "
+                 "16777216, got '99999999999999999999999'");
+    expect_error("sys_interval: \"10\"\n",
+                 "t.yaml:1: sys_interval: expected an unsigned integer from 0 to 86400, got the "
+                 "quoted string \"10\"");
+    expect_error("sys_interval: 010\n", "t.yaml:1: sys_interval: expected an unsigned integer");
+    expect_error("sys_interval: 0x10\n", "t.yaml:1: sys_interval: expected an unsigned integer");
+    expect_error("sys_interval: 1.5\n", "t.yaml:1: sys_interval: expected an unsigned integer");
+    expect_error("sys_interval: +5\n", "t.yaml:1: sys_interval: expected an unsigned integer");
+    expect_error("sys_interval:\n",
+                 "t.yaml:1: sys_interval: expected an unsigned integer from 0 to 86400, got an "
+                 "empty value");
+    expect_error("store:\n  commit_interval_us: [1]\n",
+                 "t.yaml:2: store.commit_interval_us: expected an unsigned integer from 0 to "
+                 "1000000, got a sequence");
+}
+
+static void test_error_wrong_containers(void **state)
+{
+    expect_error("limits:\n  - 1\n", "t.yaml:2: limits: expected a mapping, got a sequence");
+    expect_error("limits: 5\n", "t.yaml:1: limits: expected a mapping, got '5'");
+    expect_error("listeners:\n  mqtt: 127.0.0.1:1883\n",
+                 "t.yaml:2: listeners: expected a sequence of listeners, got a mapping");
+    expect_error("listeners:\n  - 127.0.0.1:1883\n",
+                 "t.yaml:2: listeners[0]: expected a mapping, got '127.0.0.1:1883'");
+    expect_error("roles:\n  device: all\n",
+                 "t.yaml:2: roles.device: expected a mapping, got 'all'");
+    expect_error("roles:\n  device:\n    publish: \"#\"\n",
+                 "t.yaml:3: roles.device.publish: expected a sequence of topic patterns, got the "
+                 "quoted string \"#\"");
+    expect_error("data_dir: [a]\n", "t.yaml:1: data_dir: expected a string, got a sequence");
+    expect_error("- a\n- b\n",
+                 "t.yaml:1: top level: expected a mapping of settings, got a sequence");
+    expect_error("just text\n",
+                 "t.yaml:1: top level: expected a mapping of settings, got 'just text'");
+    expect_error("? [a]\n: 1\n", "t.yaml:1: top level: keys must be strings, got a sequence");
+}
+
+static void test_error_booleans(void **state)
+{
+    static const char *const values[] = {"yes", "no", "on", "1", "True", "\"true\""};
+    char text[160];
+    char prefix[160];
+
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        snprintf(text, sizeof text, "listeners:\n  - mqtt: 127.0.0.1:1883\n    anonymous: %s\n",
+                 values[i]);
+        snprintf(prefix, sizeof prefix,
+                 "t.yaml:3: listeners[0].anonymous: expected true or false, got ");
+        expect_error(text, prefix);
+    }
+}
+
+static void test_error_duplicates(void **state)
+{
+    expect_error("log_level: info\nlog_level: debug\n",
+                 "t.yaml:2: top level: duplicate key 'log_level'; each key may appear once");
+    expect_error("limits:\n  max_keep_alive: 60\n  max_keep_alive: 60\n",
+                 "t.yaml:3: limits: duplicate key 'max_keep_alive'");
+    expect_error("roles:\n  ops: {}\n  ops: {}\n", "t.yaml:3: roles: duplicate key 'ops'");
+    expect_error("listeners:\n  - mqtt: 127.0.0.1:1883\n    mqtt: 127.0.0.1:1884\n",
+                 "t.yaml:3: listeners[0]: duplicate key 'mqtt'");
+}
+
+static void test_error_too_many(void **state)
+{
+    char text[4096];
+    size_t n = 0;
+
+    n += (size_t)snprintf(text + n, sizeof text - n, "listeners:\n");
+    for (int i = 0; i < CONFIG_MAX_LISTENERS + 1; i++)
+        n += (size_t)snprintf(text + n, sizeof text - n, "  - mqtt: 127.0.0.1:%d\n", 2000 + i);
+    expect_error(text, "t.yaml:18: listeners: more than 16 listeners; at most 16 are supported");
+
+    n = (size_t)snprintf(text, sizeof text, "roles:\n  r:\n    subscribe:\n");
+    for (int i = 0; i < CONFIG_MAX_PATTERNS + 1; i++)
+        n += (size_t)snprintf(text + n, sizeof text - n, "      - a/%d\n", i);
+    expect_error(text, "t.yaml:20: roles.r.subscribe: more than 16 patterns; at most 16 are "
+                       "supported");
+
+    /* Two default roles plus fifteen from the file is one too many. */
+    n = (size_t)snprintf(text, sizeof text, "roles:\n");
+    for (int i = 0; i < CONFIG_MAX_ROLES - 1; i++)
+        n += (size_t)snprintf(text + n, sizeof text - n, "  role%d: {}\n", i);
+    expect_error(text, "t.yaml:16: roles: more than 16 roles, counting the default roles device "
+                       "and monitor");
+}
+
+static void test_error_overlong_strings(void **state)
+{
+    char text[2048];
+    char long_value[600];
+
+    memset(long_value, 'a', 512);
+    long_value[512] = '\0';
+    snprintf(text, sizeof text, "log_level: info\ndata_dir: %s\n", long_value);
+    expect_error(text, "t.yaml:2: data_dir: expected a string of at most 511 bytes, got 512 bytes");
+
+    long_value[256] = '\0';
+    snprintf(text, sizeof text, "roles:\n  r:\n    publish: [%s]\n", long_value);
+    expect_error(text, "t.yaml:3: roles.r.publish[0]: expected a string of at most 255 bytes, "
+                       "got 256 bytes");
+
+    long_value[32] = '\0';
+    snprintf(text, sizeof text, "roles:\n  %s: {}\n", long_value);
+    expect_error(text, "t.yaml:2: roles: invalid role name 'aaaa");
+
+    long_value[64] = '\0';
+    memset(long_value, 'k', 64);
+    snprintf(text, sizeof text, "%s: 1\n", long_value);
+    expect_error(text, "t.yaml:1: top level: invalid key 'kkkk");
+}
+
+static void test_error_strings(void **state)
+{
+    expect_error("data_dir:\n", "t.yaml:1: data_dir: expected a string, got an empty value");
+    expect_error("data_dir: \"\"\n",
+                 "t.yaml:1: data_dir: expected a non-empty string, got the quoted string \"\"");
+    expect_error("data_dir: \"a\\0b\"\n",
+                 "t.yaml:1: data_dir: the value contains a NUL character");
+    expect_error("log_level: loud\n",
+                 "t.yaml:1: log_level: expected one of error, warn, info, debug, got 'loud'");
+    expect_error("roles:\n  bad name: {}\n",
+                 "t.yaml:2: roles: invalid role name 'bad name'; expected 1 to 31 characters");
+}
+
+static void test_error_listeners(void **state)
+{
+    expect_error("listeners:\n  - mqtt: localhost:1883\n",
+                 "t.yaml:2: listeners[0].mqtt: invalid listener 'localhost:1883': the address "
+                 "must be a numeric IPv4 address or a bracketed IPv6 address");
+    expect_error("listeners:\n  - mqtt: 127.0.0.1:0\n",
+                 "t.yaml:2: listeners[0].mqtt: invalid listener '127.0.0.1:0': the port must be "
+                 "a number from 1 to 65535");
+    expect_error("listeners:\n  - anonymous: false\n",
+                 "t.yaml:2: listeners[0]: missing key 'mqtt'");
+    expect_error("listeners: []\n", "t.yaml:1: listeners: expected at least one listener");
+    expect_error("listeners:\n"
+                 "  - mqtt: 127.0.0.1:1883\n"
+                 "  - anonymous: true\n"
+                 "    mqtt: 0.0.0.0:1883\n",
+                 "t.yaml:3: listeners[1]: listener 0.0.0.0:1883: anonymous access is allowed "
+                 "only on loopback addresses");
+    expect_error("listeners:\n  - {mqtt: \"[::]:1883\", anonymous: true}\n",
+                 "t.yaml:2: listeners[0]: listener [::]:1883: anonymous access is allowed only "
+                 "on loopback addresses");
+}
+
+static void test_error_patterns(void **state)
+{
+    expect_error("roles:\n  r:\n    publish: [\"a/b#\"]\n",
+                 "t.yaml:3: roles.r.publish[0]: invalid topic pattern 'a/b#': '#' must be a "
+                 "whole level");
+    expect_error("roles:\n  r:\n    subscribe:\n      - ok/+\n      - \"#/a\"\n",
+                 "t.yaml:5: roles.r.subscribe[1]: invalid topic pattern '#/a': '#' must be the "
+                 "last level");
+    expect_error("roles:\n  r:\n    publish: [a+/b]\n",
+                 "t.yaml:3: roles.r.publish[0]: invalid topic pattern 'a+/b': '+' must be a "
+                 "whole level");
+    expect_error("roles:\n  r:\n    publish: [\"site/dev-%d/x\"]\n",
+                 "t.yaml:3: roles.r.publish[0]: invalid topic pattern 'site/dev-%d/x': '%' may "
+                 "appear only as the whole level \"%d\"");
+    expect_error("roles:\n  r:\n    publish: [\"a/%s\"]\n",
+                 "t.yaml:3: roles.r.publish[0]: invalid topic pattern 'a/%s'");
+    expect_error("roles:\n  r:\n    subscribe: [\"$share/g/a\"]\n",
+                 "t.yaml:3: roles.r.subscribe[0]: invalid topic pattern '$share/g/a': a shared "
+                 "subscription");
+}
+
+static void test_error_yaml_features(void **state)
+{
+    expect_error("log_level: info\ndata_dir: \"abc\n", "t.yaml:3: invalid YAML: ");
+    expect_error("log_level: info\ndata_dir: a: b\n",
+                 "t.yaml:2: invalid YAML: mapping values are not allowed in this context");
+    expect_error("log_level: info\n\tdata_dir: x\n", "t.yaml:2: invalid YAML: ");
+    expect_error("log_level: info\n---\nlog_level: info\n",
+                 "t.yaml:2: only one YAML document is allowed");
+    expect_error("sys_interval: &x 1\n", "t.yaml:1: anchors (&name) are not supported");
+    expect_error("roles:\n  a: {publish: []}\n  b: *x\n",
+                 "t.yaml:3: aliases (*name) are not supported; write the value out");
+    expect_error("a: *b\n", "t.yaml:1: aliases (*name) are not supported");
+    expect_error("sys_interval: !!int 1\n", "t.yaml:1: tags (!name) are not supported");
+    expect_error("data_dir: \xc3\x28\n", "t.yaml:1: invalid YAML: invalid trailing UTF-8 octet");
+}
+
+static void test_parse_listener_valid(void **state)
+{
+    static const struct {
+        const char *spec;
+        const char *host;
+        uint16_t port;
+    } cases[] = {
+        {"127.0.0.1:1883", "127.0.0.1", 1883},
+        {"[::1]:1883", "::1", 1883},
+        {"0.0.0.0:1883", "0.0.0.0", 1883},
+        {"[::]:8883", "::", 8883},
+        {"192.168.10.2:65535", "192.168.10.2", 65535},
+        {"[fe80::1:2]:1", "fe80::1:2", 1},
+    };
+    struct config_listener l;
+    char err[ERR_CAP];
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        memset(&l, 0xaa, sizeof l);
+        l.allow_anonymous = true;
+        if (config_parse_listener(cases[i].spec, &l, err, sizeof err) != VIGIL_OK)
+            fail_msg("%s: %s", cases[i].spec, err);
+        assert_string_equal(l.host, cases[i].host);
+        assert_int_equal(l.port, cases[i].port);
+        assert_true(l.allow_anonymous);
+    }
+}
+
+static void test_parse_listener_invalid(void **state)
+{
+    static const char *const specs[] = {
+        "localhost:1883", "127.0.0.1:0",    "127.0.0.1:65536", "127.0.0.1",
+        "::1:1883",       "[::1]1883",      "[::1]:",          "127.0.0.1:18a3",
+        "",               ":1883",          "1.2.3.4.5:1",     "127.0.0.1:+1883",
+        "[127.0.0.1]:1883", "[::1:1883",    "127.0.0.1:-1",    "127.0.0.1:99999999",
+        "[]:1883",        "127.0.0.1: 1883", " 127.0.0.1:1883", "[::1%lo]:1883",
+    };
+    struct config_listener l;
+    char err[ERR_CAP];
+
+    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
+        err[0] = '\0';
+        if (config_parse_listener(specs[i], &l, err, sizeof err) != VIGIL_ERR_INVALID)
+            fail_msg("accepted '%s'", specs[i]);
+        assert_true(strncmp(err, "invalid listener '", 18) == 0);
+    }
+}
+
+static void test_parse_listener_messages(void **state)
+{
+    struct config_listener l;
+    char err[ERR_CAP];
+
+    config_parse_listener("::1:1883", &l, err, sizeof err);
+    assert_string_equal(err, "invalid listener '::1:1883': an IPv6 address needs brackets, such "
+                             "as [::1]:1883");
+    config_parse_listener("127.0.0.1", &l, err, sizeof err);
+    assert_string_equal(err, "invalid listener '127.0.0.1': missing ':PORT'; expected "
+                             "ADDRESS:PORT, such as 127.0.0.1:1883");
+}
+
+static void test_host_is_loopback(void **state)
+{
+    assert_true(config_host_is_loopback("127.0.0.1"));
+    assert_true(config_host_is_loopback("127.255.0.9"));
+    assert_true(config_host_is_loopback("::1"));
+    assert_true(config_host_is_loopback("::ffff:127.0.0.1"));
+    assert_false(config_host_is_loopback("0.0.0.0"));
+    assert_false(config_host_is_loopback("::"));
+    assert_false(config_host_is_loopback("10.0.0.1"));
+    assert_false(config_host_is_loopback("128.0.0.1"));
+    assert_false(config_host_is_loopback("::2"));
+    assert_false(config_host_is_loopback("localhost"));
+    assert_false(config_host_is_loopback(""));
+}
+
+static void expect_invalid(const struct vigil_config *cfg, const char *message)
+{
+    char err[ERR_CAP] = "";
+
+    assert_int_equal(config_validate(cfg, err, sizeof err), VIGIL_ERR_CONFIG);
+    if (strncmp(err, message, strlen(message)) != 0)
+        fail_msg("expected a message starting with\n  %s\ngot\n  %s", message, err);
+}
+
+static void test_validate_listeners(void **state)
+{
+    static struct vigil_config cfg;
+
+    config_defaults(&cfg);
+    cfg.listeners[0].allow_anonymous = true;
+    assert_int_equal(config_validate(&cfg, (char[ERR_CAP]){0}, ERR_CAP), VIGIL_OK);
+
+    snprintf(cfg.listeners[0].host, sizeof cfg.listeners[0].host, "0.0.0.0");
+    expect_invalid(&cfg, "listener 0.0.0.0:1883: anonymous access is allowed only on loopback "
+                         "addresses (127.0.0.0/8, ::1); set anonymous: false or listen on "
+                         "127.0.0.1");
+
+    config_defaults(&cfg);
+    cfg.n_listeners = 0;
+    expect_invalid(&cfg, "no listeners configured; add at least one entry under 'listeners'");
+
+    config_defaults(&cfg);
+    cfg.listeners[1] = cfg.listeners[0];
+    cfg.n_listeners = 2;
+    expect_invalid(&cfg, "listener 127.0.0.1:1883 is configured twice");
+
+    config_defaults(&cfg);
+    cfg.listeners[0].port = 0;
+    expect_invalid(&cfg, "invalid listener '127.0.0.1:0': the port must be a number");
+
+    config_defaults(&cfg);
+    snprintf(cfg.listeners[0].host, sizeof cfg.listeners[0].host, "example.org");
+    expect_invalid(&cfg, "invalid listener 'example.org:1883'");
+}
+
+static void test_validate_roles(void **state)
+{
+    static struct vigil_config cfg;
+
+    config_defaults(&cfg);
+    snprintf(cfg.roles[0].publish[0], sizeof cfg.roles[0].publish[0], "a/%%d-x");
+    expect_invalid(&cfg, "role 'device': invalid publish pattern 'a/%d-x': '%' may appear only");
+
+    config_defaults(&cfg);
+    snprintf(cfg.roles[1].name, sizeof cfg.roles[1].name, "device");
+    expect_invalid(&cfg, "role 'device' is defined twice");
+
+    config_defaults(&cfg);
+    snprintf(cfg.roles[1].name, sizeof cfg.roles[1].name, "a b");
+    expect_invalid(&cfg, "invalid role name 'a b'");
+
+    config_defaults(&cfg);
+    cfg.roles[1].n_subscribe = CONFIG_MAX_PATTERNS + 1;
+    expect_invalid(&cfg, "role 'monitor': 17 subscribe patterns; at most 16 are supported");
+}
+
+static void test_validate_numbers(void **state)
+{
+    static struct vigil_config cfg;
+
+    config_defaults(&cfg);
+    cfg.limits.max_packet_size = 268435456;
+    expect_invalid(&cfg, "limits.max_packet_size is 268435456; expected an unsigned integer from "
+                         "16 to 268435455");
+
+    config_defaults(&cfg);
+    cfg.limits.receive_maximum = 0;
+    expect_invalid(&cfg, "limits.receive_maximum is 0");
+
+    config_defaults(&cfg);
+    cfg.event_queue_capacity = 8;
+    expect_invalid(&cfg, "event_queue_capacity is 8");
+
+    config_defaults(&cfg);
+    snprintf(cfg.log_level, sizeof cfg.log_level, "verbose");
+    expect_invalid(&cfg, "invalid log_level; expected error, warn, info or debug");
+
+    config_defaults(&cfg);
+    cfg.data_dir[0] = '\0';
+    expect_invalid(&cfg, "data_dir is empty");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults_values),
+        cmocka_unit_test(test_defaults_validate),
+        cmocka_unit_test(test_example_file_loads),
+        cmocka_unit_test(test_load_every_setting),
+        cmocka_unit_test(test_load_empty_inputs),
+        cmocka_unit_test(test_role_replaces_default),
+        cmocka_unit_test(test_load_file_missing),
+        cmocka_unit_test(test_load_file_error_names_file),
+        cmocka_unit_test(test_error_unknown_keys),
+        cmocka_unit_test(test_error_numbers),
+        cmocka_unit_test(test_error_wrong_containers),
+        cmocka_unit_test(test_error_booleans),
+        cmocka_unit_test(test_error_duplicates),
+        cmocka_unit_test(test_error_too_many),
+        cmocka_unit_test(test_error_overlong_strings),
+        cmocka_unit_test(test_error_strings),
+        cmocka_unit_test(test_error_listeners),
+        cmocka_unit_test(test_error_patterns),
+        cmocka_unit_test(test_error_yaml_features),
+        cmocka_unit_test(test_parse_listener_valid),
+        cmocka_unit_test(test_parse_listener_invalid),
+        cmocka_unit_test(test_parse_listener_messages),
+        cmocka_unit_test(test_host_is_loopback),
+        cmocka_unit_test(test_validate_listeners),
+        cmocka_unit_test(test_validate_roles),
+        cmocka_unit_test(test_validate_numbers),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
