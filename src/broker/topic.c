@@ -97,10 +97,12 @@ bool topic_match(const char *filter, size_t flen, const char *name, size_t nlen)
  * - P has '#' at i: P matches every continuation of the prefix, including
  *   the prefix alone. The only exception is i = 1 with F's first level a
  *   literal starting with '$', because '#' as first level excludes those names.
- * - F has '#' at i and P does not: F matches the prefix followed by zero or
- *   more levels. For i > 1 the prefix alone is a name, and only '#' in P
- *   matches both it and deeper names. For i = 1 a name has at least one
- *   level, so "+/#" also covers, as it matches every name not starting with '$'.
+ * - F has '#' at i and P does not: F matches the prefix (levels before i)
+ *   alone and the prefix followed by more levels. Only '#' in P matches both,
+ *   unless the prefix alone is not a valid name because it is the empty
+ *   string (i = 1, or i = 2 after an empty first level). Then F matches only
+ *   the longer names, and "+/#" at i covers them too: "+/#" covers "#" and
+ *   "/+/#" covers "/#".
  * - F ends at i: its names end there too. P must end at the same level (or
  *   have '#' at i, handled above).
  * - P ends at i and F does not: F matches longer names. Not covered.
@@ -109,11 +111,11 @@ bool topic_match(const char *filter, size_t flen, const char *name, size_t nlen)
  * - P has a literal at i: F must have the same literal, because '+' in F
  *   matches other values.
  */
-static bool covers_at_hash(bool first, const struct topic_level *p)
+static bool covers_at_hash(bool prefix_empty, const struct topic_level *p)
 {
     struct topic_level next = *p;
 
-    if (!first || !level_is(p, '+'))
+    if (!prefix_empty || !level_is(p, '+'))
         return false;
     return level_next(&next) && level_is(&next, '#');
 }
@@ -138,6 +140,7 @@ bool topic_filter_covers(const char *pattern, size_t plen, const char *filter, s
     struct topic_level p;
     struct topic_level f;
     bool first = true;
+    bool prefix_empty = true; /* the levels of filter before f join to "" */
 
     level_first(&p, pattern, plen);
     level_first(&f, filter, flen);
@@ -145,9 +148,10 @@ bool topic_filter_covers(const char *pattern, size_t plen, const char *filter, s
         if (level_is(&p, '#'))
             return !(first && level_starts_dollar(&f));
         if (level_is(&f, '#'))
-            return covers_at_hash(first, &p);
+            return covers_at_hash(prefix_empty, &p);
         if (!covers_level(first, &p, &f))
             return false;
+        prefix_empty = first && level_len(&f) == 0;
 
         bool more_p = level_next(&p);
         bool more_f = level_next(&f);
