@@ -1,0 +1,778 @@
+#!/usr/bin/python3
+"""Raw-byte protocol tests: malformed and edge-case MQTT 3.1.1 and 5.0 packets.
+
+Each case sends hand-built bytes and checks the exact answer: a CONNACK
+return or reason code, a v5 DISCONNECT reason code, or a close with no
+bytes. After every case a witness client, connected and subscribed before
+the case began, publishes to itself and must receive its message, and the
+broker must still run without sanitizer output. Against vigil, each error
+case must also leave a "malformed" event with a non-empty "rule" (or the
+event type the case names) in events.jsonl.
+
+Usage: /usr/bin/python3 tests/raw/run.py [NAME-SUBSTRING...]
+Environment: VIGIL_TEST_BROKER (vigil|mosquitto), VIGIL, VIGIL_TEST_LOG_DIR.
+"""
+
+import os
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+
+import harness  # noqa: E402
+from broker import Broker  # noqa: E402
+from harness import case, check, check_equal  # noqa: E402
+from mqttraw import (V5, V311, Closed, Conn, Timeout, ack, connect, decode_props,  # noqa: E402
+                     disconnect, packet, parse_connack, parse_publish, prop, props, publish,
+                     s, subscribe, u16, unsubscribe, vbi)
+import mqttraw as m  # noqa: E402
+
+# Broker configurations used by the cases. "small" caps the packet size so
+# an oversize packet is cheap to send; mosquitto refuses values below 20.
+CONFIGS = {
+    "default": {},
+    "small": {"max_packet_size": 1024},
+    "recvmax": {"receive_maximum": 5},
+}
+
+SMALL_MAX_PACKET = 1024
+
+
+class Fixture:
+    """Brokers per configuration, each with a witness client."""
+
+    def __init__(self, log_dir):
+        self.log_dir = log_dir
+        self.brokers = {}
+        self.witnesses = {}
+        self.checks = 0
+
+    def broker(self, key):
+        b = self.brokers.get(key)
+        if b is None or not b.alive():
+            if b is not None:
+                b.proc = None
+            b = Broker(self.log_dir, name=f"raw-{key}", limits=CONFIGS[key])
+            b.start()
+            self.brokers[key] = b
+            self.witnesses[key] = self._witness(b)
+        return b
+
+    def _witness(self, b):
+        w = Conn(b.port)
+        w.send(connect(V311, client_id="raw-witness", keep_alive=0))
+        check_equal(w.recv().raw, b"\x20\x02\x00\x00", "witness CONNACK")
+        w.send(subscribe(1, [("witness/#", 0)], version=V311))
+        check_equal(w.recv().raw, b"\x90\x03\x00\x01\x00", "witness SUBACK")
+        return w
+
+    def before(self, c, ctx):
+        key = c.needs or "default"
+        ctx.broker = self.broker(key)
+        ctx.port = ctx.broker.port
+        ctx.key = key
+        ctx.expected_events = []
+        ctx.events_before = len(ctx.broker.events())
+
+    def after(self, c, ctx):
+        b = ctx.broker
+        b.check_alive()
+        self.check_witness(ctx)
+        if ctx.vigil:
+            for types, conn, need_rule in ctx.expected_events:
+                check_event(ctx, b, types, conn, need_rule)
+
+    def check_witness(self, ctx):
+        """The witness publishes to its own filter and must get the message back."""
+        self.checks += 1
+        w = self.witnesses[ctx.key]
+        w.log = ctx.log
+        topic = f"witness/{self.checks}"
+        payload = f"alive {self.checks}".encode()
+        w.send(publish(topic, payload, version=V311))
+        try:
+            pkt = w.recv(timeout=3.0)
+        except (Closed, Timeout) as exc:
+            raise AssertionError(f"witness client got no message after the case: {exc!r}") from None
+        check_equal(pkt.raw, publish(topic, payload, version=V311), "witness PUBLISH bytes")
+
+    def on_failure(self, c, ctx, exc):
+        b = self.brokers.get(c.needs or "default")
+        if b is None:
+            return
+        ctx.log("broker stderr tail:\n" + b.stderr_tail())
+        if not b.alive():
+            return
+        # A case that broke the witness leaves it unusable; give the next case a fresh one.
+        try:
+            self.check_witness(ctx)
+        except Exception:
+            self.witnesses[ctx.key] = self._witness(b)
+
+    def close(self):
+        for w in self.witnesses.values():
+            w.close()
+        for b in self.brokers.values():
+            b.stop()
+
+
+def check_event(ctx, b, types, conn, need_rule):
+    """Wait for an event of one of types from conn's connection (vigil only)."""
+    def matches(ev):
+        if ev.get("type") not in types:
+            return False
+        if need_rule and not ev.get("rule"):
+            return False
+        if conn is not None and "peer" in ev:
+            return ev["peer"] == conn.peer_name
+        return True
+
+    evs = b.wait_events(lambda evs: any(matches(e) for e in evs[ctx.events_before:]))
+    tail = b.events()[ctx.events_before:]
+    ctx.log("events during the case:", tail)
+    check(evs is not None, f"no {'/'.join(types)} event"
+          f"{' with a rule' if need_rule else ''} for {conn.peer_name if conn else 'the case'} "
+          f"in {b.events_path}")
+
+
+def expect_event(ctx, conn, types=("malformed",), need_rule=True):
+    ctx.expected_events.append((tuple(types), conn, need_rule))
+
+
+def session(ctx, version, client_id=None, keep_alive=60, properties=b"", clean=True):
+    """Open a connection and complete CONNECT/CONNACK; return (conn, connack properties)."""
+    conn = Conn(ctx.port, log=ctx.log)
+    ctx.defer(conn.close)
+    cid = client_id if client_id is not None else f"raw-{os.getpid()}-{time.monotonic_ns()}"
+    conn.send(connect(version, client_id=cid, keep_alive=keep_alive, properties=properties,
+                      clean=clean))
+    _, rc, cprops = parse_connack(conn.recv())
+    check_equal(rc, 0, "CONNACK code")
+    return conn, cprops or {}
+
+
+def expect_silent_close(conn, timeout=3.0):
+    try:
+        data = conn.wait_closed(timeout)
+    except Timeout:
+        raise AssertionError(f"connection still open {timeout} s after the bad packet") from None
+    check_equal(data.hex(" "), "", "bytes sent before the close")
+
+
+def expect_v5_answer(ctx, conn, ptype, codes, why=""):
+    """Expect a CONNACK or DISCONNECT whose reason code is in codes, then a close.
+
+    codes lists every code the specification allows for the case. mosquitto,
+    the reference broker, often closes without a reason code (the spec makes
+    the packet optional, "MAY send"); vigil must always send one.
+    """
+    try:
+        pkt = conn.recv(timeout=3.0)
+    except Closed:
+        if not ctx.vigil:
+            ctx.log("mosquitto closed without a reason code; accepted for the reference broker")
+            return None
+        raise AssertionError(f"closed without a {'CONNACK' if ptype == m.CONNACK else 'DISCONNECT'}"
+                             f" carrying one of {[hex(c) for c in codes]} {why}") from None
+    except Timeout:
+        raise AssertionError("no answer and no close within 3 s") from None
+    check_equal(pkt.type, ptype, f"packet type of the answer {pkt!r}")
+    if ptype == m.CONNACK:
+        check(len(pkt.body) >= 2, f"short CONNACK {pkt!r}")
+        check_equal(pkt.body[0], 0, "CONNACK acknowledge flags")
+        rc = pkt.body[1]
+        if len(pkt.body) > 2:
+            decode_props(pkt.body, 2)
+    else:
+        check(pkt.flags == 0, f"DISCONNECT flags must be 0: {pkt!r}")
+        check(len(pkt.body) >= 1, f"DISCONNECT without a reason code means 0x00: {pkt!r}")
+        rc = pkt.body[0]
+        if len(pkt.body) > 1:
+            decode_props(pkt.body, 1)
+    check(rc in codes, f"reason code 0x{rc:02x} not in {[hex(c) for c in codes]} {why}")
+    expect_silent_close(conn)
+    return rc
+
+
+# -- case builders ------------------------------------------------------
+
+def bad_connect(name, version, data, v5_codes=(0x81,), v311_rc=None, only=None, event="malformed"):
+    """A bad CONNECT: v3.1.1 gets CONNACK v311_rc (or a silent close when
+    v311_rc is None), v5 gets a CONNACK with one of v5_codes."""
+
+    @case(name, only=only)
+    def run(ctx):
+        conn = Conn(ctx.port, log=ctx.log)
+        ctx.defer(conn.close)
+        conn.send(data(ctx) if callable(data) else data)
+        if version == V311:
+            if v311_rc is None:
+                expect_silent_close(conn)
+            else:
+                check_equal(conn.recv().raw, bytes([0x20, 0x02, 0x00, v311_rc]), "CONNACK bytes")
+                expect_silent_close(conn)
+        else:
+            expect_v5_answer(ctx, conn, m.CONNACK, v5_codes)
+        if event:
+            expect_event(ctx, conn, (event,), need_rule=event == "malformed")
+    return run
+
+
+def bad_packet(name, version, data, v5_codes=(0x81,), only=None, needs=None, event="malformed",
+               setup=None):
+    """A bad packet after a successful CONNECT: v3.1.1 gets a silent close,
+    v5 a DISCONNECT with one of v5_codes."""
+
+    @case(name, only=only, needs=needs)
+    def run(ctx):
+        conn, cprops = session(ctx, version)
+        if setup:
+            setup(ctx, conn)
+        conn.send(data(ctx, cprops) if callable(data) else data)
+        if version == V311:
+            expect_silent_close(conn)
+        else:
+            expect_v5_answer(ctx, conn, m.DISCONNECT, v5_codes)
+        if event:
+            expect_event(ctx, conn, (event,), need_rule=event == "malformed")
+    return run
+
+
+def both(name, data311, data5, v5_codes=(0x81,), **kw):
+    bad_packet(f"v311 {name}", V311, data311, **kw)
+    bad_packet(f"v5 {name}", V5, data5, v5_codes=v5_codes, **kw)
+
+
+def connect_body(version, client_id="c", flags=0x02, keep_alive=60, props_bytes=b"",
+                 name="MQTT", payload_extra=b""):
+    """The body of a CONNECT (no fixed header) for hand-made framing."""
+    body = s(name) + bytes([version, flags]) + u16(keep_alive)
+    if version == V5:
+        body += vbi(len(props_bytes)) + props_bytes
+    return body + s(client_id) + payload_extra
+
+
+# ======================================================================
+# CONNECT
+# ======================================================================
+
+bad_connect("v311 first packet PINGREQ", V311, b"\xc0\x00")
+bad_connect("v5 first packet PUBLISH", V5, publish("a/b", b"x"),
+            # Before CONNACK the server may only answer with a CONNACK or a close.
+            v5_codes=(0x82,))
+bad_connect("v311 wrong protocol name", V311, connect(V311, "c", protocol_name="MQTX"))
+# v5 3.1.2.1: on a wrong protocol name the server MAY send CONNACK 0x84.
+bad_connect("v5 wrong protocol name", V5, connect(V5, "c", protocol_name="MQTX"),
+            v5_codes=(0x84,))
+
+
+@case("protocol level 3 gets return code 1")
+def _(ctx):
+    # MQTT 3.1.1 section 3.1.2.2: an unsupported level gets CONNACK 0x01.
+    conn = Conn(ctx.port, log=ctx.log)
+    ctx.defer(conn.close)
+    conn.send(packet(0x10, connect_body(3)))
+    check_equal(conn.recv().raw, b"\x20\x02\x00\x01", "CONNACK bytes")
+    expect_silent_close(conn)
+    expect_event(ctx, conn, ("malformed", "auth_failure"), need_rule=False)
+
+
+@case("protocol level 6 is unsupported")
+def _(ctx):
+    # The server cannot know which CONNACK layout a level 6 client reads.
+    # MQTT 5.0 3.1.2.2 allows CONNACK 0x84 (v5 layout) and 3.1.1 allows
+    # return code 1 (v3 layout); both are followed by a close.
+    conn = Conn(ctx.port, log=ctx.log)
+    ctx.defer(conn.close)
+    conn.send(packet(0x10, connect_body(6)))
+    raw = conn.recv().raw
+    check(raw in (b"\x20\x02\x00\x01", b"\x20\x03\x00\x84\x00"),
+          f"CONNACK bytes {raw.hex(' ')} are neither 20 02 00 01 nor 20 03 00 84 00")
+    expect_silent_close(conn)
+    expect_event(ctx, conn, ("malformed", "auth_failure"), need_rule=False)
+
+
+bad_connect("v311 CONNECT reserved flag bit", V311, packet(0x10, connect_body(V311, flags=0x03)))
+bad_connect("v5 CONNECT reserved flag bit", V5, packet(0x10, connect_body(V5, flags=0x03)))
+bad_connect("v311 CONNECT fixed header flags", V311, packet(0x11, connect_body(V311)))
+bad_connect("v5 CONNECT fixed header flags", V5, packet(0x12, connect_body(V5)))
+bad_connect("v311 will QoS without will flag", V311, packet(0x10, connect_body(V311, flags=0x0A)))
+bad_connect("v5 will QoS without will flag", V5, packet(0x10, connect_body(V5, flags=0x0A)))
+bad_connect("v311 will retain without will flag", V311,
+            packet(0x10, connect_body(V311, flags=0x22)))
+bad_connect("v5 will QoS 3", V5,
+            packet(0x10, connect_body(V5, flags=0x1E, payload_extra=b"\x00" + s("w") + s("x"))))
+bad_connect("v311 password without username", V311,
+            packet(0x10, connect_body(V311, flags=0x42, payload_extra=s("pw"))))
+bad_connect("v311 empty client id with persistent session", V311,
+            connect(V311, client_id="", clean=False), v311_rc=2, event="auth_failure")
+bad_connect("v311 client id invalid UTF-8", V311,
+            packet(0x10, connect_body(V311, client_id=b"ab\xff\xfe")))
+# A malformed UTF-8 string makes the packet malformed (MQTT-1.5.4-1, 0x81);
+# 0x85 "Client Identifier not valid" names the field and is also accepted.
+bad_connect("v5 client id invalid UTF-8", V5, packet(0x10, connect_body(V5, client_id=b"ab\xc0\x80")),
+            v5_codes=(0x81, 0x85))
+bad_connect("v311 client id with U+0000", V311,
+            packet(0x10, connect_body(V311, client_id=b"ab\x00cd")))
+bad_connect("v5 client id with U+0000", V5, packet(0x10, connect_body(V5, client_id=b"ab\x00cd")),
+            v5_codes=(0x81, 0x85))
+bad_connect("v5 username invalid UTF-8", V5,
+            packet(0x10, connect_body(V5, flags=0x82, payload_extra=s(b"\xed\xa0\x80"))),
+            v5_codes=(0x81, 0x86))
+# vigil caps client ids at limits.max_client_id_length (128); mosquitto
+# accepts any length up to 65535.
+bad_connect("v311 client id too long", V311, connect(V311, client_id="x" * 200), v311_rc=2,
+            only="vigil", event="auth_failure")
+bad_connect("v5 client id too long", V5, connect(V5, client_id="x" * 200), v5_codes=(0x85,),
+            only="vigil", event="auth_failure")
+bad_connect("v5 authentication method", V5,
+            connect(V5, "c", properties=prop(m.AUTH_METHOD, "SCRAM-SHA-1")), v5_codes=(0x8C,),
+            event="auth_failure")
+bad_connect("v311 truncated CONNECT", V311, packet(0x10, connect_body(V311, client_id="abcdef")[:-3]))
+bad_connect("v5 truncated CONNECT", V5, packet(0x10, connect_body(V5, client_id="abcdef")[:-3]))
+bad_connect("v311 CONNECT 5-byte remaining length", V311,
+            b"\x10\x80\x80\x80\x80\x01" + connect_body(V311))
+bad_connect("v5 CONNECT 5-byte remaining length", V5,
+            b"\x10\xff\xff\xff\xff\x7f" + connect_body(V5))
+# Repeating a property that may appear once is a Protocol Error (0x82).
+bad_connect("v5 CONNECT duplicate property", V5,
+            connect(V5, "c", properties=prop(m.SESSION_EXPIRY, 10) + prop(m.SESSION_EXPIRY, 20)),
+            v5_codes=(0x81, 0x82))
+bad_connect("v5 CONNECT unknown property", V5, connect(V5, "c", properties=b"\x7f\x00"))
+bad_connect("v5 CONNECT property not allowed", V5,
+            connect(V5, "c", properties=prop(m.TOPIC_ALIAS, 1)))
+bad_connect("v5 CONNECT receive maximum 0", V5,
+            connect(V5, "c", properties=prop(m.RECEIVE_MAXIMUM, 0)), v5_codes=(0x81, 0x82))
+bad_connect("v5 CONNECT maximum packet size 0", V5,
+            connect(V5, "c", properties=prop(m.MAXIMUM_PACKET_SIZE, 0)), v5_codes=(0x81, 0x82))
+bad_connect("v5 CONNECT property length too long", V5,
+            packet(0x10, s("MQTT") + bytes([5, 2]) + u16(60) + b"\x20" + prop(m.SESSION_EXPIRY, 1)
+                   + s("c")))
+bad_connect("v5 will property not allowed", V5,
+            connect(V5, "c", will=("w/t", b"x", 0, False, prop(m.TOPIC_ALIAS, 1))))
+bad_connect("v311 will topic with wildcard", V311, connect(V311, "c", will=("w/#", b"x", 0, False)))
+bad_connect("v5 will topic with wildcard", V5, connect(V5, "c", will=("w/+", b"x", 0, False)),
+            v5_codes=(0x81, 0x82, 0x90))
+
+
+@case("v5 empty client id gets an assigned id")
+def _(ctx):
+    conn = Conn(ctx.port, log=ctx.log)
+    ctx.defer(conn.close)
+    conn.send(connect(V5, client_id=""))
+    _, rc, cprops = parse_connack(conn.recv())
+    check_equal(rc, 0, "CONNACK code")
+    assigned = (cprops or {}).get(m.ASSIGNED_CLIENT_ID)
+    check(assigned and assigned[0], f"no Assigned Client Identifier in CONNACK: {cprops}")
+
+
+@case("v5 password without username accepted")
+def _(ctx):
+    # MQTT 5.0 allows a password without a username (3.1.2.9); an anonymous
+    # listener accepts it.
+    conn = Conn(ctx.port, log=ctx.log)
+    ctx.defer(conn.close)
+    conn.send(packet(0x10, connect_body(V5, flags=0x42, payload_extra=s("pw"))))
+    _, rc, _ = parse_connack(conn.recv())
+    check(rc in (0x00, 0x86, 0x87), f"CONNACK code 0x{rc:02x}")
+
+
+@case("CONNECT split into single bytes")
+def _(ctx):
+    conn = Conn(ctx.port, log=ctx.log)
+    ctx.defer(conn.close)
+    for byte in connect(V311, "split"):
+        conn.send_quiet(bytes([byte]))
+        time.sleep(0.005)
+    check_equal(conn.recv().raw, b"\x20\x02\x00\x00", "CONNACK bytes")
+    conn.send(b"\xc0\x00")
+    check_equal(conn.recv().raw, b"\xd0\x00", "PINGRESP bytes")
+
+
+@case("CONNECT and PINGREQ in one write")
+def _(ctx):
+    conn = Conn(ctx.port, log=ctx.log)
+    ctx.defer(conn.close)
+    conn.send(connect(V311, "coalesced") + b"\xc0\x00" + b"\xc0\x00")
+    check_equal(conn.recv().raw, b"\x20\x02\x00\x00", "CONNACK bytes")
+    check_equal(conn.recv().raw, b"\xd0\x00", "first PINGRESP")
+    check_equal(conn.recv().raw, b"\xd0\x00", "second PINGRESP")
+
+
+def keep_alive_case(version):
+    @case(f"{'v5' if version == V5 else 'v311'} keep-alive timeout")
+    def _(ctx):
+        conn, _ = session(ctx, version, keep_alive=1)
+        start = time.monotonic()
+        # mosquitto 2.0.11 scans keep-alives only every few seconds, so it
+        # gets a longer grace than vigil.
+        limit = 3.5 if ctx.vigil else 8.0
+        try:
+            data = conn.wait_closed(timeout=limit)
+        except Timeout:
+            raise AssertionError(f"still connected {limit} s after a 1 s keep-alive") from None
+        elapsed = time.monotonic() - start
+        ctx.log(f"closed after {elapsed:.2f} s")
+        # The server must allow 1.5 times the keep-alive (MQTT-3.1.2-24).
+        check(elapsed >= 1.0, f"closed after {elapsed:.2f} s, before the keep-alive ran out")
+        if version == V311 or not data:
+            check_equal(data.hex(" "), "", "bytes before the close")
+        else:
+            # A v5 server may send DISCONNECT 0x8D Keep Alive timeout first.
+            check(data[:1] == b"\xe0" and data[2:3] == b"\x8d",
+                  f"expected DISCONNECT 0x8D, got {data.hex(' ')}")
+        expect_event(ctx, conn, ("disconnect",), need_rule=False)
+
+
+keep_alive_case(V311)
+keep_alive_case(V5)
+
+
+@case("v311 second CONNECT closes")
+def _(ctx):
+    conn, _ = session(ctx, V311)
+    conn.send(connect(V311, "again"))
+    expect_silent_close(conn)
+    expect_event(ctx, conn)
+
+
+@case("v5 second CONNECT is a protocol error")
+def _(ctx):
+    conn, _ = session(ctx, V5)
+    conn.send(connect(V5, "again"))
+    expect_v5_answer(ctx, conn, m.DISCONNECT, (0x82,))
+    expect_event(ctx, conn)
+
+
+# ======================================================================
+# PUBLISH
+# ======================================================================
+
+both("PUBLISH QoS 3", publish("a/b", b"x", flags=0x06, version=V311),
+     publish("a/b", b"x", flags=0x06), v5_codes=(0x81,))
+# A wildcard in a topic name breaks MQTT-3.3.2-2; v5 servers answer it as a
+# Malformed Packet, a Protocol Error or Topic Name invalid.
+both("PUBLISH topic with +", publish("a/+/b", b"x", version=V311), publish("a/+/b", b"x"),
+     v5_codes=(0x81, 0x82, 0x90))
+both("PUBLISH topic with #", publish("a/#", b"x", version=V311), publish("a/#", b"x"),
+     v5_codes=(0x81, 0x82, 0x90))
+both("PUBLISH topic invalid UTF-8", publish(b"a/\xff", b"x", version=V311), publish(b"a/\xc3", b"x"),
+     v5_codes=(0x81,))
+both("PUBLISH topic with U+0000", publish(b"a/\x00b", b"x", version=V311),
+     publish(b"a/\x00b", b"x"), v5_codes=(0x81,))
+both("PUBLISH QoS 1 packet id 0", publish("a/b", b"x", qos=1, packet_id=0, version=V311),
+     publish("a/b", b"x", qos=1, packet_id=0), v5_codes=(0x81, 0x82))
+# MQTT-3.3.1-2 forbids DUP on QoS 0; mosquitto 2.0.11 ignores the flag.
+both("PUBLISH QoS 0 with DUP", publish("a/b", b"x", dup=True, version=V311),
+     publish("a/b", b"x", dup=True), v5_codes=(0x81, 0x82), only="vigil")
+bad_packet("v311 PUBLISH empty topic", V311, publish("", b"x", version=V311))
+bad_packet("v5 PUBLISH empty topic without alias", V5, publish("", b"x"), v5_codes=(0x82,))
+both("truncated PUBLISH", packet(0x32, b"\x00\x05a/"), packet(0x32, b"\x00\x05a/"),
+     v5_codes=(0x81,))
+bad_packet("v5 PUBLISH property length too long", V5,
+           packet(0x30, s("a/b") + b"\x10" + prop(m.CONTENT_TYPE, "x")), v5_codes=(0x81,))
+both("PUBLISH 5-byte remaining length", b"\x30\xff\xff\xff\xff\x01" + s("a/b"),
+     b"\x30\xff\xff\xff\xff\x01" + s("a/b"), v5_codes=(0x81,))
+# MQTT-3.3.2-8 forbids alias 0. Reason code 0x94 is defined for an alias
+# above the maximum; for 0 a server may also answer 0x81 or 0x82 (mosquitto
+# 2.0.11 sends 0x81).
+bad_packet("v5 topic alias 0", V5, publish("a/b", b"x", properties=prop(m.TOPIC_ALIAS, 0)),
+           v5_codes=(0x81, 0x82, 0x94))
+
+
+def alias_over_max(ctx, cprops):
+    maximum = cprops.get(m.TOPIC_ALIAS_MAXIMUM, [0])[0]
+    ctx.log("server Topic Alias Maximum:", maximum)
+    return publish("a/b", b"x", properties=prop(m.TOPIC_ALIAS, maximum + 1))
+
+
+bad_packet("v5 topic alias above maximum", V5, alias_over_max, v5_codes=(0x94,))
+bad_packet("v5 unknown topic alias", V5, publish("", b"x", properties=prop(m.TOPIC_ALIAS, 1)),
+           v5_codes=(0x82,))
+# MQTT-3.3.4-6: a client must not send a Subscription Identifier;
+# mosquitto 2.0.11 ignores it.
+bad_packet("v5 PUBLISH subscription identifier", V5,
+           publish("a/b", b"x", properties=prop(m.SUBSCRIPTION_ID, 5)), v5_codes=(0x81, 0x82),
+           only="vigil")
+bad_packet("v5 PUBLISH property not allowed", V5,
+           publish("a/b", b"x", properties=prop(m.SESSION_EXPIRY, 5)), v5_codes=(0x81,))
+bad_packet("v5 PUBLISH duplicate property", V5,
+           publish("a/b", b"x", properties=prop(m.MESSAGE_EXPIRY, 5) + prop(m.MESSAGE_EXPIRY, 6)),
+           v5_codes=(0x81, 0x82))
+bad_packet("v5 PUBLISH unknown property", V5, publish("a/b", b"x", properties=b"\x50\x01"),
+           v5_codes=(0x81,))
+
+
+def sized_publish(version, size):
+    """A QoS 0 PUBLISH of exactly size bytes, fixed header included."""
+    topic = "big/t"
+    for payload_len in range(size, 0, -1):
+        pkt = publish(topic, b"p" * payload_len, version=version)
+        if len(pkt) == size:
+            return pkt
+    raise ValueError(f"no PUBLISH of {size} bytes")
+
+
+def oversize(version):
+    # Well above the maximum: mosquitto 2.0.11 leaves the length bytes of
+    # the fixed header out of its count, so the exact boundary is vigil-only.
+    return sized_publish(version, SMALL_MAX_PACKET + 100)
+
+
+@case("v5 CONNACK advertises maximum packet size", needs="small")
+def _(ctx):
+    _, cprops = session(ctx, V5)
+    check_equal(cprops.get(m.MAXIMUM_PACKET_SIZE), [SMALL_MAX_PACKET], "Maximum Packet Size")
+
+
+bad_packet("v311 packet above maximum size", V311, oversize(V311), needs="small",
+           event=None)
+bad_packet("v5 packet above maximum size", V5, oversize(V5), v5_codes=(0x95,), needs="small",
+           event=None)
+# Maximum Packet Size counts the whole packet (MQTT 5.0 3.1.2.11.4).
+bad_packet("v5 packet one byte above maximum", V5, sized_publish(V5, SMALL_MAX_PACKET + 1),
+           v5_codes=(0x95,), needs="small", event=None, only="vigil")
+
+
+@case("v5 packet of exactly maximum size", needs="small")
+def _(ctx):
+    sub, _ = session(ctx, V5, client_id="raw-max-sub")
+    sub.send(subscribe(1, [("big/t", 0)]))
+    sub.recv_type(m.SUBACK)
+    conn, _ = session(ctx, V5)
+    # mosquitto accepts a few bytes more (see above), so the exact size
+    # passes on both brokers.
+    conn.send(sized_publish(V5, SMALL_MAX_PACKET))
+    got = parse_publish(sub.recv_type(m.PUBLISH))
+    check_equal(got["topic"], "big/t", "topic")
+
+
+@case("v311 declared length beyond data")
+def _(ctx):
+    # The server cannot tell a slow sender from a short one, so it waits;
+    # nothing of the partial packet may be delivered, and a half-close
+    # ends the connection.
+    probe, _ = session(ctx, V311, client_id="raw-beyond-sub")
+    probe.send(subscribe(1, [("beyond/#", 0)], version=V311))
+    probe.recv_type(m.SUBACK)
+    conn, _ = session(ctx, V311)
+    conn.send(b"\x30\x40" + s("beyond/x") + b"only a part")
+    try:
+        pkt = probe.recv(timeout=1.0)
+        raise AssertionError(f"a partial PUBLISH was delivered: {pkt!r}")
+    except Timeout:
+        pass
+    conn.sock.shutdown(socket.SHUT_WR)
+    expect_silent_close(conn)
+
+
+@case("v5 receive maximum exceeded", needs="recvmax", only="vigil")
+def _(ctx):
+    # mosquitto 2.0.11 advertises max_inflight_messages as Receive Maximum
+    # but does not disconnect a client that exceeds it.
+    conn, cprops = session(ctx, V5)
+    maximum = cprops.get(m.RECEIVE_MAXIMUM, [65535])[0]
+    ctx.log("server Receive Maximum:", maximum)
+    check(maximum <= 100, f"Receive Maximum {maximum} is too large to test")
+    for pid in range(1, maximum + 1):
+        conn.send(publish("rm/t", b"x", qos=2, packet_id=pid))
+        rec = conn.recv_type(m.PUBREC)
+        check_equal(rec.body[:2], u16(pid), "PUBREC packet id")
+    conn.send(publish("rm/t", b"x", qos=2, packet_id=maximum + 1))
+    expect_v5_answer(ctx, conn, m.DISCONNECT, (0x93,))
+    expect_event(ctx, conn, ("malformed", "limit"), need_rule=False)
+
+
+@case("v5 QoS 2 duplicate not delivered twice")
+def _(ctx):
+    sub, _ = session(ctx, V5, client_id="raw-dup-sub")
+    sub.send(subscribe(1, [("dup/t", 2)]))
+    sub.recv_type(m.SUBACK)
+    conn, _ = session(ctx, V5)
+    conn.send(publish("dup/t", b"once", qos=2, packet_id=7))
+    check_equal(conn.recv_type(m.PUBREC).body[:2], u16(7), "PUBREC packet id")
+    conn.send(publish("dup/t", b"once", qos=2, packet_id=7, dup=True))
+    check_equal(conn.recv_type(m.PUBREC).body[:2], u16(7), "second PUBREC packet id")
+    conn.send(ack(m.PUBREL, 7))
+    check_equal(conn.recv_type(m.PUBCOMP).body[:2], u16(7), "PUBCOMP packet id")
+    got = parse_publish(sub.recv_type(m.PUBLISH))
+    check_equal(got["payload"], b"once", "payload")
+    sub.send(ack(m.PUBREC, got["packet_id"]))
+    sub.recv_type(m.PUBREL)
+    sub.send(ack(m.PUBCOMP, got["packet_id"]))
+    try:
+        extra = sub.recv(timeout=0.7)
+        raise AssertionError(f"second delivery: {extra!r}")
+    except Timeout:
+        pass
+
+
+# ======================================================================
+# SUBSCRIBE and UNSUBSCRIBE
+# ======================================================================
+
+both("SUBSCRIBE reserved flags", subscribe(1, [("a/b", 0)], version=V311, first=0x80),
+     subscribe(1, [("a/b", 0)], first=0x80), v5_codes=(0x81,))
+both("SUBSCRIBE with no topics", subscribe(1, [], version=V311), subscribe(1, []),
+     v5_codes=(0x81, 0x82))
+both("SUBSCRIBE options reserved bits", subscribe(1, [("a/b", 0x40)], version=V311),
+     subscribe(1, [("a/b", 0xC0)]), v5_codes=(0x81,))
+both("SUBSCRIBE QoS 3", subscribe(1, [("a/b", 3)], version=V311), subscribe(1, [("a/b", 3)]),
+     v5_codes=(0x81,))
+both("SUBSCRIBE packet id 0", subscribe(0, [("a/b", 0)], version=V311), subscribe(0, [("a/b", 0)]),
+     v5_codes=(0x81, 0x82))
+both("SUBSCRIBE filter invalid UTF-8", subscribe(1, [(b"a/\xff", 0)], version=V311),
+     subscribe(1, [(b"a/\xff", 0)]), v5_codes=(0x81,))
+both("SUBSCRIBE filter with U+0000", subscribe(1, [(b"a\x00", 0)], version=V311),
+     subscribe(1, [(b"a\x00", 0)]), v5_codes=(0x81,))
+both("truncated SUBSCRIBE", packet(0x82, u16(1) + b"\x00\x09a/b"),
+     packet(0x82, u16(1) + b"\x00\x00\x09a/b"), v5_codes=(0x81,))
+bad_packet("v5 SUBSCRIBE retain handling 3", V5, subscribe(1, [("a/b", 0x30)]), v5_codes=(0x81,))
+bad_packet("v5 SUBSCRIBE subscription identifier 0", V5,
+           subscribe(1, [("a/b", 0)], properties=prop(m.SUBSCRIPTION_ID, 0)), v5_codes=(0x81, 0x82))
+# MQTT-3.8.3-4 makes No Local on a shared subscription a Protocol Error;
+# mosquitto 2.0.11 accepts it.
+bad_packet("v5 SUBSCRIBE no local on shared", V5, subscribe(1, [("$share/g/a/b", 0x04)]),
+           v5_codes=(0x82,), only="vigil")
+bad_packet("v5 SUBSCRIBE property not allowed", V5,
+           subscribe(1, [("a/b", 0)], properties=prop(m.MESSAGE_EXPIRY, 3)), v5_codes=(0x81,))
+
+
+def invalid_filter(version, topic):
+    name = f"{'v5' if version == V5 else 'v311'} SUBSCRIBE invalid filter {topic}"
+
+    @case(name)
+    def _(ctx):
+        # A syntactically invalid filter may be refused in the SUBACK
+        # (0x80 in 3.1.1, 0x8F Topic Filter invalid in 5.0) or, because it
+        # breaks MQTT-4.7.1, by closing the connection (v5: DISCONNECT 0x81/0x82).
+        conn, _ = session(ctx, version)
+        conn.send(subscribe(3, [(topic, 0)], version=version))
+        try:
+            pkt = conn.recv(timeout=3.0)
+        except Closed:
+            check(version == V311 or not ctx.vigil, "closed without SUBACK or DISCONNECT")
+            return
+        if pkt.type == m.SUBACK:
+            body = pkt.body
+            expected = b"\x00\x03\x80" if version == V311 else None
+            if version == V311:
+                check_equal(body, expected, "SUBACK body")
+            else:
+                plen, pos = m.decode_vbi(body, 2)
+                check_equal(body[:2], u16(3), "SUBACK packet id")
+                check_equal(body[pos + plen:], b"\x8f", "SUBACK reason codes")
+        else:
+            check(version == V5 and pkt.type == m.DISCONNECT and pkt.body[:1] in (b"\x81", b"\x82"),
+                  f"unexpected answer {pkt!r}")
+            expect_silent_close(conn)
+
+
+invalid_filter(V311, "a/#/b")
+invalid_filter(V5, "a/#/b")
+invalid_filter(V311, "a+/b")
+invalid_filter(V5, "a/b#")
+
+both("UNSUBSCRIBE reserved flags", unsubscribe(1, ["a/b"], version=V311, first=0xA0),
+     unsubscribe(1, ["a/b"], first=0xA0), v5_codes=(0x81,))
+both("UNSUBSCRIBE with no topics", unsubscribe(1, [], version=V311), unsubscribe(1, []),
+     v5_codes=(0x81, 0x82))
+both("UNSUBSCRIBE packet id 0", unsubscribe(0, ["a/b"], version=V311), unsubscribe(0, ["a/b"]),
+     v5_codes=(0x81, 0x82))
+both("truncated UNSUBSCRIBE", packet(0xA2, u16(1) + b"\x00\x09a"),
+     packet(0xA2, u16(1) + b"\x00\x00\x09a"), v5_codes=(0x81,))
+
+# ======================================================================
+# Acknowledgements, PINGREQ, DISCONNECT, AUTH and server-only packets
+# ======================================================================
+
+# MQTT-2.2.2-2: invalid fixed-header flags close the connection. mosquitto
+# 2.0.11 checks them only on PUBREL, SUBSCRIBE, UNSUBSCRIBE and DISCONNECT,
+# so the other types run only against vigil.
+both("PUBACK reserved flags", b"\x41\x02\x00\x01", b"\x41\x02\x00\x01", v5_codes=(0x81,),
+     only="vigil")
+both("PUBREC reserved flags", b"\x52\x02\x00\x01", b"\x52\x02\x00\x01", v5_codes=(0x81,),
+     only="vigil")
+both("PUBREL reserved flags", b"\x60\x02\x00\x01", b"\x60\x02\x00\x01", v5_codes=(0x81,))
+both("PUBCOMP reserved flags", b"\x71\x02\x00\x01", b"\x71\x02\x00\x01", v5_codes=(0x81,),
+     only="vigil")
+both("truncated PUBACK", b"\x40\x01\x00", b"\x40\x01\x00", v5_codes=(0x81,))
+both("truncated PUBREL", b"\x62\x01\x00", b"\x62\x01\x00", v5_codes=(0x81,))
+both("PINGREQ reserved flags", b"\xc1\x00", b"\xc1\x00", v5_codes=(0x81,), only="vigil")
+both("PINGREQ with a body", b"\xc0\x01\x00", b"\xc0\x01\x00", v5_codes=(0x81,), only="vigil")
+both("DISCONNECT reserved flags", b"\xe1\x00", b"\xe1\x00", v5_codes=(0x81,))
+bad_packet("v311 DISCONNECT with a body", V311, b"\xe0\x01\x00")
+bad_packet("v5 DISCONNECT property length too long", V5, b"\xe0\x03\x00\x05\x11", v5_codes=(0x81,))
+bad_packet("v5 DISCONNECT sets session expiry after 0", V5,
+           disconnect(0x00, prop(m.SESSION_EXPIRY, 60)), v5_codes=(0x82,))
+both("reserved packet type 0", b"\x00\x00", b"\x00\x00", v5_codes=(0x81, 0x82))
+bad_packet("v311 AUTH packet", V311, b"\xf0\x00")
+# An AUTH without an authentication method in CONNECT is a Protocol Error.
+bad_packet("v5 AUTH without authentication method", V5,
+           packet(0xF0, b"\x18" + props(prop(m.AUTH_METHOD, "x"))),
+           v5_codes=(0x81, 0x82))
+both("CONNACK from a client", b"\x20\x02\x00\x00", b"\x20\x03\x00\x00\x00", v5_codes=(0x81, 0x82))
+# A server-to-client packet from a client is a protocol violation;
+# mosquitto 2.0.11 closes on CONNACK but ignores SUBACK and PINGRESP.
+both("SUBACK from a client", b"\x90\x03\x00\x01\x00", b"\x90\x04\x00\x01\x00\x00",
+     v5_codes=(0x81, 0x82), only="vigil")
+both("PINGRESP from a client", b"\xd0\x00", b"\xd0\x00", v5_codes=(0x81, 0x82), only="vigil")
+
+
+@case("v311 PINGREQ gets PINGRESP")
+def _(ctx):
+    conn, _ = session(ctx, V311)
+    conn.send(b"\xc0\x00")
+    check_equal(conn.recv().raw, b"\xd0\x00", "PINGRESP bytes")
+
+
+@case("v5 DISCONNECT with will sends will")
+def _(ctx):
+    # Reason code 0x04 asks the server to publish the will (MQTT 5.0 3.14.2.1).
+    sub, _ = session(ctx, V5, client_id="raw-will-sub")
+    sub.send(subscribe(1, [("will/t", 0)]))
+    sub.recv_type(m.SUBACK)
+    conn = Conn(ctx.port, log=ctx.log)
+    ctx.defer(conn.close)
+    conn.send(connect(V5, "raw-will", will=("will/t", b"bye", 0, False)))
+    check_equal(parse_connack(conn.recv())[1], 0, "CONNACK code")
+    conn.send(disconnect(0x04))
+    expect_silent_close(conn)
+    got = parse_publish(sub.recv_type(m.PUBLISH))
+    check_equal(got["payload"], b"bye", "will payload")
+
+
+@case("v311 clean DISCONNECT drops will")
+def _(ctx):
+    sub, _ = session(ctx, V311, client_id="raw-will-sub311")
+    sub.send(subscribe(1, [("will311/t", 0)], version=V311))
+    sub.recv_type(m.SUBACK)
+    conn = Conn(ctx.port, log=ctx.log)
+    ctx.defer(conn.close)
+    conn.send(connect(V311, "raw-will311", will=("will311/t", b"bye", 0, False)))
+    check_equal(conn.recv().raw, b"\x20\x02\x00\x00", "CONNACK bytes")
+    conn.send(b"\xe0\x00")
+    expect_silent_close(conn)
+    try:
+        pkt = sub.recv(timeout=1.0)
+        raise AssertionError(f"will published after a clean DISCONNECT: {pkt!r}")
+    except Timeout:
+        pass
+
+
+@case("v311 broken connection sends will")
+def _(ctx):
+    sub, _ = session(ctx, V311, client_id="raw-will-sub311b")
+    sub.send(subscribe(1, [("will311b/t", 1)], version=V311))
+    sub.recv_type(m.SUBACK)
+    conn = Conn(ctx.port, log=ctx.log)
+    conn.send(connect(V311, "raw-will311b", will=("will311b/t", b"gone", 1, False)))
+    check_equal(conn.recv().raw, b"\x20\x02\x00\x00", "CONNACK bytes")
+    conn.close()
+    got = parse_publish(sub.recv_type(m.PUBLISH), version=V311)
+    check_equal((got["topic"], got["payload"], got["qos"]), ("will311b/t", b"gone", 1), "will")
+
+
+if __name__ == "__main__":
+    sys.exit(harness.run("raw", Fixture))
