@@ -489,12 +489,15 @@ void subtree_free(struct sub_tree *tree)
     while (node != NULL) {
         struct sub_node *child = NULL;
 
-        if (node->nchildren > 0)
+        if (node->nchildren > 0) {
             child = node->children[--node->nchildren];
-        else if (node->plus != NULL)
-            child = node->plus, node->plus = NULL;
-        else if (node->hash != NULL)
-            child = node->hash, node->hash = NULL;
+        } else if (node->plus != NULL) {
+            child = node->plus;
+            node->plus = NULL;
+        } else if (node->hash != NULL) {
+            child = node->hash;
+            node->hash = NULL;
+        }
         if (child != NULL) {
             node = child;
             continue;
