@@ -1,0 +1,70 @@
+/* Access control: a role's topic patterns, with "%d" standing for the
+ * authenticated device id. Device ids cannot contain '+', '#' or '/', so the
+ * substitution never widens a pattern. */
+#include <stdio.h>
+#include <string.h>
+
+#include "broker/broker.h"
+#include "broker/topic.h"
+
+/* Writes pattern with "%d" replaced by device into out; returns the length
+ * or 0 when it does not fit. */
+static size_t acl_expand(const char *pattern, const char *device, char *out, size_t cap)
+{
+    size_t n = 0, dlen = strlen(device);
+
+    for (const char *p = pattern; *p != '\0'; p++) {
+        if (p[0] == '%' && p[1] == 'd') {
+            if (n + dlen >= cap || dlen == 0)
+                return 0;
+            memcpy(out + n, device, dlen);
+            n += dlen;
+            p++;
+            continue;
+        }
+        if (n + 1 >= cap)
+            return 0;
+        out[n++] = *p;
+    }
+    out[n] = '\0';
+    return n;
+}
+
+bool acl_can_publish(const struct conn *c, const char *topic, size_t len)
+{
+    char pat[512];
+
+    /* Topics starting with '$' belong to the server ($SYS). */
+    if (len > 0 && topic[0] == '$')
+        return false;
+    if (c->role == NULL)
+        return true;
+    for (size_t i = 0; i < c->role->n_publish; i++) {
+        size_t n = acl_expand(c->role->publish[i], c->device, pat, sizeof pat);
+
+        if (n > 0 && topic_match(pat, n, topic, len))
+            return true;
+    }
+    return false;
+}
+
+bool acl_can_subscribe(const struct conn *c, const char *filter, size_t len)
+{
+    char pat[512];
+    const char *group, *inner;
+    size_t glen, ilen;
+
+    if (topic_split_shared(filter, len, &group, &glen, &inner, &ilen) == VIGIL_OK) {
+        filter = inner;
+        len = ilen;
+    }
+    if (c->role == NULL)
+        return true;
+    for (size_t i = 0; i < c->role->n_subscribe; i++) {
+        size_t n = acl_expand(c->role->subscribe[i], c->device, pat, sizeof pat);
+
+        if (n > 0 && topic_filter_covers(pat, n, filter, len))
+            return true;
+    }
+    return false;
+}

@@ -1,0 +1,314 @@
+/* The MQTT broker: hub state, connections, sessions and messages. Internal
+ * to src/broker; the serve command uses hub_create/hub_run/hub_destroy. All
+ * of this state belongs to the I/O loop thread. */
+#ifndef VIGIL_BROKER_BROKER_H
+#define VIGIL_BROKER_BROKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "auth/device.h"
+#include "config/config.h"
+#include "core/buf.h"
+#include "core/map.h"
+#include "proto/mqtt/mqtt.h"
+#include "secmon/event.h"
+#include "store/store.h"
+
+struct hub;
+struct session;
+struct conn;
+
+/* An application message, immutable once routed, shared by reference
+ * between the deliveries, the retained tree and pending publishes. Topic,
+ * payload and forwardable properties live in the same allocation. */
+struct msg {
+    uint32_t refs;
+    uint8_t qos;
+    bool retain;
+    uint16_t topic_len;
+    uint32_t payload_len;
+    uint32_t props_len;
+    uint64_t id;               /* store row id, 0 when not stored */
+    int64_t expiry_at;         /* Unix seconds, 0 = never */
+    const struct session *origin; /* publisher, for No Local; not a reference */
+    char *topic;               /* NUL-terminated, points into data */
+    uint8_t *payload;
+    uint8_t *props;
+    uint8_t data[];
+};
+
+struct msg *msg_new(const char *topic, size_t topic_len, const uint8_t *payload,
+                    size_t payload_len, const uint8_t *props, size_t props_len);
+struct msg *msg_ref(struct msg *m);
+void msg_unref(struct msg *m);
+bool msg_expired(const struct msg *m, int64_t now_s);
+
+/* One message on its way to one session. */
+struct delivery {
+    struct delivery *next;
+    struct msg *msg;
+    uint64_t seq;              /* store queue key; 0 when not stored */
+    uint16_t packet_id;        /* 0 until sent with QoS 1/2 */
+    uint8_t qos;               /* granted: min(message, subscription) */
+    uint8_t state;             /* enum store_queue_state */
+    bool retain;               /* RETAIN flag to send */
+    bool sent;
+    uint8_t n_sub_ids;
+    uint32_t sub_ids[];
+};
+
+struct session_sub {
+    char *filter;              /* as subscribed, "$share/..." included */
+    uint8_t options;
+    uint32_t sub_id;
+};
+
+struct session {
+    struct hub *hub;
+    char *client_id;
+    struct conn *conn;         /* NULL while offline */
+    uint32_t refs;             /* held by the session map and pending publishes */
+    bool removed;              /* no longer in the session map */
+    bool persistent;           /* state is kept in the store */
+    bool stored;               /* a session row exists in the store */
+    uint8_t version;
+    uint32_t expiry_interval;  /* seconds, UINT32_MAX = never */
+    uint64_t offline_since_ms; /* monotonic; valid while conn == NULL */
+    struct session *offline_next, *offline_prev;
+    bool in_offline_list;
+
+    struct session_sub *subs;
+    size_t n_subs, cap_subs;
+
+    /* Deliveries: inflight ones (sent, QoS 1/2, unacknowledged) first, then
+     * the ones waiting to be sent. One list keeps the order of arrival. */
+    struct delivery *queue_head, *queue_tail;
+    uint32_t n_queued;         /* all deliveries in the list */
+    uint32_t n_inflight;
+    uint16_t next_packet_id;
+
+    /* Incoming QoS 2 packet ids awaiting PUBREL. */
+    uint16_t *inqos2;
+    size_t n_inqos2, cap_inqos2;
+
+    /* Will of the current or last connection, and when to send it. */
+    struct msg *will;
+    uint32_t will_delay;
+    uint64_t will_due_ms;      /* monotonic, 0 = not scheduled */
+
+    /* Per-publish scratch for merging overlapping subscriptions. */
+    uint64_t match_gen;
+    size_t match_slot;
+
+    char device[DEVICE_ID_MAX + 1];
+};
+
+enum conn_state {
+    CONN_NEW,          /* waiting for CONNECT */
+    CONN_AUTH,         /* CONNECT received, credentials being checked */
+    CONN_ACTIVE,
+    CONN_CLOSING,
+};
+
+/* An acknowledgement that must wait for the store, kept in arrival order
+ * because PUBACKs must go out in the order the PUBLISHes came in. */
+struct pending_ack {
+    struct pending_ack *next;
+    uint8_t type;              /* MQTT_PUBACK or MQTT_PUBREC */
+    uint8_t reason;
+    uint16_t packet_id;
+    bool ready;
+};
+
+struct conn {
+    struct hub *hub;
+    uv_tcp_t tcp;
+    uv_timer_t timer;          /* connect timeout, then keep-alive */
+    uint64_t id;
+    uint32_t refs;             /* libuv handles and in-flight requests */
+    enum conn_state state;
+    uint8_t version;           /* protocol level after CONNECT */
+    bool anonymous_allowed;
+    bool closing_handles;
+    bool write_busy;
+    bool read_paused;
+    char peer[64];
+
+    /* The packet being dispatched, inside the input buffer. */
+    const uint8_t *cur_packet;
+    size_t cur_packet_len;
+
+    struct vigil_buf in;
+    struct vigil_buf out;      /* being filled */
+    struct vigil_buf out_busy; /* being written by uv_write */
+    uv_write_t write_req;
+
+    uint64_t last_rx_ms;
+    uint16_t keep_alive;       /* effective, seconds; 0 = none */
+
+    struct session *session;
+    const struct config_role *role; /* NULL = anonymous full access */
+    char device[DEVICE_ID_MAX + 1];
+    char client_id[128];
+
+    /* Limits the client announced in CONNECT (v5). */
+    uint16_t client_receive_max;
+    uint32_t client_max_packet;
+    uint16_t client_alias_max;
+    bool request_problem_info;
+
+    /* Incoming topic aliases: index alias-1. */
+    char **alias_in;
+    uint16_t alias_in_cap;
+    /* Outgoing topic aliases. */
+    struct vigil_map alias_out;
+    uint16_t alias_out_next;
+
+    uint32_t in_qos_pending;   /* received QoS 1/2 PUBLISHes not yet completed */
+    struct pending_ack *acks_head, *acks_tail;
+
+    /* Auth in the thread pool. */
+    uv_work_t auth_work;
+    struct connect_auth *auth;
+};
+
+struct hub_stats {
+    uint64_t msgs_received, msgs_sent, bytes_received, bytes_sent;
+    uint64_t msgs_dropped, connections_total, publish_denied;
+};
+
+struct hub {
+    uv_loop_t *loop;
+    struct vigil_config cfg;
+    struct store *store;
+    struct vigil_event_sink *events;
+    struct device_db *devices;
+    struct sub_tree *subs;
+    struct retain_tree *retained;
+    struct vigil_map sessions;   /* client id -> struct session */
+    struct session *offline_head;
+    uv_tcp_t listeners[CONFIG_MAX_LISTENERS];
+    size_t n_listeners;
+    uv_timer_t tick;             /* 1 s: expiry, wills, $SYS */
+    uv_signal_t sig_int, sig_term;
+    uint64_t next_conn_id;
+    uint64_t next_msg_id;
+    uint64_t next_seq;
+    uint64_t match_gen;
+    uint32_t n_conns;
+    uint64_t started_ms;
+    int64_t started_s;
+    uint64_t last_sys_ms;
+    bool stopping;
+    struct hub_stats stats;
+    struct route_match *scratch; /* router: matches of the publish being routed */
+    size_t scratch_n, scratch_cap;
+    struct conn **conns;         /* open connections, for shutdown */
+    size_t n_conn_slots;
+};
+
+/* hub.c */
+vigil_err hub_create(const struct vigil_config *cfg, struct hub **out);
+int hub_run(struct hub *hub);
+void hub_destroy(struct hub *hub);
+void hub_emit(struct hub *hub, const struct conn *c, enum vigil_event_type type,
+              const char *topic, size_t topic_len, const char *rule, const char *detail);
+void hub_emit_ev(struct hub *hub, const struct conn *c, struct vigil_event *ev);
+int64_t hub_now_s(void);
+
+/* conn.c */
+void conn_accept(struct hub *hub, uv_stream_t *server, bool anonymous_allowed);
+/* Appends an encoded packet to the output buffer; false when it cannot. */
+bool conn_send(struct conn *c, const struct mqtt_packet *pkt);
+void conn_flush(struct conn *c);
+/* Sends DISCONNECT with reason (v5 only, when reason != 0xFF) and closes. */
+void conn_close(struct conn *c, uint8_t reason, const char *why);
+void conn_ref(struct conn *c);
+void conn_unref(struct conn *c);
+void conn_resume_read(struct conn *c);
+void conn_protocol_error(struct conn *c, const struct mqtt_error *err, uint8_t type);
+
+/* handle_*.c: one per packet type; each returns false when the connection
+ * was closed. */
+bool handle_connect(struct conn *c, const struct mqtt_packet *pkt);
+/* Answers a CONNECT that failed to decode as its protocol level requires. */
+void connect_malformed(struct conn *c, const uint8_t *p, size_t len, const struct mqtt_error *err);
+bool handle_publish(struct conn *c, const struct mqtt_packet *pkt);
+bool handle_puback(struct conn *c, const struct mqtt_packet *pkt);
+bool handle_pubrec(struct conn *c, const struct mqtt_packet *pkt);
+bool handle_pubrel(struct conn *c, const struct mqtt_packet *pkt);
+bool handle_pubcomp(struct conn *c, const struct mqtt_packet *pkt);
+bool handle_subscribe(struct conn *c, const struct mqtt_packet *pkt);
+bool handle_unsubscribe(struct conn *c, const struct mqtt_packet *pkt);
+bool handle_pingreq(struct conn *c, const struct mqtt_packet *pkt);
+bool handle_disconnect(struct conn *c, const struct mqtt_packet *pkt);
+bool handle_auth(struct conn *c, const struct mqtt_packet *pkt);
+void conn_ack_ready(struct conn *c, struct pending_ack *ack);
+
+/* session.c */
+struct session *session_find(struct hub *hub, const char *client_id);
+struct session *session_create(struct hub *hub, const char *client_id, uint8_t version);
+void session_ref(struct session *s);
+void session_unref(struct session *s);
+/* Removes the session from the map, the subscription tree and the store. */
+void session_discard(struct session *s);
+void session_attach(struct session *s, struct conn *c);
+void session_detach(struct session *s);
+vigil_err session_add_sub(struct session *s, const char *filter, size_t len, uint8_t options,
+                          uint32_t sub_id, bool *existed);
+bool session_remove_sub(struct session *s, const char *filter, size_t len);
+/* Adds a delivery (takes a reference on msg); sends it when online. */
+void session_enqueue(struct session *s, struct msg *msg, uint8_t qos, bool retain,
+                     const uint32_t *sub_ids, uint8_t n_sub_ids);
+/* Appends a delivery restored from the store. */
+struct delivery *session_restore_delivery(struct session *s, struct msg *msg, uint64_t seq,
+                                          uint8_t qos, uint8_t state, uint16_t packet_id);
+/* Sends a QoS 0 message straight to the connection, or drops it. */
+void session_send_qos0(struct session *s, struct msg *msg, bool retain, const uint32_t *sub_ids,
+                       uint8_t n_sub_ids);
+/* Sends what the inflight window allows. */
+void session_pump(struct session *s);
+void session_resend_inflight(struct session *s);
+struct delivery *session_find_inflight(struct session *s, uint16_t packet_id);
+void session_complete(struct session *s, struct delivery *d);
+bool session_has_inqos2(const struct session *s, uint16_t packet_id);
+bool session_add_inqos2(struct session *s, uint16_t packet_id);
+bool session_remove_inqos2(struct session *s, uint16_t packet_id);
+void session_free_all(struct hub *hub);
+void session_offline_sweep(struct hub *hub, uint64_t now_ms);
+void session_publish_will(struct session *s);
+
+/* router.c */
+/* Routes msg to every matching subscription. */
+void router_publish(struct hub *hub, struct msg *msg, const struct session *origin);
+/* Stores or clears a retained message (msg->retain set). */
+void router_retain(struct hub *hub, struct msg *msg, bool persist);
+void router_send_retained(struct hub *hub, struct session *s, const char *filter, size_t len,
+                          uint8_t options, uint32_t sub_id);
+void router_free(struct hub *hub);
+
+/* acl.c */
+bool acl_can_publish(const struct conn *c, const char *topic, size_t len);
+bool acl_can_subscribe(const struct conn *c, const char *filter, size_t len);
+
+/* persist.c */
+vigil_err persist_load(struct hub *hub);
+/* Writes the session row (or deletes it when the session stopped being
+ * persistent); when it is first written, its subscriptions go too. */
+void persist_session(struct session *s);
+void persist_delete_session(struct session *s);
+/* Makes sure msg has a store row; returns its id. */
+uint64_t persist_msg(struct hub *hub, struct msg *msg);
+void persist_sub(struct session *s, const char *filter, uint8_t options, uint32_t sub_id, bool del);
+void persist_queue(struct session *s, struct delivery *d, enum store_op_kind kind);
+void persist_inqos2(struct session *s, uint16_t packet_id, bool del);
+/* Submits a barrier whose completion calls done(arg). */
+void persist_barrier(struct hub *hub, void (*done)(void *arg, vigil_err rc), void *arg);
+
+/* sys.c */
+void sys_publish(struct hub *hub);
+
+#endif

@@ -1,0 +1,444 @@
+/* Client connections: reading and framing, the packet dispatch table,
+ * batched writes, keep-alive and closing. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "broker/broker.h"
+#include "core/alloc.h"
+#include "core/log.h"
+
+/* Output bytes a slow reader may leave unsent before QoS 0 messages to it
+ * are dropped; QoS 1/2 deliveries wait in the session queue instead. */
+#define CONN_OUT_SOFT_LIMIT (4u * 1024 * 1024)
+#define CONN_OUT_HARD_LIMIT (64u * 1024 * 1024)
+
+static void conn_track(struct hub *hub, struct conn *c, bool add)
+{
+    if (!add) {
+        for (size_t i = 0; i < hub->n_conn_slots; i++)
+            if (hub->conns[i] == c) {
+                hub->conns[i] = NULL;
+                return;
+            }
+        return;
+    }
+    for (size_t i = 0; i < hub->n_conn_slots; i++)
+        if (hub->conns[i] == NULL) {
+            hub->conns[i] = c;
+            return;
+        }
+    {
+        size_t n = hub->n_conn_slots ? hub->n_conn_slots * 2 : 64;
+        struct conn **p = vigil_realloc(hub->conns, n * sizeof *p);
+
+        if (p == NULL)
+            return; /* NOTE: an untracked connection is not closed at shutdown. */
+        memset(p + hub->n_conn_slots, 0, (n - hub->n_conn_slots) * sizeof *p);
+        p[hub->n_conn_slots] = c;
+        hub->conns = p;
+        hub->n_conn_slots = n;
+    }
+}
+
+void conn_ref(struct conn *c)
+{
+    c->refs++;
+}
+
+void conn_unref(struct conn *c)
+{
+    if (--c->refs > 0)
+        return;
+    vigil_buf_release(&c->in);
+    vigil_buf_release(&c->out);
+    vigil_buf_release(&c->out_busy);
+    for (uint16_t i = 0; i < c->alias_in_cap; i++)
+        vigil_free(c->alias_in[i]);
+    vigil_free(c->alias_in);
+    vigil_map_free(&c->alias_out);
+    while (c->acks_head != NULL) {
+        struct pending_ack *a = c->acks_head;
+
+        c->acks_head = a->next;
+        vigil_free(a);
+    }
+    vigil_free(c);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    conn_unref(h->data);
+}
+
+static void conn_release(struct conn *c)
+{
+    struct hub *hub = c->hub;
+
+    if (c->closing_handles)
+        return;
+    c->closing_handles = true;
+    c->state = CONN_CLOSING;
+    conn_track(hub, c, false);
+    hub->n_conns--;
+    if (c->session != NULL)
+        session_detach(c->session);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+void conn_close(struct conn *c, uint8_t reason, const char *why)
+{
+    if (c->closing_handles)
+        return;
+    if (c->version == MQTT_V5 && reason != 0xFF && c->state == CONN_ACTIVE) {
+        struct mqtt_packet p = {.type = MQTT_DISCONNECT, .reason_code = reason};
+
+        conn_send(c, &p);
+    }
+    {
+        struct vigil_event ev;
+
+        vigil_event_init(&ev, VIGIL_EV_DISCONNECT);
+        ev.reason_code = reason == 0xFF ? 0 : reason;
+        VIGIL_EVENT_SET(&ev, detail, why, strlen(why));
+        hub_emit_ev(c->hub, c, &ev);
+    }
+    log_debug("conn %llu %s client '%s': closing: %s", (unsigned long long)c->id, c->peer,
+              c->client_id, why);
+    c->state = CONN_CLOSING;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    conn_flush(c);
+    if (!c->write_busy)
+        conn_release(c);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    struct conn *c = req->data;
+
+    c->write_busy = false;
+    c->out_busy.len = 0;
+    if (status < 0 && !c->closing_handles) {
+        if (c->state != CONN_CLOSING)
+            conn_close(c, 0xFF, "write failed");
+        else
+            conn_release(c);
+        conn_unref(c);
+        return;
+    }
+    if (c->out.len > 0 && !c->closing_handles) {
+        conn_flush(c);
+    } else if (c->state == CONN_CLOSING) {
+        conn_release(c);
+    } else if (c->session != NULL) {
+        session_pump(c->session);
+    }
+    conn_unref(c);
+}
+
+void conn_flush(struct conn *c)
+{
+    struct vigil_buf tmp;
+    uv_buf_t b;
+    int rc;
+
+    if (c->write_busy || c->out.len == 0 || c->closing_handles)
+        return;
+    tmp = c->out_busy;
+    c->out_busy = c->out;
+    c->out = tmp;
+    c->out.len = 0;
+    b = uv_buf_init((char *)c->out_busy.data, (unsigned)c->out_busy.len);
+    c->write_req.data = c;
+    rc = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+    if (rc != 0) {
+        c->out_busy.len = 0;
+        conn_release(c);
+        return;
+    }
+    c->hub->stats.bytes_sent += b.len;
+    c->write_busy = true;
+    conn_ref(c);
+    /* Large idle buffers are returned so idle connections stay small. */
+    if (c->out.cap > 65536)
+        vigil_buf_release(&c->out);
+}
+
+static void on_flush_idle(uv_handle_t *h)
+{
+    (void)h;
+}
+
+bool conn_send(struct conn *c, const struct mqtt_packet *pkt)
+{
+    size_t need = mqtt_encoded_size(pkt, c->version);
+    size_t n;
+
+    (void)on_flush_idle;
+    if (need == 0 || c->closing_handles)
+        return false;
+    if (c->client_max_packet != 0 && need > c->client_max_packet)
+        return false;
+    if (vigil_buf_reserve(&c->out, need) != VIGIL_OK)
+        return false;
+    n = mqtt_encode(pkt, c->version, c->out.data + c->out.len, need);
+    if (n == 0)
+        return false;
+    c->out.len += n;
+    return true;
+}
+
+/* Bytes waiting to be written; used to shed QoS 0 load on slow readers. */
+size_t conn_backlog(const struct conn *c);
+size_t conn_backlog(const struct conn *c)
+{
+    return c->out.len + c->out_busy.len;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct conn *c = h->data;
+    size_t want = 16384;
+
+    (void)suggested;
+    if (c->in.limit - c->in.len < want)
+        want = c->in.limit - c->in.len;
+    if (want == 0 || vigil_buf_reserve(&c->in, want) != VIGIL_OK) {
+        buf->base = NULL;
+        buf->len = 0;
+        return;
+    }
+    buf->base = (char *)c->in.data + c->in.len;
+    buf->len = c->in.cap - c->in.len;
+}
+
+void conn_protocol_error(struct conn *c, const struct mqtt_error *err, uint8_t type)
+{
+    struct vigil_event ev;
+    char detail[128];
+
+    vigil_event_init(&ev, VIGIL_EV_MALFORMED);
+    ev.rule = err->rule;
+    ev.reason_code = err->reason_code;
+    snprintf(detail, sizeof detail, "%s: %s", mqtt_type_name(type), err->text ? err->text : "");
+    VIGIL_EVENT_SET(&ev, detail, detail, strlen(detail));
+    hub_emit_ev(c->hub, c, &ev);
+    log_info("conn %llu %s client '%s': protocol violation %s: %s", (unsigned long long)c->id,
+             c->peer, c->client_id, err->rule ? err->rule : "-", detail);
+    conn_close(c, err->reason_code ? err->reason_code : MQTT_RC_MALFORMED, detail);
+}
+
+typedef bool (*packet_handler)(struct conn *c, const struct mqtt_packet *pkt);
+
+static const packet_handler handlers[16] = {
+    [MQTT_CONNECT] = handle_connect,       [MQTT_PUBLISH] = handle_publish,
+    [MQTT_PUBACK] = handle_puback,         [MQTT_PUBREC] = handle_pubrec,
+    [MQTT_PUBREL] = handle_pubrel,         [MQTT_PUBCOMP] = handle_pubcomp,
+    [MQTT_SUBSCRIBE] = handle_subscribe,   [MQTT_UNSUBSCRIBE] = handle_unsubscribe,
+    [MQTT_PINGREQ] = handle_pingreq,       [MQTT_DISCONNECT] = handle_disconnect,
+    [MQTT_AUTH] = handle_auth,
+};
+
+/* Handles one complete packet; returns false when the connection closed. */
+static bool conn_dispatch(struct conn *c, const uint8_t *p, size_t len)
+{
+    struct mqtt_packet pkt;
+    struct mqtt_error err = {0};
+    uint8_t type = p[0] >> 4;
+
+    if (c->state == CONN_NEW && type != MQTT_CONNECT) {
+        err = (struct mqtt_error){MQTT_RC_PROTOCOL_ERROR, "MQTT-3.1.0-1",
+                                  "first packet is not CONNECT"};
+        conn_protocol_error(c, &err, type);
+        return false;
+    }
+    if (c->state != CONN_NEW && type == MQTT_CONNECT) {
+        err = (struct mqtt_error){MQTT_RC_PROTOCOL_ERROR, "MQTT-3.1.0-2", "second CONNECT"};
+        conn_protocol_error(c, &err, type);
+        return false;
+    }
+    if (mqtt_decode(p, len, c->version ? c->version : MQTT_V311, true, &pkt, &err) != VIGIL_OK) {
+        if (type == MQTT_CONNECT)
+            connect_malformed(c, p, len, &err);
+        else
+            conn_protocol_error(c, &err, type);
+        return false;
+    }
+    c->cur_packet = p;
+    c->cur_packet_len = len;
+    if (handlers[pkt.type] == NULL) {
+        err = (struct mqtt_error){MQTT_RC_PROTOCOL_ERROR, "MQTT-2.1.2", "packet type not allowed from a client"};
+        conn_protocol_error(c, &err, type);
+        return false;
+    }
+    return handlers[pkt.type](c, &pkt);
+}
+
+/* Processes every complete packet in the input buffer. */
+static void conn_process(struct conn *c)
+{
+    size_t off = 0;
+    uint32_t max_in = c->hub->cfg.limits.max_packet_size;
+
+    while (c->state != CONN_CLOSING && c->state != CONN_AUTH && off < c->in.len) {
+        size_t hdr;
+        uint32_t rem;
+        struct mqtt_error err = {0};
+        vigil_err rc = mqtt_frame(c->in.data + off, c->in.len - off, &hdr, &rem, &err);
+
+        if (rc == VIGIL_ERR_AGAIN)
+            break;
+        if (rc != VIGIL_OK) {
+            conn_protocol_error(c, &err, c->in.data[off] >> 4);
+            return;
+        }
+        if (hdr + rem > max_in) {
+            err = (struct mqtt_error){MQTT_RC_PACKET_TOO_LARGE, "MQTT-3.2.2-15",
+                                      "packet exceeds the maximum packet size"};
+            conn_protocol_error(c, &err, c->in.data[off] >> 4);
+            return;
+        }
+        if (c->in.len - off < hdr + rem)
+            break;
+        c->hub->stats.bytes_received += hdr + rem;
+        if (!conn_dispatch(c, c->in.data + off, hdr + rem))
+            return;
+        off += hdr + rem;
+    }
+    if (!c->closing_handles)
+        vigil_buf_consume(&c->in, off);
+    if (!c->closing_handles && c->in.len == 0 && c->in.cap > 65536)
+        vigil_buf_release(&c->in);
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct conn *c = stream->data;
+
+    (void)buf;
+    if (nread == UV_ENOBUFS || (nread == 0 && buf->base == NULL)) {
+        conn_close(c, MQTT_RC_PACKET_TOO_LARGE, "input buffer limit reached");
+        return;
+    }
+    if (nread < 0) {
+        conn_close(c, 0xFF, nread == UV_EOF ? "peer closed the connection" : uv_strerror((int)nread));
+        return;
+    }
+    if (nread == 0)
+        return;
+    c->in.len += (size_t)nread;
+    c->last_rx_ms = uv_now(c->hub->loop);
+    conn_ref(c);
+    conn_process(c);
+    if (!c->closing_handles)
+        conn_flush(c);
+    conn_unref(c);
+}
+
+void conn_resume_read(struct conn *c)
+{
+    if (c->closing_handles)
+        return;
+    conn_ref(c);
+    conn_process(c);
+    if (!c->closing_handles) {
+        conn_flush(c);
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    }
+    conn_unref(c);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    uint64_t now = uv_now(c->hub->loop);
+    uint64_t limit;
+
+    if (c->state == CONN_NEW || c->state == CONN_AUTH) {
+        if (c->state == CONN_NEW) {
+            hub_emit(c->hub, c, VIGIL_EV_LIMIT, NULL, 0, "MQTT-3.1.4", "no CONNECT within the connect timeout");
+            conn_close(c, 0xFF, "no CONNECT within the connect timeout");
+        }
+        return;
+    }
+    if (c->keep_alive == 0)
+        return;
+    /* One and a half times the keep-alive, as MQTT-3.1.2-24 allows. */
+    limit = (uint64_t)c->keep_alive * 1500;
+    if (now - c->last_rx_ms >= limit) {
+        hub_emit(c->hub, c, VIGIL_EV_LIMIT, NULL, 0, "MQTT-3.1.2-24", "keep-alive timeout");
+        conn_close(c, MQTT_RC_KEEP_ALIVE_TIMEOUT, "keep-alive timeout");
+        return;
+    }
+    uv_timer_start(&c->timer, on_timer, limit - (now - c->last_rx_ms), 0);
+}
+
+/* Arms the keep-alive timer after CONNACK. */
+void conn_start_keepalive(struct conn *c);
+void conn_start_keepalive(struct conn *c)
+{
+    uv_timer_stop(&c->timer);
+    if (c->keep_alive > 0)
+        uv_timer_start(&c->timer, on_timer, (uint64_t)c->keep_alive * 1500, 0);
+}
+
+static void conn_format_peer(struct conn *c)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET6) {
+            uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof host);
+            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+            snprintf(c->peer, sizeof c->peer, "[%s]:%d", host, port);
+            return;
+        }
+        uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof host);
+        port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    }
+    snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
+}
+
+void conn_accept(struct hub *hub, uv_stream_t *server, bool anonymous_allowed)
+{
+    struct conn *c = vigil_calloc(1, sizeof *c);
+
+    if (c == NULL) {
+        log_error("accept: out of memory");
+        return;
+    }
+    c->hub = hub;
+    c->id = hub->next_conn_id++;
+    c->anonymous_allowed = anonymous_allowed;
+    c->refs = 2; /* the two handles */
+    vigil_buf_init(&c->in, (size_t)hub->cfg.limits.max_packet_size + 5);
+    vigil_buf_init(&c->out, CONN_OUT_HARD_LIMIT);
+    vigil_buf_init(&c->out_busy, CONN_OUT_HARD_LIMIT);
+    vigil_map_init(&c->alias_out);
+    uv_tcp_init(hub->loop, &c->tcp);
+    uv_timer_init(hub->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    hub->n_conns++;
+    hub->stats.connections_total++;
+    conn_track(hub, c, true);
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        conn_release(c);
+        return;
+    }
+    conn_format_peer(c);
+    uv_tcp_nodelay(&c->tcp, 1);
+    hub_emit(hub, c, VIGIL_EV_CONNECT_ATTEMPT, NULL, 0, NULL, NULL);
+    if (hub->stopping || hub->n_conns > hub->cfg.limits.max_connections) {
+        hub_emit(hub, c, VIGIL_EV_LIMIT, NULL, 0, NULL, "connection limit reached");
+        conn_close(c, 0xFF, "connection limit reached");
+        return;
+    }
+    c->last_rx_ms = uv_now(hub->loop);
+    uv_timer_start(&c->timer, on_timer, hub->cfg.limits.connect_timeout_ms, 0);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}

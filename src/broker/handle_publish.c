@@ -1,0 +1,255 @@
+/* PUBLISH from a client: topic aliases, limits, access control, Receive
+ * Maximum, QoS 2 duplicate detection, routing, and acknowledgements that
+ * wait for the store. */
+#include <stdio.h>
+#include <string.h>
+
+#include "broker/broker.h"
+#include "broker/topic.h"
+#include "core/alloc.h"
+#include "core/log.h"
+
+static bool publish_fail(struct conn *c, uint8_t reason, const char *rule, const char *text)
+{
+    struct mqtt_error err = {reason, rule, text};
+
+    conn_protocol_error(c, &err, MQTT_PUBLISH);
+    return false;
+}
+
+/* Resolves the topic of a PUBLISH, applying and updating topic aliases.
+ * Returns false after closing the connection. */
+static bool publish_topic(struct conn *c, const struct mqtt_packet *pkt, const char **topic,
+                          size_t *len)
+{
+    const struct mqtt_publish *pub = &pkt->publish;
+    uint16_t alias;
+
+    *topic = (const char *)pub->topic.p;
+    *len = pub->topic.len;
+    if (!(pkt->props.present & MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS))) {
+        if (*len == 0)
+            return publish_fail(c, MQTT_RC_PROTOCOL_ERROR, "MQTT-3.3.2-1", "empty topic without a topic alias");
+        return true;
+    }
+    alias = pkt->props.topic_alias;
+    if (alias == 0 || alias > c->hub->cfg.limits.topic_alias_maximum)
+        return publish_fail(c, MQTT_RC_TOPIC_ALIAS_INVALID, "MQTT-3.3.2-9", "topic alias out of range");
+    if (c->alias_in == NULL) {
+        c->alias_in = vigil_calloc(c->hub->cfg.limits.topic_alias_maximum, sizeof *c->alias_in);
+        if (c->alias_in == NULL)
+            return publish_fail(c, MQTT_RC_UNSPECIFIED, NULL, "out of memory");
+        c->alias_in_cap = c->hub->cfg.limits.topic_alias_maximum;
+    }
+    if (*len > 0) {
+        char *copy = vigil_strndup(*topic, *len);
+
+        if (copy == NULL)
+            return publish_fail(c, MQTT_RC_UNSPECIFIED, NULL, "out of memory");
+        vigil_free(c->alias_in[alias - 1]);
+        c->alias_in[alias - 1] = copy;
+        return true;
+    }
+    if (c->alias_in[alias - 1] == NULL)
+        return publish_fail(c, MQTT_RC_PROTOCOL_ERROR, "MQTT-3.3.4-?", "unknown topic alias");
+    *topic = c->alias_in[alias - 1];
+    *len = strlen(*topic);
+    return true;
+}
+
+static void acks_flush(struct conn *c)
+{
+    while (c->acks_head != NULL && c->acks_head->ready) {
+        struct pending_ack *a = c->acks_head;
+        struct mqtt_packet p = {.type = a->type, .packet_id = a->packet_id,
+                                .reason_code = a->reason};
+
+        c->acks_head = a->next;
+        if (c->acks_head == NULL)
+            c->acks_tail = NULL;
+        if (!c->closing_handles) {
+            conn_send(c, &p);
+            if (a->type == MQTT_PUBACK && c->in_qos_pending > 0)
+                c->in_qos_pending--;
+        }
+        vigil_free(a);
+    }
+    conn_flush(c);
+}
+
+static void ack_durable(void *arg, vigil_err rc)
+{
+    struct pending_ack *a = arg;
+    struct conn *c = *(struct conn **)(a + 1);
+
+    if (rc != VIGIL_OK)
+        log_error("conn %llu: store write failed; acknowledging PUBLISH %u anyway is unsafe, closing",
+                  (unsigned long long)c->id, a->packet_id);
+    a->ready = true;
+    if (rc != VIGIL_OK && !c->closing_handles)
+        conn_close(c, MQTT_RC_UNSPECIFIED, "store write failed");
+    else
+        acks_flush(c);
+    conn_unref(c);
+}
+
+/* Queues a PUBACK or PUBREC; it goes out once everything written to the
+ * store before it is durable, and after every earlier acknowledgement. */
+static void publish_ack(struct conn *c, uint8_t type, uint16_t packet_id, uint8_t reason)
+{
+    struct pending_ack *a = vigil_calloc(1, sizeof *a + sizeof(struct conn *));
+
+    if (a == NULL) {
+        conn_close(c, MQTT_RC_UNSPECIFIED, "out of memory");
+        return;
+    }
+    a->type = type;
+    a->packet_id = packet_id;
+    a->reason = c->version == MQTT_V5 ? reason : 0;
+    *(struct conn **)(a + 1) = c;
+    if (c->acks_tail != NULL)
+        c->acks_tail->next = a;
+    else
+        c->acks_head = a;
+    c->acks_tail = a;
+    if (store_pending(c->hub->store) == 0 && a == c->acks_head) {
+        a->ready = true;
+        acks_flush(c);
+        return;
+    }
+    conn_ref(c);
+    persist_barrier(c->hub, ack_durable, a);
+}
+
+static struct msg *publish_msg(struct conn *c, const struct mqtt_packet *pkt, const char *topic,
+                               size_t len)
+{
+    uint8_t small[1024];
+    uint8_t *props = small;
+    size_t plen = 0;
+    struct msg *m;
+
+    if (c->version == MQTT_V5 && pkt->props.raw.len > 0) {
+        if (pkt->props.raw.len > sizeof small)
+            props = vigil_malloc(pkt->props.raw.len);
+        if (props == NULL)
+            return NULL;
+        plen = mqtt_encode_forward_props(&pkt->props, props, pkt->props.raw.len);
+    }
+    m = msg_new(topic, len, pkt->publish.payload.p, pkt->publish.payload.len, props, plen);
+    if (props != small)
+        vigil_free(props);
+    if (m == NULL)
+        return NULL;
+    m->qos = pkt->publish.qos;
+    m->retain = pkt->publish.retain;
+    m->origin = c->session;
+    if (pkt->props.present & MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY))
+        m->expiry_at = hub_now_s() + pkt->props.message_expiry;
+    return m;
+}
+
+static void publish_event(struct conn *c, const struct mqtt_packet *pkt, const char *topic,
+                          size_t len, enum vigil_event_type type, const char *detail)
+{
+    struct vigil_event ev;
+
+    vigil_event_init(&ev, type);
+    VIGIL_EVENT_SET(&ev, topic, topic, len);
+    ev.qos = pkt->publish.qos;
+    ev.retain = pkt->publish.retain;
+    ev.size = pkt->publish.payload.len;
+    if (detail != NULL)
+        VIGIL_EVENT_SET(&ev, detail, detail, strlen(detail));
+    hub_emit_ev(c->hub, c, &ev);
+}
+
+/* Answers a PUBLISH that is not routed (denied or invalid payload). */
+static bool publish_reject(struct conn *c, const struct mqtt_packet *pkt, uint8_t reason)
+{
+    uint8_t qos = pkt->publish.qos;
+
+    if (qos == 1) {
+        c->in_qos_pending++;
+        publish_ack(c, MQTT_PUBACK, pkt->packet_id, reason);
+    } else if (qos == 2) {
+        c->in_qos_pending++;
+        /* MQTT 3.1.1 has no negative PUBREC: the exchange completes normally. */
+        if (c->version != MQTT_V5 && !session_add_inqos2(c->session, pkt->packet_id))
+            return publish_fail(c, MQTT_RC_UNSPECIFIED, NULL, "out of memory");
+        if (c->version == MQTT_V5)
+            c->in_qos_pending--;
+        publish_ack(c, MQTT_PUBREC, pkt->packet_id, reason);
+    }
+    return !c->closing_handles;
+}
+
+bool handle_publish(struct conn *c, const struct mqtt_packet *pkt)
+{
+    struct hub *hub = c->hub;
+    const struct config_limits *lim = &hub->cfg.limits;
+    uint8_t qos = pkt->publish.qos;
+    const char *topic;
+    size_t len;
+    struct msg *m;
+
+    if (!publish_topic(c, pkt, &topic, &len))
+        return false;
+    if (len > lim->max_topic_length || topic_levels(topic, len) > lim->max_topic_levels) {
+        hub_emit(hub, c, VIGIL_EV_LIMIT, topic, len, NULL, "topic exceeds the length or level limit");
+        return publish_fail(c, MQTT_RC_TOPIC_NAME_INVALID, "vigil-topic-limit",
+                            "topic exceeds the length or level limit");
+    }
+    if (qos == 2 && session_has_inqos2(c->session, pkt->packet_id)) {
+        /* A retransmission of a QoS 2 message already received. */
+        publish_ack(c, MQTT_PUBREC, pkt->packet_id, 0);
+        return !c->closing_handles;
+    }
+    if (qos > 0 && c->in_qos_pending >= lim->receive_maximum)
+        return publish_fail(c, MQTT_RC_RECEIVE_MAX_EXCEEDED, "MQTT-3.3.4-9",
+                            "more unacknowledged QoS 1/2 PUBLISHes than Receive Maximum");
+    hub->stats.msgs_received++;
+    if (!acl_can_publish(c, topic, len)) {
+        hub->stats.publish_denied++;
+        publish_event(c, pkt, topic, len, VIGIL_EV_ACL_DENY, "publish not allowed");
+        return publish_reject(c, pkt, MQTT_RC_NOT_AUTHORIZED);
+    }
+    if (c->version == MQTT_V5 && (pkt->props.present & MQTT_PROP_BIT(MQTT_PROP_PAYLOAD_FORMAT)) &&
+        pkt->props.payload_format == 1 &&
+        !mqtt_utf8_valid(pkt->publish.payload.p, pkt->publish.payload.len)) {
+        publish_event(c, pkt, topic, len, VIGIL_EV_MALFORMED, "payload is not UTF-8 as its format indicator claims");
+        return publish_reject(c, pkt, MQTT_RC_PAYLOAD_FORMAT_INVALID);
+    }
+    publish_event(c, pkt, topic, len, VIGIL_EV_PUBLISH, NULL);
+    m = publish_msg(c, pkt, topic, len);
+    if (m == NULL)
+        return publish_fail(c, MQTT_RC_UNSPECIFIED, NULL, "out of memory");
+    if (m->retain)
+        router_retain(hub, m, true);
+    router_publish(hub, m, c->session);
+    msg_unref(m);
+    if (qos == 1) {
+        c->in_qos_pending++;
+        publish_ack(c, MQTT_PUBACK, pkt->packet_id, 0);
+    } else if (qos == 2) {
+        c->in_qos_pending++;
+        if (!session_add_inqos2(c->session, pkt->packet_id))
+            return publish_fail(c, MQTT_RC_UNSPECIFIED, NULL, "out of memory");
+        publish_ack(c, MQTT_PUBREC, pkt->packet_id, 0);
+    }
+    return !c->closing_handles;
+}
+
+bool handle_pubrel(struct conn *c, const struct mqtt_packet *pkt)
+{
+    struct mqtt_packet p = {.type = MQTT_PUBCOMP, .packet_id = pkt->packet_id};
+
+    if (session_remove_inqos2(c->session, pkt->packet_id)) {
+        if (c->in_qos_pending > 0)
+            c->in_qos_pending--;
+    } else {
+        p.reason_code = MQTT_RC_PACKET_ID_NOT_FOUND;
+    }
+    conn_send(c, &p);
+    return true;
+}

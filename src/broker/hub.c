@@ -1,0 +1,236 @@
+/* Hub life cycle: listeners, the periodic tick, signals, events. */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "broker/broker.h"
+#include "broker/topic.h"
+#include "core/alloc.h"
+#include "core/log.h"
+#include "core/time.h"
+#include "store/store.h"
+
+int64_t hub_now_s(void)
+{
+    return vigil_time_now_us() / 1000000;
+}
+
+void hub_emit_ev(struct hub *hub, const struct conn *c, struct vigil_event *ev)
+{
+    if (hub->events == NULL)
+        return;
+    if (c != NULL) {
+        ev->conn_id = c->id;
+        ev->proto = c->version == MQTT_V5 ? VIGIL_PROTO_MQTT5
+                    : c->version ? VIGIL_PROTO_MQTT311 : VIGIL_PROTO_NONE;
+        VIGIL_EVENT_SET(ev, peer, c->peer, strlen(c->peer));
+        VIGIL_EVENT_SET(ev, client_id, c->client_id, strlen(c->client_id));
+        VIGIL_EVENT_SET(ev, device, c->device, strlen(c->device));
+    }
+    vigil_event_sink_emit(hub->events, ev);
+}
+
+void hub_emit(struct hub *hub, const struct conn *c, enum vigil_event_type type,
+              const char *topic, size_t topic_len, const char *rule, const char *detail)
+{
+    struct vigil_event ev;
+
+    vigil_event_init(&ev, type);
+    if (topic != NULL)
+        VIGIL_EVENT_SET(&ev, topic, topic, topic_len);
+    ev.rule = rule;
+    if (detail != NULL)
+        VIGIL_EVENT_SET(&ev, detail, detail, strlen(detail));
+    hub_emit_ev(hub, c, &ev);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    struct hub *hub = server->loop->data;
+    size_t idx = (size_t)((uv_tcp_t *)server - hub->listeners);
+
+    if (status < 0) {
+        log_warn("accept failed: %s", uv_strerror(status));
+        return;
+    }
+    conn_accept(hub, server, hub->cfg.listeners[idx].allow_anonymous);
+}
+
+static vigil_err hub_listen(struct hub *hub, size_t i)
+{
+    const struct config_listener *l = &hub->cfg.listeners[i];
+    struct sockaddr_storage addr;
+    int rc;
+
+    if (strchr(l->host, ':') != NULL)
+        rc = uv_ip6_addr(l->host, l->port, (struct sockaddr_in6 *)&addr);
+    else
+        rc = uv_ip4_addr(l->host, l->port, (struct sockaddr_in *)&addr);
+    if (rc == 0)
+        rc = uv_tcp_init(hub->loop, &hub->listeners[i]);
+    if (rc != 0) {
+        log_error("listener %s:%u: invalid address: %s", l->host, l->port, uv_strerror(rc));
+        return VIGIL_ERR_CONFIG;
+    }
+    hub->n_listeners = i + 1;
+    rc = uv_tcp_bind(&hub->listeners[i], (const struct sockaddr *)&addr, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&hub->listeners[i], 1024, on_connection);
+    if (rc != 0) {
+        log_error("listener %s:%u: cannot listen: %s", l->host, l->port, uv_strerror(rc));
+        return VIGIL_ERR_IO;
+    }
+    if (!config_host_is_loopback(l->host))
+        log_warn("listener %s:%u: plaintext MQTT on a non-loopback address", l->host, l->port);
+    log_info("listening for MQTT on %s:%u%s", l->host, l->port,
+             l->allow_anonymous ? " (anonymous access allowed)" : "");
+    return VIGIL_OK;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct hub *hub = t->data;
+    uint64_t now = uv_now(hub->loop);
+
+    session_offline_sweep(hub, now);
+    if (hub->cfg.sys_interval_s > 0 &&
+        now - hub->last_sys_ms >= (uint64_t)hub->cfg.sys_interval_s * 1000) {
+        hub->last_sys_ms = now;
+        sys_publish(hub);
+    }
+}
+
+static void close_cb_noop(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void hub_stop(struct hub *hub, const char *why)
+{
+    if (hub->stopping)
+        return;
+    hub->stopping = true;
+    log_info("stopping: %s", why);
+    for (size_t i = 0; i < hub->n_listeners; i++)
+        uv_close((uv_handle_t *)&hub->listeners[i], close_cb_noop);
+    for (size_t i = 0; i < hub->n_conn_slots; i++)
+        if (hub->conns[i] != NULL)
+            conn_close(hub->conns[i], MQTT_RC_SERVER_SHUTTING_DOWN, "server shutting down");
+    uv_timer_stop(&hub->tick);
+    uv_close((uv_handle_t *)&hub->tick, close_cb_noop);
+    uv_close((uv_handle_t *)&hub->sig_int, close_cb_noop);
+    uv_close((uv_handle_t *)&hub->sig_term, close_cb_noop);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    hub_stop(s->data, signum == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+static vigil_err hub_open_stores(struct hub *hub)
+{
+    char path[600];
+    vigil_err rc;
+
+    if (mkdir(hub->cfg.data_dir, 0700) != 0 && errno != EEXIST) {
+        log_error("data directory %s: cannot create: %s", hub->cfg.data_dir, strerror(errno));
+        return VIGIL_ERR_IO;
+    }
+    snprintf(path, sizeof path, "%s/events.jsonl", hub->cfg.data_dir);
+    rc = vigil_event_sink_open(path, hub->cfg.event_queue_capacity, &hub->events);
+    if (rc != VIGIL_OK) {
+        log_error("%s: cannot open the event log: %s", path, vigil_strerror(rc));
+        return rc;
+    }
+    rc = device_db_open(hub->cfg.data_dir, &hub->devices);
+    if (rc != VIGIL_OK) {
+        log_error("%s: cannot open the device inventory: %s", hub->cfg.data_dir, vigil_strerror(rc));
+        return rc;
+    }
+    rc = store_open(hub->cfg.data_dir, hub->loop, &hub->store);
+    if (rc != VIGIL_OK) {
+        log_error("%s: cannot open the message store: %s", hub->cfg.data_dir, vigil_strerror(rc));
+        return rc;
+    }
+    store_set_commit_interval(hub->store, hub->cfg.store_commit_interval_us);
+    return persist_load(hub);
+}
+
+vigil_err hub_create(const struct vigil_config *cfg, struct hub **out)
+{
+    struct hub *hub = vigil_calloc(1, sizeof *hub);
+    vigil_err rc = VIGIL_ERR_NOMEM;
+
+    *out = NULL;
+    if (hub == NULL)
+        return rc;
+    hub->cfg = *cfg;
+    hub->loop = uv_default_loop();
+    hub->loop->data = hub;
+    vigil_map_init(&hub->sessions);
+    hub->subs = subtree_new();
+    hub->retained = retain_new();
+    if (hub->subs == NULL || hub->retained == NULL)
+        goto fail;
+    hub->next_conn_id = 1;
+    hub->next_msg_id = 1;
+    hub->next_seq = 1;
+    hub->started_ms = uv_now(hub->loop);
+    hub->started_s = hub_now_s();
+    rc = hub_open_stores(hub);
+    if (rc != VIGIL_OK)
+        goto fail;
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        rc = hub_listen(hub, i);
+        if (rc != VIGIL_OK)
+            goto fail;
+    }
+    uv_timer_init(hub->loop, &hub->tick);
+    hub->tick.data = hub;
+    uv_timer_start(&hub->tick, on_tick, 1000, 1000);
+    uv_signal_init(hub->loop, &hub->sig_int);
+    uv_signal_init(hub->loop, &hub->sig_term);
+    hub->sig_int.data = hub;
+    hub->sig_term.data = hub;
+    uv_signal_start(&hub->sig_int, on_signal, SIGINT);
+    uv_signal_start(&hub->sig_term, on_signal, SIGTERM);
+    hub_emit(hub, NULL, VIGIL_EV_ADMIN, NULL, 0, NULL, "hub started");
+    *out = hub;
+    return VIGIL_OK;
+fail:
+    hub->stopping = true;
+    for (size_t i = 0; i < hub->n_listeners; i++)
+        uv_close((uv_handle_t *)&hub->listeners[i], close_cb_noop);
+    hub_destroy(hub);
+    return rc;
+}
+
+int hub_run(struct hub *hub)
+{
+    sys_publish(hub);
+    hub->last_sys_ms = uv_now(hub->loop);
+    return uv_run(hub->loop, UV_RUN_DEFAULT);
+}
+
+void hub_destroy(struct hub *hub)
+{
+    if (hub == NULL)
+        return;
+    if (hub->store != NULL)
+        store_close(hub->store);
+    uv_run(hub->loop, UV_RUN_DEFAULT);
+    session_free_all(hub);
+    router_free(hub);
+    subtree_free(hub->subs);
+    vigil_map_free(&hub->sessions);
+    vigil_free(hub->conns);
+    if (hub->devices != NULL)
+        device_db_close(hub->devices);
+    if (hub->events != NULL) {
+        hub_emit(hub, NULL, VIGIL_EV_ADMIN, NULL, 0, NULL, "hub stopped");
+        vigil_event_sink_close(hub->events);
+    }
+    uv_loop_close(hub->loop);
+    vigil_free(hub);
+}

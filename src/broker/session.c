@@ -1,0 +1,538 @@
+/* Sessions: subscriptions, the delivery queue with its inflight window,
+ * incoming QoS 2 state, wills and expiry. */
+#include <string.h>
+
+#include "broker/broker.h"
+#include "broker/topic.h"
+#include "core/alloc.h"
+#include "core/log.h"
+
+size_t conn_backlog(const struct conn *c);
+
+/* Output backlog beyond which QoS 0 messages to a connection are dropped
+ * and queued QoS 1/2 deliveries wait for the socket to drain. */
+#define SESSION_BACKLOG_LIMIT (4u * 1024 * 1024)
+
+struct session *session_find(struct hub *hub, const char *client_id)
+{
+    return vigil_map_get(&hub->sessions, client_id, strlen(client_id));
+}
+
+struct session *session_create(struct hub *hub, const char *client_id, uint8_t version)
+{
+    struct session *s = vigil_calloc(1, sizeof *s);
+
+    if (s == NULL)
+        return NULL;
+    s->hub = hub;
+    s->refs = 1;
+    s->version = version;
+    s->client_id = vigil_strdup(client_id);
+    if (s->client_id == NULL ||
+        vigil_map_put(&hub->sessions, client_id, strlen(client_id), s) != VIGIL_OK) {
+        vigil_free(s->client_id);
+        vigil_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void session_ref(struct session *s)
+{
+    s->refs++;
+}
+
+static void session_free_deliveries(struct session *s)
+{
+    while (s->queue_head != NULL) {
+        struct delivery *d = s->queue_head;
+
+        s->queue_head = d->next;
+        msg_unref(d->msg);
+        vigil_free(d);
+    }
+    s->queue_tail = NULL;
+    s->n_queued = 0;
+    s->n_inflight = 0;
+}
+
+void session_unref(struct session *s)
+{
+    if (--s->refs > 0)
+        return;
+    session_free_deliveries(s);
+    for (size_t i = 0; i < s->n_subs; i++)
+        vigil_free(s->subs[i].filter);
+    vigil_free(s->subs);
+    vigil_free(s->inqos2);
+    msg_unref(s->will);
+    vigil_free(s->client_id);
+    vigil_free(s);
+}
+
+static void offline_link(struct session *s, bool add)
+{
+    struct hub *hub = s->hub;
+
+    if (add == s->in_offline_list)
+        return;
+    if (add) {
+        s->offline_prev = NULL;
+        s->offline_next = hub->offline_head;
+        if (hub->offline_head != NULL)
+            hub->offline_head->offline_prev = s;
+        hub->offline_head = s;
+    } else {
+        if (s->offline_prev != NULL)
+            s->offline_prev->offline_next = s->offline_next;
+        else
+            hub->offline_head = s->offline_next;
+        if (s->offline_next != NULL)
+            s->offline_next->offline_prev = s->offline_prev;
+        s->offline_next = s->offline_prev = NULL;
+    }
+    s->in_offline_list = add;
+}
+
+void session_publish_will(struct session *s)
+{
+    struct msg *w = s->will;
+
+    if (w == NULL)
+        return;
+    s->will = NULL;
+    s->will_due_ms = 0;
+    log_debug("client '%s': publishing its will on '%s'", s->client_id, w->topic);
+    if (w->retain)
+        router_retain(s->hub, w, true);
+    router_publish(s->hub, w, s);
+    msg_unref(w);
+}
+
+void session_discard(struct session *s)
+{
+    struct hub *hub = s->hub;
+
+    if (s->removed)
+        return;
+    if (s->will_due_ms != 0)
+        session_publish_will(s);
+    for (size_t i = 0; i < s->n_subs; i++)
+        subtree_remove(hub->subs, s->subs[i].filter, strlen(s->subs[i].filter), s);
+    if (s->stored)
+        persist_delete_session(s);
+    offline_link(s, false);
+    vigil_map_remove(&hub->sessions, s->client_id, strlen(s->client_id));
+    s->removed = true;
+    session_unref(s);
+}
+
+void session_attach(struct session *s, struct conn *c)
+{
+    offline_link(s, false);
+    s->conn = c;
+    c->session = s;
+    session_resend_inflight(s);
+    session_pump(s);
+}
+
+void session_detach(struct session *s)
+{
+    struct conn *c = s->conn;
+    uint64_t now = uv_now(s->hub->loop);
+
+    if (c == NULL)
+        return;
+    c->session = NULL;
+    s->conn = NULL;
+    s->offline_since_ms = now;
+    if (s->will != NULL) {
+        uint32_t delay = s->will_delay < s->expiry_interval ? s->will_delay : s->expiry_interval;
+
+        if (delay == 0 || s->hub->stopping)
+            session_publish_will(s);
+        else
+            s->will_due_ms = now + (uint64_t)delay * 1000;
+    }
+    if (s->expiry_interval == 0) {
+        session_discard(s);
+        return;
+    }
+    offline_link(s, true);
+    persist_session(s);
+}
+
+void session_offline_sweep(struct hub *hub, uint64_t now_ms)
+{
+    struct session *s = hub->offline_head;
+
+    while (s != NULL) {
+        struct session *next = s->offline_next;
+
+        if (s->will_due_ms != 0 && now_ms >= s->will_due_ms)
+            session_publish_will(s);
+        if (s->expiry_interval != UINT32_MAX &&
+            now_ms - s->offline_since_ms >= (uint64_t)s->expiry_interval * 1000) {
+            log_debug("client '%s': session expired", s->client_id);
+            session_discard(s);
+        }
+        s = next;
+    }
+}
+
+void session_free_all(struct hub *hub)
+{
+    size_t pos = 0;
+    struct vigil_map_slot *slot;
+
+    while ((slot = vigil_map_next(&hub->sessions, &pos)) != NULL) {
+        struct session *s = slot->value;
+
+        s->removed = true;
+        session_unref(s);
+    }
+}
+
+vigil_err session_add_sub(struct session *s, const char *filter, size_t len, uint8_t options,
+                          uint32_t sub_id, bool *existed)
+{
+    struct session_sub *sub = NULL;
+    vigil_err rc;
+
+    for (size_t i = 0; i < s->n_subs; i++)
+        if (strlen(s->subs[i].filter) == len && memcmp(s->subs[i].filter, filter, len) == 0)
+            sub = &s->subs[i];
+    if (sub == NULL) {
+        if (s->n_subs == s->cap_subs) {
+            size_t cap = s->cap_subs ? s->cap_subs * 2 : 4;
+            struct session_sub *p = vigil_realloc(s->subs, cap * sizeof *p);
+
+            if (p == NULL)
+                return VIGIL_ERR_NOMEM;
+            s->subs = p;
+            s->cap_subs = cap;
+        }
+        sub = &s->subs[s->n_subs];
+        sub->filter = vigil_strndup(filter, len);
+        if (sub->filter == NULL)
+            return VIGIL_ERR_NOMEM;
+        rc = subtree_add(s->hub->subs, filter, len, s, options, sub_id, existed);
+        if (rc != VIGIL_OK) {
+            vigil_free(sub->filter);
+            return rc;
+        }
+        s->n_subs++;
+    } else {
+        rc = subtree_add(s->hub->subs, filter, len, s, options, sub_id, existed);
+        if (rc != VIGIL_OK)
+            return rc;
+    }
+    sub->options = options;
+    sub->sub_id = sub_id;
+    if (s->stored)
+        persist_sub(s, sub->filter, options, sub_id, false);
+    return VIGIL_OK;
+}
+
+bool session_remove_sub(struct session *s, const char *filter, size_t len)
+{
+    for (size_t i = 0; i < s->n_subs; i++) {
+        if (strlen(s->subs[i].filter) != len || memcmp(s->subs[i].filter, filter, len) != 0)
+            continue;
+        subtree_remove(s->hub->subs, filter, len, s);
+        if (s->stored)
+            persist_sub(s, s->subs[i].filter, 0, 0, true);
+        vigil_free(s->subs[i].filter);
+        s->subs[i] = s->subs[--s->n_subs];
+        return true;
+    }
+    return false;
+}
+
+/* Encodes and sends one PUBLISH for d (or for a QoS 0 message when d has no
+ * queue entry). Returns false when the client's maximum packet size rules
+ * the message out. */
+static bool session_send_publish(struct session *s, struct msg *m, uint8_t qos, bool retain,
+                                 bool dup, uint16_t packet_id, const uint32_t *sub_ids,
+                                 uint8_t n_sub_ids)
+{
+    struct conn *c = s->conn;
+    struct mqtt_packet p = {.type = MQTT_PUBLISH, .packet_id = packet_id};
+    struct mqtt_props *pr = &p.props;
+    int64_t now = hub_now_s();
+
+    p.publish.qos = qos;
+    p.publish.retain = retain;
+    p.publish.dup = dup;
+    p.publish.topic = (struct mqtt_str){(const uint8_t *)m->topic, m->topic_len};
+    p.publish.payload = (struct mqtt_str){m->payload, m->payload_len};
+    if (c->version == MQTT_V5) {
+        pr->verbatim = (struct mqtt_str){m->props, m->props_len};
+        if (m->expiry_at != 0) {
+            pr->present |= MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY);
+            pr->message_expiry = m->expiry_at > now ? (uint32_t)(m->expiry_at - now) : 0;
+        }
+        if (n_sub_ids > 0) {
+            pr->present |= MQTT_PROP_BIT(MQTT_PROP_SUBSCRIPTION_ID);
+            memcpy(pr->sub_ids, sub_ids, n_sub_ids * sizeof *sub_ids);
+            pr->n_sub_ids = n_sub_ids;
+        }
+        if (c->client_alias_max > 0) {
+            uintptr_t alias = (uintptr_t)vigil_map_get(&c->alias_out, m->topic, m->topic_len);
+
+            if (alias == 0 && c->alias_out_next < c->client_alias_max &&
+                vigil_map_put(&c->alias_out, m->topic, m->topic_len,
+                              (void *)(uintptr_t)(c->alias_out_next + 1)) == VIGIL_OK) {
+                pr->present |= MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS);
+                pr->topic_alias = ++c->alias_out_next;
+            } else if (alias != 0) {
+                pr->present |= MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS);
+                pr->topic_alias = (uint16_t)alias;
+                p.publish.topic.len = 0;
+            }
+        }
+    }
+    if (!conn_send(c, &p)) {
+        if (p.props.present & MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS) && p.publish.topic.len > 0) {
+            vigil_map_remove(&c->alias_out, m->topic, m->topic_len);
+            c->alias_out_next--;
+        }
+        return false;
+    }
+    s->hub->stats.msgs_sent++;
+    return true;
+}
+
+void session_send_qos0(struct session *s, struct msg *msg, bool retain, const uint32_t *sub_ids,
+                       uint8_t n_sub_ids)
+{
+    if (s->conn == NULL || s->conn->state != CONN_ACTIVE ||
+        conn_backlog(s->conn) > SESSION_BACKLOG_LIMIT) {
+        s->hub->stats.msgs_dropped++;
+        return;
+    }
+    if (!session_send_publish(s, msg, 0, retain, false, 0, sub_ids, n_sub_ids))
+        s->hub->stats.msgs_dropped++;
+}
+
+static struct delivery *delivery_new(struct msg *msg, uint8_t qos, bool retain,
+                                     const uint32_t *sub_ids, uint8_t n_sub_ids)
+{
+    struct delivery *d = vigil_malloc(sizeof *d + n_sub_ids * sizeof(uint32_t));
+
+    if (d == NULL)
+        return NULL;
+    memset(d, 0, sizeof *d);
+    d->msg = msg_ref(msg);
+    d->qos = qos;
+    d->retain = retain;
+    d->n_sub_ids = n_sub_ids;
+    if (n_sub_ids > 0)
+        memcpy(d->sub_ids, sub_ids, n_sub_ids * sizeof *sub_ids);
+    return d;
+}
+
+static void session_append(struct session *s, struct delivery *d)
+{
+    if (s->queue_tail != NULL)
+        s->queue_tail->next = d;
+    else
+        s->queue_head = d;
+    s->queue_tail = d;
+    s->n_queued++;
+}
+
+void session_enqueue(struct session *s, struct msg *msg, uint8_t qos, bool retain,
+                     const uint32_t *sub_ids, uint8_t n_sub_ids)
+{
+    struct delivery *d;
+
+    if (qos == 0) {
+        session_send_qos0(s, msg, retain, sub_ids, n_sub_ids);
+        return;
+    }
+    if (s->n_queued >= s->hub->cfg.limits.max_queued_messages) {
+        s->hub->stats.msgs_dropped++;
+        hub_emit(s->hub, s->conn, VIGIL_EV_LIMIT, msg->topic, msg->topic_len, NULL,
+                 "session queue full: message dropped");
+        return;
+    }
+    d = delivery_new(msg, qos, retain, sub_ids, n_sub_ids);
+    if (d == NULL) {
+        s->hub->stats.msgs_dropped++;
+        return;
+    }
+    if (s->stored) {
+        persist_msg(s->hub, msg);
+        d->seq = s->hub->next_seq++;
+        persist_queue(s, d, STORE_QUEUE_PUT);
+    }
+    session_append(s, d);
+    if (s->conn != NULL)
+        session_pump(s);
+}
+
+struct delivery *session_restore_delivery(struct session *s, struct msg *msg, uint64_t seq,
+                                          uint8_t qos, uint8_t state, uint16_t packet_id)
+{
+    struct delivery *d = delivery_new(msg, qos, msg->retain, NULL, 0);
+
+    if (d == NULL)
+        return NULL;
+    d->seq = seq;
+    d->state = state;
+    d->packet_id = packet_id;
+    d->sent = packet_id != 0;
+    if (d->sent)
+        s->n_inflight++;
+    session_append(s, d);
+    return d;
+}
+
+static bool packet_id_in_use(const struct session *s, uint16_t id)
+{
+    for (const struct delivery *d = s->queue_head; d != NULL && d->sent; d = d->next)
+        if (d->packet_id == id)
+            return true;
+    return false;
+}
+
+static uint16_t session_next_packet_id(struct session *s)
+{
+    for (;;) {
+        if (++s->next_packet_id == 0)
+            s->next_packet_id = 1;
+        if (!packet_id_in_use(s, s->next_packet_id))
+            return s->next_packet_id;
+    }
+}
+
+static void session_unlink(struct session *s, struct delivery *d)
+{
+    struct delivery **pp = &s->queue_head;
+    struct delivery *prev = NULL;
+
+    while (*pp != NULL && *pp != d) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (*pp == NULL)
+        return;
+    *pp = d->next;
+    if (s->queue_tail == d)
+        s->queue_tail = prev;
+    s->n_queued--;
+    if (d->sent)
+        s->n_inflight--;
+}
+
+static void session_drop(struct session *s, struct delivery *d)
+{
+    session_unlink(s, d);
+    if (d->seq != 0 && s->stored)
+        persist_queue(s, d, STORE_QUEUE_DEL);
+    msg_unref(d->msg);
+    vigil_free(d);
+}
+
+void session_pump(struct session *s)
+{
+    struct conn *c = s->conn;
+    uint32_t window;
+    int64_t now = hub_now_s();
+    struct delivery *d, *next;
+
+    if (c == NULL || c->state != CONN_ACTIVE)
+        return;
+    window = c->client_receive_max;
+    if (window > c->hub->cfg.limits.max_inflight_out)
+        window = c->hub->cfg.limits.max_inflight_out;
+    for (d = s->queue_head; d != NULL && s->n_inflight < window; d = next) {
+        next = d->next;
+        if (d->sent)
+            continue;
+        if (conn_backlog(c) > SESSION_BACKLOG_LIMIT)
+            break;
+        if (msg_expired(d->msg, now)) {
+            session_drop(s, d);
+            continue;
+        }
+        d->packet_id = session_next_packet_id(s);
+        if (!session_send_publish(s, d->msg, d->qos, d->retain, false, d->packet_id, d->sub_ids,
+                                  d->n_sub_ids)) {
+            /* Larger than the client accepts: discarded as if delivered. */
+            session_drop(s, d);
+            continue;
+        }
+        d->sent = true;
+        s->n_inflight++;
+        if (d->seq != 0 && s->stored)
+            persist_queue(s, d, STORE_QUEUE_UPDATE);
+    }
+}
+
+void session_resend_inflight(struct session *s)
+{
+    for (struct delivery *d = s->queue_head; d != NULL && d->sent; d = d->next) {
+        if (d->state == STORE_Q_PUBREL) {
+            struct mqtt_packet p = {.type = MQTT_PUBREL, .packet_id = d->packet_id};
+
+            conn_send(s->conn, &p);
+        } else {
+            session_send_publish(s, d->msg, d->qos, d->retain, true, d->packet_id, d->sub_ids,
+                                 d->n_sub_ids);
+        }
+    }
+}
+
+struct delivery *session_find_inflight(struct session *s, uint16_t packet_id)
+{
+    for (struct delivery *d = s->queue_head; d != NULL && d->sent; d = d->next)
+        if (d->packet_id == packet_id)
+            return d;
+    return NULL;
+}
+
+void session_complete(struct session *s, struct delivery *d)
+{
+    session_drop(s, d);
+    session_pump(s);
+}
+
+bool session_has_inqos2(const struct session *s, uint16_t packet_id)
+{
+    for (size_t i = 0; i < s->n_inqos2; i++)
+        if (s->inqos2[i] == packet_id)
+            return true;
+    return false;
+}
+
+bool session_add_inqos2(struct session *s, uint16_t packet_id)
+{
+    if (s->n_inqos2 == s->cap_inqos2) {
+        size_t cap = s->cap_inqos2 ? s->cap_inqos2 * 2 : 8;
+        uint16_t *p = vigil_realloc(s->inqos2, cap * sizeof *p);
+
+        if (p == NULL)
+            return false;
+        s->inqos2 = p;
+        s->cap_inqos2 = cap;
+    }
+    s->inqos2[s->n_inqos2++] = packet_id;
+    if (s->stored)
+        persist_inqos2(s, packet_id, false);
+    return true;
+}
+
+bool session_remove_inqos2(struct session *s, uint16_t packet_id)
+{
+    for (size_t i = 0; i < s->n_inqos2; i++) {
+        if (s->inqos2[i] != packet_id)
+            continue;
+        s->inqos2[i] = s->inqos2[--s->n_inqos2];
+        if (s->stored)
+            persist_inqos2(s, packet_id, true);
+        return true;
+    }
+    return false;
+}

@@ -1,0 +1,139 @@
+/* `vigil serve`: runs the hub on the embedded default, a YAML file, and
+ * command-line overrides. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "broker/broker.h"
+#include "cli/cli.h"
+#include "config/config.h"
+#include "core/log.h"
+
+static void serve_usage(FILE *out)
+{
+    fputs("usage: vigil serve [options]\n"
+          "\n"
+          "Runs the hub. Without options it uses the embedded default: data in\n"
+          "./vigil-data, MQTT on 127.0.0.1:1883, no anonymous access.\n"
+          "\n"
+          "options:\n"
+          "  -c, --config FILE     read the configuration from FILE (YAML)\n"
+          "      --data-dir DIR    directory for the store, devices and events\n"
+          "      --mqtt ADDR:PORT  MQTT listener; repeat for several; replaces the\n"
+          "                        listeners of the configuration\n"
+          "      --anonymous       allow clients without credentials on the --mqtt\n"
+          "                        listeners (loopback addresses only)\n"
+          "      --log-level LEVEL error, warn, info (default) or debug\n"
+          "  -h, --help            show this help\n",
+          out);
+}
+
+struct serve_opts {
+    const char *config;
+    const char *data_dir;
+    const char *log_level;
+    const char *mqtt[CONFIG_MAX_LISTENERS];
+    size_t n_mqtt;
+    bool anonymous;
+};
+
+static int serve_parse(int argc, char **argv, struct serve_opts *o)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},  {"data-dir", required_argument, NULL, 'd'},
+        {"mqtt", required_argument, NULL, 'm'},    {"anonymous", no_argument, NULL, 'a'},
+        {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int ch;
+
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'c': o->config = optarg; break;
+        case 'd': o->data_dir = optarg; break;
+        case 'l': o->log_level = optarg; break;
+        case 'a': o->anonymous = true; break;
+        case 'm':
+            if (o->n_mqtt == CONFIG_MAX_LISTENERS) {
+                fprintf(stderr, "vigil serve: at most %d --mqtt listeners\n", CONFIG_MAX_LISTENERS);
+                return 2;
+            }
+            o->mqtt[o->n_mqtt++] = optarg;
+            break;
+        case 'h': serve_usage(stdout); return 0;
+        default: serve_usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "vigil serve: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    return -1;
+}
+
+/* Builds the configuration; returns an exit status, or -1 to go on. */
+static int serve_config(const struct serve_opts *o, struct vigil_config *cfg)
+{
+    char err[512];
+
+    config_defaults(cfg);
+    if (o->config != NULL && config_load_file(cfg, o->config, err, sizeof err) != VIGIL_OK) {
+        fprintf(stderr, "vigil serve: %s\n", err);
+        return 1;
+    }
+    if (o->data_dir != NULL)
+        snprintf(cfg->data_dir, sizeof cfg->data_dir, "%s", o->data_dir);
+    if (o->log_level != NULL)
+        snprintf(cfg->log_level, sizeof cfg->log_level, "%s", o->log_level);
+    if (o->n_mqtt > 0)
+        cfg->n_listeners = 0;
+    for (size_t i = 0; i < o->n_mqtt; i++) {
+        struct config_listener *l = &cfg->listeners[cfg->n_listeners];
+
+        memset(l, 0, sizeof *l);
+        if (config_parse_listener(o->mqtt[i], l, err, sizeof err) != VIGIL_OK) {
+            fprintf(stderr, "vigil serve: --mqtt %s: %s\n", o->mqtt[i], err);
+            return 2;
+        }
+        l->allow_anonymous = o->anonymous;
+        cfg->n_listeners++;
+    }
+    if (o->anonymous && o->n_mqtt == 0)
+        for (size_t i = 0; i < cfg->n_listeners; i++)
+            cfg->listeners[i].allow_anonymous = true;
+    if (config_validate(cfg, err, sizeof err) != VIGIL_OK) {
+        fprintf(stderr, "vigil serve: %s\n", err);
+        return 1;
+    }
+    if (vigil_log_parse_level(cfg->log_level) < 0) {
+        fprintf(stderr, "vigil serve: invalid log level '%s': use error, warn, info or debug\n",
+                cfg->log_level);
+        return 2;
+    }
+    vigil_log_set_level((enum vigil_log_level)vigil_log_parse_level(cfg->log_level));
+    return -1;
+}
+
+int cli_serve(int argc, char **argv)
+{
+    struct serve_opts o = {0};
+    static struct vigil_config cfg;
+    struct hub *hub;
+    int rc = serve_parse(argc, argv, &o);
+
+    if (rc >= 0)
+        return rc;
+    rc = serve_config(&o, &cfg);
+    if (rc >= 0)
+        return rc;
+    if (hub_create(&cfg, &hub) != VIGIL_OK) {
+        fprintf(stderr, "vigil serve: could not start; see the messages above\n");
+        return 1;
+    }
+    log_info("vigil started: data in %s", cfg.data_dir);
+    hub_run(hub);
+    hub_destroy(hub);
+    log_info("vigil stopped");
+    return 0;
+}
