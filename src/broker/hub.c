@@ -1,5 +1,7 @@
 /* Hub life cycle: listeners, the periodic tick, signals, events. */
 #include <arpa/inet.h>
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -88,6 +90,22 @@ static vigil_err hub_listen(struct hub *hub, size_t i)
     return VIGIL_OK;
 }
 
+static void close_cb_noop(uv_handle_t *h);
+
+/* While stopping, the tick waits for every connection to be released (each
+ * may still write its session to the store), then closes the store. */
+static void on_stop_tick(uv_timer_t *t)
+{
+    struct hub *hub = t->data;
+
+    if (hub->n_conns > 0)
+        return;
+    uv_timer_stop(&hub->tick);
+    uv_close((uv_handle_t *)&hub->tick, close_cb_noop);
+    store_close(hub->store);
+    hub->store = NULL;
+}
+
 static void on_tick(uv_timer_t *t)
 {
     struct hub *hub = t->data;
@@ -117,8 +135,7 @@ static void hub_stop(struct hub *hub, const char *why)
     for (size_t i = 0; i < hub->n_conn_slots; i++)
         if (hub->conns[i] != NULL)
             conn_close(hub->conns[i], MQTT_RC_SERVER_SHUTTING_DOWN, "server shutting down");
-    uv_timer_stop(&hub->tick);
-    uv_close((uv_handle_t *)&hub->tick, close_cb_noop);
+    uv_timer_start(&hub->tick, on_stop_tick, 0, 20);
     uv_close((uv_handle_t *)&hub->sig_int, close_cb_noop);
     uv_close((uv_handle_t *)&hub->sig_term, close_cb_noop);
 }
