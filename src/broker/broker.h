@@ -135,6 +135,7 @@ struct conn {
     bool closing_handles;
     bool write_busy;
     bool read_paused;
+    bool flush_queued;         /* in hub->flush_list */
     char peer[64];
 
     /* The packet being dispatched, inside the input buffer. */
@@ -206,6 +207,12 @@ struct hub {
     struct hub_stats stats;
     struct route_match *scratch; /* router: matches of the publish being routed */
     size_t scratch_n, scratch_cap;
+    /* Connections with output waiting, written once per loop iteration so
+     * that many packets to one client go out in one write. */
+    struct conn **flush_list;
+    size_t flush_n, flush_cap;
+    uv_check_t flush_check;
+    uv_idle_t flush_idle;
     struct conn **conns;         /* open connections, for shutdown */
     size_t n_conn_slots;
 };
@@ -224,6 +231,8 @@ void conn_accept(struct hub *hub, uv_stream_t *server, bool anonymous_allowed);
 /* Appends an encoded packet to the output buffer; false when it cannot. */
 bool conn_send(struct conn *c, const struct mqtt_packet *pkt);
 void conn_flush(struct conn *c);
+/* Runs the queued flushes; called by the hub once per loop iteration. */
+void conn_flush_pending(struct hub *hub);
 /* Sends DISCONNECT with reason (v5 only, when reason != 0xFF) and closes. */
 void conn_close(struct conn *c, uint8_t reason, const char *why);
 void conn_ref(struct conn *c);

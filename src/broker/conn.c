@@ -165,9 +165,34 @@ void conn_flush(struct conn *c)
         vigil_buf_release(&c->out);
 }
 
-static void on_flush_idle(uv_handle_t *h)
+static void on_flush_idle(uv_idle_t *h)
 {
     (void)h;
+}
+
+static void conn_queue_flush(struct conn *c)
+{
+    struct hub *hub = c->hub;
+
+    if (c->flush_queued || c->closing_handles)
+        return;
+    if (hub->flush_n == hub->flush_cap) {
+        size_t cap = hub->flush_cap ? hub->flush_cap * 2 : 64;
+        struct conn **p = vigil_realloc(hub->flush_list, cap * sizeof *p);
+
+        if (p == NULL) {
+            conn_flush(c);
+            return;
+        }
+        hub->flush_list = p;
+        hub->flush_cap = cap;
+    }
+    hub->flush_list[hub->flush_n++] = c;
+    c->flush_queued = true;
+    conn_ref(c);
+    /* An active idle handle keeps the next poll from blocking. */
+    if (hub->flush_n == 1)
+        uv_idle_start(&hub->flush_idle, on_flush_idle);
 }
 
 bool conn_send(struct conn *c, const struct mqtt_packet *pkt)
@@ -175,7 +200,6 @@ bool conn_send(struct conn *c, const struct mqtt_packet *pkt)
     size_t need = mqtt_encoded_size(pkt, c->version);
     size_t n;
 
-    (void)on_flush_idle;
     if (need == 0 || c->closing_handles)
         return false;
     if (c->client_max_packet != 0 && need > c->client_max_packet)
@@ -186,7 +210,23 @@ bool conn_send(struct conn *c, const struct mqtt_packet *pkt)
     if (n == 0)
         return false;
     c->out.len += n;
+    conn_queue_flush(c);
     return true;
+}
+
+void conn_flush_pending(struct hub *hub)
+{
+    /* A flush may queue more output (a write completing synchronously does
+     * not happen in libuv, so the list cannot grow while it is walked). */
+    for (size_t i = 0; i < hub->flush_n; i++) {
+        struct conn *c = hub->flush_list[i];
+
+        c->flush_queued = false;
+        conn_flush(c);
+        conn_unref(c);
+    }
+    hub->flush_n = 0;
+    uv_idle_stop(&hub->flush_idle);
 }
 
 /* Bytes waiting to be written; used to shed QoS 0 load on slow readers. */

@@ -92,6 +92,11 @@ static vigil_err hub_listen(struct hub *hub, size_t i)
 
 static void close_cb_noop(uv_handle_t *h);
 
+static void on_flush_check(uv_check_t *h)
+{
+    conn_flush_pending(h->data);
+}
+
 /* While stopping, the tick waits for every connection to be released (each
  * may still write its session to the store), then closes the store. */
 static void on_stop_tick(uv_timer_t *t)
@@ -102,6 +107,9 @@ static void on_stop_tick(uv_timer_t *t)
         return;
     uv_timer_stop(&hub->tick);
     uv_close((uv_handle_t *)&hub->tick, close_cb_noop);
+    conn_flush_pending(hub);
+    uv_close((uv_handle_t *)&hub->flush_check, close_cb_noop);
+    uv_close((uv_handle_t *)&hub->flush_idle, close_cb_noop);
     store_close(hub->store);
     hub->store = NULL;
 }
@@ -203,6 +211,10 @@ vigil_err hub_create(const struct vigil_config *cfg, struct hub **out)
         if (rc != VIGIL_OK)
             goto fail;
     }
+    uv_check_init(hub->loop, &hub->flush_check);
+    uv_idle_init(hub->loop, &hub->flush_idle);
+    hub->flush_check.data = hub;
+    uv_check_start(&hub->flush_check, on_flush_check);
     uv_timer_init(hub->loop, &hub->tick);
     hub->tick.data = hub;
     uv_timer_start(&hub->tick, on_tick, 1000, 1000);
@@ -242,6 +254,7 @@ void hub_destroy(struct hub *hub)
     subtree_free(hub->subs);
     vigil_map_free(&hub->sessions);
     vigil_free(hub->conns);
+    vigil_free(hub->flush_list);
     if (hub->devices != NULL)
         device_db_close(hub->devices);
     if (hub->events != NULL) {
