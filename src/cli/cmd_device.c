@@ -1,0 +1,482 @@
+/* `vigil device`: adds, lists and removes devices in the inventory of a data
+ * directory (<data-dir>/devices.db). */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "auth/device.h"
+#include "cli/cli.h"
+#include "config/config.h"
+
+/* Room for the generated password: device.h asks for at least 33 bytes. */
+#define PASSWORD_CAP 64
+
+enum device_action { ACTION_ADD, ACTION_LIST, ACTION_REMOVE };
+
+struct device_opts {
+    enum device_action action;
+    const char *name;       /* "add", "list" or "remove", for messages */
+    const char *id;
+    const char *config;
+    const char *data_dir;
+    const char *role;
+    const char *type;
+    const char *unit;
+    bool quiet;
+    bool json;
+};
+
+static void device_usage(FILE *out)
+{
+    fputs("usage: vigil device <add|list|remove> [options]\n"
+          "\n"
+          "Manages the devices allowed to connect, stored in <data-dir>/devices.db.\n"
+          "\n"
+          "commands:\n"
+          "  add ID      create a device and print its new password\n"
+          "  list        print every device\n"
+          "  remove ID   delete a device; its next connection is rejected\n"
+          "\n"
+          "Run 'vigil device <command> --help' for the options of a command.\n",
+          out);
+}
+
+static const char common_options[] =
+    "  -c, --config FILE     read data_dir and roles from FILE (YAML)\n"
+    "      --data-dir DIR    data directory; overrides the configuration\n"
+    "                        (default ./vigil-data)\n"
+    "  -h, --help            show this help\n";
+
+static void action_usage(const struct device_opts *o, FILE *out)
+{
+    if (o->action == ACTION_ADD)
+        fputs("usage: vigil device add ID [options]\n"
+              "\n"
+              "Creates device ID (1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '-')\n"
+              "with a new random password, printed once; only its hash is stored.\n"
+              "The data directory is created with mode 0700 if it does not exist.\n"
+              "\n"
+              "options:\n"
+              "      --role ROLE       access role from the configuration (default device)\n"
+              "      --type TYPE       device type, such as bedside-monitor (at most 31 bytes)\n"
+              "      --unit UNIT       care unit, such as icu3 (at most 63 bytes)\n"
+              "  -q, --quiet           print only the password, for scripts\n",
+              out);
+    else if (o->action == ACTION_LIST)
+        fputs("usage: vigil device list [options]\n"
+              "\n"
+              "Prints id, role, type, unit and creation time (UTC) of every device.\n"
+              "\n"
+              "options:\n"
+              "      --json            print a JSON array instead of a table\n",
+              out);
+    else
+        fputs("usage: vigil device remove ID [options]\n"
+              "\n"
+              "Deletes device ID and its password hash.\n"
+              "\n"
+              "options:\n",
+              out);
+    fputs(common_options, out);
+}
+
+/* Rejects an option that the action does not take. */
+static bool option_allowed(const struct device_opts *o, int ch)
+{
+    switch (ch) {
+    case 'r':
+    case 't':
+    case 'u':
+    case 'q':
+        return o->action == ACTION_ADD;
+    case 'j':
+        return o->action == ACTION_LIST;
+    default:
+        return true;
+    }
+}
+
+static void store_option(struct device_opts *o, int ch, const char *arg)
+{
+    switch (ch) {
+    case 'c': o->config = arg; break;
+    case 'd': o->data_dir = arg; break;
+    case 'r': o->role = arg; break;
+    case 't': o->type = arg; break;
+    case 'u': o->unit = arg; break;
+    case 'q': o->quiet = true; break;
+    case 'j': o->json = true; break;
+    default: break;
+    }
+}
+
+/* Parses the options after the action name. Returns an exit status, or -1
+ * to go on. */
+static int parse_options(int argc, char **argv, struct device_opts *o)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'}, {"data-dir", required_argument, NULL, 'd'},
+        {"role", required_argument, NULL, 'r'},   {"type", required_argument, NULL, 't'},
+        {"unit", required_argument, NULL, 'u'},   {"quiet", no_argument, NULL, 'q'},
+        {"json", no_argument, NULL, 'j'},         {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int index = -1;
+    int ch;
+
+    optind = 0;  /* 0 makes glibc's getopt forget the state of an earlier parse */
+    while ((ch = getopt_long(argc, argv, "c:qh", longopts, &index)) != -1) {
+        if (ch == 'h') {
+            action_usage(o, stdout);
+            return 0;
+        }
+        if (ch == '?' || !option_allowed(o, ch)) {
+            if (ch != '?')
+                fprintf(stderr, "vigil device %s: option %s%s does not apply to %s\n", o->name,
+                        index >= 0 ? "--" : "-", index >= 0 ? longopts[index].name : "q",
+                        o->name);
+            action_usage(o, stderr);
+            return 2;
+        }
+        store_option(o, ch, optarg);
+        index = -1;
+    }
+    if (o->action != ACTION_LIST && optind < argc)
+        o->id = argv[optind++];
+    if (optind < argc) {
+        fprintf(stderr, "vigil device %s: unexpected argument '%s'\n", o->name, argv[optind]);
+        return 2;
+    }
+    return -1;
+}
+
+/* Checks the values of the options that do not need the configuration. */
+static int check_arguments(const struct device_opts *o)
+{
+    if (o->action != ACTION_LIST && o->id == NULL) {
+        fprintf(stderr, "vigil device %s: missing device id; usage: vigil device %s ID\n",
+                o->name, o->name);
+        return 2;
+    }
+    if (o->id != NULL && !device_id_valid(o->id)) {
+        fprintf(stderr,
+                "vigil device %s: invalid device id '%s': use 1 to %d characters of A-Z, "
+                "a-z, 0-9, '.', '_' or '-'\n",
+                o->name, o->id, DEVICE_ID_MAX);
+        return 2;
+    }
+    if (o->type != NULL && strlen(o->type) >= sizeof ((struct device_info *)0)->type) {
+        fprintf(stderr, "vigil device add: --type is longer than %zu bytes\n",
+                sizeof ((struct device_info *)0)->type - 1);
+        return 2;
+    }
+    if (o->unit != NULL && strlen(o->unit) >= sizeof ((struct device_info *)0)->unit) {
+        fprintf(stderr, "vigil device add: --unit is longer than %zu bytes\n",
+                sizeof ((struct device_info *)0)->unit - 1);
+        return 2;
+    }
+    return -1;
+}
+
+/* Loads the embedded default, then -c FILE, then --data-dir. Returns an
+ * exit status, or -1 to go on. */
+static int load_config(const struct device_opts *o, struct vigil_config *cfg)
+{
+    char err[512];
+
+    config_defaults(cfg);
+    if (o->config != NULL && (config_load_file(cfg, o->config, err, sizeof err) != VIGIL_OK ||
+                              config_validate(cfg, err, sizeof err) != VIGIL_OK)) {
+        fprintf(stderr, "vigil device %s: %s\n", o->name, err);
+        return 1;
+    }
+    if (o->data_dir != NULL) {
+        if (o->data_dir[0] == '\0' || strlen(o->data_dir) >= sizeof cfg->data_dir) {
+            fprintf(stderr, "vigil device %s: --data-dir must be 1 to %zu bytes long\n", o->name,
+                    sizeof cfg->data_dir - 1);
+            return 2;
+        }
+        snprintf(cfg->data_dir, sizeof cfg->data_dir, "%s", o->data_dir);
+    }
+    return -1;
+}
+
+static int check_role(const struct device_opts *o, const struct vigil_config *cfg)
+{
+    const char *role = o->role != NULL ? o->role : "device";
+    char names[CONFIG_MAX_ROLES * 34] = "";
+    size_t used = 0;
+
+    if (strlen(role) <= DEVICE_ROLE_MAX && config_find_role(cfg, role) != NULL)
+        return -1;
+    for (size_t i = 0; i < cfg->n_roles && used < sizeof names; i++)
+        used += (size_t)snprintf(names + used, sizeof names - used, "%s%s", i > 0 ? ", " : "",
+                                 cfg->roles[i].name);
+    fprintf(stderr, "vigil device add: role '%s' is not defined in %s; defined roles: %s\n", role,
+            o->config != NULL ? o->config : "the default configuration", names);
+    return 2;
+}
+
+/* Makes sure dir exists; creates it with mode 0700 when create is set. */
+static int prepare_data_dir(const struct device_opts *o, const char *dir, bool create)
+{
+    struct stat st;
+
+    if (stat(dir, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            return -1;
+        fprintf(stderr, "vigil device %s: data directory '%s' is not a directory\n", o->name,
+                dir);
+        return 1;
+    }
+    if (errno != ENOENT) {
+        fprintf(stderr, "vigil device %s: failed to access data directory '%s': %s\n", o->name,
+                dir, strerror(errno));
+        return 1;
+    }
+    if (!create) {
+        fprintf(stderr,
+                "vigil device %s: data directory '%s' does not exist; pass --data-dir or -c "
+                "with the directory that vigil serve uses\n",
+                o->name, dir);
+        return 1;
+    }
+    if (mkdir(dir, 0700) != 0) {
+        fprintf(stderr, "vigil device %s: failed to create data directory '%s': %s\n", o->name,
+                dir, strerror(errno));
+        return 1;
+    }
+    return -1;
+}
+
+static int open_db(const struct device_opts *o, const char *dir, struct device_db **db)
+{
+    vigil_err rc = device_db_open(dir, db);
+
+    if (rc == VIGIL_OK)
+        return -1;
+    fprintf(stderr,
+            "vigil device %s: failed to open %s/devices.db: %s; check that the directory is "
+            "writable and the file is a vigil device database\n",
+            o->name, dir, vigil_strerror(rc));
+    return 1;
+}
+
+static void fill_info(const struct device_opts *o, struct device_info *info)
+{
+    memset(info, 0, sizeof *info);
+    snprintf(info->id, sizeof info->id, "%s", o->id);
+    snprintf(info->role, sizeof info->role, "%s", o->role != NULL ? o->role : "device");
+    snprintf(info->type, sizeof info->type, "%s", o->type != NULL ? o->type : "");
+    snprintf(info->unit, sizeof info->unit, "%s", o->unit != NULL ? o->unit : "");
+}
+
+static int run_add(const struct device_opts *o, struct device_db *db, const char *dir)
+{
+    struct device_info info;
+    char password[PASSWORD_CAP];
+    vigil_err rc;
+
+    fill_info(o, &info);
+    rc = device_db_add(db, &info, password, sizeof password);
+    if (rc == VIGIL_ERR_EXISTS) {
+        fprintf(stderr,
+                "vigil device add: device '%s' already exists in %s/devices.db; choose another "
+                "id or remove it first with 'vigil device remove %s'\n",
+                o->id, dir, o->id);
+        return 1;
+    }
+    if (rc != VIGIL_OK) {
+        fprintf(stderr, "vigil device add: failed to add device '%s' to %s/devices.db: %s\n",
+                o->id, dir, vigil_strerror(rc));
+        return 1;
+    }
+    if (o->quiet) {
+        printf("%s\n", password);
+    } else {
+        printf("device %s created with role %s\npassword: %s\n", info.id, info.role, password);
+        fputs("The password is shown only this once; put it in the device's configuration "
+              "now.\n",
+              stderr);
+    }
+    OPENSSL_cleanse(password, sizeof password);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
+static void format_created(int64_t seconds, char *out, size_t cap)
+{
+    time_t t = (time_t)seconds;
+    struct tm tm;
+
+    if (gmtime_r(&t, &tm) == NULL || strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(out, cap, "%lld", (long long)seconds);
+}
+
+static void print_row(void *ctx, const struct device_info *info)
+{
+    char created[32];
+
+    (void)ctx;
+    format_created(info->created_at, created, sizeof created);
+    printf("%-20s %-10s %-18s %-12s %s\n", info->id, info->role,
+           info->type[0] != '\0' ? info->type : "-", info->unit[0] != '\0' ? info->unit : "-",
+           created);
+}
+
+/* Devices collected for --json. */
+struct json_list {
+    json_t *array;      /* owned; released by the caller */
+    size_t failed;      /* rows that could not be added (out of memory) */
+};
+
+static void add_json_row(void *ctx, const struct device_info *info)
+{
+    struct json_list *list = ctx;
+    char created[32];
+    json_t *obj;
+
+    format_created(info->created_at, created, sizeof created);
+    obj = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "id", info->id, "role", info->role, "type",
+                    info->type, "unit", info->unit, "created", created, "created_at",
+                    (json_int_t)info->created_at);
+    if (obj == NULL || json_array_append_new(list->array, obj) != 0)
+        list->failed++;
+}
+
+static int run_list_json(struct device_db *db, const char *dir)
+{
+    struct json_list list = {json_array(), 0};
+    vigil_err rc;
+    int status = 0;
+
+    if (list.array == NULL) {
+        fputs("vigil device list: out of memory\n", stderr);
+        return 1;
+    }
+    rc = device_db_list(db, add_json_row, &list);
+    if (rc != VIGIL_OK || list.failed > 0) {
+        fprintf(stderr, "vigil device list: failed to read %s/devices.db: %s\n", dir,
+                vigil_strerror(rc != VIGIL_OK ? rc : VIGIL_ERR_NOMEM));
+        status = 1;
+    } else if (json_dumpf(list.array, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0 ||
+               fputc('\n', stdout) == EOF) {
+        status = 1;
+    }
+    json_decref(list.array);
+    return status;
+}
+
+static int run_list(const struct device_opts *o, struct device_db *db, const char *dir)
+{
+    vigil_err rc;
+
+    if (o->json)
+        return run_list_json(db, dir);
+    printf("%-20s %-10s %-18s %-12s %s\n", "ID", "ROLE", "TYPE", "UNIT", "CREATED");
+    rc = device_db_list(db, print_row, NULL);
+    if (rc != VIGIL_OK) {
+        fprintf(stderr, "vigil device list: failed to read %s/devices.db: %s\n", dir,
+                vigil_strerror(rc));
+        return 1;
+    }
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
+static int run_remove(const struct device_opts *o, struct device_db *db, const char *dir)
+{
+    vigil_err rc = device_db_remove(db, o->id);
+
+    if (rc == VIGIL_ERR_NOT_FOUND) {
+        fprintf(stderr,
+                "vigil device remove: device '%s' not found in %s/devices.db; run 'vigil device "
+                "list' to see the ids\n",
+                o->id, dir);
+        return 1;
+    }
+    if (rc != VIGIL_OK) {
+        fprintf(stderr, "vigil device remove: failed to remove device '%s' from %s/devices.db: "
+                "%s\n", o->id, dir, vigil_strerror(rc));
+        return 1;
+    }
+    printf("device %s removed\n", o->id);
+    return 0;
+}
+
+/* Selects the action from argv[1]. Returns an exit status, or -1 to go on. */
+static int select_action(int argc, char **argv, struct device_opts *o)
+{
+    static const struct {
+        const char *name;
+        enum device_action action;
+    } actions[] = {{"add", ACTION_ADD}, {"list", ACTION_LIST}, {"remove", ACTION_REMOVE}};
+
+    if (argc < 2) {
+        device_usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        device_usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof actions / sizeof actions[0]; i++) {
+        if (strcmp(argv[1], actions[i].name) == 0) {
+            o->action = actions[i].action;
+            o->name = actions[i].name;
+            return -1;
+        }
+    }
+    fprintf(stderr, "vigil device: unknown command '%s'; expected add, list or remove\n",
+            argv[1]);
+    device_usage(stderr);
+    return 2;
+}
+
+static int run_action(const struct device_opts *o, const struct vigil_config *cfg)
+{
+    struct device_db *db = NULL;
+    int status;
+
+    if (o->action == ACTION_ADD) {
+        status = check_role(o, cfg);
+        if (status >= 0)
+            return status;
+    }
+    status = prepare_data_dir(o, cfg->data_dir, o->action == ACTION_ADD);
+    if (status >= 0)
+        return status;
+    status = open_db(o, cfg->data_dir, &db);
+    if (status >= 0)
+        return status;
+    if (o->action == ACTION_ADD)
+        status = run_add(o, db, cfg->data_dir);
+    else if (o->action == ACTION_LIST)
+        status = run_list(o, db, cfg->data_dir);
+    else
+        status = run_remove(o, db, cfg->data_dir);
+    device_db_close(db);
+    return status;
+}
+
+int cli_device(int argc, char **argv)
+{
+    struct device_opts o = {0};
+    static struct vigil_config cfg;
+    int status = select_action(argc, argv, &o);
+
+    if (status >= 0)
+        return status;
+    status = parse_options(argc - 1, argv + 1, &o);
+    if (status < 0)
+        status = check_arguments(&o);
+    if (status < 0)
+        status = load_config(&o, &cfg);
+    if (status < 0)
+        status = run_action(&o, &cfg);
+    return status;
+}
