@@ -123,11 +123,12 @@ static bool connect_precheck(struct conn *c, const struct mqtt_connect *cn, cons
                        "enhanced authentication is not supported");
         return false;
     }
-    /* MQTT 3.1.1 has no Server Keep Alive, so a client asking for none or
-     * for more than the maximum is refused rather than silently cut off. */
-    if (c->version == MQTT_V311 && (cn->keep_alive == 0 || cn->keep_alive > lim->max_keep_alive)) {
+    /* MQTT 3.1.1 has no Server Keep Alive, so a client asking for more than
+     * the maximum is refused rather than cut off without warning. Keep-alive
+     * 0 (none) stays allowed there, as the protocol defines it. */
+    if (c->version == MQTT_V311 && cn->keep_alive > lim->max_keep_alive) {
         connect_refuse(c, MQTT_RC_CLIENT_ID_INVALID, "vigil-keep-alive-limit",
-                       "keep-alive must be between 1 and the server maximum");
+                       "keep-alive is above the server maximum");
         return false;
     }
     if (cn->will && !topic_name_valid((const char *)cn->will_topic.p, cn->will_topic.len)) {
@@ -435,14 +436,23 @@ void connect_malformed(struct conn *c, const uint8_t *p, size_t len, const struc
     struct mqtt_error ferr;
     uint8_t level = 0;
 
-    if (mqtt_frame(p, len, &hdr, &rem, &ferr) == VIGIL_OK && len > hdr + 6)
+    bool name_ok = false;
+
+    if (mqtt_frame(p, len, &hdr, &rem, &ferr) == VIGIL_OK && len > hdr + 6) {
         level = p[hdr + 6];
+        name_ok = memcmp(p + hdr, "\x00\x04MQTT", 6) == 0;
+    }
     if (level == MQTT_V5) {
-        /* MQTT 5.0 lets the server send a CONNACK with the reason first. */
-        struct mqtt_packet ack = {.type = MQTT_CONNACK, .reason_code = err->reason_code};
+        /* MQTT 5.0 lets the server send a CONNACK with the reason first;
+         * a wrong protocol name gets 0x84 (section 3.1.2.1). */
+        struct mqtt_packet ack = {.type = MQTT_CONNACK,
+                                  .reason_code = name_ok ? err->reason_code : MQTT_RC_UNSUPPORTED_VERSION};
 
         c->version = MQTT_V5;
         conn_send(c, &ack);
+    } else if (!name_ok) {
+        /* The peer may not speak MQTT at all: close without an answer
+         * (MQTT 3.1.1, MQTT-3.1.2-1). */
     } else if (err->reason_code == MQTT_RC_UNSUPPORTED_VERSION) {
         struct mqtt_packet ack = {.type = MQTT_CONNACK, .reason_code = MQTT_V311_BAD_VERSION};
 
