@@ -1,0 +1,283 @@
+#!/usr/bin/env bash
+# Runs vigil's test suites and counts every test case as one pass or fail.
+#
+# Usage: tests/run.sh [SUITE...]
+#   SUITE: unit, fuzz, raw, e2e (all of e2e/*), e2e/paho, e2e/node,
+#          e2e/shell, e2e/crash. Default: all of them.
+# Environment:
+#   VIGIL_TEST_BROKER   vigil (default) or mosquitto (reference broker)
+#   VIGIL               vigil binary (default build-asan/vigil)
+#   VIGIL_TEST_LOG_DIR  where logs go (default: a new /tmp/vigil-check.* dir)
+#   VIGIL_TEST_FILTER   run only cases whose name contains this text
+#   VIGIL_FUZZ_SECONDS  fuzzing time per harness (default 30)
+# The last line is "N passed, N failed"; the exit status is 1 if any failed.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT" || exit 2
+PY=/usr/bin/python3
+ASAN_DIR=${VIGIL_ASAN_DIR:-$ROOT/build-asan}
+FUZZ_DIR=${VIGIL_FUZZ_DIR:-$ROOT/build-fuzz}
+FUZZ_SECONDS=${VIGIL_FUZZ_SECONDS:-30}
+export VIGIL=${VIGIL:-$ASAN_DIR/vigil}
+export VIGIL_TEST_BROKER=${VIGIL_TEST_BROKER:-vigil}
+LOG_DIR=${VIGIL_TEST_LOG_DIR:-$(mktemp -d /tmp/vigil-check.XXXXXX)}
+mkdir -p "$LOG_DIR"
+export VIGIL_TEST_LOG_DIR=$LOG_DIR
+RESULTS=$LOG_DIR/results.tsv
+: >"$RESULTS"
+export VIGIL_TEST_RESULTS=$RESULTS
+
+ALL_SUITES=(unit fuzz raw e2e/paho e2e/node e2e/shell e2e/crash)
+
+# Appends one result line: kind (pass|fail|skip), name, log path.
+record() {
+    printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$RESULTS"
+    case $1 in
+        pass) echo "PASS $2" ;;
+        fail) echo "FAIL $2 (log: $3)" ;;
+    esac
+}
+
+count_lines() {
+    grep -c "^$1"$'\t' "$RESULTS" || true
+}
+
+# Records a failure for a suite whose prerequisite is missing.
+missing() {
+    local suite=$1 what=$2 log=$LOG_DIR/${1//\//-}.log
+    echo "$what" >"$log"
+    record fail "$suite: $what" "$log"
+}
+
+# Runs a suite command that records its own cases; adds a failure when it
+# exits non-zero without recording one, times out, or records nothing.
+run_recording_suite() {
+    local suite=$1 limit=$2
+    shift 2
+    local log=$LOG_DIR/${suite//\//-}.out
+    local before_fail before_total after_fail after_total rc
+    before_fail=$(count_lines fail)
+    before_total=$(wc -l <"$RESULTS")
+    echo "== $suite (log: $log)"
+    timeout --kill-after=20 "$limit" "$@" 2>&1 | tee "$log" | grep -E '^(FAIL|SKIP) '
+    rc=${PIPESTATUS[0]}
+    after_fail=$(count_lines fail)
+    after_total=$(wc -l <"$RESULTS")
+    if ((rc == 124 || rc == 137)); then
+        record fail "$suite: timed out after $limit s" "$log"
+    elif ((rc != 0 && after_fail == before_fail)); then
+        record fail "$suite: exited with status $rc" "$log"
+    elif ((after_total == before_total)); then
+        record fail "$suite: ran no test case" "$log"
+    fi
+}
+
+broker_ready() {
+    local suite=$1
+    if [[ $VIGIL_TEST_BROKER == vigil && ! -x $VIGIL ]]; then
+        missing "$suite" "vigil binary $VIGIL not found; run make asan"
+        return 1
+    fi
+    if [[ $VIGIL_TEST_BROKER == mosquitto && ! -x /usr/sbin/mosquitto ]]; then
+        missing "$suite" "mosquitto not installed; run make deps"
+        return 1
+    fi
+    return 0
+}
+
+suite_unit() {
+    local exes=() exe name log rc
+    if [[ ! -d $ASAN_DIR ]]; then
+        missing unit "$ASAN_DIR not found; run make asan"
+        return
+    fi
+    for exe in "$ASAN_DIR"/test_*; do
+        [[ -f $exe && -x $exe ]] && exes+=("$exe")
+    done
+    if ((${#exes[@]} == 0)); then
+        missing unit "no test_* executables in $ASAN_DIR"
+        return
+    fi
+    mkdir -p "$LOG_DIR/unit"
+    echo "== unit (${#exes[@]} executables)"
+    for exe in "${exes[@]}"; do
+        name=$(basename "$exe")
+        log=$LOG_DIR/unit/$name.log
+        (cd "$LOG_DIR/unit" && timeout --kill-after=10 300 "$exe") >"$log" 2>&1
+        rc=$?
+        record_cmocka "$name" "$log" "$rc"
+    done
+}
+
+# Counts each cmocka test in an executable's output; a crash or non-zero
+# exit that no test explains is one more failure.
+record_cmocka() {
+    local name=$1 log=$2 rc=$3 test failed=0 any=0
+    local -A ok=()
+    while read -r test; do ok[$test]=1; done < <(sed -n 's/^\[       OK \] //p' "$log")
+    while read -r test; do
+        [[ -z $test ]] && continue
+        any=1
+        if [[ -n ${ok[$test]:-} ]]; then
+            record pass "unit/$name $test" "$log"
+        else
+            record fail "unit/$name $test" "$log"
+            failed=1
+        fi
+    done < <(sed -n 's/^\[ RUN      \] //p' "$log")
+    if grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$log"; then
+        record fail "unit/$name: sanitizer error" "$log"
+    elif ((rc != 0 && failed == 0)); then
+        record fail "unit/$name: exited with status $rc" "$log"
+    elif ((any == 0)); then
+        record pass "unit/$name" "$log"
+    fi
+}
+
+suite_fuzz() {
+    local exes=() exe
+    if [[ ! -d $FUZZ_DIR ]]; then
+        missing fuzz "$FUZZ_DIR not found; run make fuzz"
+        return
+    fi
+    for exe in "$FUZZ_DIR"/fuzz_*; do
+        [[ -f $exe && -x $exe ]] && exes+=("$exe")
+    done
+    if ((${#exes[@]} == 0)); then
+        missing fuzz "no fuzz_* harnesses in $FUZZ_DIR"
+        return
+    fi
+    mkdir -p "$LOG_DIR/fuzz"
+    echo "== fuzz (${#exes[@]} harnesses, $FUZZ_SECONDS s each)"
+    for exe in "${exes[@]}"; do
+        fuzz_one "$exe"
+    done
+}
+
+# Replays a harness's corpus, then fuzzes it for FUZZ_SECONDS. New inputs go
+# to a copy of the corpus so the repository is never modified.
+fuzz_one() {
+    local exe=$1 harness name corpus work log inputs=() rc extra=()
+    harness=$(basename "$exe")
+    name=${harness#fuzz_}
+    corpus=$ROOT/fuzz/corpus/$name
+    work=$(mktemp -d "$LOG_DIR/fuzz/$name.corpus.XXXXXX")
+    mkdir -p "$LOG_DIR/fuzz/$name.artifacts"
+    [[ -f $ROOT/fuzz/$name.dict ]] && extra+=("-dict=$ROOT/fuzz/$name.dict")
+
+    log=$LOG_DIR/fuzz/$name.replay.log
+    if [[ ! -d $corpus ]]; then
+        echo "corpus directory $corpus not found" >"$log"
+        record fail "fuzz/$name corpus replay" "$log"
+    else
+        cp -R "$corpus"/. "$work"/
+        while IFS= read -r -d '' f; do inputs+=("$f"); done < <(find "$work" -type f -print0)
+        if ((${#inputs[@]} == 0)); then
+            echo "corpus directory $corpus is empty" >"$log"
+            record fail "fuzz/$name corpus replay" "$log"
+        else
+            timeout --kill-after=10 600 "$exe" -timeout=10 -rss_limit_mb=2048 \
+                "-artifact_prefix=$LOG_DIR/fuzz/$name.artifacts/" "${inputs[@]}" >"$log" 2>&1
+            rc=$?
+            if ((rc == 0)); then
+                record pass "fuzz/$name corpus replay (${#inputs[@]} inputs)" "$log"
+            else
+                record fail "fuzz/$name corpus replay" "$log"
+            fi
+        fi
+    fi
+
+    log=$LOG_DIR/fuzz/$name.run.log
+    timeout --kill-after=10 $((FUZZ_SECONDS + 120)) "$exe" -max_total_time="$FUZZ_SECONDS" \
+        -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        "-artifact_prefix=$LOG_DIR/fuzz/$name.artifacts/" "${extra[@]}" "$work" >"$log" 2>&1
+    rc=$?
+    if ((rc == 0)); then
+        record pass "fuzz/$name ${FUZZ_SECONDS}s" "$log"
+    else
+        record fail "fuzz/$name ${FUZZ_SECONDS}s (status $rc)" "$log"
+    fi
+}
+
+suite_raw() {
+    broker_ready raw || return
+    run_recording_suite raw 900 "$PY" "$ROOT/tests/raw/run.py"
+}
+
+suite_paho() {
+    broker_ready e2e/paho || return
+    if ! "$PY" -c 'import paho.mqtt.client' 2>/dev/null; then
+        missing e2e/paho "python3-paho-mqtt not importable by $PY; run make deps"
+        return
+    fi
+    run_recording_suite e2e/paho 900 "$PY" "$ROOT/tests/e2e/paho/run.py"
+}
+
+suite_node() {
+    broker_ready e2e/node || return
+    if ! command -v node >/dev/null; then
+        missing e2e/node "node not found; run make deps"
+        return
+    fi
+    if [[ ! -f $ROOT/tests/e2e/node_modules/mqtt/package.json ]]; then
+        missing e2e/node "tests/e2e/node_modules/mqtt missing; run make deps"
+        return
+    fi
+    run_recording_suite e2e/node 600 "$PY" "$ROOT/tests/lib/with_broker.py" --suite e2e/node -- \
+        node "$ROOT/tests/e2e/node/run.mjs"
+}
+
+suite_shell() {
+    broker_ready e2e/shell || return
+    if ! command -v mosquitto_pub >/dev/null || ! command -v mosquitto_sub >/dev/null; then
+        missing e2e/shell "mosquitto_pub or mosquitto_sub not found; run make deps"
+        return
+    fi
+    run_recording_suite e2e/shell 600 "$PY" "$ROOT/tests/e2e/shell/run.py"
+}
+
+suite_crash() {
+    broker_ready e2e/crash || return
+    run_recording_suite e2e/crash 600 "$PY" "$ROOT/tests/e2e/crash/run.py"
+}
+
+run_suite() {
+    case $1 in
+        unit) suite_unit ;;
+        fuzz) suite_fuzz ;;
+        raw) suite_raw ;;
+        e2e) for s in paho node shell crash; do run_suite "e2e/$s"; done ;;
+        e2e/paho) suite_paho ;;
+        e2e/node) suite_node ;;
+        e2e/shell) suite_shell ;;
+        e2e/crash) suite_crash ;;
+        *)
+            echo "tests/run.sh: unknown suite '$1'; expected one of: ${ALL_SUITES[*]} e2e" >&2
+            exit 2
+            ;;
+    esac
+}
+
+main() {
+    local suites=("$@") failures passed failed
+    ((${#suites[@]} == 0)) && suites=("${ALL_SUITES[@]}")
+    echo "tests/run.sh: target broker $VIGIL_TEST_BROKER, logs in $LOG_DIR"
+    for s in "${suites[@]}"; do
+        run_suite "$s"
+    done
+
+    passed=$(count_lines pass)
+    failed=$(count_lines fail)
+    if ((failed > 0)); then
+        echo
+        echo "Failures:"
+        awk -F'\t' '$1 == "fail" { printf "  %s\n      log: %s\n", $2, $3 }' "$RESULTS"
+    fi
+    skipped=$(count_lines skip)
+    ((skipped > 0)) && echo "$skipped skipped (not applicable to $VIGIL_TEST_BROKER)"
+    echo "$passed passed, $failed failed"
+    ((failed == 0))
+}
+
+main "$@"
