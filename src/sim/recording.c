@@ -269,9 +269,14 @@ void recording_free(struct recording *r)
 
 double recording_value(const struct recording *r, size_t row, enum vital v)
 {
+    double value;
+
     if (r->n_rows == 0 || (unsigned)v >= VITAL_COUNT)
         return NAN;
-    return r->values[(row % r->n_rows) * VITAL_COUNT + v];
+    value = r->values[(row % r->n_rows) * VITAL_COUNT + v];
+    /* Both formats have a resolution of 0.1; rounding drops the float
+     * storage error (62.8 stored as 62.79999924). */
+    return round(value * 10.0) / 10.0;
 }
 
 /* ---- Folder scan ------------------------------------------------------ */

@@ -49,7 +49,8 @@ struct recording_set {
 vigil_err recording_load(const char *path, struct recording *out);
 void recording_free(struct recording *r);
 
-/* Value of vital v at row (wrapping around the end), NaN when absent. */
+/* Value of vital v at row (wrapping around the end), rounded to the 0.1
+ * resolution of the recordings; NaN when absent. */
 double recording_value(const struct recording *r, size_t row, enum vital v);
 
 /* Scans dir recursively (up to RECORDING_MAX_DEPTH levels) for *.csv files
