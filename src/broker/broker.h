@@ -154,6 +154,7 @@ struct conn {
     const struct config_role *role; /* NULL = anonymous full access */
     char device[DEVICE_ID_MAX + 1];
     char client_id[128];
+    char response_info[160];   /* sent in CONNACK when requested, else "" */
 
     /* Limits the client announced in CONNECT (v5). */
     uint16_t client_receive_max;

@@ -94,6 +94,10 @@ void conn_close(struct conn *c, uint8_t reason, const char *why)
     if (c->version == MQTT_V5 && reason != 0xFF && c->state == CONN_ACTIVE) {
         struct mqtt_packet p = {.type = MQTT_DISCONNECT, .reason_code = reason};
 
+        /* DISCONNECT may carry a Reason String whatever Request Problem
+         * Information said (MQTT-3.1.2-29 excludes only other packets). */
+        p.props.present = MQTT_PROP_BIT(MQTT_PROP_REASON_STRING);
+        p.props.reason_string = (struct mqtt_str){(const uint8_t *)why, (uint32_t)strlen(why)};
         conn_send(c, &p);
     }
     {

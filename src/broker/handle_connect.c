@@ -54,7 +54,7 @@ static void connect_refuse(struct conn *c, uint8_t reason, const char *rule, con
     struct vigil_event ev;
 
     p.reason_code = c->version == MQTT_V5 ? reason : v311_code(reason);
-    if (c->version == MQTT_V5 && c->request_problem_info) {
+    if (c->version == MQTT_V5) {
         p.props.present |= MQTT_PROP_BIT(MQTT_PROP_REASON_STRING);
         p.props.reason_string = (struct mqtt_str){(const uint8_t *)why, (uint32_t)strlen(why)};
     }
@@ -167,6 +167,11 @@ static void connack_props(struct conn *c, struct mqtt_packet *p, bool assigned,
         o->present |= MQTT_PROP_BIT(MQTT_PROP_SESSION_EXPIRY);
         o->session_expiry = expiry;
     }
+    if (c->response_info[0] != '\0') {
+        o->present |= MQTT_PROP_BIT(MQTT_PROP_RESPONSE_INFO);
+        o->response_info = (struct mqtt_str){(const uint8_t *)c->response_info,
+                                             (uint32_t)strlen(c->response_info)};
+    }
     if (server_ka != cn->keep_alive) {
         o->present |= MQTT_PROP_BIT(MQTT_PROP_SERVER_KEEP_ALIVE);
         o->server_keep_alive = server_ka;
@@ -230,6 +235,12 @@ static bool connect_accept(struct conn *c, const struct mqtt_packet *pkt, bool a
         c->client_max_packet = pkt->props.max_packet_size;
     if (pkt->props.present & MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS_MAX))
         c->client_alias_max = pkt->props.topic_alias_max;
+    /* Response Information: the topic prefix "response/<client id>" for the
+     * client's response topics. Anonymous clients may use it at once;
+     * authenticated ones need a role that grants it. */
+    if ((pkt->props.present & MQTT_PROP_BIT(MQTT_PROP_REQUEST_RESPONSE_INFO)) &&
+        pkt->props.request_response_info == 1)
+        snprintf(c->response_info, sizeof c->response_info, "response/%s", c->client_id);
     c->request_problem_info = !(pkt->props.present & MQTT_PROP_BIT(MQTT_PROP_REQUEST_PROBLEM_INFO)) ||
                               pkt->props.request_problem_info != 0;
 
