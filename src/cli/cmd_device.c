@@ -14,7 +14,8 @@
 #include "cli/cli.h"
 #include "config/config.h"
 
-/* Room for the generated password: device.h asks for at least 33 bytes. */
+/* Room for the generated password, which device_db_add requires to be at
+ * least 33 bytes. */
 #define PASSWORD_CAP 64
 
 enum device_action { ACTION_ADD, ACTION_LIST, ACTION_REMOVE };
@@ -223,7 +224,7 @@ static int check_role(const struct device_opts *o, const struct vigil_config *cf
     return 2;
 }
 
-/* Makes sure dir exists; creates it with mode 0700 when create is set. */
+/* Checks that dir exists, and creates it with mode 0700 when create is set. */
 static int prepare_data_dir(const struct device_opts *o, const char *dir, bool create)
 {
     struct stat st;

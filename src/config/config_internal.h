@@ -26,7 +26,7 @@ struct config_number {
 /* Returns the setting with that dotted path ("limits.max_packet_size"), or
  * NULL. */
 const struct config_number *config_number_find(const char *path);
-/* Returns the table of every numeric setting; *count receives its length. */
+/* Returns the table of every numeric setting. *count receives its length. */
 const struct config_number *config_numbers(size_t *count);
 uint64_t config_number_get(const struct vigil_config *cfg, const struct config_number *num);
 /* value must already be within [num->min, num->max]. */

@@ -11,8 +11,8 @@
 #include "core/alloc.h"
 #include "core/log.h"
 
-/* Longest key the loader stores for duplicate detection; every known key and
- * role name is shorter. */
+/* Maximum key length the loader stores for duplicate detection. Every known
+ * key and role name is shorter. */
 #define KEY_MAX 63
 /* Distinct keys one mapping can hold before some other check (unknown key,
  * too many roles) has already rejected it. */
@@ -27,7 +27,7 @@
 
 struct loader {
     yaml_parser_t parser;
-    yaml_event_t event;     /* the current event; valid when have_event */
+    yaml_event_t event;     /* the current event, valid when have_event is set */
     bool have_event;
     const char *name;       /* file name for messages */
     char *err;
@@ -188,7 +188,7 @@ static vigil_err read_string(struct loader *ld, const char *path, char *out, siz
     return VIGIL_OK;
 }
 
-/* Parses a plain decimal scalar; no sign, no leading zeros, no base prefix. */
+/* Parses a plain decimal scalar without sign, leading zeros or base prefix. */
 static bool parse_decimal(const yaml_event_t *ev, uint64_t *out)
 {
     const char *s = (const char *)ev->data.scalar.value;
@@ -530,7 +530,7 @@ static vigil_err top_value(struct loader *ld, const struct mapping_walk *walk, c
     return fail_unknown_key(ld, walk, key, key_line);
 }
 
-/* Reads the one document of the stream; an empty stream or an empty
+/* Reads the one document of the stream. An empty stream or an empty
  * document changes nothing. */
 static vigil_err read_stream(struct loader *ld)
 {
