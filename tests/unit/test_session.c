@@ -1,0 +1,242 @@
+/* Session state: subscriptions, the delivery queue and its limit, packet
+ * ids, incoming QoS 2 ids, and routing into offline sessions. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "broker/broker.h"
+#include "broker/topic.h"
+#include "core/alloc.h"
+
+/* A hub without loop I/O, store or event sink: enough for sessions that
+ * are offline and not persistent, which never touch those. */
+static struct hub *test_hub(void)
+{
+    struct hub *hub = vigil_calloc(1, sizeof *hub);
+
+    config_defaults(&hub->cfg);
+    hub->loop = uv_default_loop();
+    vigil_map_init(&hub->sessions);
+    hub->subs = subtree_new();
+    hub->retained = retain_new();
+    hub->next_seq = 1;
+    hub->next_msg_id = 1;
+    return hub;
+}
+
+static void free_hub(struct hub *hub)
+{
+    session_free_all(hub);
+    router_free(hub);
+    subtree_free(hub->subs);
+    vigil_map_free(&hub->sessions);
+    vigil_free(hub);
+}
+
+static struct msg *make_msg(const char *topic, const char *payload, uint8_t qos)
+{
+    struct msg *m = msg_new(topic, strlen(topic), (const uint8_t *)payload, strlen(payload), NULL, 0);
+
+    assert_non_null(m);
+    m->qos = qos;
+    return m;
+}
+
+static void session_create_and_find(void **state)
+{
+    struct hub *hub = test_hub();
+    struct session *s = session_create(hub, "mon-0001", MQTT_V5);
+
+    (void)state;
+    assert_non_null(s);
+    assert_ptr_equal(session_find(hub, "mon-0001"), s);
+    assert_null(session_find(hub, "mon-0002"));
+    assert_int_equal(hub->sessions.count, 1);
+    free_hub(hub);
+}
+
+static void subscription_add_replace_remove(void **state)
+{
+    struct hub *hub = test_hub();
+    struct session *s = session_create(hub, "c1", MQTT_V5);
+    bool existed = true;
+
+    (void)state;
+    assert_int_equal(session_add_sub(s, "a/+", 3, 1, 7, &existed), VIGIL_OK);
+    assert_false(existed);
+    assert_int_equal(session_add_sub(s, "a/+", 3, 2, 8, &existed), VIGIL_OK);
+    assert_true(existed);
+    assert_int_equal(s->n_subs, 1);
+    assert_int_equal(s->subs[0].options, 2);
+    assert_int_equal(s->subs[0].sub_id, 8);
+    assert_int_equal(subtree_count(hub->subs), 1);
+    assert_true(session_remove_sub(s, "a/+", 3));
+    assert_false(session_remove_sub(s, "a/+", 3));
+    assert_int_equal(subtree_count(hub->subs), 0);
+    free_hub(hub);
+}
+
+static void offline_queue_keeps_qos12_only(void **state)
+{
+    struct hub *hub = test_hub();
+    struct session *s = session_create(hub, "c1", MQTT_V311);
+    struct msg *m0 = make_msg("a/b", "zero", 0);
+    struct msg *m1 = make_msg("a/b", "one", 1);
+
+    (void)state;
+    session_enqueue(s, m0, 0, false, NULL, 0);
+    session_enqueue(s, m1, 1, false, NULL, 0);
+    assert_int_equal(s->n_queued, 1);
+    assert_ptr_equal(s->queue_head->msg, m1);
+    assert_int_equal(m1->refs, 2);
+    assert_int_equal(hub->stats.msgs_dropped, 1);
+    msg_unref(m0);
+    msg_unref(m1);
+    free_hub(hub);
+}
+
+static void queue_limit_drops_newest(void **state)
+{
+    struct hub *hub = test_hub();
+    struct session *s = session_create(hub, "c1", MQTT_V5);
+    struct msg *m = make_msg("a/b", "x", 1);
+
+    (void)state;
+    hub->cfg.limits.max_queued_messages = 3;
+    for (int i = 0; i < 5; i++)
+        session_enqueue(s, m, 1, false, NULL, 0);
+    assert_int_equal(s->n_queued, 3);
+    assert_int_equal(hub->stats.msgs_dropped, 2);
+    msg_unref(m);
+    free_hub(hub);
+}
+
+static void routing_merges_overlapping_subscriptions(void **state)
+{
+    struct hub *hub = test_hub();
+    struct session *s = session_create(hub, "c1", MQTT_V5);
+    struct msg *m = make_msg("north/icu3/r1/mon-1/hr", "72", 2);
+    bool existed;
+
+    (void)state;
+    assert_int_equal(session_add_sub(s, "north/#", 7, 1, 11, &existed), VIGIL_OK);
+    assert_int_equal(session_add_sub(s, "+/icu3/+/+/hr", 13, 2, 12, &existed), VIGIL_OK);
+    router_publish(hub, m, NULL);
+    assert_int_equal(s->n_queued, 1);
+    assert_int_equal(s->queue_head->qos, 2);
+    assert_int_equal(s->queue_head->n_sub_ids, 2);
+    msg_unref(m);
+    free_hub(hub);
+}
+
+static void routing_honours_no_local(void **state)
+{
+    struct hub *hub = test_hub();
+    struct session *s = session_create(hub, "c1", MQTT_V5);
+    struct msg *m = make_msg("a/b", "x", 1);
+    bool existed;
+
+    (void)state;
+    assert_int_equal(session_add_sub(s, "a/b", 3, 1 | MQTT_SUBOPT_NO_LOCAL, 0, &existed), VIGIL_OK);
+    router_publish(hub, m, s);
+    assert_int_equal(s->n_queued, 0);
+    router_publish(hub, m, NULL);
+    assert_int_equal(s->n_queued, 1);
+    msg_unref(m);
+    free_hub(hub);
+}
+
+static void routing_caps_qos_at_granted(void **state)
+{
+    struct hub *hub = test_hub();
+    struct session *s = session_create(hub, "c1", MQTT_V5);
+    struct msg *m = make_msg("a/b", "x", 2);
+    bool existed;
+
+    (void)state;
+    assert_int_equal(session_add_sub(s, "a/b", 3, 1, 0, &existed), VIGIL_OK);
+    router_publish(hub, m, NULL);
+    assert_int_equal(s->queue_head->qos, 1);
+    msg_unref(m);
+    free_hub(hub);
+}
+
+static void inqos2_set_operations(void **state)
+{
+    struct hub *hub = test_hub();
+    struct session *s = session_create(hub, "c1", MQTT_V5);
+
+    (void)state;
+    for (uint16_t id = 1; id <= 20; id++)
+        assert_true(session_add_inqos2(s, id));
+    assert_true(session_has_inqos2(s, 13));
+    assert_true(session_remove_inqos2(s, 13));
+    assert_false(session_has_inqos2(s, 13));
+    assert_false(session_remove_inqos2(s, 13));
+    assert_true(session_has_inqos2(s, 20));
+    assert_int_equal(s->n_inqos2, 19);
+    free_hub(hub);
+}
+
+static void restored_inflight_is_found_by_packet_id(void **state)
+{
+    struct hub *hub = test_hub();
+    struct session *s = session_create(hub, "c1", MQTT_V5);
+    struct msg *m = make_msg("a/b", "x", 2);
+    struct delivery *d1 = session_restore_delivery(s, m, 1, 2, STORE_Q_PUBREL, 41);
+    struct delivery *d2 = session_restore_delivery(s, m, 2, 1, STORE_Q_PENDING, 0);
+
+    (void)state;
+    assert_non_null(d1);
+    assert_non_null(d2);
+    assert_int_equal(s->n_inflight, 1);
+    assert_ptr_equal(session_find_inflight(s, 41), d1);
+    assert_null(session_find_inflight(s, 42));
+    assert_false(d2->sent);
+    msg_unref(m);
+    free_hub(hub);
+}
+
+static void retained_delivery_on_subscribe(void **state)
+{
+    struct hub *hub = test_hub();
+    struct session *s = session_create(hub, "c1", MQTT_V5);
+    struct msg *m = make_msg("a/b", "x", 1);
+    struct msg *clear = make_msg("a/b", "", 1);
+
+    (void)state;
+    m->retain = true;
+    router_retain(hub, m, false);
+    assert_int_equal(retain_count(hub->retained), 1);
+    router_send_retained(hub, s, "a/#", 3, 2, 5);
+    assert_int_equal(s->n_queued, 1);
+    assert_true(s->queue_head->retain);
+    assert_int_equal(s->queue_head->sub_ids[0], 5);
+    clear->retain = true;
+    router_retain(hub, clear, false);
+    assert_int_equal(retain_count(hub->retained), 0);
+    msg_unref(m);
+    msg_unref(clear);
+    free_hub(hub);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(session_create_and_find),
+        cmocka_unit_test(subscription_add_replace_remove),
+        cmocka_unit_test(offline_queue_keeps_qos12_only),
+        cmocka_unit_test(queue_limit_drops_newest),
+        cmocka_unit_test(routing_merges_overlapping_subscriptions),
+        cmocka_unit_test(routing_honours_no_local),
+        cmocka_unit_test(routing_caps_qos_at_granted),
+        cmocka_unit_test(inqos2_set_operations),
+        cmocka_unit_test(restored_inflight_is_found_by_packet_id),
+        cmocka_unit_test(retained_delivery_on_subscribe),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
