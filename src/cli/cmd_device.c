@@ -249,7 +249,10 @@ static int prepare_data_dir(const struct device_opts *o, const char *dir, bool c
         return 1;
     }
     if (mkdir(dir, 0700) != 0) {
-        fprintf(stderr, "vigil device %s: failed to create data directory '%s': %s\n", o->name,
+        fprintf(stderr,
+                "vigil device %s: failed to create data directory '%s': %s; check that "
+                "its parent directory exists and is writable\n",
+                o->name,
                 dir, strerror(errno));
         return 1;
     }
