@@ -15,8 +15,8 @@
 
 #define ERR_CAP 512
 
-/* Loads text over the defaults; returns the result and leaves the message
- * in err. */
+/* Loads text over the defaults and returns the result, with the message in
+ * err. */
 static vigil_err load_text(struct vigil_config *cfg, const char *text, char *err)
 {
     config_defaults(cfg);
@@ -24,8 +24,8 @@ static vigil_err load_text(struct vigil_config *cfg, const char *text, char *err
     return config_load_buffer(cfg, "t.yaml", (const uint8_t *)text, strlen(text), err, ERR_CAP);
 }
 
-/* Fails unless loading text fails with a message starting with prefix, and
- * leaves the configuration at its defaults. */
+/* Fails the test unless loading text fails with a message starting with
+ * prefix and leaves the configuration at its defaults. */
 static void expect_error(const char *text, const char *prefix)
 {
     static struct vigil_config cfg;
