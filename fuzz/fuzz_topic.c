@@ -131,8 +131,8 @@ static size_t gen_level(char *out, struct entropy *e, bool first)
 }
 
 /* Writes into out a name that filter must match, replacing '+' with a
- * generated level and '#' with zero to three generated levels. out holds
- * at least 4 * filter.len + 16 bytes. */
+ * generated level and '#' with zero to three generated levels. out must
+ * have room for 4 * filter.len + 16 bytes. */
 static size_t gen_name(char *out, struct range filter, struct entropy *e)
 {
     struct levels f;

@@ -102,7 +102,8 @@ static void slot_delete(struct sub_list *l, struct sub_slot *slot)
     for (size_t j = (hole + 1) & mask; l->slots[j].subscriber != NULL; j = (j + 1) & mask) {
         size_t home = slot_home(l->slots[j].subscriber, mask);
 
-        /* The entry may fill the hole unless its home lies after the hole. */
+        /* The entry moves into the hole unless its home slot lies
+         * cyclically in (hole, j], where it would no longer be found. */
         if (((j - home) & mask) >= ((j - hole) & mask)) {
             l->slots[hole] = l->slots[j];
             hole = j;

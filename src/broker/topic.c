@@ -23,7 +23,7 @@ bool topic_name_valid(const char *name, size_t len)
     return true;
 }
 
-/* Checks one level of a filter: a wildcard stands alone in its level. */
+/* Checks one level of a filter: a wildcard must be the whole level. */
 static bool filter_level_valid(const struct topic_level *c)
 {
     const char *p = level_ptr(c);
@@ -120,7 +120,7 @@ static bool covers_at_hash(bool prefix_empty, const struct topic_level *p)
     return level_next(&next) && level_is(&next, '#');
 }
 
-/* True for a literal level starting with '$'; a wildcard level never does. */
+/* True for a level starting with '$', which is always a literal level. */
 static bool level_starts_dollar(const struct topic_level *c)
 {
     return level_len(c) > 0 && level_ptr(c)[0] == '$';

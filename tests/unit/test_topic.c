@@ -227,7 +227,7 @@ static void test_covers_table(void **state)
  * {a, b, $a, ""}, where b stands for every value no filter names. A name one
  * level longer than any filter and one fresh value are enough for a name
  * outside this universe to map to one inside it with the same results, so
- * the brute-force subset test is the exact answer for coverage.
+ * the brute-force subset test gives the exact coverage result.
  */
 #define MAX_UNIVERSE 400
 #define MAX_TOPIC 16
@@ -369,7 +369,7 @@ static void test_covers_exhaustive(void **state)
             covered += subset;
         }
     }
-    /* Both answers occur often, so the check is not vacuous. */
+    /* Both results occur often, so the check is not vacuous. */
     assert_true(covered > 500);
     assert_true(covered < u.nfilters * u.nfilters / 2);
 }
