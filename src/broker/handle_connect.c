@@ -247,10 +247,17 @@ static bool connect_accept(struct conn *c, const struct mqtt_packet *pkt, bool a
     if (s != NULL && s->conn != NULL) {
         struct conn *old = s->conn;
 
-        hub_emit(hub, old, VIGIL_EV_DISCONNECT, NULL, 0, "MQTT-3.1.4-3", "session taken over");
+        /* Detaching may discard a non-persistent session: hold it meanwhile. */
+        session_ref(s);
         conn_close(old, MQTT_RC_SESSION_TAKEN_OVER, "session taken over by a new connection");
         if (s->conn == old)
             session_detach(s);
+        if (s->removed) {
+            session_unref(s);
+            s = NULL;
+        } else {
+            session_unref(s);
+        }
     }
     if (s != NULL && cn->clean_start) {
         session_discard(s);
