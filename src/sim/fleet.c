@@ -18,7 +18,7 @@
 #include "sim/vitals.h"
 
 #define TICK_MS 50
-#define TEMPERATURE_PERIOD_S 60.0
+#define TEMPERATURE_PERIOD_S 10.0
 #define DRAIN_TIMEOUT_MS 3000
 /* Samples a device may lag behind the clock before it skips ahead, so a
  * stalled loop does not send a burst of old measurements. */
