@@ -21,10 +21,10 @@
 
 struct mqttc;
 
-/* Why a QoS 1/2 publish ended, reported through on_publish_done. */
+/* Outcome of a QoS 1/2 publish, reported through on_publish_done. */
 enum mqttc_outcome {
     MQTTC_DELIVERED = 0, /* PUBACK or PUBCOMP received with a success reason code */
-    MQTTC_REJECTED,      /* the server answered with a reason code >= 0x80 */
+    MQTTC_REJECTED,      /* the server acknowledged with a reason code >= 0x80 */
     MQTTC_LOST,          /* the connection ended and the session was not resumed */
 };
 
@@ -77,7 +77,7 @@ struct mqttc_options {
     void (*on_message)(struct mqttc *c, const struct mqtt_publish *msg, void *user);
     void (*on_publish_done)(struct mqttc *c, uint16_t packet_id, uint8_t qos,
                             enum mqttc_outcome outcome, void *user);
-    /* SUBACK: codes holds one reason code per filter. */
+    /* SUBACK: codes contains one reason code per filter. */
     void (*on_suback)(struct mqttc *c, uint16_t packet_id, const uint8_t *codes, size_t n,
                       void *user);
 };

@@ -28,7 +28,7 @@ struct station_bed {
     char room[65];
     double values[VITAL_COUNT];   /* latest reading, NaN before the first */
     uint64_t last_seen_ms;        /* monotonic ms of the last message, 0 = never */
-    bool offline;                 /* the last status message said "offline" */
+    bool offline;                 /* the last status message had state "offline" */
     struct station_alarm alarms[ALARM_COUNT];
 };
 
