@@ -12,7 +12,7 @@
  * - Framing errors found before the level is known use the 5.0 name.
  * Reason codes follow MQTT 5.0: 0x81 Malformed Packet where the
  * specification calls the packet malformed or a field cannot be parsed,
- * 0x82 Protocol Error where it says Protocol Error, 0x84 for an unsupported
+ * 0x82 Protocol Error where it names a Protocol Error, 0x84 for an unsupported
  * protocol name or level, and 0x90 Topic Name invalid for a topic name with
  * wildcards. On a v3.1.1 connection the code only classifies the error. */
 #include <string.h>
@@ -71,7 +71,7 @@ static bool str_is(struct mqtt_str s, const char *lit)
 /* Reads the protocol name and level and sets d->version to the level
  * whose rule names apply. Level 3 ("MQIsdp", MQTT 3.1) and unknown levels
  * are rejected with 0x84 after connect.version is set, so the caller can
- * answer in the client's own format. */
+ * reply in the client's own format. */
 static vigil_err connect_read_level(struct mqtt_dec *d, struct mqtt_connect *c)
 {
     if (!mqtt_rd_bin(&d->r, &c->protocol_name) || !mqtt_rd_u8(&d->r, &c->version))
@@ -341,7 +341,7 @@ static uint8_t connect_peek_level(const struct mqtt_reader *r)
     return r->p[2 + name_len] == MQTT_V5 ? MQTT_V5 : MQTT_V311;
 }
 
-/* Reads and checks the fixed header; sets the reader over the body. */
+/* Reads and checks the fixed header, then points the reader at the body. */
 static vigil_err read_fixed_header(struct mqtt_dec *d, const uint8_t *buf, size_t len)
 {
     size_t hdr;

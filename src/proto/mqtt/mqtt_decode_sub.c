@@ -118,7 +118,7 @@ static vigil_err check_shared(struct mqtt_dec *d, struct mqtt_str f)
     return VIGIL_OK;
 }
 
-/* Reads one topic filter and checks it; *shared tells whether it is a v5
+/* Reads one topic filter and checks it. *shared is set when it is a v5
  * shared subscription. */
 static vigil_err read_filter(struct mqtt_dec *d, struct mqtt_str *f, bool *shared)
 {

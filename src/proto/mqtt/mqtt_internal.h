@@ -1,4 +1,5 @@
-/* Helpers shared by the MQTT codec's source files; not part of the API. */
+/* Helpers shared by the MQTT codec's source files. They are not part of the
+ * public API in mqtt.h. */
 #ifndef VIGIL_PROTO_MQTT_INTERNAL_H
 #define VIGIL_PROTO_MQTT_INTERNAL_H
 
