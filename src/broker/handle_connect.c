@@ -313,10 +313,16 @@ static bool connect_authorize(struct conn *c, const struct mqtt_packet *pkt, boo
             connect_refuse(c, MQTT_RC_NOT_AUTHORIZED, "vigil-acl-role", "device role is not configured");
             return false;
         }
-        /* One identity per device: the client id is the device id. */
+        /* One identity per device: the client id is the device id, or
+         * "<device id>:<suffix>" for further connections of the same device.
+         * Device ids cannot contain ':', so no device can use a client id
+         * (and so take over a session) of another. */
+        size_t idlen = strlen(info->id);
+
         if (assigned) {
             snprintf(c->client_id, sizeof c->client_id, "%s", info->id);
-        } else if (strcmp(c->client_id, info->id) != 0) {
+        } else if (strncmp(c->client_id, info->id, idlen) != 0 ||
+                   (c->client_id[idlen] != '\0' && c->client_id[idlen] != ':')) {
             connect_refuse(c, MQTT_RC_CLIENT_ID_INVALID, "vigil-identity",
                            "client id does not match the authenticated device");
             return false;

@@ -116,7 +116,7 @@ class Broker:
             path = os.path.join(self.workdir, "vigil.yaml")
             with open(path, "w", encoding="utf-8") as f:
                 if self.sys_interval is not None:
-                    f.write(f"sys_interval_s: {self.sys_interval}\n")
+                    f.write(f"sys_interval: {self.sys_interval}\n")
                 if self.limits:
                     f.write("limits:\n")
                     for key, value in self.limits.items():
