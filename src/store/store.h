@@ -67,6 +67,7 @@ struct store_op {
     void *arg;
 
     struct store_op *next;   /* internal */
+    vigil_err rc;            /* internal: the result passed to done */
 };
 
 struct store;
@@ -91,7 +92,12 @@ struct store_load_cb {
 /* Opens (creating if needed) <dir>/store.db. The completion async handle is
  * bound to loop. */
 vigil_err store_open(const char *dir, uv_loop_t *loop, struct store **out);
-/* Reads the whole state; also reports the largest msg_id and seq in use. */
+/* Deletes message rows that no queue entry refers to, then reports the
+ * whole state in this order: sessions, subscriptions, retained messages,
+ * queue entries (with their messages), incoming QoS 2 packet ids. Also
+ * reports the largest msg_id and seq in use (0 when there are none). Blob
+ * pointers are never NULL, even for a length of 0. Safe while the writer
+ * runs, but meant to run before the first store_submit(). */
 vigil_err store_load(struct store *st, const struct store_load_cb *cb, void *ctx,
                      uint64_t *max_msg_id, uint64_t *max_seq);
 /* Allocates a zeroed op of the given kind; NULL when out of memory. */
@@ -105,8 +111,12 @@ void store_submit(struct store *st, struct store_op *op);
 void store_set_commit_interval(struct store *st, uint32_t us);
 /* Number of ops queued and not yet committed. */
 size_t store_pending(const struct store *st);
-/* Commits what is queued, stops the writer, runs the last completions and
- * closes the database. The loop must still be running or be run after. */
+/* Commits what is queued, stops the writer, runs the remaining done
+ * callbacks itself (on the calling thread, which must be the loop thread)
+ * and closes the database. It then uv_close()s the completion async handle,
+ * whose memory its close callback frees, so the caller must run the loop
+ * again (for example uv_run(loop, UV_RUN_DEFAULT) until it returns) before
+ * uv_loop_close(). No callback refers to st after this returns. */
 void store_close(struct store *st);
 
 /* Metrics: transactions committed and ops written since open. */
