@@ -171,7 +171,7 @@ vigil_err store_load(struct store *st, const struct store_load_cb *cb, void *ctx
         cb = &none;
     pthread_mutex_lock(&st->db_mu);
     rc = load_collect_garbage(st);
-    /* One read transaction, so every callback sees the same snapshot. */
+    /* One read transaction gives every callback the same snapshot. */
     if (rc == VIGIL_OK && sqlite3_exec(st->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
         store_log_sqlite(st, "starting the load transaction");
         rc = VIGIL_ERR_STORE;
