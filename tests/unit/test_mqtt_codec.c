@@ -285,6 +285,34 @@ static void test_publish_empty_topic_alias(void **state)
     assert_int_equal(out.props.topic_alias, 4);
 }
 
+static void test_publish_too_many_sub_ids(void **state)
+{
+    uint8_t buf[128];
+    size_t n = 0;
+    struct mqtt_packet out;
+    struct mqtt_error err = {0};
+
+    buf[n++] = 0x30;
+    buf[n++] = 3 + 1 + 2 * (MQTT_MAX_SUB_IDS + 1);
+    buf[n++] = 0;
+    buf[n++] = 1;
+    buf[n++] = 't';
+    buf[n++] = 2 * (MQTT_MAX_SUB_IDS + 1);
+    for (unsigned i = 0; i <= MQTT_MAX_SUB_IDS; i++) {
+        buf[n++] = MQTT_PROP_SUBSCRIPTION_ID;
+        buf[n++] = (uint8_t)(i + 1);
+    }
+    assert_int_equal(mqtt_decode(buf, n - 2, MQTT_V5, false, &out, &err), VIGIL_ERR_PROTOCOL);
+    buf[1] -= 2;
+    buf[5] -= 2;
+    assert_int_equal(mqtt_decode(buf, n - 2, MQTT_V5, false, &out, &err), VIGIL_OK);
+    assert_int_equal(out.props.n_sub_ids, MQTT_MAX_SUB_IDS);
+    buf[1] += 2;
+    buf[5] += 2;
+    assert_int_equal(mqtt_decode(buf, n, MQTT_V5, false, &out, &err), VIGIL_ERR_PROTOCOL);
+    assert_int_equal(err.reason_code, MQTT_RC_IMPL_SPECIFIC);
+}
+
 static void test_publish_encode_invalid(void **state)
 {
     struct mqtt_packet p = {.type = MQTT_PUBLISH};
@@ -639,6 +667,7 @@ int main(void)
         cmocka_unit_test(test_connack_v311_mapping),
         cmocka_unit_test(test_roundtrip_publish),
         cmocka_unit_test(test_publish_empty_topic_alias),
+        cmocka_unit_test(test_publish_too_many_sub_ids),
         cmocka_unit_test(test_publish_encode_invalid),
         cmocka_unit_test(test_roundtrip_acks),
         cmocka_unit_test(test_roundtrip_subscribe),

@@ -183,8 +183,8 @@ static size_t body_size(const struct mqtt_packet *pkt, uint8_t version, uint8_t 
 
     if (version != MQTT_V31 && version != MQTT_V311 && version != MQTT_V5)
         return SIZE_MAX;
-    if (pkt->type == MQTT_CONNECT ? false : version == MQTT_V31)
-        version = MQTT_V311;
+    if (pkt->type != MQTT_CONNECT && version == MQTT_V31)
+        version = MQTT_V311; /* only CONNECT differs between 3.1 and 3.1.1 here */
     if (!encode_body(pkt, version, &w, first) || w.len > MQTT_VBI_MAX)
         return SIZE_MAX;
     return w.len;
