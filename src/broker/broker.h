@@ -245,7 +245,7 @@ void conn_protocol_error(struct conn *c, const struct mqtt_error *err, uint8_t t
  * was closed. */
 bool handle_connect(struct conn *c, const struct mqtt_packet *pkt);
 /* Answers a CONNECT that failed to decode as its protocol level requires. */
-void connect_malformed(struct conn *c, const uint8_t *p, size_t len, const struct mqtt_error *err);
+void connect_malformed(struct conn *c, const struct mqtt_packet *pkt, const struct mqtt_error *err);
 bool handle_publish(struct conn *c, const struct mqtt_packet *pkt);
 bool handle_puback(struct conn *c, const struct mqtt_packet *pkt);
 bool handle_pubrec(struct conn *c, const struct mqtt_packet *pkt);

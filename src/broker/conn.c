@@ -302,15 +302,15 @@ static bool conn_dispatch(struct conn *c, const uint8_t *p, size_t len)
         conn_protocol_error(c, &err, type);
         return false;
     }
+    c->cur_packet = p;
+    c->cur_packet_len = len;
     if (mqtt_decode(p, len, c->version ? c->version : MQTT_V311, true, &pkt, &err) != VIGIL_OK) {
         if (type == MQTT_CONNECT)
-            connect_malformed(c, p, len, &err);
+            connect_malformed(c, &pkt, &err);
         else
             conn_protocol_error(c, &err, type);
         return false;
     }
-    c->cur_packet = p;
-    c->cur_packet_len = len;
     if (handlers[pkt.type] == NULL) {
         err = (struct mqtt_error){MQTT_RC_PROTOCOL_ERROR, "MQTT-2.1.2", "packet type not allowed from a client"};
         conn_protocol_error(c, &err, type);

@@ -453,35 +453,37 @@ bool handle_connect(struct conn *c, const struct mqtt_packet *pkt)
     return connect_authorize(c, pkt, assigned, NULL);
 }
 
-void connect_malformed(struct conn *c, const uint8_t *p, size_t len, const struct mqtt_error *err)
+void connect_malformed(struct conn *c, const struct mqtt_packet *pkt, const struct mqtt_error *err)
 {
-    size_t hdr = 0;
-    uint32_t rem = 0;
+    const struct mqtt_str *name = &pkt->connect.protocol_name;
+    bool known_name = (name->len == 4 && memcmp(name->p, "MQTT", 4) == 0) ||
+                      (name->len == 6 && memcmp(name->p, "MQIsdp", 6) == 0);
+    uint8_t level = pkt->connect.version;
+    size_t hdr;
+    uint32_t rem;
     struct mqtt_error ferr;
-    uint8_t level = 0;
 
-    bool name_ok = false;
-
-    if (mqtt_frame(p, len, &hdr, &rem, &ferr) == VIGIL_OK && len > hdr + 6) {
-        level = p[hdr + 6];
-        name_ok = memcmp(p + hdr, "\x00\x04MQTT", 6) == 0;
-    }
+    /* When decoding stopped before the protocol level (bad fixed-header
+     * flags, for example), the raw bytes still tell whether it is v5. */
+    if (level == 0 && mqtt_frame(c->cur_packet, c->cur_packet_len, &hdr, &rem, &ferr) == VIGIL_OK &&
+        c->cur_packet_len > hdr + 6 && memcmp(c->cur_packet + hdr, "\x00\x04MQTT", 6) == 0)
+        level = c->cur_packet[hdr + 6];
     if (level == MQTT_V5) {
-        /* MQTT 5.0 lets the server send a CONNACK with the reason first;
-         * a wrong protocol name gets 0x84 (section 3.1.2.1). */
-        struct mqtt_packet ack = {.type = MQTT_CONNACK,
-                                  .reason_code = name_ok ? err->reason_code : MQTT_RC_UNSUPPORTED_VERSION};
+        /* MQTT 5.0 lets the server send a CONNACK with the reason first
+         * (0x84 for a wrong protocol name, section 3.1.2.1). */
+        struct mqtt_packet ack = {.type = MQTT_CONNACK, .reason_code = err->reason_code};
 
         c->version = MQTT_V5;
         conn_send(c, &ack);
-    } else if (!name_ok) {
-        /* The peer may not speak MQTT at all: close without an answer
-         * (MQTT 3.1.1, MQTT-3.1.2-1). */
-    } else if (err->reason_code == MQTT_RC_UNSUPPORTED_VERSION) {
+    } else if (known_name && err->reason_code == MQTT_RC_UNSUPPORTED_VERSION) {
+        /* A level this broker does not speak: return code 1 in the 3.1.1
+         * CONNACK form, which clients of every level can read. */
         struct mqtt_packet ack = {.type = MQTT_CONNACK, .reason_code = MQTT_V311_BAD_VERSION};
 
         c->version = MQTT_V311;
         conn_send(c, &ack);
     }
+    /* Anything else closes without an answer: with an unknown protocol name
+     * the peer may not speak MQTT at all (MQTT 3.1.1, MQTT-3.1.2-1). */
     conn_protocol_error(c, err, MQTT_CONNECT);
 }

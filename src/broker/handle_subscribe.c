@@ -19,9 +19,12 @@ static uint8_t subscribe_one(struct conn *c, const struct mqtt_sub_entry *e, uin
     uint8_t fail = c->version == MQTT_V5 ? 0 : 0x80;
 
     *send_retained = false;
-    if (split == VIGIL_ERR_INVALID || !topic_filter_valid(f, len) || len > lim->max_topic_length ||
-        topic_levels(f, len) > lim->max_topic_levels) {
+    if (split == VIGIL_ERR_INVALID || !topic_filter_valid(f, len)) {
         hub_emit(hub, c, VIGIL_EV_MALFORMED, f, len, "MQTT-4.7.1", "invalid topic filter");
+        return fail ? fail : MQTT_RC_TOPIC_FILTER_INVALID;
+    }
+    if (len > lim->max_topic_length || topic_levels(f, len) > lim->max_topic_levels) {
+        hub_emit(hub, c, VIGIL_EV_LIMIT, f, len, NULL, "topic filter exceeds the length or level limit");
         return fail ? fail : MQTT_RC_TOPIC_FILTER_INVALID;
     }
     if (!acl_can_subscribe(c, f, len)) {
