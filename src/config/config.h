@@ -14,10 +14,45 @@
 #define CONFIG_MAX_ROLES 16
 #define CONFIG_MAX_PATTERNS 16
 
+enum config_transport {
+    CONFIG_TRANSPORT_MQTT = 0,  /* plaintext MQTT over TCP */
+    CONFIG_TRANSPORT_MQTTS,     /* MQTT over TLS 1.2/1.3 */
+};
+
 struct config_listener {
     char host[64];          /* numeric IPv4 or IPv6 address */
     uint16_t port;
     bool allow_anonymous;   /* only ever true on loopback listeners */
+    uint8_t transport;      /* enum config_transport */
+    /* MQTTS only. require_client_cert: mutual TLS, the device identity comes
+     * from the certificate (default true). allow_psk: TLS-PSK with the
+     * device id as PSK identity (default false). allow_password: user name
+     * and password over TLS without a client certificate (default false). */
+    bool require_client_cert;
+    bool allow_psk;
+    bool allow_password;
+    /* Plaintext MQTT on an address other than loopback is refused unless
+     * this is set; vigil then warns at every start. */
+    bool plaintext_public;
+};
+
+/* TLS material and certificate policy. Empty file names mean vigil's local
+ * CA (created in <data-dir>/pki on first start) and what it issues. */
+struct config_tls {
+    char cert_file[512];            /* server chain, PEM */
+    char key_file[512];             /* server key, PEM */
+    char ca_file[512];              /* CA of client certificates */
+    char crl_file[512];             /* CRL of that CA, reloaded when it changes */
+    uint8_t identity;               /* enum tls_identity_source: 0 URI SAN (default), 1 CN */
+    uint32_t device_cert_days;      /* validity of device certificates; default 365 */
+    uint32_t rotation_overlap_s;    /* old certificate stays valid after a rotation; default 7 days */
+    uint32_t expiry_warning_days;   /* expiry events this long before; default 30 */
+};
+
+/* Failed-login limits, per peer address and per identity. */
+struct config_auth {
+    uint32_t failure_burst;         /* failures allowed at once; default 5 */
+    uint32_t failures_per_minute;   /* failures forgiven per minute; default 6 */
 };
 
 /* Topic patterns of a role; "%d" stands for the authenticated device id. */
@@ -48,10 +83,13 @@ struct config_limits {
 struct vigil_config {
     char data_dir[512];                               /* default "./vigil-data" */
     struct config_listener listeners[CONFIG_MAX_LISTENERS];
-    size_t n_listeners;                               /* default: one, 127.0.0.1:1883 */
+    size_t n_listeners;                               /* default: 127.0.0.1:1883 MQTT,
+                                                       * 0.0.0.0:8883 MQTTS with mutual TLS */
     struct config_role roles[CONFIG_MAX_ROLES];       /* default: "device" and "monitor" */
     size_t n_roles;
     struct config_limits limits;
+    struct config_tls tls;
+    struct config_auth auth;
     uint32_t store_commit_interval_us;                /* group commit window; default 2000 */
     uint32_t sys_interval_s;                          /* $SYS publish period; default 10, 0 = off */
     size_t event_queue_capacity;                      /* default 65536 */

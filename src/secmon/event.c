@@ -111,6 +111,9 @@ const char *vigil_event_type_name(enum vigil_event_type type)
         [VIGIL_EV_DISCONNECT] = "disconnect",
         [VIGIL_EV_LIMIT] = "limit",
         [VIGIL_EV_ADMIN] = "admin",
+        [VIGIL_EV_TLS_FAILURE] = "tls_failure",
+        [VIGIL_EV_CERT] = "cert",
+        [VIGIL_EV_RATE_LIMIT] = "rate_limit",
     };
 
     if ((unsigned)type >= VIGIL_EV_TYPE_COUNT)
@@ -183,6 +186,8 @@ static const char *proto_name(uint8_t proto)
         return "mqtt3.1.1";
     case VIGIL_PROTO_MQTT5:
         return "mqtt5";
+    case VIGIL_PROTO_TLS:
+        return "tls";
     default:
         return NULL;
     }

@@ -23,6 +23,9 @@ enum vigil_event_type {
     VIGIL_EV_DISCONNECT,       /* a connection closed; reason in detail */
     VIGIL_EV_LIMIT,            /* a configured limit was hit */
     VIGIL_EV_ADMIN,            /* administrative action (device added, config loaded) */
+    VIGIL_EV_TLS_FAILURE,      /* TLS handshake failed: protocol, cipher, certificate, PSK */
+    VIGIL_EV_CERT,             /* certificate life cycle: expiring soon, revoked, rotated */
+    VIGIL_EV_RATE_LIMIT,       /* a peer or identity blocked after repeated failures */
     VIGIL_EV_TYPE_COUNT
 };
 
@@ -30,6 +33,7 @@ enum vigil_proto {
     VIGIL_PROTO_NONE = 0,
     VIGIL_PROTO_MQTT311,
     VIGIL_PROTO_MQTT5,
+    VIGIL_PROTO_TLS,           /* a TLS-level event before MQTT started */
 };
 
 struct vigil_event {
