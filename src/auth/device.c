@@ -400,3 +400,24 @@ out:
     pthread_mutex_unlock(&db->mu);
     return rc;
 }
+
+sqlite3 *device_db_handle(struct device_db *db)
+{
+    return db->db;
+}
+
+void device_db_lock(struct device_db *db)
+{
+    pthread_mutex_lock(&db->mu);
+}
+
+void device_db_unlock(struct device_db *db)
+{
+    pthread_mutex_unlock(&db->mu);
+}
+
+struct sqlite3 *device_db_handle(struct device_db *db, pthread_mutex_t **mu)
+{
+    *mu = &db->mu;
+    return db->db;
+}

@@ -6,6 +6,7 @@
 #ifndef VIGIL_AUTH_DEVICE_H
 #define VIGIL_AUTH_DEVICE_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,6 +48,20 @@ vigil_err device_db_get(struct device_db *db, const char *id, struct device_info
  * held, so other threads wait; it may call device_db functions itself. */
 vigil_err device_db_list(struct device_db *db, void (*fn)(void *ctx, const struct device_info *),
                          void *ctx);
+
+/* For the other files of src/auth that keep tables in devices.db: the
+ * SQLite handle (a sqlite3 *) and its recursive lock. Hold the lock for as
+ * long as the handle or a statement prepared on it is in use. */
+struct sqlite3;
+struct sqlite3 *device_db_handle(struct device_db *db);
+void device_db_lock(struct device_db *db);
+void device_db_unlock(struct device_db *db);
+
+/* Returns the SQLite handle of devices.db and stores in *mu the recursive
+ * mutex that guards it, for modules that keep their own tables in the same
+ * file. Hold *mu around every use of the handle, including whole
+ * transactions. The handle stays owned by db. */
+struct sqlite3 *device_db_handle(struct device_db *db, pthread_mutex_t **mu);
 
 /* Password hashing, exposed for tests: "pbkdf2-sha256$<iterations>$<salt b64>$<hash b64>". */
 vigil_err password_hash(const uint8_t *pw, size_t len, uint32_t iterations, char *out, size_t cap);
