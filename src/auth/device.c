@@ -415,9 +415,3 @@ void device_db_unlock(struct device_db *db)
 {
     pthread_mutex_unlock(&db->mu);
 }
-
-struct sqlite3 *device_db_handle(struct device_db *db, pthread_mutex_t **mu)
-{
-    *mu = &db->mu;
-    return db->db;
-}

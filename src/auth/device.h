@@ -6,7 +6,6 @@
 #ifndef VIGIL_AUTH_DEVICE_H
 #define VIGIL_AUTH_DEVICE_H
 
-#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -56,12 +55,6 @@ struct sqlite3;
 struct sqlite3 *device_db_handle(struct device_db *db);
 void device_db_lock(struct device_db *db);
 void device_db_unlock(struct device_db *db);
-
-/* Returns the SQLite handle of devices.db and stores in *mu the recursive
- * mutex that guards it, for modules that keep their own tables in the same
- * file. Hold *mu around every use of the handle, including whole
- * transactions. The handle stays owned by db. */
-struct sqlite3 *device_db_handle(struct device_db *db, pthread_mutex_t **mu);
 
 /* Password hashing, exposed for tests: "pbkdf2-sha256$<iterations>$<salt b64>$<hash b64>". */
 vigil_err password_hash(const uint8_t *pw, size_t len, uint32_t iterations, char *out, size_t cap);
