@@ -12,7 +12,9 @@
 
 struct ratelimit;
 
-/* burst: failures allowed at once; per_minute: tokens returned per minute. */
+/* burst: failures allowed at once; per_minute: tokens returned per minute
+ * (0: never). Returns NULL when out of memory or when burst or max_keys is
+ * 0. Keys are compared on their first 128 bytes. */
 struct ratelimit *ratelimit_new(uint32_t burst, uint32_t per_minute, size_t max_keys);
 void ratelimit_free(struct ratelimit *rl);
 /* True when key has no token left at now_ms (monotonic milliseconds). */
