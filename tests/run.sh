@@ -19,6 +19,7 @@ PY=/usr/bin/python3
 ASAN_DIR=${VIGIL_ASAN_DIR:-$ROOT/build-asan}
 FUZZ_DIR=${VIGIL_FUZZ_DIR:-$ROOT/build-fuzz}
 FUZZ_SECONDS=${VIGIL_FUZZ_SECONDS:-30}
+UNIT_TIMEOUT=120  # seconds per unit test executable
 export VIGIL=${VIGIL:-$ASAN_DIR/vigil}
 export VIGIL_TEST_BROKER=${VIGIL_TEST_BROKER:-vigil}
 LOG_DIR=${VIGIL_TEST_LOG_DIR:-$(mktemp -d /tmp/vigil-check.XXXXXX)}
@@ -104,8 +105,12 @@ suite_unit() {
     for exe in "${exes[@]}"; do
         name=$(basename "$exe")
         log=$LOG_DIR/unit/$name.log
-        (cd "$LOG_DIR/unit" && timeout --kill-after=10 300 "$exe") >"$log" 2>&1
+        (cd "$LOG_DIR/unit" && timeout --kill-after=10 "$UNIT_TIMEOUT" "$exe") >"$log" 2>&1
         rc=$?
+        if ((rc == 124 || rc == 137)); then
+            echo "tests/run.sh: killed after $UNIT_TIMEOUT s" >>"$log"
+            record fail "unit/$name: timed out after $UNIT_TIMEOUT s" "$log"
+        fi
         record_cmocka "$name" "$log" "$rc"
     done
 }
@@ -132,7 +137,7 @@ record_cmocka() {
     done < <(sed -n 's/^\[ RUN      \] //p' "$log")
     if grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$log"; then
         record fail "unit/$name: sanitizer error" "$log"
-    elif ((rc != 0 && failed == 0)); then
+    elif ((rc != 0 && rc != 124 && rc != 137 && failed == 0)); then
         record fail "unit/$name: exited with status $rc" "$log"
     elif ((any == 0)); then
         record pass "unit/$name" "$log"
@@ -284,4 +289,4 @@ main() {
     ((failed == 0))
 }
 
-main "$@"
+main "$@"; exit $?

@@ -34,6 +34,8 @@ CONFIGS = {
     "default": {},
     "small": {"max_packet_size": 1024},
     "recvmax": {"receive_maximum": 5},
+    # vigil-only limits without a mosquitto equivalent.
+    "limits": {"max_topic_length": 64, "max_topic_levels": 4, "max_subscriptions": 3},
 }
 
 SMALL_MAX_PACKET = 1024
@@ -206,7 +208,7 @@ def bad_connect(name, version, data, v5_codes=(0x81,), v311_rc=None, only=None, 
         conn = Conn(ctx.port, log=ctx.log)
         ctx.defer(conn.close)
         conn.send(data(ctx) if callable(data) else data)
-        if version == V311:
+        if version == V311 or v5_codes is None:
             if v311_rc is None:
                 expect_silent_close(conn)
             else:
@@ -258,9 +260,9 @@ def connect_body(version, client_id="c", flags=0x02, keep_alive=60, props_bytes=
 # ======================================================================
 
 bad_connect("v311 first packet PINGREQ", V311, b"\xc0\x00")
-bad_connect("v5 first packet PUBLISH", V5, publish("a/b", b"x"),
-            # Before CONNACK the server may only answer with a CONNACK or a close.
-            v5_codes=(0x82,))
+# Without a CONNECT the server does not know the protocol level, so it
+# cannot format a CONNACK: it closes (MQTT-3.1.0-1).
+bad_connect("v5 first packet PUBLISH", V5, publish("a/b", b"x"), v5_codes=None)
 bad_connect("v311 wrong protocol name", V311, connect(V311, "c", protocol_name="MQTX"))
 # v5 3.1.2.1: on a wrong protocol name the server MAY send CONNACK 0x84.
 bad_connect("v5 wrong protocol name", V5, connect(V5, "c", protocol_name="MQTX"),
@@ -320,6 +322,11 @@ bad_connect("v5 client id with U+0000", V5, packet(0x10, connect_body(V5, client
 bad_connect("v5 username invalid UTF-8", V5,
             packet(0x10, connect_body(V5, flags=0x82, payload_extra=s(b"\xed\xa0\x80"))),
             v5_codes=(0x81, 0x86))
+bad_connect("v311 username invalid UTF-8", V311,
+            packet(0x10, connect_body(V311, flags=0x82, payload_extra=s(b"u\xff"))))
+bad_connect("v5 username with U+0000", V5,
+            packet(0x10, connect_body(V5, flags=0x82, payload_extra=s(b"u\x00v"))),
+            v5_codes=(0x81, 0x86))
 # vigil caps client ids at limits.max_client_id_length (128); mosquitto
 # accepts any length up to 65535.
 bad_connect("v311 client id too long", V311, connect(V311, client_id="x" * 200), v311_rc=2,
@@ -333,8 +340,10 @@ bad_connect("v311 truncated CONNECT", V311, packet(0x10, connect_body(V311, clie
 bad_connect("v5 truncated CONNECT", V5, packet(0x10, connect_body(V5, client_id="abcdef")[:-3]))
 bad_connect("v311 CONNECT 5-byte remaining length", V311,
             b"\x10\x80\x80\x80\x80\x01" + connect_body(V311))
+# The fixed header is broken before the protocol level can be read, so a
+# close without CONNACK is the only answer.
 bad_connect("v5 CONNECT 5-byte remaining length", V5,
-            b"\x10\xff\xff\xff\xff\x7f" + connect_body(V5))
+            b"\x10\xff\xff\xff\xff\x7f" + connect_body(V5), v5_codes=None)
 # Repeating a property that may appear once is a Protocol Error (0x82).
 bad_connect("v5 CONNECT duplicate property", V5,
             connect(V5, "c", properties=prop(m.SESSION_EXPIRY, 10) + prop(m.SESSION_EXPIRY, 20)),
@@ -618,8 +627,10 @@ both("SUBSCRIBE with no topics", subscribe(1, [], version=V311), subscribe(1, []
      v5_codes=(0x81, 0x82))
 both("SUBSCRIBE options reserved bits", subscribe(1, [("a/b", 0x40)], version=V311),
      subscribe(1, [("a/b", 0xC0)]), v5_codes=(0x81,))
+# MQTT 5.0 3.8.3.1 calls Maximum QoS 3 and Retain Handling 3 a Protocol
+# Error (0x82); treating them as malformed (0x81) is also accepted.
 both("SUBSCRIBE QoS 3", subscribe(1, [("a/b", 3)], version=V311), subscribe(1, [("a/b", 3)]),
-     v5_codes=(0x81,))
+     v5_codes=(0x81, 0x82))
 both("SUBSCRIBE packet id 0", subscribe(0, [("a/b", 0)], version=V311), subscribe(0, [("a/b", 0)]),
      v5_codes=(0x81, 0x82))
 both("SUBSCRIBE filter invalid UTF-8", subscribe(1, [(b"a/\xff", 0)], version=V311),
@@ -628,7 +639,8 @@ both("SUBSCRIBE filter with U+0000", subscribe(1, [(b"a\x00", 0)], version=V311)
      subscribe(1, [(b"a\x00", 0)]), v5_codes=(0x81,))
 both("truncated SUBSCRIBE", packet(0x82, u16(1) + b"\x00\x09a/b"),
      packet(0x82, u16(1) + b"\x00\x00\x09a/b"), v5_codes=(0x81,))
-bad_packet("v5 SUBSCRIBE retain handling 3", V5, subscribe(1, [("a/b", 0x30)]), v5_codes=(0x81,))
+bad_packet("v5 SUBSCRIBE retain handling 3", V5, subscribe(1, [("a/b", 0x30)]),
+           v5_codes=(0x81, 0x82))
 bad_packet("v5 SUBSCRIBE subscription identifier 0", V5,
            subscribe(1, [("a/b", 0)], properties=prop(m.SUBSCRIPTION_ID, 0)), v5_codes=(0x81, 0x82))
 # MQTT-3.8.3-4 makes No Local on a shared subscription a Protocol Error;
@@ -772,6 +784,75 @@ def _(ctx):
     conn.close()
     got = parse_publish(sub.recv_type(m.PUBLISH), version=V311)
     check_equal((got["topic"], got["payload"], got["qos"]), ("will311b/t", b"gone", 1), "will")
+
+
+# ======================================================================
+# vigil's configured limits (limits.* in the YAML configuration)
+# ======================================================================
+
+def topic_limit_case(version, label, topic):
+    @case(f"{'v5' if version == V5 else 'v311'} PUBLISH {label}", needs="limits", only="vigil")
+    def _(ctx):
+        conn, _ = session(ctx, version)
+        conn.send(publish(topic, b"x", qos=1, packet_id=3, version=version))
+        if version == V311:
+            # v3.1.1 has no negative PUBACK, so a rejected topic ends the connection.
+            expect_silent_close(conn)
+        else:
+            # 0x90 Topic Name invalid fits either as a PUBACK or a DISCONNECT.
+            try:
+                pkt = conn.recv()
+            except Closed:
+                raise AssertionError("closed without PUBACK or DISCONNECT") from None
+            if pkt.type == m.PUBACK:
+                check_equal(pkt.body[:3], u16(3) + b"\x90", "PUBACK packet id and reason")
+            else:
+                check_equal(pkt.type, m.DISCONNECT, f"answer type {pkt!r}")
+                check_equal(pkt.body[:1], b"\x90", "DISCONNECT reason")
+                expect_silent_close(conn)
+        expect_event(ctx, conn, ("limit",), need_rule=False)
+
+
+for _v in (V311, V5):
+    topic_limit_case(_v, "topic above max length", "lim/" + "x" * 70)
+    topic_limit_case(_v, "topic above max levels", "a/b/c/d/e")
+
+
+def filter_limit_case(version, label, topic):
+    @case(f"{'v5' if version == V5 else 'v311'} SUBSCRIBE {label}", needs="limits", only="vigil")
+    def _(ctx):
+        conn, _ = session(ctx, version)
+        conn.send(subscribe(4, [(topic, 1)], version=version))
+        pkt = conn.recv_type(m.SUBACK)
+        # 0x8F Topic Filter invalid, or 0x97 Quota exceeded, in v5; 0x80 in v3.1.1.
+        allowed = (b"\x80",) if version == V311 else (b"\x8f", b"\x97")
+        check(pkt.body[-1:] in allowed, f"SUBACK {pkt!r}")
+        expect_event(ctx, conn, ("limit",), need_rule=False)
+
+
+for _v in (V311, V5):
+    filter_limit_case(_v, "filter above max length", "lim/" + "y" * 70 + "/#")
+    filter_limit_case(_v, "filter above max levels", "a/+/c/d/e/#")
+
+
+def subscription_count_case(version):
+    @case(f"{'v5' if version == V5 else 'v311'} subscriptions above max", needs="limits",
+          only="vigil")
+    def _(ctx):
+        conn, _ = session(ctx, version)
+        conn.send(subscribe(5, [(f"cnt/{i}", 1) for i in range(4)], version=version))
+        pkt = conn.recv_type(m.SUBACK)
+        codes = pkt.body[-4:]
+        check_equal(codes[:3], b"\x01\x01\x01", "first three subscriptions granted")
+        check_equal(codes[3:], b"\x80" if version == V311 else b"\x97", "fourth subscription")
+        # The same filter again replaces a subscription, so it stays within the limit.
+        conn.send(subscribe(6, [("cnt/0", 0)], version=version))
+        check_equal(conn.recv_type(m.SUBACK).body[-1:], b"\x00", "resubscribe granted")
+        expect_event(ctx, conn, ("limit",), need_rule=False)
+
+
+subscription_count_case(V311)
+subscription_count_case(V5)
 
 
 if __name__ == "__main__":
