@@ -30,6 +30,41 @@ static size_t acl_expand(const char *pattern, const char *device, char *out, siz
     return n;
 }
 
+/* Checks the rules stored with `vigil acl` for the device and its role. */
+struct acl_stored_ctx {
+    const struct conn *conn;
+    const char *topic;
+    size_t len;
+    bool subscribe;
+    bool allowed;
+};
+
+static void acl_stored_pattern(void *ctx, const char *pattern)
+{
+    struct acl_stored_ctx *a = ctx;
+    char pat[512];
+    size_t n;
+
+    if (a->allowed)
+        return;
+    n = acl_expand(pattern, a->conn->device, pat, sizeof pat);
+    if (n == 0)
+        return;
+    a->allowed = a->subscribe ? topic_filter_covers(pat, n, a->topic, a->len)
+                              : topic_match(pat, n, a->topic, a->len);
+}
+
+static bool acl_stored_allows(const struct conn *c, const char *topic, size_t len, bool subscribe)
+{
+    struct acl_stored_ctx a = {c, topic, len, subscribe, false};
+
+    if (c->hub->snap == NULL || c->device[0] == '\0')
+        return false;
+    device_snapshot_patterns(c->hub->snap, c->device, c->role->name,
+                             subscribe ? ACL_SUBSCRIBE : ACL_PUBLISH, acl_stored_pattern, &a);
+    return a.allowed;
+}
+
 bool acl_can_publish(const struct conn *c, const char *topic, size_t len)
 {
     char pat[512];
@@ -45,7 +80,7 @@ bool acl_can_publish(const struct conn *c, const char *topic, size_t len)
         if (n > 0 && topic_match(pat, n, topic, len))
             return true;
     }
-    return false;
+    return acl_stored_allows(c, topic, len, false);
 }
 
 bool acl_can_subscribe(const struct conn *c, const char *filter, size_t len)
@@ -66,5 +101,5 @@ bool acl_can_subscribe(const struct conn *c, const char *filter, size_t len)
         if (n > 0 && topic_filter_covers(pat, n, filter, len))
             return true;
     }
-    return false;
+    return acl_stored_allows(c, filter, len, true);
 }

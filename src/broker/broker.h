@@ -9,10 +9,14 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "auth/acl.h"
 #include "auth/device.h"
+#include "auth/pki.h"
+#include "auth/ratelimit.h"
 #include "config/config.h"
 #include "core/buf.h"
 #include "core/map.h"
+#include "net/tls.h"
 #include "proto/mqtt/mqtt.h"
 #include "secmon/event.h"
 #include "store/store.h"
@@ -132,6 +136,13 @@ struct conn {
     enum conn_state state;
     uint8_t version;           /* protocol level after CONNECT */
     bool anonymous_allowed;
+    const struct config_listener *listener;
+    /* TLS: the session, ciphertext received but not yet fed, ciphertext to
+     * send, and the identity the handshake proved ("" when none). */
+    struct tls_session *tls;
+    struct vigil_buf wire;
+    char tls_identity[DEVICE_ID_MAX + 1];
+    char cert_serial[PKI_SERIAL_MAX];
     bool closing_handles;
     bool write_busy;
     bool read_paused;
@@ -193,6 +204,22 @@ struct hub {
     struct vigil_map sessions;   /* client id -> struct session */
     struct session *offline_head;
     uv_tcp_t listeners[CONFIG_MAX_LISTENERS];
+    /* Zero trust: the TLS context of the MQTTS listeners (replaced on
+     * reload), the CA, the inventory snapshot read on this thread, and the
+     * failed-login limiters. */
+    struct tls_server *tls[CONFIG_MAX_LISTENERS];  /* per MQTTS listener */
+    struct pki *pki;
+    char tls_cert[512], tls_key[512], tls_ca[512], tls_crl[512];
+    struct zt_file_stamp { int64_t mtime_ns; int64_t size; uint64_t ino; } crl_stamp;
+    struct vigil_map cert_warned;    /* serials already warned about today */
+    struct device_snapshot *snap;
+    uint64_t snap_version;
+    bool snap_loading;
+    bool maint_running;
+    uint64_t last_maint_ms;
+    struct ratelimit *rl_peer, *rl_identity;
+    uv_signal_t sig_hup;
+    uint8_t tls_read_buf[65536];
     size_t n_listeners;
     uv_timer_t tick;             /* 1 s: expiry, wills, $SYS */
     uv_signal_t sig_int, sig_term;
@@ -228,7 +255,7 @@ void hub_emit_ev(struct hub *hub, const struct conn *c, struct vigil_event *ev);
 int64_t hub_now_s(void);
 
 /* conn.c */
-void conn_accept(struct hub *hub, uv_stream_t *server, bool anonymous_allowed);
+void conn_accept(struct hub *hub, uv_stream_t *server, const struct config_listener *listener);
 /* Appends an encoded packet to the output buffer; false when it cannot. */
 bool conn_send(struct conn *c, const struct mqtt_packet *pkt);
 void conn_flush(struct conn *c);
@@ -317,6 +344,25 @@ void persist_queue(struct session *s, struct delivery *d, enum store_op_kind kin
 void persist_inqos2(struct session *s, uint16_t packet_id, bool del);
 /* Submits a barrier whose completion calls done(arg). */
 void persist_barrier(struct hub *hub, void (*done)(void *arg, vigil_err rc), void *arg);
+
+/* zerotrust.c: TLS contexts and their reload, the inventory snapshot,
+ * certificate maintenance and failed-login limits. */
+vigil_err zt_init(struct hub *hub);
+/* Closes the SIGHUP handle; zt_free releases the rest after the loop ends. */
+void zt_shutdown(struct hub *hub);
+void zt_free(struct hub *hub);
+/* Called every tick: CRL changes, snapshot refresh, maintenance. */
+void zt_tick(struct hub *hub, uint64_t now_ms);
+/* Reloads certificates, CA and CRL (SIGHUP); keeps the old context on error. */
+void zt_reload(struct hub *hub, const char *why);
+/* After a completed handshake; returns false when the connection closed. */
+bool zt_handshake_done(struct conn *c);
+void zt_handshake_failed(struct conn *c, const char *why);
+bool zt_peer_blocked(struct conn *c);
+/* Records a failed login for the peer and the identity (may be NULL). */
+void zt_login_failed(struct conn *c, const char *identity);
+bool zt_identity_blocked(struct conn *c, const char *identity);
+void zt_login_succeeded(struct conn *c, const char *identity);
 
 /* sys.c */
 void sys_publish(struct hub *hub);

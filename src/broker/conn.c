@@ -13,6 +13,8 @@
 #define CONN_OUT_SOFT_LIMIT (4u * 1024 * 1024)
 #define CONN_OUT_HARD_LIMIT (64u * 1024 * 1024)
 
+static bool conn_tls_encrypt(struct conn *c);
+
 static void conn_track(struct hub *hub, struct conn *c, bool add)
 {
     if (!add) {
@@ -53,6 +55,9 @@ void conn_unref(struct conn *c)
     vigil_buf_release(&c->in);
     vigil_buf_release(&c->out);
     vigil_buf_release(&c->out_busy);
+    vigil_buf_release(&c->wire);
+    if (c->tls != NULL)
+        tls_session_free(c->tls);
     for (uint16_t i = 0; i < c->alias_in_cap; i++)
         vigil_free(c->alias_in[i]);
     vigil_free(c->alias_in);
@@ -112,6 +117,10 @@ void conn_close(struct conn *c, uint8_t reason, const char *why)
               c->client_id, why);
     c->state = CONN_CLOSING;
     uv_read_stop((uv_stream_t *)&c->tcp);
+    if (c->tls != NULL && tls_session_established(c->tls)) {
+        conn_tls_encrypt(c);
+        tls_session_shutdown(c->tls, &c->wire);
+    }
     conn_flush(c);
     if (!c->write_busy)
         conn_release(c);
@@ -141,18 +150,43 @@ static void on_write(uv_write_t *req, int status)
     conn_unref(c);
 }
 
+/* Moves plaintext output into the TLS session, which appends records to
+ * the wire buffer. Returns false when encryption failed. */
+static bool conn_tls_encrypt(struct conn *c)
+{
+    if (c->out.len == 0 || !tls_session_established(c->tls))
+        return true;
+    if (tls_session_write(c->tls, c->out.data, c->out.len, &c->wire) != VIGIL_OK) {
+        log_warn("conn %llu %s: TLS write failed: %s", (unsigned long long)c->id, c->peer,
+                 tls_session_error(c->tls));
+        c->out.len = 0;
+        return false;
+    }
+    c->out.len = 0;
+    return true;
+}
+
 void conn_flush(struct conn *c)
 {
-    struct vigil_buf tmp;
+    struct vigil_buf tmp, *src = &c->out;
     uv_buf_t b;
     int rc;
 
-    if (c->write_busy || c->out.len == 0 || c->closing_handles)
+    if (c->closing_handles)
+        return;
+    if (c->tls != NULL) {
+        if (!conn_tls_encrypt(c)) {
+            conn_release(c);
+            return;
+        }
+        src = &c->wire;
+    }
+    if (c->write_busy || src->len == 0)
         return;
     tmp = c->out_busy;
-    c->out_busy = c->out;
-    c->out = tmp;
-    c->out.len = 0;
+    c->out_busy = *src;
+    *src = tmp;
+    src->len = 0;
     b = uv_buf_init((char *)c->out_busy.data, (unsigned)c->out_busy.len);
     c->write_req.data = c;
     rc = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
@@ -165,8 +199,8 @@ void conn_flush(struct conn *c)
     c->write_busy = true;
     conn_ref(c);
     /* Large idle buffers are returned so idle connections stay small. */
-    if (c->out.cap > 65536)
-        vigil_buf_release(&c->out);
+    if (src->cap > 65536)
+        vigil_buf_release(src);
 }
 
 static void on_flush_idle(uv_idle_t *h)
@@ -237,7 +271,7 @@ void conn_flush_pending(struct hub *hub)
 size_t conn_backlog(const struct conn *c);
 size_t conn_backlog(const struct conn *c)
 {
-    return c->out.len + c->out_busy.len;
+    return c->out.len + c->out_busy.len + c->wire.len;
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -246,6 +280,13 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     size_t want = 16384;
 
     (void)suggested;
+    if (c->tls != NULL) {
+        /* Ciphertext is consumed inside the read callback, so one buffer
+         * serves every TLS connection of the loop. */
+        buf->base = (char *)c->hub->tls_read_buf;
+        buf->len = sizeof c->hub->tls_read_buf;
+        return;
+    }
     if (c->in.limit - c->in.len < want)
         want = c->in.limit - c->in.len;
     if (want == 0 || vigil_buf_reserve(&c->in, want) != VIGIL_OK) {
@@ -356,6 +397,41 @@ static void conn_process(struct conn *c)
         vigil_buf_release(&c->in);
 }
 
+static void conn_tls_failed(struct conn *c, vigil_err rc)
+{
+    const char *why = rc == VIGIL_ERR_CLOSED ? "peer sent close_notify" : tls_session_error(c->tls);
+
+    if (rc != VIGIL_ERR_CLOSED && !tls_session_established(c->tls))
+        zt_handshake_failed(c, why);
+    /* An alert the session produced goes out before the close. */
+    conn_close(c, 0xFF, why);
+}
+
+/* Feeds ciphertext to the TLS session and processes the plaintext. When the
+ * input buffer is full, the rest stays inside the session and is pulled
+ * after the complete packets were consumed. */
+static void conn_tls_input(struct conn *c, const uint8_t *data, size_t len)
+{
+    bool was_established = tls_session_established(c->tls);
+    vigil_err rc = tls_session_feed(c->tls, data, len, &c->in, &c->wire);
+
+    for (;;) {
+        if (rc != VIGIL_OK && rc != VIGIL_ERR_LIMIT) {
+            conn_tls_failed(c, rc);
+            return;
+        }
+        if (!was_established && tls_session_established(c->tls)) {
+            was_established = true;
+            if (!zt_handshake_done(c))
+                return;
+        }
+        conn_process(c);
+        if (rc != VIGIL_ERR_LIMIT || c->closing_handles || c->state == CONN_AUTH)
+            return;
+        rc = tls_session_feed(c->tls, NULL, 0, &c->in, &c->wire);
+    }
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     struct conn *c = stream->data;
@@ -371,10 +447,14 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0)
         return;
-    c->in.len += (size_t)nread;
     c->last_rx_ms = uv_now(c->hub->loop);
     conn_ref(c);
-    conn_process(c);
+    if (c->tls != NULL)
+        conn_tls_input(c, (const uint8_t *)buf->base, (size_t)nread);
+    else {
+        c->in.len += (size_t)nread;
+        conn_process(c);
+    }
     if (!c->closing_handles)
         conn_flush(c);
     conn_unref(c);
@@ -447,7 +527,7 @@ static void conn_format_peer(struct conn *c)
     snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
 }
 
-void conn_accept(struct hub *hub, uv_stream_t *server, bool anonymous_allowed)
+void conn_accept(struct hub *hub, uv_stream_t *server, const struct config_listener *listener)
 {
     struct conn *c = vigil_calloc(1, sizeof *c);
 
@@ -457,11 +537,13 @@ void conn_accept(struct hub *hub, uv_stream_t *server, bool anonymous_allowed)
     }
     c->hub = hub;
     c->id = hub->next_conn_id++;
-    c->anonymous_allowed = anonymous_allowed;
+    c->anonymous_allowed = listener->allow_anonymous;
+    c->listener = listener;
     c->refs = 2; /* the two handles */
     vigil_buf_init(&c->in, (size_t)hub->cfg.limits.max_packet_size + 5);
     vigil_buf_init(&c->out, CONN_OUT_HARD_LIMIT);
     vigil_buf_init(&c->out_busy, CONN_OUT_HARD_LIMIT);
+    vigil_buf_init(&c->wire, CONN_OUT_HARD_LIMIT);
     vigil_map_init(&c->alias_out);
     uv_tcp_init(hub->loop, &c->tcp);
     uv_timer_init(hub->loop, &c->timer);
@@ -480,6 +562,17 @@ void conn_accept(struct hub *hub, uv_stream_t *server, bool anonymous_allowed)
     if (hub->stopping || hub->n_conns > hub->cfg.limits.max_connections) {
         hub_emit(hub, c, VIGIL_EV_LIMIT, NULL, 0, NULL, "connection limit reached");
         conn_close(c, 0xFF, "connection limit reached");
+        return;
+    }
+    if (zt_peer_blocked(c)) {
+        conn_close(c, 0xFF, "too many failed logins from this address");
+        return;
+    }
+    if (listener->transport == CONFIG_TRANSPORT_MQTTS &&
+        (hub->tls[listener - hub->cfg.listeners] == NULL ||
+         tls_session_new(hub->tls[listener - hub->cfg.listeners], &c->tls) != VIGIL_OK)) {
+        log_error("conn %llu %s: cannot start a TLS session", (unsigned long long)c->id, c->peer);
+        conn_close(c, 0xFF, "cannot start a TLS session");
         return;
     }
     c->last_rx_ms = uv_now(hub->loop);

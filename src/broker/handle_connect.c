@@ -64,6 +64,8 @@ static void connect_refuse(struct conn *c, uint8_t reason, const char *rule, con
     ev.rule = rule;
     ev.reason_code = p.reason_code;
     VIGIL_EVENT_SET(&ev, detail, why, strlen(why));
+    if (c->device[0] == '\0' && c->tls_identity[0] != '\0')
+        snprintf(c->device, sizeof c->device, "%s", c->tls_identity);
     hub_emit_ev(c->hub, c, &ev);
     log_info("conn %llu %s client '%s': connection refused: %s", (unsigned long long)c->id, c->peer,
              c->client_id, why);
@@ -323,6 +325,7 @@ static bool connect_authorize(struct conn *c, const struct mqtt_packet *pkt, boo
             snprintf(c->client_id, sizeof c->client_id, "%s", info->id);
         } else if (strncmp(c->client_id, info->id, idlen) != 0 ||
                    (c->client_id[idlen] != '\0' && c->client_id[idlen] != ':')) {
+            zt_login_failed(c, info->id);
             connect_refuse(c, MQTT_RC_CLIENT_ID_INVALID, "vigil-identity",
                            "client id does not match the authenticated device");
             return false;
@@ -382,10 +385,12 @@ static void connect_finish(struct conn *c, struct connect_auth *a)
     if (mqtt_decode(a->raw, a->raw_len, MQTT_V311, true, &pkt, &err) != VIGIL_OK)
         return;
     if (auth_rc != VIGIL_OK) {
+        zt_login_failed(c, a->username);
         connect_refuse(c, MQTT_RC_BAD_USER_OR_PASSWORD, NULL,
                        auth_rc == VIGIL_ERR_NOT_FOUND ? "unknown device" : "wrong password");
         return;
     }
+    zt_login_succeeded(c, a->username);
     if (!connect_precheck(c, &pkt.connect, &pkt.props, &assigned))
         return;
     if (connect_authorize(c, &pkt, assigned, info))
@@ -430,6 +435,34 @@ static bool connect_start_auth(struct conn *c, const struct mqtt_packet *pkt, co
     return true;
 }
 
+/* A certificate or PSK proved the identity during the TLS handshake; the
+ * device must still be in the inventory, and a user name, when sent, must
+ * name the same device. */
+static bool connect_tls_identity(struct conn *c, const struct mqtt_packet *pkt, bool assigned)
+{
+    const struct mqtt_connect *cn = &pkt->connect;
+    const struct device_info *found = device_snapshot_find(c->hub->snap, c->tls_identity);
+    struct device_info info;
+
+    if (found == NULL) {
+        zt_login_failed(c, c->tls_identity);
+        connect_refuse(c, MQTT_RC_NOT_AUTHORIZED, "vigil-unknown-device",
+                       "the certificate names a device that is not in the inventory");
+        return false;
+    }
+    if (cn->has_username &&
+        (cn->username.len != strlen(c->tls_identity) ||
+         memcmp(cn->username.p, c->tls_identity, cn->username.len) != 0)) {
+        zt_login_failed(c, c->tls_identity);
+        connect_refuse(c, MQTT_RC_BAD_USER_OR_PASSWORD, "vigil-identity",
+                       "the user name does not match the certificate identity");
+        return false;
+    }
+    info = *found;
+    zt_login_succeeded(c, c->tls_identity);
+    return connect_authorize(c, pkt, assigned, &info);
+}
+
 bool handle_connect(struct conn *c, const struct mqtt_packet *pkt)
 {
     const struct mqtt_connect *cn = &pkt->connect;
@@ -440,7 +473,24 @@ bool handle_connect(struct conn *c, const struct mqtt_packet *pkt)
     c->version = cn->version;
     if (!connect_precheck(c, cn, &pkt->props, &assigned))
         return false;
+    if (c->tls_identity[0] != '\0')
+        return connect_tls_identity(c, pkt, assigned);
+    if (c->tls != NULL && !c->listener->allow_password) {
+        connect_refuse(c, MQTT_RC_NOT_AUTHORIZED, "vigil-mtls-required",
+                       "this listener accepts only certificate or PSK identities");
+        return false;
+    }
     if (cn->has_username) {
+        char user[DEVICE_ID_MAX + 1];
+        size_t n = cn->username.len < sizeof user ? cn->username.len : sizeof user - 1;
+
+        memcpy(user, cn->username.p, n);
+        user[n] = '\0';
+        if (zt_identity_blocked(c, user)) {
+            connect_refuse(c, MQTT_RC_CONNECTION_RATE_EXCEEDED, "vigil-rate-limit",
+                           "too many failed logins for this identity; try again later");
+            return false;
+        }
         /* pkt points into the input buffer; the raw bytes are kept for later.
          * The connection stays open in CONN_AUTH while the check runs. */
         return connect_start_auth(c, pkt, c->cur_packet, c->cur_packet_len);

@@ -56,7 +56,7 @@ static void on_connection(uv_stream_t *server, int status)
         log_warn("accept failed: %s", uv_strerror(status));
         return;
     }
-    conn_accept(hub, server, hub->cfg.listeners[idx].allow_anonymous);
+    conn_accept(hub, server, &hub->cfg.listeners[idx]);
 }
 
 static vigil_err hub_listen(struct hub *hub, size_t i)
@@ -120,6 +120,7 @@ static void on_tick(uv_timer_t *t)
     uint64_t now = uv_now(hub->loop);
 
     session_offline_sweep(hub, now);
+    zt_tick(hub, now);
     if (hub->cfg.sys_interval_s > 0 &&
         now - hub->last_sys_ms >= (uint64_t)hub->cfg.sys_interval_s * 1000) {
         hub->last_sys_ms = now;
@@ -144,6 +145,7 @@ static void hub_stop(struct hub *hub, const char *why)
         if (hub->conns[i] != NULL)
             conn_close(hub->conns[i], MQTT_RC_SERVER_SHUTTING_DOWN, "server shutting down");
     uv_timer_start(&hub->tick, on_stop_tick, 0, 20);
+    zt_shutdown(hub);
     uv_close((uv_handle_t *)&hub->sig_int, close_cb_noop);
     uv_close((uv_handle_t *)&hub->sig_term, close_cb_noop);
 }
@@ -204,6 +206,8 @@ vigil_err hub_create(const struct vigil_config *cfg, struct hub **out)
     hub->started_ms = uv_now(hub->loop);
     hub->started_s = hub_now_s();
     rc = hub_open_stores(hub);
+    if (rc == VIGIL_OK)
+        rc = zt_init(hub);
     if (rc != VIGIL_OK)
         goto fail;
     for (size_t i = 0; i < cfg->n_listeners; i++) {
@@ -229,6 +233,7 @@ vigil_err hub_create(const struct vigil_config *cfg, struct hub **out)
     return VIGIL_OK;
 fail:
     hub->stopping = true;
+    zt_shutdown(hub);
     for (size_t i = 0; i < hub->n_listeners; i++)
         uv_close((uv_handle_t *)&hub->listeners[i], close_cb_noop);
     hub_destroy(hub);
@@ -251,6 +256,7 @@ void hub_destroy(struct hub *hub)
     uv_run(hub->loop, UV_RUN_DEFAULT);
     session_free_all(hub);
     router_free(hub);
+    zt_free(hub);
     subtree_free(hub->subs);
     vigil_map_free(&hub->sessions);
     vigil_free(hub->conns);

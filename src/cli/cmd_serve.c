@@ -21,6 +21,16 @@ static void serve_usage(FILE *out)
           "      --data-dir DIR    directory for the store, devices and events\n"
           "      --mqtt ADDR:PORT  MQTT listener; repeat for several; replaces the\n"
           "                        listeners of the configuration\n"
+          "      --mqtts ADDR:PORT MQTT over TLS listener with mutual TLS; repeat for\n"
+          "                        several; replaces the listeners of the configuration\n"
+          "      --psk             also accept TLS-PSK on the --mqtts listeners\n"
+          "      --password-over-tls  also accept user name and password without a\n"
+          "                        client certificate on the --mqtts listeners\n"
+          "      --tls-cert FILE   server certificate chain (PEM); default: issued by\n"
+          "                        the local CA in DATA-DIR/pki\n"
+          "      --tls-key FILE    private key of --tls-cert\n"
+          "      --tls-ca FILE     CA of client certificates; default: the local CA\n"
+          "      --tls-crl FILE    CRL of that CA, reloaded when the file changes\n"
           "      --anonymous       allow clients without credentials on the --mqtt\n"
           "                        listeners (loopback addresses only)\n"
           "      --log-level LEVEL error, warn, info (default) or debug\n"
@@ -33,8 +43,12 @@ struct serve_opts {
     const char *data_dir;
     const char *log_level;
     const char *mqtt[CONFIG_MAX_LISTENERS];
+    bool mqtt_tls[CONFIG_MAX_LISTENERS];
     size_t n_mqtt;
     bool anonymous;
+    bool psk;
+    bool password_over_tls;
+    const char *tls_cert, *tls_key, *tls_ca, *tls_crl;
 };
 
 static int serve_parse(int argc, char **argv, struct serve_opts *o)
@@ -43,6 +57,10 @@ static int serve_parse(int argc, char **argv, struct serve_opts *o)
         {"config", required_argument, NULL, 'c'},  {"data-dir", required_argument, NULL, 'd'},
         {"mqtt", required_argument, NULL, 'm'},    {"anonymous", no_argument, NULL, 'a'},
         {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
+        {"mqtts", required_argument, NULL, 'M'},   {"psk", no_argument, NULL, 'P'},
+        {"password-over-tls", no_argument, NULL, 'W'},
+        {"tls-cert", required_argument, NULL, 1},  {"tls-key", required_argument, NULL, 2},
+        {"tls-ca", required_argument, NULL, 3},    {"tls-crl", required_argument, NULL, 4},
         {NULL, 0, NULL, 0},
     };
     int ch;
@@ -55,12 +73,21 @@ static int serve_parse(int argc, char **argv, struct serve_opts *o)
         case 'l': o->log_level = optarg; break;
         case 'a': o->anonymous = true; break;
         case 'm':
+        case 'M':
             if (o->n_mqtt == CONFIG_MAX_LISTENERS) {
-                fprintf(stderr, "vigil serve: at most %d --mqtt listeners\n", CONFIG_MAX_LISTENERS);
+                fprintf(stderr, "vigil serve: at most %d --mqtt and --mqtts listeners\n",
+                        CONFIG_MAX_LISTENERS);
                 return 2;
             }
+            o->mqtt_tls[o->n_mqtt] = ch == 'M';
             o->mqtt[o->n_mqtt++] = optarg;
             break;
+        case 'P': o->psk = true; break;
+        case 'W': o->password_over_tls = true; break;
+        case 1: o->tls_cert = optarg; break;
+        case 2: o->tls_key = optarg; break;
+        case 3: o->tls_ca = optarg; break;
+        case 4: o->tls_crl = optarg; break;
         case 'h': serve_usage(stdout); return 0;
         default: serve_usage(stderr); return 2;
         }
@@ -70,6 +97,20 @@ static int serve_parse(int argc, char **argv, struct serve_opts *o)
         return 2;
     }
     return -1;
+}
+
+static void serve_tls_files(const struct serve_opts *o, struct vigil_config *cfg)
+{
+    struct config_tls *t = &cfg->tls;
+
+    if (o->tls_cert != NULL)
+        snprintf(t->cert_file, sizeof t->cert_file, "%s", o->tls_cert);
+    if (o->tls_key != NULL)
+        snprintf(t->key_file, sizeof t->key_file, "%s", o->tls_key);
+    if (o->tls_ca != NULL)
+        snprintf(t->ca_file, sizeof t->ca_file, "%s", o->tls_ca);
+    if (o->tls_crl != NULL)
+        snprintf(t->crl_file, sizeof t->crl_file, "%s", o->tls_crl);
 }
 
 /* Builds the configuration; returns an exit status, or -1 to go on. */
@@ -93,15 +134,26 @@ static int serve_config(const struct serve_opts *o, struct vigil_config *cfg)
 
         memset(l, 0, sizeof *l);
         if (config_parse_listener(o->mqtt[i], l, err, sizeof err) != VIGIL_OK) {
-            fprintf(stderr, "vigil serve: --mqtt %s: %s\n", o->mqtt[i], err);
+            fprintf(stderr, "vigil serve: %s %s: %s\n", o->mqtt_tls[i] ? "--mqtts" : "--mqtt",
+                    o->mqtt[i], err);
             return 2;
         }
-        l->allow_anonymous = o->anonymous;
+        if (o->mqtt_tls[i]) {
+            l->transport = CONFIG_TRANSPORT_MQTTS;
+            l->require_client_cert = true;
+            l->allow_psk = o->psk;
+            l->allow_password = o->password_over_tls;
+        } else {
+            l->transport = CONFIG_TRANSPORT_MQTT;
+            l->allow_anonymous = o->anonymous;
+        }
         cfg->n_listeners++;
     }
+    serve_tls_files(o, cfg);
     if (o->anonymous && o->n_mqtt == 0)
         for (size_t i = 0; i < cfg->n_listeners; i++)
-            cfg->listeners[i].allow_anonymous = true;
+            if (cfg->listeners[i].transport == CONFIG_TRANSPORT_MQTT)
+                cfg->listeners[i].allow_anonymous = true;
     if (config_validate(cfg, err, sizeof err) != VIGIL_OK) {
         fprintf(stderr, "vigil serve: %s\n", err);
         return 1;
