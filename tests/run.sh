@@ -3,7 +3,7 @@
 #
 # Usage: tests/run.sh [SUITE...]
 #   SUITE: unit, fuzz, raw, e2e (all of e2e/*), e2e/paho, e2e/node,
-#          e2e/shell, e2e/crash. Default: all of them.
+#          e2e/shell, e2e/crash, e2e/tls. Default: all of them.
 # Environment:
 #   VIGIL_TEST_BROKER   vigil (default) or mosquitto (reference broker)
 #   VIGIL               vigil binary (default build-asan/vigil)
@@ -29,7 +29,7 @@ RESULTS=$LOG_DIR/results.tsv
 : >"$RESULTS"
 export VIGIL_TEST_RESULTS=$RESULTS
 
-ALL_SUITES=(unit fuzz raw e2e/paho e2e/node e2e/shell e2e/crash)
+ALL_SUITES=(unit fuzz raw e2e/paho e2e/node e2e/shell e2e/crash e2e/tls)
 
 # Appends one result line: kind (pass|fail|skip), name, log path.
 record() {
@@ -251,16 +251,37 @@ suite_crash() {
     run_recording_suite e2e/crash 600 "$PY" "$ROOT/tests/e2e/crash/run.py"
 }
 
+suite_tls() {
+    local tool
+    broker_ready e2e/tls || return
+    for tool in openssl mosquitto_pub mosquitto_sub node unshare; do
+        if ! command -v "$tool" >/dev/null; then
+            missing e2e/tls "$tool not found; run make deps"
+            return
+        fi
+    done
+    if ! "$PY" -c 'import paho.mqtt.client' 2>/dev/null; then
+        missing e2e/tls "python3-paho-mqtt not importable by $PY; run make deps"
+        return
+    fi
+    if [[ ! -f $ROOT/tests/e2e/node_modules/mqtt/package.json ]]; then
+        missing e2e/tls "tests/e2e/node_modules/mqtt missing; run make deps"
+        return
+    fi
+    run_recording_suite e2e/tls 900 "$PY" "$ROOT/tests/e2e/tls/run.py"
+}
+
 run_suite() {
     case $1 in
         unit) suite_unit ;;
         fuzz) suite_fuzz ;;
         raw) suite_raw ;;
-        e2e) for s in paho node shell crash; do run_suite "e2e/$s"; done ;;
+        e2e) for s in paho node shell crash tls; do run_suite "e2e/$s"; done ;;
         e2e/paho) suite_paho ;;
         e2e/node) suite_node ;;
         e2e/shell) suite_shell ;;
         e2e/crash) suite_crash ;;
+        e2e/tls) suite_tls ;;
         *)
             echo "tests/run.sh: unknown suite '$1'; expected one of: ${ALL_SUITES[*]} e2e" >&2
             exit 2
