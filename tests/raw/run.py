@@ -36,6 +36,8 @@ CONFIGS = {
     "recvmax": {"receive_maximum": 5},
     # vigil-only limits without a mosquitto equivalent.
     "limits": {"max_topic_length": 64, "max_topic_levels": 4, "max_subscriptions": 3},
+    "keepalive": {"max_keep_alive": 30},
+    "connections": {"max_connections": 3},
 }
 
 SMALL_MAX_PACKET = 1024
@@ -853,6 +855,85 @@ def subscription_count_case(version):
 
 subscription_count_case(V311)
 subscription_count_case(V5)
+
+
+# ======================================================================
+# Sessions, keep-alive negotiation, connection limit
+# ======================================================================
+
+@case("v5 server keep alive caps the request", needs="keepalive")
+def _(ctx):
+    for requested in (100, 0):
+        conn = Conn(ctx.port, log=ctx.log)
+        ctx.defer(conn.close)
+        conn.send(connect(V5, f"raw-ka-{requested}", keep_alive=requested))
+        _, rc, cprops = parse_connack(conn.recv())
+        check_equal(rc, 0, "CONNACK code")
+        # 0 means "no keep-alive", which is longer than any maximum, so
+        # the server sends its maximum for both (MQTT 5.0 3.2.2.3.14).
+        check_equal((cprops or {}).get(m.SERVER_KEEP_ALIVE), [30],
+                    f"Server Keep Alive for a request of {requested}")
+
+
+@case("v5 UNSUBSCRIBE without subscription")
+def _(ctx):
+    conn, _ = session(ctx, V5)
+    conn.send(unsubscribe(9, ["never/subscribed"]))
+    pkt = conn.recv_type(m.UNSUBACK)
+    plen, pos = m.decode_vbi(pkt.body, 2)
+    check_equal(pkt.body[:2], u16(9), "UNSUBACK packet id")
+    check_equal(pkt.body[pos + plen:], b"\x11", "reason code No subscription existed")
+
+
+@case("v311 UNSUBSCRIBE without subscription")
+def _(ctx):
+    conn, _ = session(ctx, V311)
+    conn.send(unsubscribe(9, ["never/subscribed"], version=V311))
+    check_equal(conn.recv().raw, b"\xb0\x02\x00\x09", "UNSUBACK bytes")
+
+
+def takeover_case(version):
+    @case(f"{'v5' if version == V5 else 'v311'} session takeover")
+    def _(ctx):
+        cid = f"raw-takeover-{version}"
+        old, _ = session(ctx, version, client_id=cid)
+        new, _ = session(ctx, version, client_id=cid)
+        if version == V311:
+            expect_silent_close(old)
+        else:
+            # MQTT 5.0 3.1.4: the old connection gets DISCONNECT 0x8E.
+            expect_v5_answer(ctx, old, m.DISCONNECT, (0x8E,))
+        new.send(b"\xc0\x00")
+        check_equal(new.recv().raw, b"\xd0\x00", "new connection works")
+
+
+takeover_case(V311)
+takeover_case(V5)
+
+
+@case("connections above max", needs="connections", only="vigil")
+def _(ctx):
+    # The witness holds one of the three connections.
+    conns = [session(ctx, V5)[0] for _ in range(2)]
+    extra = Conn(ctx.port, log=ctx.log)
+    ctx.defer(extra.close)
+    extra.send_quiet(connect(V5, "raw-one-too-many"))
+    # A server at its limit may close at once or answer CONNACK 0x89
+    # Server busy, 0x97 Quota exceeded or 0x9F Connection rate exceeded.
+    try:
+        pkt = extra.recv(timeout=3.0)
+        check(pkt.type == m.CONNACK and pkt.body[1:2] in (b"\x89", b"\x97", b"\x9f"),
+              f"answer {pkt!r}")
+        expect_silent_close(extra)
+    except Closed:
+        pass
+    expect_event(ctx, extra, ("limit",), need_rule=False)
+    conns[0].send(disconnect(0x00))
+    expect_silent_close(conns[0])
+    time.sleep(0.2)
+    again, _ = session(ctx, V5)
+    again.send(b"\xc0\x00")
+    check_equal(again.recv().raw, b"\xd0\x00", "a connection after one closed")
 
 
 if __name__ == "__main__":
