@@ -310,8 +310,8 @@ class Broker:
     def wait_events(self, predicate, timeout=3.0):
         """Wait until predicate(events) is true; return the events list.
 
-        Events are written by a separate thread, so they may show up a
-        moment after the packet that caused them was answered.
+        Events are written by a separate thread, so they may appear a
+        moment after the broker replied to the packet that caused them.
         """
         deadline = time.monotonic() + timeout
         while True:

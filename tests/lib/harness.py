@@ -39,7 +39,7 @@ def case(name, only=None, needs=None):
 
 
 class Context:
-    """What a case sees: its log, the suite's fixture, and the target."""
+    """The state passed to a case: its log, the suite's fixture, and the target."""
 
     def __init__(self, log_path, fixture):
         self.log_path = log_path

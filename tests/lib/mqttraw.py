@@ -283,7 +283,7 @@ class Conn:
 
     @property
     def peer_name(self):
-        """This client's address as the server sees it."""
+        """This client's address as the server reports it in events ("peer")."""
         return f"127.0.0.1:{self.local_port}"
 
     def send(self, data):

@@ -224,7 +224,7 @@ class Client:
     def abort(self):
         """Drop the TCP connection without DISCONNECT, as a crashed device would."""
         # paho's network thread reconnects after a lost connection unless
-        # told to stop first.
+        # its terminate flag is set first.
         self.c._thread_terminate = True
         sock = self.c.socket()
         if sock is not None:

@@ -3,7 +3,7 @@
 
 Usage: with_broker.py --suite NAME [--no-anonymous] -- COMMAND [ARG...]
 
-The command sees VIGIL_TEST_PORT, VIGIL_TEST_DATA_DIR, VIGIL_TEST_EVENTS,
+The command gets VIGIL_TEST_PORT, VIGIL_TEST_DATA_DIR, VIGIL_TEST_EVENTS,
 VIGIL_TEST_TARGET and VIGIL_TEST_SUITE_DIR (its log directory). A broker
 that crashed, hung on SIGTERM or printed sanitizer errors is recorded as one
 failed case. The exit status is the command's, or 1 when the broker failed.

@@ -139,8 +139,8 @@ def receive_all(ctx, conn, version, want, quiet=1.5, limit=20.0):
 
 def crash_and_restart(ctx):
     if not ctx.vigil:
-        # mosquitto saves its database after acknowledging (autosave), so
-        # the reference run waits for that save; vigil gets no grace
+        # mosquitto saves its database only after acknowledging (autosave),
+        # so the reference run waits for that save. vigil gets no grace
         # because it acknowledges only what is already durable.
         time.sleep(2.0)
     ctx.log("kill -9 broker pid", ctx.broker.proc.pid)
@@ -227,7 +227,7 @@ def _(ctx):
     check_equal(got, expected, "retained messages after restart")
 
 
-# mosquitto 2.0.11 answers the PUBREL after a restart with PUBCOMP 0x00 but
+# mosquitto 2.0.11 sends PUBCOMP 0x00 for the PUBREL after a restart but
 # never delivers the message, so this case runs only against vigil.
 @case("QoS 2 inbound interrupted by kill -9", only="vigil")
 def _(ctx):
