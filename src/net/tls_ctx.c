@@ -66,6 +66,12 @@ static vigil_err apply_policy(SSL_CTX *ctx, bool psk, char *err, size_t errcap)
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
                                  SSL_OP_NO_COMPRESSION | SSL_OP_NO_TICKET);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    /* OpenSSL refuses to resume a session, which is how a TLS 1.3 PSK is
+     * used, under SSL_VERIFY_PEER unless a session id context is set. */
+    if (SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"vigil", 5) != 1) {
+        format_openssl_error(err, errcap, "TLS session id context");
+        return VIGIL_ERR_CONFIG;
+    }
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     if (SSL_CTX_set_num_tickets(ctx, 0) != 1 ||
         SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||

@@ -9,6 +9,8 @@
 #include "net/tls_internal.h"
 
 #define TLS_PSK_MAX 64
+/* TLS 1.3 suites with SHA-256, the hash of the PSK sessions built here. */
+#define TLS13_PSK_SUITES "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256"
 
 /* Looks the key of a claimed identity up; returns its length, 0 when the
  * identity is invalid or unknown (the session error says which). */
@@ -94,8 +96,26 @@ static int find_psk_tls13(SSL *ssl, const unsigned char *identity, size_t identi
     return *sess != NULL;
 }
 
+/* OpenSSL picks the TLS 1.3 suite before it looks at the PSK, and ignores
+ * a PSK whose hash differs from the suite's. With the server preference
+ * for TLS_AES_256_GCM_SHA384 every PSK would be ignored, so a ClientHello
+ * that offers a PSK is limited to the SHA-256 suites. */
+static int limit_suites_for_psk(SSL *ssl, int *alert, void *arg)
+{
+    const unsigned char *ext;
+    size_t len;
+
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_psk, &ext, &len) == 1 &&
+        SSL_set_ciphersuites(ssl, TLS13_PSK_SUITES) != 1) {
+        *alert = SSL_AD_INTERNAL_ERROR;
+        return SSL_CLIENT_HELLO_ERROR;
+    }
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
 vigil_err tls_psk_install(struct tls_server *srv)
 {
+    SSL_CTX_set_client_hello_cb(srv->ctx, limit_suites_for_psk, NULL);
     /* No identity hint: clients know their device id. */
     SSL_CTX_set_psk_server_callback(srv->ctx, find_psk_tls12);
     SSL_CTX_set_psk_find_session_callback(srv->ctx, find_psk_tls13);
