@@ -35,6 +35,11 @@ static const struct config_number numbers[] = {
     NUMBER("store.commit_interval_us", store_commit_interval_us, 0, 1000000),
     NUMBER("sys_interval", sys_interval_s, 0, 86400),
     NUMBER("event_queue_capacity", event_queue_capacity, 16, 16777216),
+    NUMBER("tls.device_cert_days", tls.device_cert_days, 1, 3650),
+    NUMBER("tls.rotation_overlap", tls.rotation_overlap_s, 0, 7776000),
+    NUMBER("tls.expiry_warning_days", tls.expiry_warning_days, 1, 365),
+    NUMBER("auth.failure_burst", auth.failure_burst, 1, 1000),
+    NUMBER("auth.failures_per_minute", auth.failures_per_minute, 1, 60000),
 };
 
 const struct config_number *config_numbers(size_t *count)
@@ -112,16 +117,30 @@ static void defaults_roles(struct vigil_config *cfg)
     cfg->n_roles = 2;
 }
 
+/* Plaintext MQTT for local tools on loopback, and MQTT over TLS with client
+ * certificates for devices on the network. */
+static void defaults_listeners(struct vigil_config *cfg)
+{
+    struct config_listener *local = &cfg->listeners[0];
+    struct config_listener *tls = &cfg->listeners[1];
+
+    snprintf(local->host, sizeof local->host, "127.0.0.1");
+    local->port = 1883;
+    local->transport = CONFIG_TRANSPORT_MQTT;
+    snprintf(tls->host, sizeof tls->host, "0.0.0.0");
+    tls->port = 8883;
+    tls->transport = CONFIG_TRANSPORT_MQTTS;
+    tls->require_client_cert = true;
+    cfg->n_listeners = 2;
+}
+
 void config_defaults(struct vigil_config *cfg)
 {
     struct config_limits *lim = &cfg->limits;
 
     memset(cfg, 0, sizeof *cfg);
     snprintf(cfg->data_dir, sizeof cfg->data_dir, "./vigil-data");
-    snprintf(cfg->listeners[0].host, sizeof cfg->listeners[0].host, "127.0.0.1");
-    cfg->listeners[0].port = 1883;
-    cfg->listeners[0].allow_anonymous = false;
-    cfg->n_listeners = 1;
+    defaults_listeners(cfg);
     defaults_roles(cfg);
 
     lim->max_packet_size = 1024 * 1024;
@@ -137,6 +156,13 @@ void config_defaults(struct vigil_config *cfg)
     lim->max_session_expiry = 7 * 24 * 3600;
     lim->max_client_id_length = 128;
     lim->connect_timeout_ms = 10000;
+
+    cfg->tls.identity = 0;  /* URI SAN */
+    cfg->tls.device_cert_days = 365;
+    cfg->tls.rotation_overlap_s = 7 * 24 * 3600;
+    cfg->tls.expiry_warning_days = 30;
+    cfg->auth.failure_burst = 5;
+    cfg->auth.failures_per_minute = 6;
 
     cfg->store_commit_interval_us = 2000;
     cfg->sys_interval_s = 10;
@@ -223,7 +249,7 @@ static const char *split_listener(const char *spec, char *host, size_t hostcap, 
 
 static const char *check_listener(const char *spec, struct config_listener *l)
 {
-    char host[sizeof l->host];
+    char host[sizeof l->host] = "";  /* zero-filled, so l->host has no stale bytes */
     const char *port_text;
     const char *problem;
     unsigned char addr[16];
@@ -330,6 +356,50 @@ bool config_role_name_valid(const char *name)
     return true;
 }
 
+bool config_listener_is_tls(const struct config_listener *l)
+{
+    return l->transport == CONFIG_TRANSPORT_MQTTS;
+}
+
+enum config_listener_rule config_listener_check(const struct config_listener *l, char *err,
+                                                size_t errcap)
+{
+    bool loopback = config_host_is_loopback(l->host);
+    char spec[80];
+
+    config_format_listener(l, spec, sizeof spec);
+    if (l->allow_anonymous && config_listener_is_tls(l)) {
+        snprintf(err, errcap,
+                 "listener %s: anonymous access is not allowed on MQTTS listeners; devices "
+                 "there authenticate with a client certificate, a PSK or a password",
+                 spec);
+        return CONFIG_LISTENER_ANONYMOUS;
+    }
+    if (l->allow_anonymous && !loopback) {
+        snprintf(err, errcap,
+                 "listener %s: anonymous access is allowed only on loopback addresses "
+                 "(127.0.0.0/8, ::1); set anonymous: false or listen on 127.0.0.1",
+                 spec);
+        return CONFIG_LISTENER_ANONYMOUS;
+    }
+    if (!config_listener_is_tls(l) && !loopback && !l->plaintext_public) {
+        snprintf(err, errcap,
+                 "listener %s: plaintext MQTT on a non-loopback address requires "
+                 "plaintext_public: true; use an mqtts listener instead",
+                 spec);
+        return CONFIG_LISTENER_PLAINTEXT;
+    }
+    if (config_listener_is_tls(l) && !l->require_client_cert && !l->allow_psk &&
+        !l->allow_password) {
+        snprintf(err, errcap,
+                 "listener %s: an MQTTS listener must accept client certificates, PSK or "
+                 "passwords; set require_client_cert, psk or password to true",
+                 spec);
+        return CONFIG_LISTENER_NO_AUTH;
+    }
+    return CONFIG_LISTENER_OK;
+}
+
 static vigil_err validate_listener(const struct vigil_config *cfg, size_t i, char *err,
                                    size_t errcap)
 {
@@ -340,13 +410,12 @@ static vigil_err validate_listener(const struct vigil_config *cfg, size_t i, cha
     config_format_listener(l, spec, sizeof spec);
     if (config_parse_listener(spec, &parsed, err, errcap) != VIGIL_OK)
         return VIGIL_ERR_CONFIG;
-    if (l->allow_anonymous && !config_host_is_loopback(l->host)) {
-        snprintf(err, errcap,
-                 "listener %s: anonymous access is allowed only on loopback addresses "
-                 "(127.0.0.0/8, ::1); set anonymous: false or listen on 127.0.0.1",
-                 spec);
+    if (l->transport != CONFIG_TRANSPORT_MQTT && l->transport != CONFIG_TRANSPORT_MQTTS) {
+        snprintf(err, errcap, "listener %s: unknown transport %u", spec, (unsigned)l->transport);
         return VIGIL_ERR_CONFIG;
     }
+    if (config_listener_check(l, err, errcap) != CONFIG_LISTENER_OK)
+        return VIGIL_ERR_CONFIG;
     for (size_t j = 0; j < i; j++) {
         if (cfg->listeners[j].port == l->port && strcmp(cfg->listeners[j].host, l->host) == 0) {
             snprintf(err, errcap, "listener %s is configured twice; remove one of them", spec);
@@ -436,6 +505,38 @@ static vigil_err validate_numbers(const struct vigil_config *cfg, char *err, siz
     return VIGIL_OK;
 }
 
+const char *config_tls_problem(const struct config_tls *tls)
+{
+    if ((tls->cert_file[0] == '\0') != (tls->key_file[0] == '\0'))
+        return "cert_file and key_file must be set together; set both, or neither to use the "
+               "local CA";
+    if (tls->crl_file[0] != '\0' && tls->ca_file[0] == '\0')
+        return "crl_file requires ca_file; set ca_file to the CA that issued the CRL";
+    if (tls->identity > 1)
+        return "identity must be uri or cn";
+    return NULL;
+}
+
+static vigil_err validate_tls(const struct vigil_config *cfg, char *err, size_t errcap)
+{
+    const struct config_tls *tls = &cfg->tls;
+    const char *problem;
+
+    if (strnlen(tls->cert_file, sizeof tls->cert_file) == sizeof tls->cert_file ||
+        strnlen(tls->key_file, sizeof tls->key_file) == sizeof tls->key_file ||
+        strnlen(tls->ca_file, sizeof tls->ca_file) == sizeof tls->ca_file ||
+        strnlen(tls->crl_file, sizeof tls->crl_file) == sizeof tls->crl_file) {
+        snprintf(err, errcap, "tls: a file name is not NUL-terminated");
+        return VIGIL_ERR_CONFIG;
+    }
+    problem = config_tls_problem(tls);
+    if (problem != NULL) {
+        snprintf(err, errcap, "tls: %s", problem);
+        return VIGIL_ERR_CONFIG;
+    }
+    return VIGIL_OK;
+}
+
 vigil_err config_validate(const struct vigil_config *cfg, char *err, size_t errcap)
 {
     if (cfg->data_dir[0] == '\0') {
@@ -447,7 +548,8 @@ vigil_err config_validate(const struct vigil_config *cfg, char *err, size_t errc
         snprintf(err, errcap, "invalid log_level; expected error, warn, info or debug");
         return VIGIL_ERR_CONFIG;
     }
-    if (validate_listeners(cfg, err, errcap) != VIGIL_OK)
+    if (validate_listeners(cfg, err, errcap) != VIGIL_OK ||
+        validate_tls(cfg, err, errcap) != VIGIL_OK)
         return VIGIL_ERR_CONFIG;
     if (cfg->n_roles > CONFIG_MAX_ROLES) {
         snprintf(err, errcap, "%zu roles configured; at most %d are supported", cfg->n_roles,

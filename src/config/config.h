@@ -106,13 +106,17 @@ vigil_err config_load_file(struct vigil_config *cfg, const char *path, char *err
  * used in error messages. data need not be NUL-terminated. */
 vigil_err config_load_buffer(struct vigil_config *cfg, const char *name, const uint8_t *data,
                              size_t len, char *err, size_t errcap);
-/* Parses "host:port" or "[v6]:port" into l. */
+/* Parses "host:port" or "[v6]:port" into l->host and l->port; the
+ * transport and the other fields stay as the caller set them. */
 vigil_err config_parse_listener(const char *spec, struct config_listener *l, char *err,
                                 size_t errcap);
-/* Checks cross-field rules (anonymous only on loopback, limits in range).
- * Writes the first problem into err. */
+/* Checks cross-field rules (anonymous only on loopback and never on MQTTS,
+ * plaintext off loopback only with plaintext_public, TLS files that fit
+ * together, limits in range). Writes the first problem into err. */
 vigil_err config_validate(const struct vigil_config *cfg, char *err, size_t errcap);
 bool config_host_is_loopback(const char *host);
+/* True for an MQTTS listener. */
+bool config_listener_is_tls(const struct config_listener *l);
 const struct config_role *config_find_role(const struct vigil_config *cfg, const char *name);
 
 #endif

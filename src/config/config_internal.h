@@ -39,6 +39,23 @@ const char *config_pattern_problem(const char *pattern);
 /* Role names: 1 to 31 characters of [A-Za-z0-9._-]. */
 bool config_role_name_valid(const char *name);
 
+/* The per-listener rules of config_validate, in the order they are
+ * checked. The loader uses the result to point at the key at fault. */
+enum config_listener_rule {
+    CONFIG_LISTENER_OK = 0,
+    CONFIG_LISTENER_ANONYMOUS,  /* anonymous on MQTTS or off loopback */
+    CONFIG_LISTENER_PLAINTEXT,  /* plaintext MQTT off loopback without plaintext_public */
+    CONFIG_LISTENER_NO_AUTH,    /* MQTTS that accepts no kind of credential */
+};
+
+/* Checks one listener's transport and access rules, and writes
+ * "listener ADDRESS:PORT: problem" into err when one fails. */
+enum config_listener_rule config_listener_check(const struct config_listener *l, char *err,
+                                                size_t errcap);
+/* Returns NULL when the TLS file names fit together, else a static
+ * description of the first problem. */
+const char *config_tls_problem(const struct config_tls *tls);
+
 /* Copies at most len bytes of s into out for an error message: printable
  * ASCII is kept, other bytes become '?', and a cut value ends in "...". */
 void config_quote(const char *s, size_t len, char *out, size_t cap);

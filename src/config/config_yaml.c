@@ -2,6 +2,7 @@
  * its key's type and range as it is read, and the first problem is reported
  * as "FILE:LINE: key: message". */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <yaml.h>
@@ -19,7 +20,11 @@
 #define KEYS_PER_MAPPING 64
 
 #define TOP_KEYS                                                                               \
-    "data_dir, listeners, roles, limits, store, sys_interval, event_queue_capacity, log_level"
+    "data_dir, listeners, tls, auth, roles, limits, store, sys_interval, event_queue_capacity, " \
+    "log_level"
+#define TLS_KEYS                                                                               \
+    "cert_file, key_file, ca_file, crl_file, identity, device_cert_days, rotation_overlap, "   \
+    "expiry_warning_days"
 #define LIMIT_KEYS                                                                             \
     "max_packet_size, receive_maximum, max_inflight_out, max_queued_messages, "               \
     "max_subscriptions, max_topic_length, max_topic_levels, max_connections, max_keep_alive, " \
@@ -395,43 +400,124 @@ static vigil_err roles_value(struct loader *ld, const struct mapping_walk *walk,
     return walk_mapping(ld, &role_walk);
 }
 
+#define LISTENER_KEYS \
+    "mqtt, mqtts, anonymous, plaintext_public, require_client_cert, psk, password"
+
+enum listener_flag {
+    FLAG_ANONYMOUS,
+    FLAG_PLAINTEXT_PUBLIC,
+    FLAG_REQUIRE_CLIENT_CERT,
+    FLAG_PSK,
+    FLAG_PASSWORD,
+    N_LISTENER_FLAGS
+};
+
+/* Boolean listener keys, each of which applies to one transport only. */
+static const struct {
+    const char *key;
+    uint8_t transport;
+    size_t offset;          /* of the bool in struct config_listener */
+} listener_flags[N_LISTENER_FLAGS] = {
+    [FLAG_ANONYMOUS] = {"anonymous", CONFIG_TRANSPORT_MQTT,
+                        offsetof(struct config_listener, allow_anonymous)},
+    [FLAG_PLAINTEXT_PUBLIC] = {"plaintext_public", CONFIG_TRANSPORT_MQTT,
+                               offsetof(struct config_listener, plaintext_public)},
+    [FLAG_REQUIRE_CLIENT_CERT] = {"require_client_cert", CONFIG_TRANSPORT_MQTTS,
+                                  offsetof(struct config_listener, require_client_cert)},
+    [FLAG_PSK] = {"psk", CONFIG_TRANSPORT_MQTTS, offsetof(struct config_listener, allow_psk)},
+    [FLAG_PASSWORD] = {"password", CONFIG_TRANSPORT_MQTTS,
+                       offsetof(struct config_listener, allow_password)},
+};
+
 struct listener_entry {
     struct config_listener *listener;
-    bool have_address;
-    size_t anonymous_line;  /* 0 when the key is absent */
+    const char *address_key;            /* "mqtt" or "mqtts"; NULL until seen */
+    size_t address_line;
+    size_t flag_lines[N_LISTENER_FLAGS];    /* 0 when the key is absent */
 };
+
+static vigil_err listener_address(struct loader *ld, struct listener_entry *entry,
+                                  const char *path, const char *key, size_t key_line)
+{
+    char spec[128];
+    char problem[256];
+
+    if (entry->address_key != NULL)
+        return fail(ld, key_line,
+                    "%s: '%s' and '%s' are both set; a listener has exactly one of mqtt or mqtts",
+                    path, entry->address_key, key);
+    if (read_string(ld, path, spec, sizeof spec) != VIGIL_OK)
+        return VIGIL_ERR_CONFIG;
+    if (config_parse_listener(spec, entry->listener, problem, sizeof problem) != VIGIL_OK)
+        return fail(ld, event_line(ld), "%s.%s: %s", path, key, problem);
+    entry->address_key = strcmp(key, "mqtt") == 0 ? "mqtt" : "mqtts";
+    entry->address_line = event_line(ld);
+    entry->listener->transport =
+        strcmp(key, "mqtt") == 0 ? CONFIG_TRANSPORT_MQTT : CONFIG_TRANSPORT_MQTTS;
+    return VIGIL_OK;
+}
 
 static vigil_err listener_value(struct loader *ld, const struct mapping_walk *walk,
                                 const char *key, size_t key_line)
 {
     struct listener_entry *entry = walk->ctx;
     char path[96];
-    char spec[128];
-    char problem[256];
 
+    if (strcmp(key, "mqtt") == 0 || strcmp(key, "mqtts") == 0)
+        return listener_address(ld, entry, walk->path, key, key_line);
     snprintf(path, sizeof path, "%s.%s", walk->path, key);
-    if (strcmp(key, "anonymous") == 0) {
-        entry->anonymous_line = event_line(ld);
-        return read_bool(ld, path, &entry->listener->allow_anonymous);
+    for (size_t i = 0; i < N_LISTENER_FLAGS; i++) {
+        if (strcmp(key, listener_flags[i].key) == 0) {
+            entry->flag_lines[i] = key_line;
+            return read_bool(ld, path,
+                             (bool *)((unsigned char *)entry->listener + listener_flags[i].offset));
+        }
     }
-    if (strcmp(key, "mqtt") != 0)
-        return fail_unknown_key(ld, walk, key, key_line);
-    if (read_string(ld, path, spec, sizeof spec) != VIGIL_OK)
-        return VIGIL_ERR_CONFIG;
-    if (config_parse_listener(spec, entry->listener, problem, sizeof problem) != VIGIL_OK)
-        return fail(ld, event_line(ld), "%s: %s", path, problem);
-    entry->have_address = true;
+    return fail_unknown_key(ld, walk, key, key_line);
+}
+
+/* Rejects keys of the other transport, then applies the defaults of the
+ * listener's own transport to the keys it left out. */
+static vigil_err listener_finish(struct loader *ld, struct listener_entry *entry,
+                                 const char *path)
+{
+    struct config_listener *l = entry->listener;
+
+    const char *other = l->transport == CONFIG_TRANSPORT_MQTT ? "mqtts" : "mqtt";
+
+    for (size_t i = 0; i < N_LISTENER_FLAGS; i++) {
+        if (entry->flag_lines[i] != 0 && listener_flags[i].transport != l->transport)
+            return fail(ld, entry->flag_lines[i],
+                        "%s: key '%s' applies only to %s listeners; remove it or change '%s' "
+                        "to '%s'",
+                        path, listener_flags[i].key, other, entry->address_key, other);
+    }
+    /* Mutual TLS is the default of an MQTTS listener. */
+    if (l->transport == CONFIG_TRANSPORT_MQTTS && entry->flag_lines[FLAG_REQUIRE_CLIENT_CERT] == 0)
+        l->require_client_cert = true;
     return VIGIL_OK;
+}
+
+/* Picks the line of the key that broke a listener rule. */
+static size_t rule_line(const struct listener_entry *entry, enum config_listener_rule rule,
+                        size_t start_line)
+{
+    if (rule == CONFIG_LISTENER_ANONYMOUS && entry->flag_lines[FLAG_ANONYMOUS] != 0)
+        return entry->flag_lines[FLAG_ANONYMOUS];
+    if (rule == CONFIG_LISTENER_PLAINTEXT)
+        return entry->address_line;
+    return start_line;
 }
 
 static vigil_err read_listener(struct loader *ld, size_t index)
 {
     struct config_listener *l = &ld->cfg->listeners[index];
     struct listener_entry entry = {.listener = l};
-    struct mapping_walk walk = {.expected = "mqtt, anonymous", .value = listener_value};
+    struct mapping_walk walk = {.expected = LISTENER_KEYS, .value = listener_value};
     size_t start_line = event_line(ld);
+    enum config_listener_rule rule;
+    char problem[256];
     char path[32];
-    char spec[80];
     vigil_err rc;
 
     memset(l, 0, sizeof *l);
@@ -441,16 +527,17 @@ static vigil_err read_listener(struct loader *ld, size_t index)
     rc = walk_mapping(ld, &walk);
     if (rc != VIGIL_OK)
         return rc;
-    if (!entry.have_address)
-        return fail(ld, start_line, "%s: missing key 'mqtt'; expected mqtt: \"ADDRESS:PORT\"",
+    if (entry.address_key == NULL)
+        return fail(ld, start_line,
+                    "%s: missing key 'mqtt' or 'mqtts'; expected mqtt: \"ADDRESS:PORT\" or "
+                    "mqtts: \"ADDRESS:PORT\"",
                     path);
-    if (l->allow_anonymous && !config_host_is_loopback(l->host)) {
-        config_format_listener(l, spec, sizeof spec);
-        return fail(ld, entry.anonymous_line,
-                    "%s: listener %s: anonymous access is allowed only on loopback addresses "
-                    "(127.0.0.0/8, ::1); set anonymous: false or listen on 127.0.0.1",
-                    path, spec);
-    }
+    rc = listener_finish(ld, &entry, path);
+    if (rc != VIGIL_OK)
+        return rc;
+    rule = config_listener_check(l, problem, sizeof problem);
+    if (rule != CONFIG_LISTENER_OK)
+        return fail(ld, rule_line(&entry, rule, start_line), "%s: %s", path, problem);
     return VIGIL_OK;
 }
 
@@ -506,10 +593,61 @@ static vigil_err read_log_level(struct loader *ld)
     return VIGIL_OK;
 }
 
+static vigil_err read_identity(struct loader *ld, const char *path)
+{
+    const yaml_event_t *ev = &ld->event;
+    const char *v = (const char *)ev->data.scalar.value;
+
+    if (ev->type != YAML_SCALAR_EVENT || (strcmp(v, "uri") != 0 && strcmp(v, "cn") != 0))
+        return fail_type(ld, path, "uri or cn");
+    ld->cfg->tls.identity = strcmp(v, "cn") == 0 ? 1 : 0;
+    return VIGIL_OK;
+}
+
+static vigil_err tls_value(struct loader *ld, const struct mapping_walk *walk, const char *key,
+                           size_t key_line)
+{
+    static const struct {
+        const char *key;
+        size_t offset;
+    } files[] = {
+        {"cert_file", offsetof(struct config_tls, cert_file)},
+        {"key_file", offsetof(struct config_tls, key_file)},
+        {"ca_file", offsetof(struct config_tls, ca_file)},
+        {"crl_file", offsetof(struct config_tls, crl_file)},
+    };
+    char path[96];
+
+    snprintf(path, sizeof path, "tls.%s", key);
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        if (strcmp(key, files[i].key) == 0)
+            return read_string(ld, path, (char *)&ld->cfg->tls + files[i].offset,
+                               sizeof ld->cfg->tls.cert_file);
+    if (strcmp(key, "identity") == 0)
+        return read_identity(ld, path);
+    return nested_number_value(ld, walk, key, key_line);
+}
+
+static vigil_err read_tls(struct loader *ld, size_t key_line)
+{
+    struct mapping_walk walk = {"tls", TLS_KEYS, tls_value, NULL};
+    const char *problem;
+    vigil_err rc = walk_mapping(ld, &walk);
+
+    if (rc != VIGIL_OK)
+        return rc;
+    problem = config_tls_problem(&ld->cfg->tls);
+    if (problem != NULL)
+        return fail(ld, key_line, "tls: %s", problem);
+    return VIGIL_OK;
+}
+
 static vigil_err top_value(struct loader *ld, const struct mapping_walk *walk, const char *key,
                            size_t key_line)
 {
     struct mapping_walk limits = {"limits", LIMIT_KEYS, nested_number_value, NULL};
+    struct mapping_walk auth = {"auth", "failure_burst, failures_per_minute", nested_number_value,
+                                NULL};
     struct mapping_walk store = {"store", "commit_interval_us", nested_number_value, NULL};
     struct mapping_walk roles = {"roles", "a role name", roles_value, NULL};
 
@@ -517,6 +655,10 @@ static vigil_err top_value(struct loader *ld, const struct mapping_walk *walk, c
         return read_string(ld, key, ld->cfg->data_dir, sizeof ld->cfg->data_dir);
     if (strcmp(key, "listeners") == 0)
         return read_listeners(ld);
+    if (strcmp(key, "tls") == 0)
+        return read_tls(ld, key_line);
+    if (strcmp(key, "auth") == 0)
+        return walk_mapping(ld, &auth);
     if (strcmp(key, "roles") == 0)
         return walk_mapping(ld, &roles);
     if (strcmp(key, "limits") == 0)

@@ -59,10 +59,21 @@ static void test_defaults_values(void **state)
 
     config_defaults(&cfg);
     assert_string_equal(cfg.data_dir, "./vigil-data");
-    assert_int_equal(cfg.n_listeners, 1);
+    assert_int_equal(cfg.n_listeners, 2);
     assert_string_equal(cfg.listeners[0].host, "127.0.0.1");
     assert_int_equal(cfg.listeners[0].port, 1883);
+    assert_int_equal(cfg.listeners[0].transport, CONFIG_TRANSPORT_MQTT);
+    assert_false(config_listener_is_tls(&cfg.listeners[0]));
     assert_false(cfg.listeners[0].allow_anonymous);
+    assert_false(cfg.listeners[0].plaintext_public);
+    assert_string_equal(cfg.listeners[1].host, "0.0.0.0");
+    assert_int_equal(cfg.listeners[1].port, 8883);
+    assert_int_equal(cfg.listeners[1].transport, CONFIG_TRANSPORT_MQTTS);
+    assert_true(config_listener_is_tls(&cfg.listeners[1]));
+    assert_true(cfg.listeners[1].require_client_cert);
+    assert_false(cfg.listeners[1].allow_psk);
+    assert_false(cfg.listeners[1].allow_password);
+    assert_false(cfg.listeners[1].allow_anonymous);
     assert_int_equal(cfg.n_roles, 2);
 
     device = config_find_role(&cfg, "device");
@@ -97,6 +108,17 @@ static void test_defaults_values(void **state)
     assert_int_equal(cfg.sys_interval_s, 10);
     assert_int_equal(cfg.event_queue_capacity, 65536);
     assert_string_equal(cfg.log_level, "info");
+
+    assert_string_equal(cfg.tls.cert_file, "");
+    assert_string_equal(cfg.tls.key_file, "");
+    assert_string_equal(cfg.tls.ca_file, "");
+    assert_string_equal(cfg.tls.crl_file, "");
+    assert_int_equal(cfg.tls.identity, 0);
+    assert_int_equal(cfg.tls.device_cert_days, 365);
+    assert_int_equal(cfg.tls.rotation_overlap_s, 604800);
+    assert_int_equal(cfg.tls.expiry_warning_days, 30);
+    assert_int_equal(cfg.auth.failure_burst, 5);
+    assert_int_equal(cfg.auth.failures_per_minute, 6);
 }
 
 static void test_defaults_validate(void **state)
@@ -111,22 +133,29 @@ static void test_defaults_validate(void **state)
 static void test_example_file_loads(void **state)
 {
     static struct vigil_config cfg;
+    static struct vigil_config defaults;
     const struct config_role *role;
     char path[1024];
     char err[ERR_CAP] = "";
     vigil_err rc;
 
     example_path(path, sizeof path);
+    config_defaults(&defaults);
     config_defaults(&cfg);
     rc = config_load_file(&cfg, path, err, sizeof err);
     if (rc != VIGIL_OK)
         fail_msg("%s", err);
     assert_int_equal(config_validate(&cfg, err, sizeof err), VIGIL_OK);
 
-    assert_int_equal(cfg.n_listeners, 2);
-    assert_string_equal(cfg.listeners[1].host, "::1");
-    assert_int_equal(cfg.listeners[1].port, 1884);
-    assert_true(cfg.listeners[1].allow_anonymous);
+    assert_int_equal(cfg.n_listeners, 3);
+    assert_memory_equal(&cfg.listeners[0], &defaults.listeners[0], sizeof cfg.listeners[0]);
+    assert_memory_equal(&cfg.listeners[1], &defaults.listeners[1], sizeof cfg.listeners[1]);
+    assert_string_equal(cfg.listeners[2].host, "::1");
+    assert_int_equal(cfg.listeners[2].port, 1884);
+    assert_int_equal(cfg.listeners[2].transport, CONFIG_TRANSPORT_MQTT);
+    assert_true(cfg.listeners[2].allow_anonymous);
+    assert_memory_equal(&cfg.tls, &defaults.tls, sizeof cfg.tls);
+    assert_memory_equal(&cfg.auth, &defaults.auth, sizeof cfg.auth);
     assert_int_equal(cfg.n_roles, 3);
     role = config_find_role(&cfg, "nurse-call");
     assert_non_null(role);
@@ -142,7 +171,23 @@ static void test_load_every_setting(void **state)
     char err[ERR_CAP];
     const char *text = "data_dir: \"/var/lib/vigil\"\n"
                        "listeners:\n"
-                       "  - {mqtt: \"0.0.0.0:8883\"}\n"
+                       "  - {mqtts: \"0.0.0.0:8883\"}\n"
+                       "  - {mqtt: \"0.0.0.0:1883\", plaintext_public: true}\n"
+                       "  - mqtts: \"[::]:8884\"\n"
+                       "    require_client_cert: false\n"
+                       "    psk: true\n"
+                       "    password: true\n"
+                       "  - {mqtt: \"127.0.0.1:1884\", anonymous: true, plaintext_public: false}\n"
+                       "tls:\n"
+                       "  cert_file: /etc/vigil/server.pem\n"
+                       "  key_file: /etc/vigil/server.key\n"
+                       "  ca_file: \"/etc/vigil/ca.pem\"\n"
+                       "  crl_file: /etc/vigil/ca.crl\n"
+                       "  identity: cn\n"
+                       "  device_cert_days: 90\n"
+                       "  rotation_overlap: 0\n"
+                       "  expiry_warning_days: 14\n"
+                       "auth: {failure_burst: 1, failures_per_minute: 60000}\n"
                        "limits:\n"
                        "  max_packet_size: 16\n"
                        "  receive_maximum: 65535\n"
@@ -156,10 +201,36 @@ static void test_load_every_setting(void **state)
 
     assert_int_equal(load_text(&cfg, text, err), VIGIL_OK);
     assert_string_equal(cfg.data_dir, "/var/lib/vigil");
-    assert_int_equal(cfg.n_listeners, 1);
+    assert_int_equal(cfg.n_listeners, 4);
     assert_string_equal(cfg.listeners[0].host, "0.0.0.0");
     assert_int_equal(cfg.listeners[0].port, 8883);
+    assert_int_equal(cfg.listeners[0].transport, CONFIG_TRANSPORT_MQTTS);
+    assert_true(cfg.listeners[0].require_client_cert);
+    assert_false(cfg.listeners[0].allow_psk);
+    assert_false(cfg.listeners[0].allow_password);
     assert_false(cfg.listeners[0].allow_anonymous);
+    assert_int_equal(cfg.listeners[1].transport, CONFIG_TRANSPORT_MQTT);
+    assert_int_equal(cfg.listeners[1].port, 1883);
+    assert_true(cfg.listeners[1].plaintext_public);
+    assert_false(cfg.listeners[1].require_client_cert);
+    assert_string_equal(cfg.listeners[2].host, "::");
+    assert_int_equal(cfg.listeners[2].transport, CONFIG_TRANSPORT_MQTTS);
+    assert_false(cfg.listeners[2].require_client_cert);
+    assert_true(cfg.listeners[2].allow_psk);
+    assert_true(cfg.listeners[2].allow_password);
+    assert_int_equal(cfg.listeners[3].transport, CONFIG_TRANSPORT_MQTT);
+    assert_true(cfg.listeners[3].allow_anonymous);
+    assert_false(cfg.listeners[3].plaintext_public);
+    assert_string_equal(cfg.tls.cert_file, "/etc/vigil/server.pem");
+    assert_string_equal(cfg.tls.key_file, "/etc/vigil/server.key");
+    assert_string_equal(cfg.tls.ca_file, "/etc/vigil/ca.pem");
+    assert_string_equal(cfg.tls.crl_file, "/etc/vigil/ca.crl");
+    assert_int_equal(cfg.tls.identity, 1);
+    assert_int_equal(cfg.tls.device_cert_days, 90);
+    assert_int_equal(cfg.tls.rotation_overlap_s, 0);
+    assert_int_equal(cfg.tls.expiry_warning_days, 14);
+    assert_int_equal(cfg.auth.failure_burst, 1);
+    assert_int_equal(cfg.auth.failures_per_minute, 60000);
     assert_int_equal(cfg.limits.max_packet_size, 16);
     assert_int_equal(cfg.limits.receive_maximum, 65535);
     assert_int_equal(cfg.limits.max_queued_messages, 0);
@@ -246,13 +317,22 @@ static void test_load_file_error_names_file(void **state)
 static void test_error_unknown_keys(void **state)
 {
     expect_error("data_dir: x\nfoo: 1\n",
-                 "t.yaml:2: unknown key 'foo'; expected one of: data_dir, listeners, roles, ");
+                 "t.yaml:2: unknown key 'foo'; expected one of: data_dir, listeners, tls, auth, "
+                 "roles, ");
     expect_error("limits:\n  max_packet_size: 100\n  bogus: 1\n",
                  "t.yaml:3: limits: unknown key 'bogus'; expected one of: max_packet_size, ");
     expect_error("store:\n  interval: 5\n",
                  "t.yaml:2: store: unknown key 'interval'; expected one of: commit_interval_us");
     expect_error("listeners:\n  - mqtt: 127.0.0.1:1883\n    tls: true\n",
-                 "t.yaml:3: listeners[0]: unknown key 'tls'; expected one of: mqtt, anonymous");
+                 "t.yaml:3: listeners[0]: unknown key 'tls'; expected one of: mqtt, mqtts, "
+                 "anonymous, plaintext_public, require_client_cert, psk, password");
+    expect_error("tls:\n  cert: a.pem\n",
+                 "t.yaml:2: tls: unknown key 'cert'; expected one of: cert_file, key_file, "
+                 "ca_file, crl_file, identity, device_cert_days, rotation_overlap, "
+                 "expiry_warning_days");
+    expect_error("auth:\n  burst: 5\n",
+                 "t.yaml:2: auth: unknown key 'burst'; expected one of: failure_burst, "
+                 "failures_per_minute");
     expect_error("roles:\n  device:\n    read: [\"#\"]\n",
                  "t.yaml:3: roles.device: unknown key 'read'; expected one of: publish, "
                  "subscribe");
@@ -412,7 +492,8 @@ static void test_error_listeners(void **state)
                  "t.yaml:2: listeners[0].mqtt: invalid listener '127.0.0.1:0': the port must be "
                  "a number from 1 to 65535");
     expect_error("listeners:\n  - anonymous: false\n",
-                 "t.yaml:2: listeners[0]: missing key 'mqtt'");
+                 "t.yaml:2: listeners[0]: missing key 'mqtt' or 'mqtts'; expected mqtt: "
+                 "\"ADDRESS:PORT\" or mqtts: \"ADDRESS:PORT\"");
     expect_error("listeners: []\n", "t.yaml:1: listeners: expected at least one listener");
     expect_error("listeners:\n"
                  "  - mqtt: 127.0.0.1:1883\n"
@@ -423,6 +504,115 @@ static void test_error_listeners(void **state)
     expect_error("listeners:\n  - {mqtt: \"[::]:1883\", anonymous: true}\n",
                  "t.yaml:2: listeners[0]: listener [::]:1883: anonymous access is allowed only "
                  "on loopback addresses");
+}
+
+static void test_error_listener_transport(void **state)
+{
+    expect_error("listeners:\n  - mqtt: 127.0.0.1:1883\n    mqtts: 127.0.0.1:8883\n",
+                 "t.yaml:3: listeners[0]: 'mqtt' and 'mqtts' are both set; a listener has "
+                 "exactly one of mqtt or mqtts");
+    expect_error("listeners:\n  - mqtt: 127.0.0.1:1883\n    psk: true\n",
+                 "t.yaml:3: listeners[0]: key 'psk' applies only to mqtts listeners; remove it "
+                 "or change 'mqtt' to 'mqtts'");
+    expect_error("listeners:\n  - require_client_cert: false\n    mqtt: 127.0.0.1:1883\n",
+                 "t.yaml:2: listeners[0]: key 'require_client_cert' applies only to mqtts "
+                 "listeners");
+    expect_error("listeners:\n  - mqtt: 127.0.0.1:1883\n    password: false\n",
+                 "t.yaml:3: listeners[0]: key 'password' applies only to mqtts listeners");
+    expect_error("listeners:\n  - mqtts: 127.0.0.1:8883\n    anonymous: false\n",
+                 "t.yaml:3: listeners[0]: key 'anonymous' applies only to mqtt listeners; "
+                 "remove it or change 'mqtts' to 'mqtt'");
+    expect_error("listeners:\n  - mqtts: 0.0.0.0:8883\n\n    plaintext_public: true\n",
+                 "t.yaml:4: listeners[0]: key 'plaintext_public' applies only to mqtt "
+                 "listeners");
+    expect_error("listeners:\n  - mqtts: 0.0.0.0:8883\n    psk: yes\n",
+                 "t.yaml:3: listeners[0].psk: expected true or false, got 'yes'");
+    expect_error("listeners:\n  - mqtts: localhost:8883\n",
+                 "t.yaml:2: listeners[0].mqtts: invalid listener 'localhost:8883': the address "
+                 "must be a numeric IPv4 address");
+}
+
+static void test_error_listener_access(void **state)
+{
+    expect_error("listeners:\n  - mqtt: 127.0.0.1:1883\n  - mqtt: 0.0.0.0:1883\n",
+                 "t.yaml:3: listeners[1]: listener 0.0.0.0:1883: plaintext MQTT on a "
+                 "non-loopback address requires plaintext_public: true; use an mqtts listener "
+                 "instead");
+    expect_error("listeners:\n  - plaintext_public: false\n    mqtt: \"[::]:1883\"\n",
+                 "t.yaml:3: listeners[0]: listener [::]:1883: plaintext MQTT on a non-loopback "
+                 "address requires plaintext_public: true");
+    expect_error("listeners:\n"
+                 "  - mqtt: 0.0.0.0:1883\n"
+                 "    plaintext_public: true\n"
+                 "    anonymous: true\n",
+                 "t.yaml:4: listeners[0]: listener 0.0.0.0:1883: anonymous access is allowed "
+                 "only on loopback addresses");
+    expect_error("listeners:\n"
+                 "  - mqtts: 0.0.0.0:8883\n"
+                 "    require_client_cert: false\n",
+                 "t.yaml:2: listeners[0]: listener 0.0.0.0:8883: an MQTTS listener must accept "
+                 "client certificates, PSK or passwords; set require_client_cert, psk or "
+                 "password to true");
+    expect_error("listeners:\n"
+                 "  - {mqtts: 127.0.0.1:8883, require_client_cert: false, psk: false, "
+                 "password: false}\n",
+                 "t.yaml:2: listeners[0]: listener 127.0.0.1:8883: an MQTTS listener must "
+                 "accept");
+}
+
+static void test_error_tls(void **state)
+{
+    expect_error("tls:\n  cert_file: a.pem\n",
+                 "t.yaml:1: tls: cert_file and key_file must be set together; set both, or "
+                 "neither to use the local CA");
+    expect_error("log_level: info\ntls:\n  key_file: a.key\n",
+                 "t.yaml:2: tls: cert_file and key_file must be set together");
+    expect_error("tls:\n  crl_file: ca.crl\n",
+                 "t.yaml:1: tls: crl_file requires ca_file; set ca_file to the CA that issued "
+                 "the CRL");
+    expect_error("tls:\n  identity: dn\n",
+                 "t.yaml:2: tls.identity: expected uri or cn, got 'dn'");
+    expect_error("tls:\n  identity: [uri]\n",
+                 "t.yaml:2: tls.identity: expected uri or cn, got a sequence");
+    expect_error("tls:\n  cert_file: \"\"\n",
+                 "t.yaml:2: tls.cert_file: expected a non-empty string");
+    expect_error("tls:\n  device_cert_days: 0\n",
+                 "t.yaml:2: tls.device_cert_days: expected an unsigned integer from 1 to 3650, "
+                 "got '0'");
+    expect_error("tls:\n  rotation_overlap: 7776001\n",
+                 "t.yaml:2: tls.rotation_overlap: expected an unsigned integer from 0 to "
+                 "7776000, got '7776001'");
+    expect_error("tls:\n  expiry_warning_days: 366\n",
+                 "t.yaml:2: tls.expiry_warning_days: expected an unsigned integer from 1 to "
+                 "365, got '366'");
+    expect_error("tls: on\n", "t.yaml:1: tls: expected a mapping, got 'on'");
+    expect_error("tls:\n  ca_file: a\n  ca_file: b\n", "t.yaml:3: tls: duplicate key 'ca_file'");
+}
+
+static void test_error_auth(void **state)
+{
+    expect_error("auth:\n  failure_burst: 0\n",
+                 "t.yaml:2: auth.failure_burst: expected an unsigned integer from 1 to 1000, got "
+                 "'0'");
+    expect_error("auth:\n  failures_per_minute: 60001\n",
+                 "t.yaml:2: auth.failures_per_minute: expected an unsigned integer from 1 to "
+                 "60000, got '60001'");
+    expect_error("auth: []\n", "t.yaml:1: auth: expected a mapping, got a sequence");
+}
+
+static void test_load_tls_partial(void **state)
+{
+    static struct vigil_config cfg;
+    char err[ERR_CAP];
+
+    assert_int_equal(load_text(&cfg, "tls:\n  ca_file: ca.pem\n  identity: uri\n", err),
+                     VIGIL_OK);
+    assert_string_equal(cfg.tls.ca_file, "ca.pem");
+    assert_string_equal(cfg.tls.cert_file, "");
+    assert_int_equal(cfg.tls.identity, 0);
+    assert_int_equal(cfg.tls.device_cert_days, 365);
+    assert_int_equal(cfg.auth.failure_burst, 5);
+    assert_int_equal(config_validate(&cfg, err, sizeof err), VIGIL_OK);
 }
 
 static void test_error_patterns(void **state)
@@ -578,6 +768,86 @@ static void test_validate_listeners(void **state)
     expect_invalid(&cfg, "invalid listener 'example.org:1883'");
 }
 
+static void test_validate_listener_transport(void **state)
+{
+    static struct vigil_config cfg;
+    struct config_listener *l = &cfg.listeners[0];
+
+    config_defaults(&cfg);
+    snprintf(l->host, sizeof l->host, "0.0.0.0");
+    expect_invalid(&cfg, "listener 0.0.0.0:1883: plaintext MQTT on a non-loopback address "
+                         "requires plaintext_public: true; use an mqtts listener instead");
+    l->plaintext_public = true;
+    assert_int_equal(config_validate(&cfg, (char[ERR_CAP]){0}, ERR_CAP), VIGIL_OK);
+
+    config_defaults(&cfg);
+    cfg.listeners[1].allow_anonymous = true;
+    expect_invalid(&cfg, "listener 0.0.0.0:8883: anonymous access is not allowed on MQTTS "
+                         "listeners");
+    snprintf(cfg.listeners[1].host, sizeof cfg.listeners[1].host, "127.0.0.1");
+    expect_invalid(&cfg, "listener 127.0.0.1:8883: anonymous access is not allowed on MQTTS "
+                         "listeners");
+
+    config_defaults(&cfg);
+    cfg.listeners[1].require_client_cert = false;
+    expect_invalid(&cfg, "listener 0.0.0.0:8883: an MQTTS listener must accept client "
+                         "certificates, PSK or passwords");
+    cfg.listeners[1].allow_psk = true;
+    assert_int_equal(config_validate(&cfg, (char[ERR_CAP]){0}, ERR_CAP), VIGIL_OK);
+    cfg.listeners[1].allow_psk = false;
+    cfg.listeners[1].allow_password = true;
+    assert_int_equal(config_validate(&cfg, (char[ERR_CAP]){0}, ERR_CAP), VIGIL_OK);
+
+    config_defaults(&cfg);
+    cfg.listeners[1].transport = 7;
+    expect_invalid(&cfg, "listener 0.0.0.0:8883: unknown transport 7");
+}
+
+static void test_parse_listener_keeps_transport(void **state)
+{
+    struct config_listener l;
+    char err[ERR_CAP];
+
+    memset(&l, 0, sizeof l);
+    l.transport = CONFIG_TRANSPORT_MQTTS;
+    l.require_client_cert = true;
+    assert_int_equal(config_parse_listener("[::1]:8883", &l, err, sizeof err), VIGIL_OK);
+    assert_int_equal(l.transport, CONFIG_TRANSPORT_MQTTS);
+    assert_true(l.require_client_cert);
+    assert_string_equal(l.host, "::1");
+}
+
+static void test_validate_tls(void **state)
+{
+    static struct vigil_config cfg;
+
+    config_defaults(&cfg);
+    snprintf(cfg.tls.cert_file, sizeof cfg.tls.cert_file, "server.pem");
+    expect_invalid(&cfg, "tls: cert_file and key_file must be set together; set both, or "
+                         "neither to use the local CA");
+    snprintf(cfg.tls.key_file, sizeof cfg.tls.key_file, "server.key");
+    assert_int_equal(config_validate(&cfg, (char[ERR_CAP]){0}, ERR_CAP), VIGIL_OK);
+
+    config_defaults(&cfg);
+    snprintf(cfg.tls.crl_file, sizeof cfg.tls.crl_file, "ca.crl");
+    expect_invalid(&cfg, "tls: crl_file requires ca_file");
+    snprintf(cfg.tls.ca_file, sizeof cfg.tls.ca_file, "ca.pem");
+    assert_int_equal(config_validate(&cfg, (char[ERR_CAP]){0}, ERR_CAP), VIGIL_OK);
+
+    config_defaults(&cfg);
+    cfg.tls.identity = 2;
+    expect_invalid(&cfg, "tls: identity must be uri or cn");
+
+    config_defaults(&cfg);
+    cfg.tls.device_cert_days = 0;
+    expect_invalid(&cfg, "tls.device_cert_days is 0; expected an unsigned integer from 1 to "
+                         "3650");
+
+    config_defaults(&cfg);
+    cfg.auth.failure_burst = 1001;
+    expect_invalid(&cfg, "auth.failure_burst is 1001");
+}
+
 static void test_validate_roles(void **state)
 {
     static struct vigil_config cfg;
@@ -645,6 +915,11 @@ int main(void)
         cmocka_unit_test(test_error_overlong_strings),
         cmocka_unit_test(test_error_strings),
         cmocka_unit_test(test_error_listeners),
+        cmocka_unit_test(test_error_listener_transport),
+        cmocka_unit_test(test_error_listener_access),
+        cmocka_unit_test(test_error_tls),
+        cmocka_unit_test(test_error_auth),
+        cmocka_unit_test(test_load_tls_partial),
         cmocka_unit_test(test_error_patterns),
         cmocka_unit_test(test_error_yaml_features),
         cmocka_unit_test(test_parse_listener_valid),
@@ -652,6 +927,9 @@ int main(void)
         cmocka_unit_test(test_parse_listener_messages),
         cmocka_unit_test(test_host_is_loopback),
         cmocka_unit_test(test_validate_listeners),
+        cmocka_unit_test(test_validate_listener_transport),
+        cmocka_unit_test(test_parse_listener_keeps_transport),
+        cmocka_unit_test(test_validate_tls),
         cmocka_unit_test(test_validate_roles),
         cmocka_unit_test(test_validate_numbers),
     };
