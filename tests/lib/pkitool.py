@@ -2,8 +2,8 @@
 
 A CaDir is a small `openssl ca` working directory around any CA key and
 certificate: vigil's own (<data-dir>/pki/ca.crt and ca.key), a foreign CA
-made by a test, or the CA that stands in for vigil's when the reference
-broker runs. It signs requests with chosen validity dates and extensions,
+made by a test, or the CA that replaces vigil's when the reference broker
+runs. It signs requests with chosen validity dates and extensions,
 revokes certificates and writes CRLs. Only the standard library and
 /usr/bin/openssl are used.
 """
@@ -159,9 +159,9 @@ class CaDir:
         return out
 
 
-def cert_field(cert, *what):
+def cert_field(cert, *options):
     """Return openssl x509 output for one certificate, e.g. cert_field(p, "-subject")."""
-    return openssl("x509", "-in", cert, "-noout", *what).strip()
+    return openssl("x509", "-in", cert, "-noout", *options).strip()
 
 
 def serial_of(cert):

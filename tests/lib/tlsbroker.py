@@ -1,4 +1,4 @@
-"""A broker with an MQTTS listener, and the devices it knows, for the TLS tests.
+"""A broker with an MQTTS listener and its provisioned devices, for the TLS tests.
 
 Against vigil the broker runs as
 `vigil serve --data-dir D --mqtts 127.0.0.1:PORT [--psk] [--password-over-tls]`
@@ -95,11 +95,11 @@ class TlsBroker(Broker):
         os.makedirs(self.pki_dir, exist_ok=True)
         ca_dir = os.path.join(self.workdir, "ca")
         os.makedirs(ca_dir, exist_ok=True)
-        made = pkitool.self_signed_ca(ca_dir, "vigil test CA")
-        for src, dst in ((made.ca_crt, self.ca_file), (made.ca_key, self.ca_key)):
+        generated = pkitool.self_signed_ca(ca_dir, "vigil test CA")
+        for src, dst in ((generated.ca_crt, self.ca_file), (generated.ca_key, self.ca_key)):
             os.replace(src, dst)
         self.ca = pkitool.CaDir(os.path.join(ca_dir, "db"), self.ca_file, self.ca_key)
-        crt, key = self.ca.issue(self.pki_dir, "server", "/CN=vigil", pkitool.server_extensions())
+        self.ca.issue(self.pki_dir, "server", "/CN=vigil", pkitool.server_extensions())
         self.ca.write_crl(self.crl_file)
         open(self.psk_path, "a").close()
 
@@ -243,12 +243,10 @@ class TlsBroker(Broker):
         self.restart()
 
     def restart(self):
+        """Stop and start again on the same port and data directory."""
         self.stop()
-        self.port_probe_pause()
-        self.start()
-
-    def port_probe_pause(self):
         time.sleep(0.2)
+        self.start()
 
     def reload(self):
         """Send SIGHUP: reread certificates, CA, CRL (and for mosquitto its files)."""
