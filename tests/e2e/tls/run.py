@@ -425,6 +425,30 @@ def _(ctx):
           or "unknown" in ev.get("detail", ""), f"the event names the unknown device: {ev}")
 
 
+@case("certificate without the URI SAN refused", only="vigil")
+def _(ctx):
+    # The default identity source is the URI SAN; a CN alone names no device.
+    dev = device(ctx)
+    crt, key = vigil_ca(ctx).issue(ctx.tmp, "cn-only", f"/CN={dev.id}",
+                                   pkitool.device_extensions(dev.id, uri=False))
+    peer, code, outcome = try_mqtt(ctx, dev.id, cert=crt, key=key)
+    check(code in (None, 0x87), f"CONNACK 0x{code or 0:02x} without a URI SAN ({outcome})")
+    evs = ctx.broker.wait_events(lambda evs: any(
+        e.get("type") in ("auth_failure", "tls_failure") and e.get("peer") == peer
+        for e in evs[ctx.events_before:]))
+    check(evs is not None, "an auth_failure or tls_failure event for the certificate")
+
+
+@case("certificate expiring soon leaves a cert event", only="vigil")
+def _(ctx):
+    dev = device(ctx)
+    crt, key = vigil_ca(ctx).issue(ctx.tmp, "short", f"/CN={dev.id}",
+                                   pkitool.device_extensions(dev.id), days=5)
+    peer, code, outcome = try_mqtt(ctx, dev.id, cert=crt, key=key)
+    check_equal(code, 0, f"CONNACK with a certificate valid 5 more days ({outcome})")
+    wait_event(ctx, "cert", device_id=dev.id, detail="expir")
+
+
 def wrong_identity_case(version):
     name = "v5" if version == raw.V5 else "v311"
 
@@ -633,6 +657,17 @@ def _(ctx):
     # unknown_psk_identity (115), or the alerts of a wrong key.
     check_rejected(res, {115, 51, 20, 40}, "unknown PSK identity")
     wait_event(ctx, "tls_failure", detail="unknown PSK identity")
+
+
+@case("PSK with the client id of another device refused", needs="psk", only="vigil")
+def _(ctx):
+    dev = device(ctx, "a", psk=True)
+    other = device(ctx, "b", psk=True)
+    res = s_client(ctx, "-psk_identity", dev.id, "-psk", dev.psk, "-tls1_2",
+                   send=mqtt_connect_bytes(other.id), ca=False)
+    check(res.established, f"PSK handshake (alert {res.alert})")
+    check_equal(res.connack, 5, "CONNACK return code for another device's client id")
+    wait_event(ctx, "auth_failure", device_id=dev.id)
 
 
 @case("mosquitto_pub --psk right and wrong key", needs="psk")
@@ -876,8 +911,10 @@ def acl_case(version):
             else:
                 check(rc in (0, 0x87), f"PUBACK reason 0x{rc:02x}")
         else:
+            # v3.1.1 has no negative PUBACK: the message is acknowledged and dropped.
             conn.send(raw.publish(f"north/icu3/room306/{other.id}/hr", b"x", qos=1, packet_id=7,
                                   version=version))
+            check_equal(conn.recv_type(raw.PUBACK).body[:2], b"\x00\x07", "PUBACK packet id")
         if ctx.vigil:
             wait_event(ctx, "acl_deny", peer=conn.peer_name, device_id=dev.id)
 
