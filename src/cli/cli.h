@@ -7,5 +7,6 @@ int cli_serve(int argc, char **argv);
 int cli_device(int argc, char **argv);
 int cli_sim(int argc, char **argv);
 int cli_station(int argc, char **argv);
+int cli_acl(int argc, char **argv);
 
 #endif

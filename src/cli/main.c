@@ -11,6 +11,7 @@ static void usage(FILE *out)
           "commands:\n"
           "  serve     run the hub (MQTT broker, store, events)\n"
           "  device    manage the device inventory (add, list, remove)\n"
+          "  acl       manage stored access rules for devices and roles\n"
           "  sim       replay recorded vital signs as a fleet of bedside monitors\n"
           "  station   central-station subscriber with a live view\n"
           "\n"
@@ -26,6 +27,7 @@ int main(int argc, char **argv)
     } commands[] = {
         {"serve", cli_serve},
         {"device", cli_device},
+        {"acl", cli_acl},
         {"sim", cli_sim},
         {"station", cli_station},
     };
