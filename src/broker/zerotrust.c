@@ -157,12 +157,14 @@ vigil_err zt_init(struct hub *hub)
     hub->rl_identity = ratelimit_new(hub->cfg.auth.failure_burst, hub->cfg.auth.failures_per_minute, 65536);
     if (hub->rl_peer == NULL || hub->rl_identity == NULL)
         return VIGIL_ERR_NOMEM;
+    /* The version is read first: a change made during the load then shows
+     * as a newer version at the next tick. */
+    hub->snap_version = device_db_version(hub->devices);
     rc = device_snapshot_load(hub->devices, &hub->snap);
     if (rc != VIGIL_OK) {
         log_error("cannot read the device inventory: %s", vigil_strerror(rc));
         return rc;
     }
-    hub->snap_version = device_db_version(hub->devices);
     uv_signal_init(hub->loop, &hub->sig_hup);
     hub->sig_hup.data = hub;
     uv_signal_start(&hub->sig_hup, on_sighup, SIGHUP);
