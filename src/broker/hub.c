@@ -83,10 +83,17 @@ static vigil_err hub_listen(struct hub *hub, size_t i)
         log_error("listener %s:%u: cannot listen: %s", l->host, l->port, uv_strerror(rc));
         return VIGIL_ERR_IO;
     }
-    if (!config_host_is_loopback(l->host))
-        log_warn("listener %s:%u: plaintext MQTT on a non-loopback address", l->host, l->port);
-    log_info("listening for MQTT on %s:%u%s", l->host, l->port,
-             l->allow_anonymous ? " (anonymous access allowed)" : "");
+    if (l->transport == CONFIG_TRANSPORT_MQTT && !config_host_is_loopback(l->host))
+        log_warn("listener %s:%u: plaintext MQTT on a non-loopback address (plaintext_public); "
+                 "credentials and vital signs cross the network unencrypted",
+                 l->host, l->port);
+    if (l->transport == CONFIG_TRANSPORT_MQTTS)
+        log_info("listening for MQTT over TLS on %s:%u (%s%s%s)", l->host, l->port,
+                 l->require_client_cert ? "client certificates" : "",
+                 l->allow_psk ? ", TLS-PSK" : "", l->allow_password ? ", passwords" : "");
+    else
+        log_info("listening for MQTT on %s:%u%s", l->host, l->port,
+                 l->allow_anonymous ? " (anonymous access allowed)" : "");
     return VIGIL_OK;
 }
 
