@@ -137,7 +137,7 @@ static vigil_err use_client_ca(SSL_CTX *ctx, const struct tls_server_opts *opts,
         }
     }
     /* CRL_CHECK without CRL_CHECK_ALL checks the leaf only: the CRL file
-     * holds the revocations of the CA that issues device certificates. */
+     * contains the revocations of the CA that issues device certificates. */
     if (sk_X509_CRL_num(m->crls) > 0)
         X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
     return VIGIL_OK;

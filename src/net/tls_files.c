@@ -117,11 +117,11 @@ static vigil_err load_server_cert(const char *path, struct tls_material *m, char
     return VIGIL_OK;
 }
 
-/* A password callback that refuses, so that an encrypted key fails at once
- * instead of prompting on the terminal. */
-static int refuse_password(char *buf, int size, int rwflag, void *asked)
+/* A password callback that rejects every key, so that an encrypted key
+ * fails at once instead of prompting on the terminal. */
+static int reject_password_prompt(char *buf, int size, int rwflag, void *prompted)
 {
-    *(bool *)asked = true;
+    *(bool *)prompted = true;
     return -1;
 }
 
@@ -129,14 +129,14 @@ static vigil_err load_key(const char *key_path, const char *cert_path, struct tl
                           char *err, size_t errcap)
 {
     FILE *f = open_file(key_path, err, errcap);
-    bool asked = false;
+    bool prompted = false;
 
     if (f == NULL)
         return VIGIL_ERR_CONFIG;
-    m->key = PEM_read_PrivateKey(f, NULL, refuse_password, &asked);
+    m->key = PEM_read_PrivateKey(f, NULL, reject_password_prompt, &prompted);
     fclose(f);
     ERR_clear_error();
-    if (m->key == NULL && asked) {
+    if (m->key == NULL && prompted) {
         snprintf(err, errcap, "%s: private key is encrypted; an unencrypted key is needed",
                  key_path);
         return VIGIL_ERR_CONFIG;
@@ -307,13 +307,13 @@ vigil_err tls_crl_contains(const char *crl_file, const char *serial)
 {
     char err[TLS_ERROR_MAX + 512];
     BIGNUM *bn = NULL;
-    ASN1_INTEGER *wanted = NULL;
+    ASN1_INTEGER *target = NULL;
     FILE *f = NULL;
     vigil_err rc;
 
     ERR_clear_error();
     if (serial == NULL || serial[0] == '\0' || BN_hex2bn(&bn, serial) != (int)strlen(serial) ||
-        (wanted = BN_to_ASN1_INTEGER(bn, NULL)) == NULL) {
+        (target = BN_to_ASN1_INTEGER(bn, NULL)) == NULL) {
         rc = VIGIL_ERR_INVALID;
         goto cleanup;
     }
@@ -323,14 +323,14 @@ vigil_err tls_crl_contains(const char *crl_file, const char *serial)
         rc = VIGIL_ERR_IO;
         goto cleanup;
     }
-    rc = find_serial(f, wanted);
+    rc = find_serial(f, target);
     if (rc == VIGIL_ERR_CONFIG)
         log_warn("%s: no valid PEM CRL found", crl_file);
 
 cleanup:
     if (f != NULL)
         fclose(f);
-    ASN1_INTEGER_free(wanted);
+    ASN1_INTEGER_free(target);
     BN_free(bn);
     ERR_clear_error();
     return rc;

@@ -13,7 +13,7 @@
 #define TLS13_PSK_SUITES "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256"
 
 /* Looks the key of a claimed identity up; returns its length, 0 when the
- * identity is invalid or unknown (the session error says which). */
+ * identity is invalid or unknown (the session error records which). */
 static size_t lookup_key(struct tls_session *s, const unsigned char *identity, size_t len,
                          uint8_t key[TLS_PSK_MAX])
 {

@@ -130,7 +130,7 @@ vigil_err tls_session_fail(struct tls_session *s, int ssl_error)
     vigil_err rc = VIGIL_ERR_AUTH;
 
     if (s->error[0] != '\0') {
-        /* A callback recorded why it refused. */
+        /* A callback recorded why it rejected the peer. */
     } else if (verify != X509_V_OK) {
         if (text != NULL)
             tls_session_set_error(s, text);

@@ -39,7 +39,7 @@ vigil_err tls_session_new(struct tls_server *srv, struct tls_session **out)
     s->wbio = BIO_new(BIO_s_mem());
     if (s->ssl == NULL || s->rbio == NULL || s->wbio == NULL)
         goto cleanup;
-    /* An empty memory BIO reports "retry", so SSL asks for more input
+    /* An empty memory BIO reports "retry", so SSL requests more input
      * instead of seeing the end of the stream. */
     BIO_set_mem_eof_return(s->rbio, -1);
     BIO_set_mem_eof_return(s->wbio, -1);
@@ -136,6 +136,10 @@ static vigil_err drive_handshake(struct tls_session *s)
     e = SSL_get_error(s->ssl, r);
     if (e == SSL_ERROR_WANT_READ)
         return VIGIL_OK;
+    if (e == SSL_ERROR_ZERO_RETURN) {
+        s->closed = true;
+        return VIGIL_ERR_CLOSED;
+    }
     return tls_session_fail(s, e);
 }
 
@@ -195,7 +199,7 @@ vigil_err tls_session_feed(struct tls_session *s, const uint8_t *in, size_t len,
         rc = drive_handshake(s);
     if (rc == VIGIL_OK && s->established)
         rc = read_plain(s, plain);
-    /* Drained on failure too: wire then holds the alert. */
+    /* Drained on failure too, because wire then contains the alert. */
     wire_rc = drain_wire(s, wire);
     if (rc == VIGIL_OK)
         rc = wire_rc;
