@@ -785,7 +785,7 @@ static void plain_limit_keeps_data(void **state)
     tls_server_unref(srv);
 }
 
-static void renegotiation_refused(void **state)
+static void renegotiation_rejected(void **state)
 {
     struct tls_server_opts o = server_opts();
     struct tls_server *srv = server_new(&o);
@@ -972,7 +972,7 @@ int main(void)
         cmocka_unit_test(server_shutdown_first),
         cmocka_unit_test(write_before_handshake),
         cmocka_unit_test(plain_limit_keeps_data),
-        cmocka_unit_test(renegotiation_refused),
+        cmocka_unit_test(renegotiation_rejected),
         cmocka_unit_test(server_unref_while_session_lives),
         cmocka_unit_test(cert_expiry_reported),
         cmocka_unit_test(server_file_errors),
