@@ -52,24 +52,32 @@ static int64_t next_crl_number(const struct pki *pki, int64_t now)
     return prev >= now ? prev + 1 : now;
 }
 
+/* Marks a certificate that was superseded and then ran out of overlap as
+ * revoked for that reason. Other entries carry no reason code, because
+ * RFC 5280 (5.3.1) asks issuers to leave out "unspecified". */
+static int add_superseded_reason(X509_REVOKED *entry)
+{
+    ASN1_ENUMERATED *reason = ASN1_ENUMERATED_new();
+    int ok = reason != NULL && ASN1_ENUMERATED_set(reason, CRL_REASON_SUPERSEDED) == 1 &&
+             X509_REVOKED_add1_ext_i2d(entry, NID_crl_reason, reason, 0, 0) == 1;
+
+    ASN1_ENUMERATED_free(reason);
+    return ok;
+}
+
 static X509_REVOKED *make_entry(const struct pki_cert_info *info)
 {
     X509_REVOKED *entry = X509_REVOKED_new();
     ASN1_INTEGER *serial = pki_serial_from_hex(info->serial);
     ASN1_TIME *when = ASN1_TIME_set(NULL, (time_t)info->revoked_at);
-    ASN1_ENUMERATED *reason = ASN1_ENUMERATED_new();
-    /* A certificate that was superseded and then ran out of overlap is
-     * revoked as superseded; every other revocation gives no reason. */
-    long code = info->overlap_until != 0 ? CRL_REASON_SUPERSEDED : CRL_REASON_UNSPECIFIED;
-    int ok = entry != NULL && serial != NULL && when != NULL && reason != NULL &&
+    int ok = entry != NULL && serial != NULL && when != NULL &&
              X509_REVOKED_set_serialNumber(entry, serial) == 1 &&
-             X509_REVOKED_set_revocationDate(entry, when) == 1 &&
-             ASN1_ENUMERATED_set(reason, code) == 1 &&
-             X509_REVOKED_add1_ext_i2d(entry, NID_crl_reason, reason, 0, 0) == 1;
+             X509_REVOKED_set_revocationDate(entry, when) == 1;
 
+    if (ok && info->overlap_until != 0 && info->revoked_at >= info->overlap_until)
+        ok = add_superseded_reason(entry);
     ASN1_INTEGER_free(serial);
     ASN1_TIME_free(when);
-    ASN1_ENUMERATED_free(reason);
     if (!ok) {
         X509_REVOKED_free(entry);
         return NULL;

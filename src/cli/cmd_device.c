@@ -1,48 +1,42 @@
 /* `vigil device`: adds, lists and removes devices in the inventory of a data
- * directory (<data-dir>/devices.db). */
+ * directory (<data-dir>/devices.db); the certificate commands are in
+ * cmd_device_cert.c. */
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 
+#include "auth/acl.h"
 #include "auth/device.h"
 #include "cli/cli.h"
+#include "cli/cmd_device.h"
 #include "config/config.h"
 
 /* Room for the generated password, which device_db_add requires to be at
  * least 33 bytes. */
 #define PASSWORD_CAP 64
-
-enum device_action { ACTION_ADD, ACTION_LIST, ACTION_REMOVE };
-
-struct device_opts {
-    enum device_action action;
-    const char *name;       /* "add", "list" or "remove", for messages */
-    const char *id;
-    const char *config;
-    const char *data_dir;
-    const char *role;
-    const char *type;
-    const char *unit;
-    bool quiet;
-    bool json;
-};
+#define PSK_BYTES 32
 
 static void device_usage(FILE *out)
 {
-    fputs("usage: vigil device <add|list|remove> [options]\n"
+    fputs("usage: vigil device <add|list|remove|rotate|revoke|certs> [options]\n"
           "\n"
-          "Manages the devices allowed to connect, stored in <data-dir>/devices.db.\n"
+          "Manages the devices allowed to connect, stored in <data-dir>/devices.db,\n"
+          "and their certificates from the local CA in <data-dir>/pki.\n"
           "\n"
           "commands:\n"
-          "  add ID      create a device and print its new password\n"
+          "  add ID      create a device, print its new password and issue a certificate\n"
           "  list        print every device\n"
-          "  remove ID   delete a device; its next connection is rejected\n"
+          "  remove ID   delete a device and revoke its certificates\n"
+          "  rotate ID   issue a new certificate; the old one stays valid for an overlap\n"
+          "  revoke ID   revoke every certificate of a device and rewrite the CRL\n"
+          "  certs [ID]  print the certificate records\n"
           "\n"
           "Run 'vigil device <command> --help' for the options of a command.\n",
           out);
@@ -54,6 +48,43 @@ static const char common_options[] =
     "                        (default ./vigil-data)\n"
     "  -h, --help            show this help\n";
 
+static void cert_action_usage(const struct device_opts *o, FILE *out)
+{
+    if (o->action == ACTION_ROTATE)
+        fputs("usage: vigil device rotate ID [options]\n"
+              "\n"
+              "Issues a new certificate for device ID into DIR/ID.crt (and a new key in\n"
+              "DIR/ID.key unless --csr is given). The previous certificate stays valid\n"
+              "for the overlap and is revoked after it.\n"
+              "\n"
+              "options:\n"
+              "      --csr FILE        certify the key of this PEM certificate request\n"
+              "      --out DIR         directory for ID.crt and ID.key (default\n"
+              "                        <data-dir>/provision)\n"
+              "      --overlap SECONDS how long the previous certificate stays valid\n"
+              "                        (default tls.rotation_overlap, 604800; 0 revokes it\n"
+              "                        at once)\n",
+              out);
+    else if (o->action == ACTION_REVOKE)
+        fputs("usage: vigil device revoke ID [options]\n"
+              "\n"
+              "Revokes every certificate of device ID and rewrites <data-dir>/pki/crl.pem,\n"
+              "which a running vigil serve reloads.\n"
+              "\n"
+              "options:\n",
+              out);
+    else
+        fputs("usage: vigil device certs [ID] [options]\n"
+              "\n"
+              "Prints serial, device, status, validity (UTC) and the end of the overlap\n"
+              "or the revocation time of every certificate, or of device ID only.\n"
+              "\n"
+              "options:\n"
+              "      --json            print a JSON array instead of a table (times in\n"
+              "                        Unix seconds, 0 when unset)\n",
+              out);
+}
+
 static void action_usage(const struct device_opts *o, FILE *out)
 {
     if (o->action == ACTION_ADD)
@@ -61,13 +92,22 @@ static void action_usage(const struct device_opts *o, FILE *out)
               "\n"
               "Creates device ID (1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '-')\n"
               "with a new random password, printed once; only its hash is stored.\n"
-              "The data directory is created with mode 0700 if it does not exist.\n"
+              "It also issues a certificate from the local CA (created on first use)\n"
+              "into DIR/ID.crt, with a new key in DIR/ID.key (mode 0600) unless --csr\n"
+              "is given. The data directory is created with mode 0700 if it does not\n"
+              "exist.\n"
               "\n"
               "options:\n"
               "      --role ROLE       access role from the configuration (default device)\n"
               "      --type TYPE       device type, such as bedside-monitor (at most 31 bytes)\n"
               "      --unit UNIT       care unit, such as icu3 (at most 63 bytes)\n"
-              "  -q, --quiet           print only the password, for scripts\n",
+              "      --csr FILE        certify the key of this PEM certificate request\n"
+              "      --out DIR         directory for ID.crt and ID.key (default\n"
+              "                        <data-dir>/provision, created with mode 0700)\n"
+              "      --no-cert         issue no certificate\n"
+              "      --psk             also create a 32-byte TLS-PSK key and print it as hex\n"
+              "  -q, --quiet           print only the password (and the PSK on a second\n"
+              "                        line), for scripts\n",
               out);
     else if (o->action == ACTION_LIST)
         fputs("usage: vigil device list [options]\n"
@@ -77,13 +117,15 @@ static void action_usage(const struct device_opts *o, FILE *out)
               "options:\n"
               "      --json            print a JSON array instead of a table\n",
               out);
-    else
+    else if (o->action == ACTION_REMOVE)
         fputs("usage: vigil device remove ID [options]\n"
               "\n"
-              "Deletes device ID and its password hash.\n"
+              "Deletes device ID and its password hash, and revokes its certificates.\n"
               "\n"
               "options:\n",
               out);
+    else
+        cert_action_usage(o, out);
     fputs(common_options, out);
 }
 
@@ -95,9 +137,16 @@ static bool option_allowed(const struct device_opts *o, int ch)
     case 't':
     case 'u':
     case 'q':
+    case 'n':
+    case 'p':
         return o->action == ACTION_ADD;
+    case 'C':
+    case 'o':
+        return o->action == ACTION_ADD || o->action == ACTION_ROTATE;
+    case 'O':
+        return o->action == ACTION_ROTATE;
     case 'j':
-        return o->action == ACTION_LIST;
+        return o->action == ACTION_LIST || o->action == ACTION_CERTS;
     default:
         return true;
     }
@@ -113,6 +162,11 @@ static void store_option(struct device_opts *o, int ch, const char *arg)
     case 'u': o->unit = arg; break;
     case 'q': o->quiet = true; break;
     case 'j': o->json = true; break;
+    case 'C': o->csr = arg; break;
+    case 'o': o->out = arg; break;
+    case 'O': o->overlap = arg; break;
+    case 'n': o->no_cert = true; break;
+    case 'p': o->psk = true; break;
     default: break;
     }
 }
@@ -126,7 +180,9 @@ static int parse_options(int argc, char **argv, struct device_opts *o)
         {"role", required_argument, NULL, 'r'},   {"type", required_argument, NULL, 't'},
         {"unit", required_argument, NULL, 'u'},   {"quiet", no_argument, NULL, 'q'},
         {"json", no_argument, NULL, 'j'},         {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"csr", required_argument, NULL, 'C'},    {"out", required_argument, NULL, 'o'},
+        {"overlap", required_argument, NULL, 'O'}, {"no-cert", no_argument, NULL, 'n'},
+        {"psk", no_argument, NULL, 'p'},          {NULL, 0, NULL, 0},
     };
     int index = -1;
     int ch;
@@ -160,7 +216,7 @@ static int parse_options(int argc, char **argv, struct device_opts *o)
 /* Checks the values of the options that do not need the configuration. */
 static int check_arguments(const struct device_opts *o)
 {
-    if (o->action != ACTION_LIST && o->id == NULL) {
+    if (o->action != ACTION_LIST && o->action != ACTION_CERTS && o->id == NULL) {
         fprintf(stderr, "vigil device %s: missing device id; usage: vigil device %s ID\n",
                 o->name, o->name);
         return 2;
@@ -180,6 +236,10 @@ static int check_arguments(const struct device_opts *o)
     if (o->unit != NULL && strlen(o->unit) >= sizeof ((struct device_info *)0)->unit) {
         fprintf(stderr, "vigil device add: --unit is longer than %zu bytes\n",
                 sizeof ((struct device_info *)0)->unit - 1);
+        return 2;
+    }
+    if (o->no_cert && (o->csr != NULL || o->out != NULL)) {
+        fputs("vigil device add: --no-cert cannot be combined with --csr or --out\n", stderr);
         return 2;
     }
     return -1;
@@ -281,14 +341,14 @@ static void fill_info(const struct device_opts *o, struct device_info *info)
     snprintf(info->unit, sizeof info->unit, "%s", o->unit != NULL ? o->unit : "");
 }
 
-static int run_add(const struct device_opts *o, struct device_db *db, const char *dir)
+/* Adds the device and writes its new password into password. */
+static int add_device(const struct device_opts *o, struct device_db *db, const char *dir,
+                      struct device_info *info, char *password)
 {
-    struct device_info info;
-    char password[PASSWORD_CAP];
     vigil_err rc;
 
-    fill_info(o, &info);
-    rc = device_db_add(db, &info, password, sizeof password);
+    fill_info(o, info);
+    rc = device_db_add(db, info, password, PASSWORD_CAP);
     if (rc == VIGIL_ERR_EXISTS) {
         fprintf(stderr,
                 "vigil device add: device '%s' already exists in %s/devices.db; choose another "
@@ -301,16 +361,83 @@ static int run_add(const struct device_opts *o, struct device_db *db, const char
                 o->id, dir, vigil_strerror(rc));
         return 1;
     }
+    return -1;
+}
+
+/* Stores a new random TLS-PSK key for the device and writes it as hex. */
+static int add_psk(const struct device_opts *o, struct device_db *db, char *hex, size_t cap)
+{
+    uint8_t key[PSK_BYTES];
+    vigil_err rc = VIGIL_ERR_IO;
+
+    if (RAND_bytes(key, sizeof key) == 1)
+        rc = device_db_set_psk(db, o->id, key, sizeof key);
+    if (rc == VIGIL_OK) {
+        for (size_t i = 0; i < sizeof key && 2 * i + 2 < cap; i++)
+            snprintf(hex + 2 * i, cap - 2 * i, "%02x", key[i]);
+    }
+    OPENSSL_cleanse(key, sizeof key);
+    if (rc == VIGIL_OK)
+        return -1;
+    fprintf(stderr, "vigil device add: failed to store a PSK for '%s': %s\n", o->id,
+            vigil_strerror(rc));
+    return 1;
+}
+
+static void print_added(const struct device_opts *o, const struct device_info *info,
+                        const char *password, const char *psk_hex,
+                        const struct device_cert_job *job)
+{
     if (o->quiet) {
         printf("%s\n", password);
+        if (o->psk)
+            printf("%s\n", psk_hex);
+        return;
+    }
+    printf("device %s created with role %s\npassword: %s\n", info->id, info->role, password);
+    if (o->psk)
+        printf("psk: %s\n", psk_hex);
+    if (!o->no_cert)
+        device_cert_print(job);
+    fputs("The password is shown only this once; put it in the device's configuration "
+          "now.\n",
+          stderr);
+}
+
+/* Adds the device, then its PSK and certificate. When a later step fails
+ * the device is removed again, so a failed add leaves nothing behind. */
+static int run_add(const struct device_opts *o, const struct vigil_config *cfg,
+                   struct device_db *db)
+{
+    struct device_cert_job job = {0};
+    struct device_info info;
+    char password[PASSWORD_CAP];
+    char psk_hex[2 * PSK_BYTES + 1] = "";
+    int status = -1;
+
+    if (!o->no_cert)
+        status = device_cert_prepare(o, cfg, db, &job);
+    if (status >= 0)
+        return status;
+    status = add_device(o, db, cfg->data_dir, &info, password);
+    if (status >= 0)
+        goto out;
+    if (o->psk)
+        status = add_psk(o, db, psk_hex, sizeof psk_hex);
+    if (status < 0 && !o->no_cert)
+        status = device_cert_issue(o, cfg, &job, false, 0);
+    if (status >= 0) {
+        device_db_remove(db, o->id);
     } else {
-        printf("device %s created with role %s\npassword: %s\n", info.id, info.role, password);
-        fputs("The password is shown only this once; put it in the device's configuration "
-              "now.\n",
-              stderr);
+        print_added(o, &info, password, psk_hex, &job);
+        status = fflush(stdout) == 0 ? 0 : 1;
     }
     OPENSSL_cleanse(password, sizeof password);
-    return fflush(stdout) == 0 ? 0 : 1;
+    OPENSSL_cleanse(psk_hex, sizeof psk_hex);
+
+out:
+    device_cert_release(&job);
+    return status;
 }
 
 static void format_created(int64_t seconds, char *out, size_t cap)
@@ -392,8 +519,10 @@ static int run_list(const struct device_opts *o, struct device_db *db, const cha
     return fflush(stdout) == 0 ? 0 : 1;
 }
 
-static int run_remove(const struct device_opts *o, struct device_db *db, const char *dir)
+static int run_remove(const struct device_opts *o, const struct vigil_config *cfg,
+                      struct device_db *db)
 {
+    const char *dir = cfg->data_dir;
     vigil_err rc = device_db_remove(db, o->id);
 
     if (rc == VIGIL_ERR_NOT_FOUND) {
@@ -409,7 +538,7 @@ static int run_remove(const struct device_opts *o, struct device_db *db, const c
         return 1;
     }
     printf("device %s removed\n", o->id);
-    return 0;
+    return device_revoke_removed(o, cfg, db);
 }
 
 /* Selects the action from argv[1]. Returns an exit status, or -1 to go on. */
@@ -418,7 +547,10 @@ static int select_action(int argc, char **argv, struct device_opts *o)
     static const struct {
         const char *name;
         enum device_action action;
-    } actions[] = {{"add", ACTION_ADD}, {"list", ACTION_LIST}, {"remove", ACTION_REMOVE}};
+    } actions[] = {
+        {"add", ACTION_ADD},       {"list", ACTION_LIST},     {"remove", ACTION_REMOVE},
+        {"rotate", ACTION_ROTATE}, {"revoke", ACTION_REVOKE}, {"certs", ACTION_CERTS},
+    };
 
     if (argc < 2) {
         device_usage(stderr);
@@ -435,7 +567,9 @@ static int select_action(int argc, char **argv, struct device_opts *o)
             return -1;
         }
     }
-    fprintf(stderr, "vigil device: unknown command '%s'; expected add, list or remove\n",
+    fprintf(stderr,
+            "vigil device: unknown command '%s'; expected add, list, remove, rotate, revoke "
+            "or certs\n",
             argv[1]);
     device_usage(stderr);
     return 2;
@@ -457,12 +591,14 @@ static int run_action(const struct device_opts *o, const struct vigil_config *cf
     status = open_db(o, cfg->data_dir, &db);
     if (status >= 0)
         return status;
-    if (o->action == ACTION_ADD)
-        status = run_add(o, db, cfg->data_dir);
-    else if (o->action == ACTION_LIST)
-        status = run_list(o, db, cfg->data_dir);
-    else
-        status = run_remove(o, db, cfg->data_dir);
+    switch (o->action) {
+    case ACTION_ADD: status = run_add(o, cfg, db); break;
+    case ACTION_LIST: status = run_list(o, db, cfg->data_dir); break;
+    case ACTION_REMOVE: status = run_remove(o, cfg, db); break;
+    case ACTION_ROTATE: status = device_run_rotate(o, cfg, db); break;
+    case ACTION_REVOKE: status = device_run_revoke(o, cfg, db); break;
+    case ACTION_CERTS: status = device_run_certs(o, cfg, db); break;
+    }
     device_db_close(db);
     return status;
 }

@@ -258,6 +258,28 @@ static int crl_lists(X509_CRL *crl, const char *serial_hex)
     return found;
 }
 
+/* Returns the CRL reason code of the entry for serial_hex, or -1 when the
+ * entry has none. */
+static long crl_reason(X509_CRL *crl, const char *serial_hex)
+{
+    BIGNUM *bn = NULL;
+    ASN1_INTEGER *serial;
+    X509_REVOKED *entry = NULL;
+    ASN1_ENUMERATED *reason;
+    long code = -1;
+
+    assert_true(BN_hex2bn(&bn, serial_hex) > 0);
+    serial = BN_to_ASN1_INTEGER(bn, NULL);
+    assert_int_equal(X509_CRL_get0_by_serial(crl, &entry, serial), 1);
+    reason = X509_REVOKED_get_ext_d2i(entry, NID_crl_reason, NULL, NULL);
+    if (reason != NULL)
+        code = ASN1_ENUMERATED_get(reason);
+    ASN1_ENUMERATED_free(reason);
+    ASN1_INTEGER_free(serial);
+    BN_free(bn);
+    return code;
+}
+
 static void test_ca_created_once(void **state)
 {
     struct fixture *fx = *state;
@@ -552,6 +574,7 @@ static void test_expire_overlaps(void **state)
 
     crl = crl_from_file(pki_crl_file(fx->pki));
     assert_true(crl_lists(crl, first.serial));
+    assert_int_equal(crl_reason(crl, first.serial), CRL_REASON_SUPERSEDED);
     assert_false(crl_lists(crl, second.serial));
     X509_CRL_free(crl);
 }
@@ -578,6 +601,8 @@ static void test_revoke_lists_serials(void **state)
     assert_int_equal(X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(ca)), 0);
     assert_true(crl_lists(crl, first.serial));
     assert_true(crl_lists(crl, second.serial));
+    assert_int_equal(crl_reason(crl, first.serial), -1);
+    assert_int_equal(crl_reason(crl, second.serial), -1);
     assert_false(crl_lists(crl, other.serial));
     assert_true(X509_cmp_time(X509_CRL_get0_nextUpdate(crl), NULL) > 0);
     X509_CRL_free(crl);
