@@ -465,7 +465,11 @@ void conn_resume_read(struct conn *c)
     if (c->closing_handles)
         return;
     conn_ref(c);
-    conn_process(c);
+    /* Plaintext the TLS session still holds is pulled as well. */
+    if (c->tls != NULL)
+        conn_tls_input(c, NULL, 0);
+    else
+        conn_process(c);
     if (!c->closing_handles) {
         conn_flush(c);
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
