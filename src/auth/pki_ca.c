@@ -233,7 +233,7 @@ static vigil_err load_ca(struct pki *pki)
     pki->ca_cert = pki_read_cert(pki->ca_cert_path);
     pki->ca_key = pki_read_key(pki->ca_key_path);
     if (pki->ca_cert == NULL || pki->ca_key == NULL) {
-        log_error("pki: cannot read %s or %s; restore both from a backup, or move the pki "
+        log_error("pki: reading %s or %s failed; restore both from a backup, or move the pki "
                   "directory away to create a new CA (every certificate must then be reissued)",
                   pki->ca_cert_path, pki->ca_key_path);
         return VIGIL_ERR_INVALID;

@@ -54,7 +54,7 @@ static int64_t next_crl_number(const struct pki *pki, int64_t now)
 
 /* Marks a certificate that was superseded and then ran out of overlap as
  * revoked for that reason. Other entries carry no reason code, because
- * RFC 5280 (5.3.1) asks issuers to leave out "unspecified". */
+ * RFC 5280 (section 5.3.1) says the code "unspecified" SHOULD be absent. */
 static int add_superseded_reason(X509_REVOKED *entry)
 {
     ASN1_ENUMERATED *reason = ASN1_ENUMERATED_new();

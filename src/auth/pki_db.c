@@ -187,7 +187,7 @@ static enum pki_cert_status parse_status(const unsigned char *text)
     return PKI_CERT_REVOKED;
 }
 
-/* Reads the columns of select_columns into info. */
+/* Reads the columns of SELECT_COLUMNS into info. */
 static void read_row(sqlite3_stmt *stmt, struct pki_cert_info *info)
 {
     const unsigned char *serial = sqlite3_column_text(stmt, 0);

@@ -34,7 +34,7 @@ struct pki {
     X509 *ca_cert;                    /* owned; read-only after pki_open */
 };
 
-/* What pki_ca_issue puts into an end-entity certificate. */
+/* Contents of an end-entity certificate made by pki_ca_issue. */
 struct pki_cert_spec {
     const char *cn;
     EVP_PKEY *key;                    /* public key of the subject; not owned */
