@@ -510,7 +510,7 @@ static void test_csr_rejected(void **state)
     EVP_PKEY_free(rsa);
 }
 
-/* Collects records for checks. */
+/* Certificate records collected by pki_list. */
 struct collected {
     struct pki_cert_info items[16];
     size_t count;
@@ -579,6 +579,26 @@ static void test_expire_overlaps(void **state)
     X509_CRL_free(crl);
 }
 
+/* A missing CRL reads as one whose nextUpdate has passed, so the refresh
+ * path writes a new one with nothing else changed. */
+static void test_expire_refreshes_crl(void **state)
+{
+    struct fixture *fx = *state;
+    struct pki_cert_info info;
+    X509_CRL *crl;
+    int changed = -1;
+
+    issue_ok(fx, "dev-1", &info);
+    assert_int_equal(pki_revoke_device(fx->pki, "dev-1"), VIGIL_OK);
+    assert_int_equal(unlink(pki_crl_file(fx->pki)), 0);
+    assert_int_equal(pki_expire_overlaps(fx->pki, (int64_t)time(NULL), &changed), VIGIL_OK);
+    assert_int_equal(changed, 1);
+    crl = crl_from_file(pki_crl_file(fx->pki));
+    assert_true(crl_lists(crl, info.serial));
+    assert_true(X509_cmp_time(X509_CRL_get0_nextUpdate(crl), NULL) > 0);
+    X509_CRL_free(crl);
+}
+
 static void test_revoke_lists_serials(void **state)
 {
     struct fixture *fx = *state;
@@ -644,7 +664,7 @@ static void test_reissue_revokes_previous(void **state)
     X509_free(ca);
 }
 
-/* Reads and parses the CRL file until told to stop. */
+/* Reads and parses the CRL file until stop is set. */
 struct crl_reader {
     const char *path;
     volatile int stop;
@@ -750,6 +770,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_csr_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expire_overlaps, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expire_refreshes_crl, setup, teardown),
         cmocka_unit_test_setup_teardown(test_revoke_lists_serials, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reissue_revokes_previous, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crl_replaced_atomically, setup, teardown),
