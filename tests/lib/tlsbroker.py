@@ -30,6 +30,9 @@ MOSQUITTO_CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA38
                      "ECDHE-ECDSA-CHACHA20-POLY1305")
 MOSQUITTO_PSK_CIPHERS = "PSK-AES128-GCM-SHA256:PSK-AES256-GCM-SHA384:PSK-CHACHA20-POLY1305"
 
+# vigil rereads its device inventory about once a second; this adds a margin.
+INVENTORY_RELOAD_S = 1.3
+
 
 class Device:
     """A provisioned device: its files and secrets."""
@@ -72,6 +75,7 @@ class TlsBroker(Broker):
         self.devices = {}
         self.ca = None  # pkitool.CaDir, mosquitto only
         self.rotations = 0
+        self.changed_at = 0.0  # time.monotonic() of the last inventory change
         if self.kind != "vigil":
             self._mosquitto_pki()
 
@@ -195,6 +199,7 @@ class TlsBroker(Broker):
         if not os.path.exists(dev.cert):
             raise BrokerError(f"no certificate {dev.cert} after adding {device_id}")
         self.devices[device_id] = dev
+        self.changed_at = time.monotonic()
         if self.kind != "vigil":
             self._write_acl()
             self.reload()
@@ -224,6 +229,7 @@ class TlsBroker(Broker):
         args = ["device", "rotate", device_id, "--out", out]
         if overlap is not None:
             args += ["--overlap", overlap]
+        # The new certificate works at once: no inventory change to wait for.
         self.vigil(*args)
         old = self.devices[device_id]
         dev = Device(device_id, old.role, out)
@@ -241,6 +247,17 @@ class TlsBroker(Broker):
         self.ca.write_crl(self.crl_file)
         # mosquitto reads its CRL only when a listener starts.
         self.restart()
+
+    def settle(self):
+        """Wait until a running vigil has seen the last inventory change.
+
+        vigil rereads its device inventory within about a second of a change;
+        mosquitto has reread its files on the SIGHUP that add_device sent.
+        """
+        if self.kind == "vigil":
+            remaining = self.changed_at + INVENTORY_RELOAD_S - time.monotonic()
+            if remaining > 0:
+                time.sleep(remaining)
 
     def restart(self):
         """Stop and start again on the same port and data directory."""
