@@ -73,6 +73,11 @@ class Client:
         self.c.on_unsubscribe = self._on_unsubscribe
         self.c.on_publish = self._on_publish
         self.local_port = None
+        # Event types this client's actions must produce in vigil's events.jsonl.
+        self.expected_events = set()
+        if not hasattr(ctx, "paho_clients"):
+            ctx.paho_clients = []
+        ctx.paho_clients.append(self)
         ctx.defer(self.close)
 
     # -- callbacks ------------------------------------------------------
@@ -147,6 +152,7 @@ class Client:
             raise AssertionError(f"{self.client_id}: closed before CONNACK ({self.disconnected})")
         self.ctx.log(f"{self.client_id} CONNACK session_present={self.connack[0]} "
                      f"rc={self.connack[1]} props={self.connack[2]}")
+        self.expected_events.add("auth_success" if self.connack[1] == 0 else "auth_failure")
         if expect_rc is not None and self.connack[1] != expect_rc:
             raise AssertionError(f"{self.client_id}: CONNACK code {self.connack[1]}, "
                                  f"expected {expect_rc}")
@@ -170,6 +176,8 @@ class Client:
         self._wait(lambda: mid in self.acks, f"SUBACK for {topic}")
         codes = self.acks.pop(mid)
         self.ctx.log(f"{self.client_id} SUBACK {topic}: {codes}")
+        if all(code < 0x80 for code in codes):
+            self.expected_events.add("subscribe")
         return codes
 
     def unsubscribe(self, topic):
@@ -177,11 +185,19 @@ class Client:
         self._wait(lambda: mid in self.acks, f"UNSUBACK for {topic}")
         self.acks.pop(mid)
 
-    def publish(self, topic, payload, qos=0, retain=False, wait=True, **publish_props):
+    def publish(self, topic, payload, qos=0, retain=False, wait=True, expect_event=True,
+                **publish_props):
+        """Publish and wait for completion.
+
+        expect_event: False for a publish the broker rejects (too large,
+        denied), which leaves no "publish" event.
+        """
         pprops = properties(PacketTypes.PUBLISH, **publish_props) if publish_props else None
         info = self.c.publish(topic, payload, qos=qos, retain=retain, properties=pprops)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise AssertionError(f"{self.client_id}: publish({topic}) failed locally: {info.rc}")
+        if expect_event:
+            self.expected_events.add("publish")
         if wait:
             # QoS 0 completes when written; QoS 1/2 when PUBACK/PUBCOMP arrives.
             self._wait(lambda: info.mid in self.acks or info.is_published(),
@@ -219,6 +235,7 @@ class Client:
         else:
             self.c.disconnect()
         self._wait(lambda: self.disconnected is not None, "disconnect")
+        self.expected_events.add("disconnect")
         self.stop_loop()
 
     def abort(self):

@@ -53,7 +53,35 @@ class Ctx {
     this.lines = [];
     this.clients = [];
     this.expected = [];
+    // Event types each client's actions must cause, filled in by connect().
+    this.caused = new Map();
     this.eventsBefore = readEvents().length;
+  }
+
+  note(clientId, type) {
+    if (!this.caused.has(clientId)) this.caused.set(clientId, new Set());
+    this.caused.get(clientId).add(type);
+  }
+
+  // Wraps the client's calls so that each one records the event it causes.
+  track(client, clientId) {
+    const publish = client.publishAsync.bind(client);
+    client.publishAsync = async (...args) => {
+      const result = await publish(...args);
+      this.note(clientId, 'publish');
+      return result;
+    };
+    const subscribe = client.subscribeAsync.bind(client);
+    client.subscribeAsync = async (...args) => {
+      const granted = await subscribe(...args);
+      if (granted.every((g) => g.qos < 128)) this.note(clientId, 'subscribe');
+      return granted;
+    };
+    const end = client.endAsync.bind(client);
+    client.endAsync = async (...args) => {
+      await end(...args);
+      if (!this.closing) this.note(clientId, 'disconnect');
+    };
   }
 
   log(...parts) {
@@ -94,6 +122,8 @@ class Ctx {
     });
     client.on('error', (err) => this.log(`${clientId} error: ${err.message}`));
     client.connack = await connected;
+    this.note(clientId, 'auth_success');
+    this.track(client, clientId);
     this.log(`${clientId} connected v${options.protocolVersion} session present ${client.connack.sessionPresent}`);
     return client;
   }
@@ -120,6 +150,7 @@ class Ctx {
   }
 
   async close() {
+    this.closing = true;
     for (const client of this.clients) {
       try {
         await client.endAsync(true);
@@ -131,7 +162,9 @@ class Ctx {
 
   async checkEvents() {
     if (TARGET !== 'vigil') return;
-    for (const [clientId, types] of this.expected) {
+    const all = [...this.expected];
+    for (const [clientId, types] of this.caused) all.push([clientId, [...types]]);
+    for (const [clientId, types] of all) {
       const deadline = Date.now() + 3000;
       for (;;) {
         const seen = new Set(readEvents().slice(this.eventsBefore)

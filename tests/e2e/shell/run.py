@@ -160,6 +160,8 @@ def retained_case(version):
         ctx.log("mosquitto_sub after clear:", out.returncode, out.stdout, out.stderr)
         check_equal(out.stdout, "", "output after the retained message was cleared")
         check(out.returncode != 0, "mosquitto_sub -W 2 should time out with a non-zero status")
+        ctx.expected.append((f"{ctx.prefix}-p1", ("auth_success", "publish", "disconnect")))
+        ctx.expected.append((f"{ctx.prefix}-s1", ("auth_success", "subscribe")))
 
 
 for _v in VERSIONS:
@@ -183,6 +185,8 @@ def _(ctx):
     check_equal(fields[5], "text/plain", "content type (%C)")
     expiry = int(fields[6]) if fields[6].isdigit() else -1
     check(0 < expiry <= 60, f"message expiry interval {fields[6]!r} (%E)")
+    ctx.expected.append((f"{ctx.prefix}-pub", ("auth_success", "publish", "disconnect")))
+    ctx.expected.append((f"{ctx.prefix}-sub", ("auth_success", "subscribe")))
 
 
 @case("v5 message expiry drops queued message")
@@ -204,6 +208,8 @@ def _(ctx):
     out = subprocess.run(again, capture_output=True, text=True, timeout=20)
     ctx.log("second mosquitto_sub:", out.returncode, out.stdout, out.stderr)
     check_equal(out.stdout.split(), ["long"], "messages after reconnect")
+    ctx.expected.append((cid, ("auth_success", "subscribe", "disconnect")))
+    ctx.expected.append((f"{ctx.prefix}-pub", ("auth_success", "publish", "disconnect")))
 
 
 def auth_case(version):
