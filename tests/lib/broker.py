@@ -82,15 +82,17 @@ class Broker:
     anonymous: allow clients without credentials.
     limits: dict of vigil limits.* keys (see src/config/config.h).
     log_dir: where the broker's stderr and generated files go.
+    extra_yaml: more top-level YAML for vigil's -c file (mosquitto ignores it).
     """
 
     def __init__(self, log_dir, name="broker", anonymous=True, limits=None, sys_interval=None,
-                 kind=None):
+                 kind=None, extra_yaml=None):
         self.kind = kind or target()
         self.name = name
         self.anonymous = anonymous
         self.limits = dict(limits or {})
         self.sys_interval = sys_interval
+        self.extra_yaml = extra_yaml
         os.makedirs(log_dir, exist_ok=True)
         self.workdir = tempfile.mkdtemp(prefix=f"{name}-", dir=log_dir)
         self.data_dir = os.path.join(self.workdir, "data")
@@ -112,7 +114,7 @@ class Broker:
                "--mqtt", f"127.0.0.1:{self.port}"]
         if self.anonymous:
             cmd.append("--anonymous")
-        if self.limits or self.sys_interval is not None:
+        if self.limits or self.sys_interval is not None or self.extra_yaml:
             path = os.path.join(self.workdir, "vigil.yaml")
             with open(path, "w", encoding="utf-8") as f:
                 if self.sys_interval is not None:
@@ -121,6 +123,8 @@ class Broker:
                     f.write("limits:\n")
                     for key, value in self.limits.items():
                         f.write(f"  {key}: {value}\n")
+                if self.extra_yaml:
+                    f.write(self.extra_yaml)
             cmd += ["-c", path]
         return cmd
 
