@@ -713,6 +713,12 @@ both("PUBCOMP reserved flags", b"\x71\x02\x00\x01", b"\x71\x02\x00\x01", v5_code
      only="vigil")
 both("truncated PUBACK", b"\x40\x01\x00", b"\x40\x01\x00", v5_codes=(0x81,))
 both("truncated PUBREL", b"\x62\x01\x00", b"\x62\x01\x00", v5_codes=(0x81,))
+both("truncated PUBREC", b"\x50\x01\x00", b"\x50\x01\x00", v5_codes=(0x81,))
+both("truncated PUBCOMP", b"\x70\x01\x00", b"\x70\x01\x00", v5_codes=(0x81,))
+bad_packet("v5 truncated DISCONNECT properties", V5, b"\xe0\x04\x00\x05\x11\x00",
+           v5_codes=(0x81,))
+bad_packet("v5 AUTH reserved flags", V5, packet(0xF1, b"\x18" + props(prop(m.AUTH_METHOD, "x"))),
+           v5_codes=(0x81, 0x82))
 both("PINGREQ reserved flags", b"\xc1\x00", b"\xc1\x00", v5_codes=(0x81,), only="vigil")
 both("PINGREQ with a body", b"\xc0\x01\x00", b"\xc0\x01\x00", v5_codes=(0x81,), only="vigil")
 both("DISCONNECT reserved flags", b"\xe1\x00", b"\xe1\x00", v5_codes=(0x81,))
