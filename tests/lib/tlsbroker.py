@@ -76,6 +76,12 @@ class TlsBroker(Broker):
         self.ca = None  # pkitool.CaDir, mosquitto only
         self.rotations = 0
         self.changed_at = 0.0  # time.monotonic() of the last inventory change
+        self.config_path = None
+        if config:
+            # `vigil device` reads the same file, e.g. for tls.device_cert_days.
+            self.config_path = os.path.join(self.workdir, "vigil.yaml")
+            with open(self.config_path, "w", encoding="utf-8") as f:
+                f.write(config)
         if self.kind != "vigil":
             self._mosquitto_pki()
 
@@ -88,11 +94,8 @@ class TlsBroker(Broker):
             cmd.append("--psk")
         if self.password:
             cmd.append("--password-over-tls")
-        if self.config:
-            path = os.path.join(self.workdir, "vigil.yaml")
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(self.config)
-            cmd += ["-c", path]
+        if self.config_path:
+            cmd += ["-c", self.config_path]
         return cmd
 
     def _mosquitto_pki(self):
@@ -157,6 +160,8 @@ class TlsBroker(Broker):
     def vigil(self, *args, check=True, timeout=60):
         """Run `vigil ARGS... --data-dir D`; return the CompletedProcess."""
         cmd = [vigil_binary()] + [str(a) for a in args] + ["--data-dir", self.data_dir]
+        if self.config_path:
+            cmd += ["-c", self.config_path]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         with open(self.stderr_path, "a", encoding="utf-8") as log:
             log.write(f"=== {' '.join(cmd)} -> {out.returncode}\n{out.stderr}")
