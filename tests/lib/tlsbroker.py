@@ -243,6 +243,13 @@ class TlsBroker(Broker):
             raise BrokerError(f"no certificate {dev.cert} after rotating {device_id}")
         return dev
 
+    def acl_add(self, device_id, action, pattern):
+        """Grant pattern to one device with `vigil acl add` (action: publish|subscribe)."""
+        if self.kind != "vigil":
+            raise BrokerError("stored access rules are vigil's own feature")
+        self.vigil("acl", "add", "--device", device_id, f"--{action}", pattern)
+        self.changed_at = time.monotonic()
+
     def revoke(self, device_id):
         """Revoke every certificate of a device."""
         if self.kind == "vigil":

@@ -1010,6 +1010,29 @@ def _(ctx):
     check(seen_sys, "monitor received $SYS")
 
 
+@case("vigil acl add grants a topic to one device", only="vigil")
+def _(ctx):
+    dev = device(ctx, "a")
+    other = device(ctx, "b")
+    alarms = f"north/icu3/room306/{other.id}/alarm"
+    conn = tls_conn(ctx, dev)
+    conn.send(raw.connect(raw.V5, dev.id))
+    check_equal(raw.parse_connack(conn.recv())[1], 0, "CONNACK")
+    check_equal(suback_codes(conn, 1, [alarms]), [0x87], "SUBACK before the rule")
+    ctx.broker.acl_add(dev.id, "subscribe", alarms)
+    ctx.broker.settle()
+    check_equal(suback_codes(conn, 2, [alarms]), [1], "SUBACK after vigil acl add")
+    check_equal(suback_codes(conn, 3, [f"north/icu3/room306/{other.id}/hr"]), [0x87],
+                "SUBACK for a topic the rule does not cover")
+    oc = tls_conn(ctx, other)
+    oc.send(raw.connect(raw.V5, other.id))
+    check_equal(raw.parse_connack(oc.recv())[1], 0, "other device CONNACK")
+    oc.send(raw.publish(alarms, b"asystole", qos=1, packet_id=4))
+    oc.recv_type(raw.PUBACK)
+    got = raw.parse_publish(conn.recv_type(raw.PUBLISH))
+    check_equal((got["topic"], got["payload"]), (alarms, b"asystole"), "granted message")
+
+
 @case("device ids with + # / are refused by vigil device add", only="vigil")
 def _(ctx):
     device(ctx)  # the same options with a valid id work
