@@ -215,10 +215,13 @@ struct hub {
     struct device_snapshot *snap;
     uint64_t snap_version;
     bool snap_loading;
+    bool snap_dirty;                 /* a change came in while loading */
     bool maint_running;
     uint64_t last_maint_ms;
     struct ratelimit *rl_peer, *rl_identity;
     uv_signal_t sig_hup;
+    uv_fs_event_t devices_watch;     /* changes to devices.db and its WAL */
+    bool devices_watch_on;
     uint8_t tls_read_buf[65536];
     size_t n_listeners;
     uv_timer_t tick;             /* 1 s: expiry, wills, $SYS */

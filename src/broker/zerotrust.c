@@ -138,6 +138,17 @@ static void zt_warn_server_expiry(struct hub *hub)
     }
 }
 
+static void zt_refresh_snapshot(struct hub *hub);
+
+/* A write to devices.db (a `vigil device` or `vigil acl` command) triggers
+ * a snapshot refresh at once instead of at the next tick. */
+static void on_devices_changed(uv_fs_event_t *h, const char *name, int events, int status)
+{
+    (void)events;
+    if (status == 0 && name != NULL && strncmp(name, "devices.db", 10) == 0)
+        zt_refresh_snapshot(h->data);
+}
+
 static void on_sighup(uv_signal_t *h, int signum)
 {
     struct hub *hub = h->data;
@@ -168,6 +179,12 @@ vigil_err zt_init(struct hub *hub)
     uv_signal_init(hub->loop, &hub->sig_hup);
     hub->sig_hup.data = hub;
     uv_signal_start(&hub->sig_hup, on_sighup, SIGHUP);
+    uv_fs_event_init(hub->loop, &hub->devices_watch);
+    hub->devices_watch.data = hub;
+    hub->devices_watch_on = true;
+    if (uv_fs_event_start(&hub->devices_watch, on_devices_changed, hub->cfg.data_dir, 0) != 0)
+        log_warn("cannot watch %s for inventory changes; they are picked up every second",
+                 hub->cfg.data_dir);
     if (!zt_any_tls(hub))
         return VIGIL_OK;
     rc = zt_resolve_files(hub);
@@ -195,6 +212,10 @@ void zt_shutdown(struct hub *hub)
     if (hub->sig_hup.data != NULL) {
         uv_close((uv_handle_t *)&hub->sig_hup, close_handle_noop);
         hub->sig_hup.data = NULL;
+    }
+    if (hub->devices_watch_on) {
+        uv_close((uv_handle_t *)&hub->devices_watch, close_handle_noop);
+        hub->devices_watch_on = false;
     }
 }
 
@@ -304,14 +325,21 @@ static void snap_done(uv_work_t *req, int status)
         device_snapshot_free(w->snap);
     }
     vigil_free(w);
+    if (hub->snap_dirty)
+        zt_refresh_snapshot(hub);
 }
 
 static void zt_refresh_snapshot(struct hub *hub)
 {
     struct zt_snap_work *w;
 
-    if (hub->snap_loading || hub->stopping)
+    if (hub->snap_loading) {
+        hub->snap_dirty = true;
         return;
+    }
+    if (hub->stopping)
+        return;
+    hub->snap_dirty = false;
     w = vigil_calloc(1, sizeof *w);
     if (w == NULL)
         return;
