@@ -160,7 +160,8 @@ class SClient:
         m = self.ALERT.search(self.text)
         self.alert = m.group(1) if m else None
         self.alert_number = int(m.group(2)) if m else None
-        m = re.search(r"New, (\S+), Cipher is (\S+)", self.text)
+        # "Reused" is printed for a TLS 1.3 session resumed from an external PSK.
+        m = re.search(r"(?:New|Reused), (\S+), Cipher is (\S+)", self.text)
         self.protocol = m.group(1).rstrip(",") if m else None
         self.cipher = m.group(2) if m else None
         m = re.search(r"Verify return code: (\d+)", self.text)
@@ -666,6 +667,7 @@ def _(ctx):
     check_equal(res.connack, 0, "CONNACK over TLS-PSK")
     res = s_client(ctx, "-psk_identity", dev.id, "-psk", dev.psk, "-tls1_3",
                    send=mqtt_connect_bytes(dev.id), ca=False)
+    check_equal(res.protocol, "TLSv1.3", "protocol with an external PSK")
     check_equal(res.connack, 0, "CONNACK over TLS 1.3 with an external PSK")
 
 
