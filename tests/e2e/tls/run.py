@@ -49,7 +49,7 @@ CONFIGS = {
     "mtls": {"config": "sys_interval: 1\n" + MANY_FAILURES},
     "psk": {"psk": True, "config": MANY_FAILURES},
     "password": {"password": True, "config": MANY_FAILURES},
-    # Its own broker, because it blocks 127.0.0.1 for every later case.
+    # A separate broker, because its case leaves 127.0.0.1 blocked.
     "ratelimit": {"password": True},
 }
 
@@ -340,8 +340,8 @@ def no_cert_case(flag):
     @case(f"s_client {flag} without client certificate refused")
     def _(ctx):
         res = s_client(ctx, flag, send=mqtt_connect_bytes(f"{ctx.prefix}nocert"))
-        # TLS 1.3 names the problem (certificate_required, 116); TLS 1.2
-        # servers send handshake_failure (40).
+        # TLS 1.3 names the problem (certificate_required, 116). OpenSSL
+        # servers send handshake_failure (40) in TLS 1.2.
         check_rejected(res, {116, 40}, "no client certificate")
         wait_event(ctx, "tls_failure", detail="no client certificate")
 
@@ -922,6 +922,7 @@ def acl_case(version):
         conn = tls_conn(ctx, dev)
         conn.send(raw.connect(version, dev.id))
         check_equal(raw.parse_connack(conn.recv())[1], 0, "CONNACK")
+
         denied = 0x87 if version == raw.V5 else 0x80
         codes = suback_codes(conn, 1, [f"north/icu3/room305/{dev.id}/#",
                                        f"north/icu3/room306/{other.id}/#"], version)
@@ -930,6 +931,7 @@ def acl_case(version):
         else:
             # mosquitto grants and filters each message on delivery instead.
             check(codes[0] == 1 and codes[1] in (1, denied), f"SUBACK codes {codes}")
+
         oc = tls_conn(ctx, other)
         oc.send(raw.connect(version, other.id))
         check_equal(raw.parse_connack(oc.recv())[1], 0, "other device CONNACK")
@@ -945,6 +947,7 @@ def acl_case(version):
             if pkt.type == raw.PUBLISH:
                 got.append(raw.parse_publish(pkt, version)["payload"])
         check_equal(got, [b"70"], "messages delivered to the device")
+
         if version == raw.V5:
             rc = publish_reason(conn, f"north/icu3/room306/{other.id}/hr", 7)
             if ctx.vigil:
@@ -1105,8 +1108,9 @@ def _(ctx):
 def run_isolated(ctx, args, run_for):
     """Run vigil in a new network namespace for at most run_for s.
 
-    The namespace has only a loopback interface, so a listener on 0.0.0.0
-    is reachable from nowhere. Returns (status or None if still running, output).
+    The namespace has only a loopback interface, so no other host can reach
+    a listener on 0.0.0.0. Returns (exit status, or None if it was still
+    running, and the output).
     """
     cmd = ["unshare", "--net", "--", vigil_binary()] + args
     ctx.log("run:", " ".join(cmd))
