@@ -8,6 +8,7 @@ VIGIL_TEST_RESULTS is set, are appended to that file as tab-separated
 """
 
 import os
+import signal
 import sys
 import time
 import traceback
@@ -75,6 +76,14 @@ def slug(text):
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:60]
 
 
+def exit_on_sigterm():
+    """Turn SIGTERM (sent by tests/run.sh's time limit) into SystemExit, so
+    finally blocks stop the brokers this process started."""
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, handler)
+
+
 def record(kind, name, log_path):
     results = os.environ.get("VIGIL_TEST_RESULTS")
     if results:
@@ -96,6 +105,7 @@ def run(suite, fixture_factory, argv=None):
         filters.append(env_filter)
     log_dir = os.path.join(os.environ.get("VIGIL_TEST_LOG_DIR", "/tmp/vigil-test-logs"), suite)
     os.makedirs(log_dir, exist_ok=True)
+    exit_on_sigterm()
     fixture = fixture_factory(log_dir)
     passed = failed = skipped = 0
     try:

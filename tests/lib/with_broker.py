@@ -17,7 +17,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from broker import Broker, BrokerError, target  # noqa: E402
-from harness import record  # noqa: E402
+from harness import exit_on_sigterm, record  # noqa: E402
 
 
 def main():
@@ -33,6 +33,7 @@ def main():
     suite_dir = os.path.join(os.environ.get("VIGIL_TEST_LOG_DIR", "/tmp/vigil-test-logs"),
                              args.suite.replace("/", "-"))
     os.makedirs(suite_dir, exist_ok=True)
+    exit_on_sigterm()
     broker = Broker(suite_dir, name="broker", anonymous=not args.no_anonymous)
     failure = None
     rc = 1
