@@ -425,8 +425,9 @@ def keep_alive_case(version):
             raise AssertionError(f"still connected {limit} s after a 1 s keep-alive") from None
         elapsed = time.monotonic() - start
         ctx.log(f"closed after {elapsed:.2f} s")
-        # The server must allow 1.5 times the keep-alive (MQTT-3.1.2-24).
-        check(elapsed >= 1.0, f"closed after {elapsed:.2f} s, before the keep-alive ran out")
+        # The server must allow 1.5 times the keep-alive (MQTT-3.1.2-24). Its
+        # clock starts at CONNECT, a moment before ours, hence 0.1 s of slack.
+        check(elapsed >= 1.4, f"closed after {elapsed:.2f} s, before 1.5 times the keep-alive")
         if version == V311 or not data:
             check_equal(data.hex(" "), "", "bytes before the close")
         else:
