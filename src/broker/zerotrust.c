@@ -11,9 +11,10 @@
 #include "core/alloc.h"
 #include "core/log.h"
 
-/* How often certificate records are checked for ended rotation overlaps
- * and coming expiry. */
-#define ZT_MAINT_INTERVAL_MS (60u * 1000)
+/* Ended rotation overlaps are looked for every tick, so an old certificate
+ * stops working within about a second of its overlap; coming expiry is
+ * checked every minute. */
+#define ZT_EXPIRY_CHECK_MS (60u * 1000)
 
 static size_t zt_psk_lookup(void *ctx, const char *identity, uint8_t *key, size_t cap)
 {
@@ -363,6 +364,7 @@ struct zt_maint_work {
     struct hub *hub;
     int64_t now;
     int64_t warn_before;
+    bool check_expiry;
     struct pki_cert_info expiring[ZT_MAX_EXPIRING];
     size_t n_expiring;
 };
@@ -384,7 +386,8 @@ static void maint_work(uv_work_t *req)
 
     if (pki_expire_overlaps(w->hub->pki, w->now, &changed) != VIGIL_OK)
         log_warn("certificate maintenance: ending rotation overlaps failed");
-    pki_list(w->hub->pki, collect_expiring, w);
+    if (w->check_expiry)
+        pki_list(w->hub->pki, collect_expiring, w);
 }
 
 static void maint_done(uv_work_t *req, int status)
@@ -412,7 +415,7 @@ static void maint_done(uv_work_t *req, int status)
     vigil_free(w);
 }
 
-static void zt_maintain(struct hub *hub)
+static void zt_maintain(struct hub *hub, bool check_expiry)
 {
     struct zt_maint_work *w;
 
@@ -424,6 +427,7 @@ static void zt_maintain(struct hub *hub)
     w->hub = hub;
     w->now = hub_now_s();
     w->warn_before = (int64_t)hub->cfg.tls.expiry_warning_days * 86400;
+    w->check_expiry = check_expiry;
     w->req.data = w;
     hub->maint_running = true;
     if (uv_queue_work(hub->loop, &w->req, maint_work, maint_done) != 0) {
@@ -441,9 +445,11 @@ void zt_tick(struct hub *hub, uint64_t now_ms)
         if (memcmp(&st, &hub->crl_stamp, sizeof st) != 0)
             zt_reload(hub, "CRL file changed");
     }
-    if (hub->last_maint_ms == 0 || now_ms - hub->last_maint_ms >= ZT_MAINT_INTERVAL_MS) {
+    if (hub->last_maint_ms == 0 || now_ms - hub->last_maint_ms >= ZT_EXPIRY_CHECK_MS) {
         hub->last_maint_ms = now_ms;
-        zt_maintain(hub);
+        zt_maintain(hub, true);
+    } else {
+        zt_maintain(hub, false);
     }
 }
 
