@@ -147,6 +147,13 @@ struct conn {
     bool write_busy;
     bool read_paused;
     bool flush_queued;         /* in hub->flush_list */
+    uint32_t holds;            /* output waits while > 0 (state not yet durable) */
+    /* Event budget (token bucket in thousandths of an event) so that one
+     * connection cannot flood the event log; suppressed events are counted
+     * and reported in one summary event. */
+    uint64_t ev_tokens;
+    uint64_t ev_last_ms;
+    uint64_t ev_suppressed;
     char peer[64];
 
     /* The packet being dispatched, inside the input buffer. */
@@ -164,8 +171,8 @@ struct conn {
     struct session *session;
     const struct config_role *role; /* NULL = anonymous full access */
     char device[DEVICE_ID_MAX + 1];
-    char client_id[128];
-    char response_info[160];   /* sent in CONNACK when requested, else "" */
+    char client_id[256];
+    char response_info[288];   /* sent in CONNACK when requested, else "" */
 
     /* Limits the client announced in CONNECT (v5). */
     uint16_t client_receive_max;
@@ -226,11 +233,13 @@ struct hub {
     size_t n_listeners;
     uv_timer_t tick;             /* 1 s: expiry, wills, $SYS */
     uv_signal_t sig_int, sig_term;
+    int lock_fd;                 /* flock on <data-dir>/vigil.lock */
     uint64_t next_conn_id;
     uint64_t next_msg_id;
     uint64_t next_seq;
     uint64_t match_gen;
     uint32_t n_conns;
+    uint32_t n_auth_pending;     /* password checks in the thread pool */
     uint64_t started_ms;
     int64_t started_s;
     uint64_t last_sys_ms;
@@ -255,6 +264,7 @@ void hub_destroy(struct hub *hub);
 void hub_emit(struct hub *hub, const struct conn *c, enum vigil_event_type type,
               const char *topic, size_t topic_len, const char *rule, const char *detail);
 void hub_emit_ev(struct hub *hub, const struct conn *c, struct vigil_event *ev);
+void hub_emit_suppressed(struct hub *hub, struct conn *c);
 int64_t hub_now_s(void);
 
 /* conn.c */
@@ -262,6 +272,9 @@ void conn_accept(struct hub *hub, uv_stream_t *server, const struct config_liste
 /* Appends an encoded packet to the output buffer; false when it cannot. */
 bool conn_send(struct conn *c, const struct mqtt_packet *pkt);
 void conn_flush(struct conn *c);
+/* Holds all output of c until everything submitted to the store so far is
+ * durable, so a CONNACK or SUBACK never promises state a crash could lose. */
+void conn_hold_until_durable(struct conn *c);
 /* Runs the queued flushes; called by the hub once per loop iteration. */
 void conn_flush_pending(struct hub *hub);
 /* Sends DISCONNECT with reason (v5 only, when reason != 0xFF) and closes. */

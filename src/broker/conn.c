@@ -105,6 +105,7 @@ void conn_close(struct conn *c, uint8_t reason, const char *why)
         p.props.reason_string = (struct mqtt_str){(const uint8_t *)why, (uint32_t)strlen(why)};
         conn_send(c, &p);
     }
+    hub_emit_suppressed(c->hub, c);
     {
         struct vigil_event ev;
 
@@ -116,6 +117,7 @@ void conn_close(struct conn *c, uint8_t reason, const char *why)
     log_debug("conn %llu %s client '%s': closing: %s", (unsigned long long)c->id, c->peer,
               c->client_id, why);
     c->state = CONN_CLOSING;
+    c->holds = 0;
     uv_read_stop((uv_stream_t *)&c->tcp);
     if (c->tls != NULL && tls_session_established(c->tls)) {
         conn_tls_encrypt(c);
@@ -172,7 +174,7 @@ void conn_flush(struct conn *c)
     uv_buf_t b;
     int rc;
 
-    if (c->closing_handles)
+    if (c->closing_handles || c->holds > 0)
         return;
     if (c->tls != NULL) {
         if (!conn_tls_encrypt(c)) {
@@ -582,4 +584,26 @@ void conn_accept(struct hub *hub, uv_stream_t *server, const struct config_liste
     c->last_rx_ms = uv_now(hub->loop);
     uv_timer_start(&c->timer, on_timer, hub->cfg.limits.connect_timeout_ms, 0);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+static void hold_released(void *arg, vigil_err rc)
+{
+    struct conn *c = arg;
+
+    if (c->holds > 0)
+        c->holds--;
+    if (rc != VIGIL_OK && !c->closing_handles)
+        conn_close(c, MQTT_RC_UNSPECIFIED, "store write failed");
+    else
+        conn_flush(c);
+    conn_unref(c);
+}
+
+void conn_hold_until_durable(struct conn *c)
+{
+    if (store_pending(c->hub->store) == 0)
+        return;
+    c->holds++;
+    conn_ref(c);
+    persist_barrier(c->hub, hold_released, c);
 }

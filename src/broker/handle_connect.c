@@ -11,6 +11,8 @@
 #include "core/log.h"
 
 #define AUTH_PASSWORD_MAX 256
+/* Password checks queued or running at once; more CONNECTs get 0x89. */
+#define AUTH_PENDING_MAX 256
 
 /* A CONNECT waiting for its password check. The raw packet is kept and
  * decoded again afterwards, because the input buffer moves on. */
@@ -246,6 +248,21 @@ static bool connect_accept(struct conn *c, const struct mqtt_packet *pkt, bool a
     c->request_problem_info = !(pkt->props.present & MQTT_PROP_BIT(MQTT_PROP_REQUEST_PROBLEM_INFO)) ||
                               pkt->props.request_problem_info != 0;
 
+    if (s != NULL && strcmp(s->device, c->device) != 0) {
+        /* The session belongs to another identity. An anonymous client may
+         * never take it; a device whose own id it is gets a fresh one. */
+        if (c->device[0] == '\0') {
+            connect_refuse(c, MQTT_RC_CLIENT_ID_INVALID, "vigil-identity",
+                           "client id in use by an authenticated device");
+            return false;
+        }
+        if (s->conn != NULL)
+            conn_close(s->conn, MQTT_RC_SESSION_TAKEN_OVER, "session claimed by its device");
+        s = session_find(hub, c->client_id);
+        if (s != NULL)
+            session_discard(s);
+        s = NULL;
+    }
     if (s != NULL && s->conn != NULL) {
         struct conn *old = s->conn;
 
@@ -297,9 +314,26 @@ static bool connect_accept(struct conn *c, const struct mqtt_packet *pkt, bool a
               (unsigned long long)c->id, c->peer, c->client_id, c->version == MQTT_V5 ? "5.0" : "3.1.1",
               ka);
     persist_session(s);
+    if (s->stored)
+        conn_hold_until_durable(c);
     session_attach(s, c);
     conn_start_keepalive(c);
     return true;
+}
+
+/* True when the client id is a device id of the inventory, alone or
+ * followed by ":<suffix>". */
+static bool connect_names_device(const struct conn *c)
+{
+    char id[DEVICE_ID_MAX + 1];
+    const char *colon = strchr(c->client_id, ':');
+    size_t n = colon ? (size_t)(colon - c->client_id) : strlen(c->client_id);
+
+    if (c->hub->snap == NULL || n == 0 || n > DEVICE_ID_MAX)
+        return false;
+    memcpy(id, c->client_id, n);
+    id[n] = '\0';
+    return device_snapshot_find(c->hub->snap, id) != NULL;
 }
 
 /* Applies the identity rules once the credentials are known. */
@@ -330,6 +364,11 @@ static bool connect_authorize(struct conn *c, const struct mqtt_packet *pkt, boo
                            "client id does not match the authenticated device");
             return false;
         }
+    }
+    if (info == NULL && connect_names_device(c)) {
+        connect_refuse(c, MQTT_RC_CLIENT_ID_INVALID, "vigil-identity",
+                       "client id belongs to a provisioned device; anonymous clients may not use it");
+        return false;
     }
     if (cn->will && !acl_can_publish(c, (const char *)cn->will_topic.p, cn->will_topic.len)) {
         hub_emit(c->hub, c, VIGIL_EV_ACL_DENY, (const char *)cn->will_topic.p, cn->will_topic.len,
@@ -363,6 +402,7 @@ static void auth_done(uv_work_t *req, int status)
 
     OPENSSL_cleanse(a->password, sizeof a->password);
     c->auth = NULL;
+    c->hub->n_auth_pending--;
     if (!c->closing_handles) {
         if (status != 0)
             a->rc = VIGIL_ERR_IO;
@@ -401,8 +441,17 @@ static bool connect_start_auth(struct conn *c, const struct mqtt_packet *pkt, co
                                size_t raw_len)
 {
     const struct mqtt_connect *cn = &pkt->connect;
-    struct connect_auth *a = vigil_calloc(1, sizeof *a);
+    struct connect_auth *a;
 
+    /* Each check costs a thread-pool slot for tens of milliseconds; a flood
+     * of logins must not queue without bound. */
+    if (c->hub->n_auth_pending >= AUTH_PENDING_MAX) {
+        hub_emit(c->hub, c, VIGIL_EV_LIMIT, NULL, 0, NULL, "too many password checks pending");
+        connect_refuse(c, MQTT_RC_SERVER_BUSY, "vigil-auth-pending",
+                       "server busy: too many logins being checked; try again later");
+        return false;
+    }
+    a = vigil_calloc(1, sizeof *a);
     if (a == NULL || (a->raw = vigil_memdup(raw, raw_len)) == NULL) {
         vigil_free(a);
         connect_refuse(c, MQTT_RC_SERVER_UNAVAILABLE, NULL, "out of memory");
@@ -416,7 +465,8 @@ static bool connect_start_auth(struct conn *c, const struct mqtt_packet *pkt, co
         a->username[cn->username.len] = '\0';
     }
     a->password_len = cn->password.len <= AUTH_PASSWORD_MAX ? cn->password.len : 0;
-    memcpy(a->password, cn->password.p, a->password_len);
+    if (a->password_len > 0)
+        memcpy(a->password, cn->password.p, a->password_len);
     if (!cn->has_password || cn->password.len > AUTH_PASSWORD_MAX)
         a->username_ok = false;
     c->auth = a;
@@ -424,7 +474,9 @@ static bool connect_start_auth(struct conn *c, const struct mqtt_packet *pkt, co
     c->state = CONN_AUTH;
     uv_read_stop((uv_stream_t *)&c->tcp);
     conn_ref(c);
+    c->hub->n_auth_pending++;
     if (uv_queue_work(c->hub->loop, &c->auth_work, auth_work, auth_done) != 0) {
+        c->hub->n_auth_pending--;
         conn_unref(c);
         c->auth = NULL;
         vigil_free(a->raw);

@@ -205,7 +205,9 @@ bool handle_publish(struct conn *c, const struct mqtt_packet *pkt)
         publish_ack(c, MQTT_PUBREC, pkt->packet_id, 0);
         return !c->closing_handles;
     }
-    if (qos > 0 && c->in_qos_pending >= lim->receive_maximum)
+    /* MQTT 3.1.1 cannot announce a Receive Maximum, so its clients are held
+     * only to the packet-id space. */
+    if (qos > 0 && c->in_qos_pending >= (c->version == MQTT_V5 ? lim->receive_maximum : 65535u))
         return publish_fail(c, MQTT_RC_RECEIVE_MAX_EXCEEDED, "MQTT-3.3.4-9",
                             "more unacknowledged QoS 1/2 PUBLISHes than Receive Maximum");
     hub->stats.msgs_received++;
@@ -217,7 +219,14 @@ bool handle_publish(struct conn *c, const struct mqtt_packet *pkt)
     if (c->version == MQTT_V5 && (pkt->props.present & MQTT_PROP_BIT(MQTT_PROP_PAYLOAD_FORMAT)) &&
         pkt->props.payload_format == 1 &&
         !mqtt_utf8_valid(pkt->publish.payload.p, pkt->publish.payload.len)) {
-        publish_event(c, pkt, topic, len, VIGIL_EV_MALFORMED, "payload is not UTF-8 as its format indicator claims");
+        struct vigil_event ev;
+
+        vigil_event_init(&ev, VIGIL_EV_MALFORMED);
+        VIGIL_EVENT_SET(&ev, topic, topic, len);
+        ev.rule = "MQTT-3.3.2.3.2";
+        ev.size = pkt->publish.payload.len;
+        VIGIL_EVENT_SET(&ev, detail, "payload is not UTF-8 as its format indicator claims", 51);
+        hub_emit_ev(hub, c, &ev);
         return publish_reject(c, pkt, MQTT_RC_PAYLOAD_FORMAT_INVALID);
     }
     publish_event(c, pkt, topic, len, VIGIL_EV_PUBLISH, NULL);

@@ -89,6 +89,8 @@ bool handle_subscribe(struct conn *c, const struct mqtt_packet *pkt)
     ack.entries = (struct mqtt_str){codes, i};
     ack.n_entries = i;
     conn_send(c, &ack);
+    if (c->session->stored)
+        conn_hold_until_durable(c);
     cur = pkt->entries.p;
     for (uint32_t j = 0; j < i && mqtt_sub_next(pkt, &cur, &e); j++)
         if (retained[j])

@@ -4,7 +4,10 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "broker/broker.h"
 #include "broker/topic.h"
@@ -18,7 +21,39 @@ int64_t hub_now_s(void)
     return vigil_time_now_us() / 1000000;
 }
 
-void hub_emit_ev(struct hub *hub, const struct conn *c, struct vigil_event *ev)
+/* Per-connection event budget: a burst of 1000, refilled at 200 a second. */
+#define EVENT_BURST 1000u
+#define EVENT_RATE_PER_S 200u
+
+static bool event_always_kept(uint8_t type)
+{
+    return type == VIGIL_EV_CONNECT_ATTEMPT || type == VIGIL_EV_AUTH_SUCCESS ||
+           type == VIGIL_EV_AUTH_FAILURE || type == VIGIL_EV_DISCONNECT ||
+           type == VIGIL_EV_TLS_FAILURE || type == VIGIL_EV_CERT ||
+           type == VIGIL_EV_RATE_LIMIT || type == VIGIL_EV_ADMIN;
+}
+
+/* Takes one event from the connection's budget; false when none is left. */
+static bool event_budget_take(struct hub *hub, struct conn *c)
+{
+    uint64_t now = uv_now(hub->loop);
+    uint64_t cap = (uint64_t)EVENT_BURST * 1000;
+
+    if (c->ev_last_ms == 0)
+        c->ev_tokens = cap;
+    else
+        c->ev_tokens += (now - c->ev_last_ms) * EVENT_RATE_PER_S;
+    if (c->ev_tokens > cap)
+        c->ev_tokens = cap;
+    c->ev_last_ms = now;
+    if (c->ev_tokens < 1000)
+        return false;
+    c->ev_tokens -= 1000;
+    return true;
+}
+
+/* Fills the connection fields of ev and queues it, outside any budget. */
+static void hub_emit_send(struct hub *hub, const struct conn *c, struct vigil_event *ev)
 {
     if (hub->events == NULL)
         return;
@@ -31,6 +66,39 @@ void hub_emit_ev(struct hub *hub, const struct conn *c, struct vigil_event *ev)
         VIGIL_EVENT_SET(ev, device, c->device, strlen(c->device));
     }
     vigil_event_sink_emit(hub->events, ev);
+}
+
+/* Emits the summary of suppressed events of c, if any. */
+void hub_emit_suppressed(struct hub *hub, struct conn *c)
+{
+    struct vigil_event ev;
+    char detail[96];
+
+    if (c->ev_suppressed == 0)
+        return;
+    vigil_event_init(&ev, VIGIL_EV_LIMIT);
+    snprintf(detail, sizeof detail, "%llu events of this connection suppressed (event rate limit)",
+             (unsigned long long)c->ev_suppressed);
+    VIGIL_EVENT_SET(&ev, detail, detail, strlen(detail));
+    c->ev_suppressed = 0;
+    hub_emit_send(hub, c, &ev);
+}
+
+void hub_emit_ev(struct hub *hub, const struct conn *cc, struct vigil_event *ev)
+{
+    struct conn *c = (struct conn *)cc;
+
+    if (hub->events == NULL)
+        return;
+    if (c != NULL && !event_always_kept(ev->type)) {
+        if (!event_budget_take(hub, c)) {
+            c->ev_suppressed++;
+            return;
+        }
+        if (c->ev_suppressed > 0)
+            hub_emit_suppressed(hub, c);
+    }
+    hub_emit_send(hub, c, ev);
 }
 
 void hub_emit(struct hub *hub, const struct conn *c, enum vigil_event_type type,
@@ -171,6 +239,14 @@ static vigil_err hub_open_stores(struct hub *hub)
         log_error("data directory %s: cannot create: %s", hub->cfg.data_dir, strerror(errno));
         return VIGIL_ERR_IO;
     }
+    /* One hub per data directory: a second one would write the same store. */
+    snprintf(path, sizeof path, "%s/vigil.lock", hub->cfg.data_dir);
+    hub->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (hub->lock_fd < 0 || flock(hub->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        log_error("data directory %s: in use by another vigil serve (lock %s: %s); stop it or "
+                  "use another --data-dir", hub->cfg.data_dir, path, strerror(errno));
+        return VIGIL_ERR_EXISTS;
+    }
     snprintf(path, sizeof path, "%s/events.jsonl", hub->cfg.data_dir);
     rc = vigil_event_sink_open(path, hub->cfg.event_queue_capacity, &hub->events);
     if (rc != VIGIL_OK) {
@@ -200,6 +276,7 @@ vigil_err hub_create(const struct vigil_config *cfg, struct hub **out)
     if (hub == NULL)
         return rc;
     hub->cfg = *cfg;
+    hub->lock_fd = -1;
     hub->loop = uv_default_loop();
     hub->loop->data = hub;
     vigil_map_init(&hub->sessions);
@@ -275,5 +352,7 @@ void hub_destroy(struct hub *hub)
         vigil_event_sink_close(hub->events);
     }
     uv_loop_close(hub->loop);
+    if (hub->lock_fd >= 0)
+        close(hub->lock_fd);
     vigil_free(hub);
 }

@@ -21,12 +21,21 @@ struct route_ctx {
     const struct session *origin;
 };
 
+/* A share-group member takes the next message only while connected and
+ * keeping up: one whose queue has reached its inflight window (it stopped
+ * acknowledging) is passed over for the others. */
 static bool route_eligible(void *ctx, void *subscriber)
 {
     const struct session *s = subscriber;
+    const struct conn *c = s->conn;
+    uint32_t window;
 
     (void)ctx;
-    return s->conn != NULL && s->conn->state == CONN_ACTIVE;
+    if (c == NULL || c->state != CONN_ACTIVE)
+        return false;
+    window = c->client_receive_max < c->hub->cfg.limits.max_inflight_out
+                 ? c->client_receive_max : c->hub->cfg.limits.max_inflight_out;
+    return s->n_queued < window;
 }
 
 static void route_collect(void *ctx, void *subscriber, uint8_t options, uint32_t sub_id,

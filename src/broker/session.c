@@ -342,6 +342,36 @@ static void session_append(struct session *s, struct delivery *d)
     s->n_queued++;
 }
 
+static void session_drop(struct session *s, struct delivery *d);
+
+static void session_queue_full(struct session *s, const struct msg *msg)
+{
+    struct vigil_event ev;
+
+    s->hub->stats.msgs_dropped++;
+    vigil_event_init(&ev, VIGIL_EV_LIMIT);
+    VIGIL_EVENT_SET(&ev, topic, msg->topic, msg->topic_len);
+    VIGIL_EVENT_SET(&ev, client_id, s->client_id, strlen(s->client_id));
+    VIGIL_EVENT_SET(&ev, device, s->device, strlen(s->device));
+    VIGIL_EVENT_SET(&ev, detail, "session queue full: oldest queued message dropped", 49);
+    hub_emit_ev(s->hub, NULL, &ev);
+}
+
+/* Makes room in a full queue by dropping the oldest delivery not yet sent,
+ * because the newest data (an alarm, the latest vital sign) matters most.
+ * Returns false when every queued delivery is in flight. */
+static bool session_drop_oldest(struct session *s)
+{
+    for (struct delivery *d = s->queue_head; d != NULL; d = d->next) {
+        if (d->sent)
+            continue;
+        session_queue_full(s, d->msg);
+        session_drop(s, d);
+        return true;
+    }
+    return false;
+}
+
 void session_enqueue(struct session *s, struct msg *msg, uint8_t qos, bool retain,
                      const uint32_t *sub_ids, uint8_t n_sub_ids)
 {
@@ -351,10 +381,8 @@ void session_enqueue(struct session *s, struct msg *msg, uint8_t qos, bool retai
         session_send_qos0(s, msg, retain, sub_ids, n_sub_ids);
         return;
     }
-    if (s->n_queued >= s->hub->cfg.limits.max_queued_messages) {
-        s->hub->stats.msgs_dropped++;
-        hub_emit(s->hub, s->conn, VIGIL_EV_LIMIT, msg->topic, msg->topic_len, NULL,
-                 "session queue full: message dropped");
+    if (s->n_queued >= s->hub->cfg.limits.max_queued_messages && !session_drop_oldest(s)) {
+        session_queue_full(s, msg);
         return;
     }
     d = delivery_new(msg, qos, retain, sub_ids, n_sub_ids);

@@ -295,9 +295,15 @@ static void snap_work(uv_work_t *req)
         w->rc = device_snapshot_load(w->hub->devices, &w->snap);
 }
 
-/* Closes connections of devices that left the inventory. */
+/* Closes connections of devices that left the inventory and discards
+ * their sessions, so a device provisioned later under the same id starts
+ * with nothing of the old one's. */
 static void zt_close_removed(struct hub *hub)
 {
+    struct vigil_map_slot *slot;
+    struct session **gone = NULL;
+    size_t n = 0, cap = 0, pos = 0;
+
     for (size_t i = 0; i < hub->n_conn_slots; i++) {
         struct conn *c = hub->conns[i];
 
@@ -308,6 +314,29 @@ static void zt_close_removed(struct hub *hub)
         hub_emit(hub, c, VIGIL_EV_ADMIN, NULL, 0, NULL, "device removed; connection closed");
         conn_close(c, MQTT_RC_ADMIN_ACTION, "device removed from the inventory");
     }
+    while ((slot = vigil_map_next(&hub->sessions, &pos)) != NULL) {
+        struct session *s = slot->value;
+
+        if (s->device[0] == '\0' || device_snapshot_find(hub->snap, s->device) != NULL)
+            continue;
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            struct session **p = vigil_realloc(gone, ncap * sizeof *p);
+
+            if (p == NULL)
+                break;
+            gone = p;
+            cap = ncap;
+        }
+        session_ref(s);
+        gone[n++] = s;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (gone[i]->conn == NULL)
+            session_discard(gone[i]);
+        session_unref(gone[i]);
+    }
+    vigil_free(gone);
 }
 
 static void snap_done(uv_work_t *req, int status)

@@ -1,4 +1,5 @@
 /* vigil: the one binary. Dispatches to the subcommands. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -32,6 +33,9 @@ int main(int argc, char **argv)
         {"station", cli_station},
     };
 
+    /* A peer that closes its socket must cost only its own connection: a
+     * write to it returns EPIPE instead of killing the process. */
+    signal(SIGPIPE, SIG_IGN);
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -30,7 +30,7 @@ static const struct config_number numbers[] = {
     NUMBER("limits.max_keep_alive", limits.max_keep_alive, 1, UINT16_MAX),
     NUMBER("limits.topic_alias_maximum", limits.topic_alias_maximum, 0, UINT16_MAX),
     NUMBER("limits.max_session_expiry", limits.max_session_expiry, 0, UINT32_MAX),
-    NUMBER("limits.max_client_id_length", limits.max_client_id_length, 23, UINT16_MAX),
+    NUMBER("limits.max_client_id_length", limits.max_client_id_length, 23, 255),
     NUMBER("limits.connect_timeout_ms", limits.connect_timeout_ms, 100, 3600000),
     NUMBER("store.commit_interval_us", store_commit_interval_us, 0, 1000000),
     NUMBER("sys_interval", sys_interval_s, 0, 86400),

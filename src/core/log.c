@@ -35,6 +35,11 @@ void vigil_log_write(enum vigil_log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
+    /* Peer-controlled text (client ids, topics) must not forge log lines or
+     * send terminal escapes: control characters become '?'. */
+    for (char *p = line; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
     /* One fprintf call per line keeps lines from different threads whole. */
     fprintf(stderr, "%s %s %s\n", stamp, tags[level], line);
 }

@@ -98,19 +98,27 @@ static void offline_queue_keeps_qos12_only(void **state)
     free_hub(hub);
 }
 
-static void queue_limit_drops_newest(void **state)
+static void queue_limit_drops_oldest(void **state)
 {
     struct hub *hub = test_hub();
     struct session *s = session_create(hub, "c1", MQTT_V5);
-    struct msg *m = make_msg("a/b", "x", 1);
+    struct msg *m[5];
+    struct delivery *d;
 
     (void)state;
     hub->cfg.limits.max_queued_messages = 3;
-    for (int i = 0; i < 5; i++)
-        session_enqueue(s, m, 1, false, NULL, 0);
+    for (int i = 0; i < 5; i++) {
+        m[i] = make_msg("a/b", "x", 1);
+        session_enqueue(s, m[i], 1, false, NULL, 0);
+    }
     assert_int_equal(s->n_queued, 3);
     assert_int_equal(hub->stats.msgs_dropped, 2);
-    msg_unref(m);
+    d = s->queue_head;
+    assert_ptr_equal(d->msg, m[2]);
+    assert_ptr_equal(d->next->msg, m[3]);
+    assert_ptr_equal(d->next->next->msg, m[4]);
+    for (int i = 0; i < 5; i++)
+        msg_unref(m[i]);
     free_hub(hub);
 }
 
@@ -229,7 +237,7 @@ int main(void)
         cmocka_unit_test(session_create_and_find),
         cmocka_unit_test(subscription_add_replace_remove),
         cmocka_unit_test(offline_queue_keeps_qos12_only),
-        cmocka_unit_test(queue_limit_drops_newest),
+        cmocka_unit_test(queue_limit_drops_oldest),
         cmocka_unit_test(routing_merges_overlapping_subscriptions),
         cmocka_unit_test(routing_honours_no_local),
         cmocka_unit_test(routing_caps_qos_at_granted),
