@@ -1,0 +1,107 @@
+/* The security engine: consumes typed events (struct vigil_event) from every
+ * front end or from passive capture analysis, keeps per-device state updated
+ * in O(1) per event, and raises explained alerts.
+ *
+ * The core is single-threaded and deterministic: it never reads the clock,
+ * only the timestamps of the events and of secmon_engine_tick(), so replaying
+ * a capture gives the same alerts every time. The live hub runs it on its own
+ * thread behind a bounded queue (secmon_runner_*); passive analysis calls it
+ * directly. */
+#ifndef VIGIL_SECMON_ENGINE_H
+#define VIGIL_SECMON_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "secmon/event.h"
+
+enum secmon_severity {
+    SECMON_SEV_INFO = 0,
+    SECMON_SEV_LOW,
+    SECMON_SEV_MEDIUM,
+    SECMON_SEV_HIGH,
+    SECMON_SEV_CRITICAL,
+};
+
+/* Rule names (stable identifiers used in alerts, DETECTION.md and config). */
+#define SECMON_RULE_UNKNOWN_DEVICE "unknown_device"
+#define SECMON_RULE_TOPIC_OUTSIDE "topic_outside_subtree"
+#define SECMON_RULE_SYS_PROBE "sys_probe"
+#define SECMON_RULE_WILDCARD_PROBE "wildcard_probe"
+#define SECMON_RULE_BRUTE_FORCE "brute_force"
+#define SECMON_RULE_CONN_CHURN "connection_churn"
+#define SECMON_RULE_MANY_IDENTITIES "many_identities"
+#define SECMON_RULE_SLOW_CONN "slow_connections"
+#define SECMON_RULE_FLOOD "message_flood"
+#define SECMON_RULE_QOS_FLOOD "qos_flood"
+#define SECMON_RULE_MALFORMED_BURST "malformed_burst"
+#define SECMON_RULE_TOPIC_CHARS "suspicious_topic"
+#define SECMON_RULE_PHYSIO_RANGE "value_out_of_range"
+#define SECMON_RULE_IMPOSSIBLE_RATE "impossible_rate"
+#define SECMON_RULE_SILENT "device_silent"
+#define SECMON_RULE_BASELINE "baseline_deviation"
+#define SECMON_RULE_EVENTS_DROPPED "monitoring_gap"
+
+#define SECMON_EVIDENCE_MAX 8
+
+/* One explained alert. Every text field is NUL-terminated. */
+struct secmon_alert {
+    char alert_id[40];          /* stable: rule + subject + first_seen, hex */
+    const char *rule;           /* one of SECMON_RULE_* */
+    uint8_t severity;           /* enum secmon_severity */
+    char device[65];            /* device or client id, "" when unknown */
+    char source[64];            /* peer address ("ip" or "ip:port") */
+    char observation[160];      /* what was seen, with numbers */
+    char expectation[160];      /* the baseline and window, or the policy */
+    double deviation;           /* size of the deviation (e.g. z-score or ratio) */
+    char explanation[512];      /* one paragraph for the analyst */
+    int64_t first_seen_us, last_seen_us;
+    uint64_t count;             /* events aggregated into this alert */
+    /* Short descriptions of the first events behind the alert. */
+    char evidence[SECMON_EVIDENCE_MAX][128];
+    uint8_t n_evidence;
+};
+
+/* Called for a new alert (update false) and when an open alert aggregates
+ * more events (update true), at most once per second per alert. */
+typedef void (*secmon_alert_fn)(void *ctx, const struct secmon_alert *alert, bool update);
+
+/* Thresholds; secmon_config_defaults() documents each default. */
+struct secmon_config {
+    uint32_t learning_s;              /* per-device learning period */
+    uint32_t auth_fail_burst;         /* brute force: failures ... */
+    uint32_t auth_fail_window_s;      /* ... within this window */
+    uint32_t churn_connects;          /* connection churn: connects per source ... */
+    uint32_t churn_window_s;
+    uint32_t identities_per_source;   /* distinct client ids from one source in churn_window_s */
+    uint32_t slow_keepalive_s;        /* keep-alive at or above this is suspicious */
+    uint32_t slow_conns;              /* ... from this many connections of one source */
+    uint32_t flood_msgs_per_s;        /* publishes per second per device */
+    uint32_t qos_flood_msgs_per_s;    /* QoS 1/2 publishes per second per device */
+    uint32_t malformed_burst;         /* malformed packets per source ... */
+    uint32_t malformed_window_s;
+    uint32_t silence_factor;          /* silent past factor x expected interval */
+    double baseline_z;                /* z-score that counts as a deviation */
+};
+
+void secmon_config_defaults(struct secmon_config *cfg);
+
+struct secmon_engine;
+
+vigil_err secmon_engine_new(const struct secmon_config *cfg, secmon_alert_fn fn, void *ctx,
+                            struct secmon_engine **out);
+void secmon_engine_free(struct secmon_engine *e);
+/* Feeds one event; ev->ts_us is the time used. */
+void secmon_engine_feed(struct secmon_engine *e, const struct vigil_event *ev);
+/* Advances time without an event: silence detection, window ends, alert
+ * updates. */
+void secmon_engine_tick(struct secmon_engine *e, int64_t now_us);
+/* Records that the event queue dropped n events (a monitoring gap). */
+void secmon_engine_dropped(struct secmon_engine *e, uint64_t n, int64_t now_us);
+/* Counters for reports. */
+uint64_t secmon_engine_events(const struct secmon_engine *e);
+uint64_t secmon_engine_alerts(const struct secmon_engine *e);
+
+#endif
