@@ -167,6 +167,7 @@ struct conn {
 
     uint64_t last_rx_ms;
     uint16_t keep_alive;       /* effective, seconds; 0 = none */
+    uint16_t keep_alive_requested; /* as the CONNECT asked, for the engine */
 
     struct session *session;
     const struct config_role *role; /* NULL = anonymous full access */

@@ -105,6 +105,7 @@ static bool connect_precheck(struct conn *c, const struct mqtt_connect *cn, cons
     const struct config_limits *lim = &c->hub->cfg.limits;
 
     *assigned = false;
+    c->keep_alive_requested = cn->keep_alive;
     if (cn->client_id.len == 0) {
         if (c->version == MQTT_V311 && !cn->clean_start) {
             connect_refuse(c, MQTT_RC_CLIENT_ID_INVALID, "MQTT-3.1.3-8",

@@ -64,6 +64,8 @@ static void hub_emit_send(struct hub *hub, const struct conn *c, struct vigil_ev
         VIGIL_EVENT_SET(ev, peer, c->peer, strlen(c->peer));
         VIGIL_EVENT_SET(ev, client_id, c->client_id, strlen(c->client_id));
         VIGIL_EVENT_SET(ev, device, c->device, strlen(c->device));
+        if (ev->keep_alive == 0)
+            ev->keep_alive = c->keep_alive_requested;
     }
     vigil_event_sink_emit(hub->events, ev);
 }

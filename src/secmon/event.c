@@ -211,6 +211,8 @@ static void out_numbers(struct json_out *o, const struct vigil_event *ev)
         out_uint_field(o, "size", ev->size);
     if (ev->reason_code != 0)
         out_uint_field(o, "reason_code", ev->reason_code);
+    if (ev->keep_alive != 0)
+        out_uint_field(o, "keep_alive", ev->keep_alive);
 }
 
 int vigil_event_to_json(const struct vigil_event *ev, char *out, size_t cap)

@@ -51,6 +51,12 @@ struct vigil_event {
     char device[64];          /* authenticated identity, "" before authentication */
     char topic[192];          /* topic or filter, truncated to fit; never a payload */
     char detail[128];         /* short English explanation */
+    uint16_t keep_alive;      /* CONNECT keep-alive in seconds (auth events), 0 if none */
+    /* A measurement carried by a PUBLISH on a metric topic, for the
+     * engine's physiological checks. Never written to events.jsonl. */
+    bool has_value;
+    double value;
+    char metric[24];
 };
 
 /* Zeroes ev, sets its type and fills ev->ts_us with the current time. */
