@@ -8,9 +8,8 @@
 #include "core/alloc.h"
 #include "core/log.h"
 
-/* Output bytes a slow reader may leave unsent before QoS 0 messages to it
- * are dropped; QoS 1/2 deliveries wait in the session queue instead. */
-#define CONN_OUT_SOFT_LIMIT (4u * 1024 * 1024)
+/* Output a connection may buffer at most; session.c stops sending to a
+ * slow reader well before (SESSION_BACKLOG_LIMIT). */
 #define CONN_OUT_HARD_LIMIT (64u * 1024 * 1024)
 
 static bool conn_tls_encrypt(struct conn *c);
@@ -99,8 +98,8 @@ void conn_close(struct conn *c, uint8_t reason, const char *why)
     if (c->version == MQTT_V5 && reason != 0xFF && c->state == CONN_ACTIVE) {
         struct mqtt_packet p = {.type = MQTT_DISCONNECT, .reason_code = reason};
 
-        /* DISCONNECT may carry a Reason String whatever Request Problem
-         * Information said (MQTT-3.1.2-29 excludes only other packets). */
+        /* DISCONNECT may carry a Reason String whatever the client set in
+         * Request Problem Information (MQTT-3.1.2-29 covers other packets). */
         p.props.present = MQTT_PROP_BIT(MQTT_PROP_REASON_STRING);
         p.props.reason_string = (struct mqtt_str){(const uint8_t *)why, (uint32_t)strlen(why)};
         conn_send(c, &p);
@@ -256,8 +255,9 @@ bool conn_send(struct conn *c, const struct mqtt_packet *pkt)
 
 void conn_flush_pending(struct hub *hub)
 {
-    /* A flush may queue more output (a write completing synchronously does
-     * not happen in libuv, so the list cannot grow while it is walked). */
+    /* A flush can close a connection, which can publish a will and queue
+     * more connections here; the list is indexed afresh each turn, so
+     * those are flushed in the same pass. */
     for (size_t i = 0; i < hub->flush_n; i++) {
         struct conn *c = hub->flush_list[i];
 
