@@ -83,13 +83,16 @@ class Broker:
     limits: dict of vigil limits.* keys (see src/config/config.h).
     log_dir: where the broker's stderr and generated files go.
     extra_yaml: more top-level YAML for vigil's -c file (mosquitto ignores it).
+    anonymous_listener: also listen on anon_port, a second loopback port that
+    accepts clients without credentials whatever `anonymous` says of port.
     """
 
     def __init__(self, log_dir, name="broker", anonymous=True, limits=None, sys_interval=None,
-                 kind=None, extra_yaml=None):
+                 kind=None, extra_yaml=None, anonymous_listener=False):
         self.kind = kind or target()
         self.name = name
         self.anonymous = anonymous
+        self.anonymous_listener = anonymous_listener
         self.limits = dict(limits or {})
         self.sys_interval = sys_interval
         self.extra_yaml = extra_yaml
@@ -100,6 +103,7 @@ class Broker:
         self.stderr_path = os.path.join(self.workdir, "stderr.log")
         self.events_path = os.path.join(self.data_dir, "events.jsonl")
         self.port = free_port()
+        self.anon_port = free_port() if anonymous_listener else None
         self.proc = None
         self.starts = 0
         self.stderr_checked = 0
@@ -110,13 +114,23 @@ class Broker:
     # -- configuration --------------------------------------------------
 
     def _vigil_command(self):
-        cmd = [vigil_binary(), "serve", "--data-dir", self.data_dir,
-               "--mqtt", f"127.0.0.1:{self.port}"]
-        if self.anonymous:
-            cmd.append("--anonymous")
-        if self.limits or self.sys_interval is not None or self.extra_yaml:
+        cmd = [vigil_binary(), "serve", "--data-dir", self.data_dir]
+        if not self.anonymous_listener:
+            # --anonymous applies to every --mqtt listener, so two listeners
+            # that differ go in the configuration file instead.
+            cmd += ["--mqtt", f"127.0.0.1:{self.port}"]
+            if self.anonymous:
+                cmd.append("--anonymous")
+        if (self.limits or self.sys_interval is not None or self.extra_yaml
+                or self.anonymous_listener):
             path = os.path.join(self.workdir, "vigil.yaml")
             with open(path, "w", encoding="utf-8") as f:
+                if self.anonymous_listener:
+                    f.write("listeners:\n"
+                            f"  - mqtt: 127.0.0.1:{self.port}\n"
+                            f"    anonymous: {'true' if self.anonymous else 'false'}\n"
+                            f"  - mqtt: 127.0.0.1:{self.anon_port}\n"
+                            "    anonymous: true\n")
                 if self.sys_interval is not None:
                     f.write(f"sys_interval: {self.sys_interval}\n")
                 if self.limits:
@@ -131,7 +145,7 @@ class Broker:
     def _mosquitto_command(self):
         path = os.path.join(self.workdir, "mosquitto.conf")
         lines = [
-            "per_listener_settings false",
+            f"per_listener_settings {'true' if self.anonymous_listener else 'false'}",
             f"listener {self.port} 127.0.0.1",
             f"allow_anonymous {'true' if self.anonymous else 'false'}",
             # mosquitto started as root switches to user "mosquitto", which
@@ -159,6 +173,10 @@ class Broker:
         for key, value in self.limits.items():
             if key in MOSQUITTO_LIMITS:
                 lines.append(f"{MOSQUITTO_LIMITS[key]} {value}")
+        if self.anonymous_listener:
+            # With per_listener_settings the options above belong to the
+            # first listener; this one has no password file and no ACL.
+            lines += [f"listener {self.anon_port} 127.0.0.1", "allow_anonymous true"]
         with open(path, "w", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
         return ["/usr/sbin/mosquitto", "-c", path]
@@ -198,6 +216,8 @@ class Broker:
         stderr.close()
         self.starts += 1
         wait_port(self.port, proc=self.proc)
+        if self.anon_port is not None:
+            wait_port(self.anon_port, proc=self.proc)
         return self
 
     def alive(self):
@@ -293,6 +313,16 @@ class Broker:
             self.proc.send_signal(signal.SIGHUP)
             time.sleep(0.3)
         return password
+
+    def remove_device(self, device_id):
+        """Remove a device from the inventory (vigil only)."""
+        if self.kind != "vigil":
+            raise BrokerError("remove_device runs only against vigil")
+        cmd = [vigil_binary(), "device", "remove", device_id, "--data-dir", self.data_dir]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            raise BrokerError(f"'{' '.join(cmd)}' failed with status {out.returncode}: "
+                              f"{out.stderr.strip()}")
 
     # -- events ---------------------------------------------------------
 

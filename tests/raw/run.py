@@ -15,13 +15,14 @@ Environment: VIGIL_TEST_BROKER (vigil|mosquitto), VIGIL, VIGIL_TEST_LOG_DIR.
 
 import os
 import socket
+import struct
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 import harness  # noqa: E402
-from broker import Broker  # noqa: E402
+from broker import Broker, BrokerError  # noqa: E402
 from harness import case, check, check_equal  # noqa: E402
 from mqttraw import (V5, V311, Closed, Conn, Timeout, ack, connect, decode_props,  # noqa: E402
                      disconnect, packet, parse_connack, parse_publish, prop, props, publish,
@@ -38,6 +39,18 @@ CONFIGS = {
     "limits": {"max_topic_length": 64, "max_topic_levels": 4, "max_subscriptions": 3},
     "keepalive": {"max_keep_alive": 30},
     "connections": {"max_connections": 3},
+    "dual": {},
+    "queue": {"max_queued_messages": 10},
+    "longid": {"max_client_id_length": 255},
+}
+
+# Broker options beyond the limits. "dual" has a password listener
+# (Broker.port, ctx.auth_port) and an anonymous loopback listener (anon_port,
+# ctx.port, used by the witness and session()). Its failure rate limit is
+# high so that password checks, not the limiter, answer wrong passwords.
+OPTIONS = {
+    "dual": {"anonymous": False, "anonymous_listener": True,
+             "extra_yaml": "auth:\n  failure_burst: 1000\n  failures_per_minute: 60000\n"},
 }
 
 SMALL_MAX_PACKET = 1024
@@ -57,14 +70,15 @@ class Fixture:
         if b is None or not b.alive():
             if b is not None:
                 b.proc = None
-            b = Broker(self.log_dir, name=f"raw-{key}", limits=CONFIGS[key])
+            b = Broker(self.log_dir, name=f"raw-{key}", limits=CONFIGS[key],
+                       **OPTIONS.get(key, {}))
             b.start()
             self.brokers[key] = b
             self.witnesses[key] = self._witness(b)
         return b
 
     def _witness(self, b):
-        w = Conn(b.port)
+        w = Conn(b.anon_port or b.port)
         w.send(connect(V311, client_id="raw-witness", keep_alive=0))
         check_equal(w.recv().raw, b"\x20\x02\x00\x00", "witness CONNACK")
         w.send(subscribe(1, [("witness/#", 0)], version=V311))
@@ -74,7 +88,8 @@ class Fixture:
     def before(self, c, ctx):
         key = c.needs or "default"
         ctx.broker = self.broker(key)
-        ctx.port = ctx.broker.port
+        ctx.port = ctx.broker.anon_port or ctx.broker.port
+        ctx.auth_port = ctx.broker.port
         ctx.key = key
         ctx.expected_events = []
         ctx.events_before = len(ctx.broker.events())
@@ -941,6 +956,418 @@ def _(ctx):
     again, _ = session(ctx, V5)
     again.send(b"\xc0\x00")
     check_equal(again.recv().raw, b"\xd0\x00", "a connection after one closed")
+
+
+# ======================================================================
+# Hostile clients: closed sockets, identities, floods, limits
+# ======================================================================
+
+def hit_and_run(port, data, count):
+    """Open count connections that each send data and close without reading.
+
+    Every other socket closes with a reset (SO_LINGER 0), so the server's
+    first answer already meets a dead peer; the others close normally and
+    the reset comes after the server's first write.
+    """
+    for i in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        if i % 2:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        try:
+            sock.sendall(data)
+        except OSError:
+            pass
+        sock.close()
+
+
+def wait_refusals_written(ctx, client_ids, timeout=15.0):
+    """Wait until the server has answered the CONNECTs of client_ids.
+
+    Against vigil that is when its count of auth_failure and rate_limit
+    events for them stops growing for 1.5 s; mosquitto checks passwords
+    at once.
+    """
+    if not ctx.vigil:
+        time.sleep(1.0)
+        return
+    deadline = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        n = sum(1 for e in ctx.broker.events()[ctx.events_before:]
+                if e.get("client_id") in client_ids
+                and e.get("type") in ("auth_failure", "rate_limit"))
+        if n != last:
+            last, since = n, time.monotonic()
+        elif time.monotonic() - since >= 1.5:
+            ctx.log(f"{n} auth_failure and rate_limit events for {client_ids}")
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"refusals for {client_ids} still being written after {timeout} s")
+
+
+@case("peers that close without reading", needs="dual")
+def _(ctx):
+    # A write to a socket the peer has closed raises SIGPIPE, which kills a
+    # process that does not ignore it; the server must lose only the
+    # connection. CONNECT, SUBSCRIBE, QoS 1 PUBLISHes and PINGREQs each
+    # make the server write after the close.
+    burst = (connect(V311, "raw-sigpipe", keep_alive=60)
+             + subscribe(1, [("sigpipe/#", 1)], version=V311)
+             + b"".join(publish("sigpipe/x", b"m", qos=1, packet_id=i, version=V311)
+                        for i in range(1, 4))
+             + m.PINGREQ_BYTES * 3)
+    hit_and_run(ctx.port, burst, 300)
+    ctx.broker.check_alive()
+    ctx.fixture.check_witness(ctx)
+    # On the password listener a wrong password queues a password check
+    # whose answer is written after the socket closed. Each check takes a
+    # thread-pool slot for up to a few hundred milliseconds, so only a few
+    # use it; CONNECTs without credentials are refused at once.
+    wrong = (connect(V311, "raw-sigpipe-auth", username="raw-sigpipe-auth", password="wrong")
+             + m.PINGREQ_BYTES * 50)
+    hit_and_run(ctx.auth_port, wrong, 24)
+    hit_and_run(ctx.auth_port, connect(V311, "raw-sigpipe-nocred") + m.PINGREQ_BYTES * 50, 276)
+    wait_refusals_written(ctx, ("raw-sigpipe-auth", "raw-sigpipe-nocred"))
+    ctx.broker.check_alive()
+
+
+def user_without_password_case(version):
+    @case(f"{'v5' if version == V5 else 'v311'} user name without password refused",
+          needs="dual")
+    def _(ctx):
+        # The user name flag without the password flag is valid; with no
+        # password the credentials are wrong, even for a known device.
+        dev = f"rawnopw{version}"
+        if ctx.vigil:
+            ctx.broker.add_device(dev)
+        conn = Conn(ctx.auth_port, log=ctx.log)
+        ctx.defer(conn.close)
+        conn.send(connect(version, dev, username=dev))
+        if version == V311:
+            raw = conn.recv().raw
+            # mosquitto 2.0.11 answers 5 "not authorized"; vigil must say 4.
+            allowed = (b"\x20\x02\x00\x04",) if ctx.vigil else (b"\x20\x02\x00\x04",
+                                                               b"\x20\x02\x00\x05")
+            check(raw in allowed, f"CONNACK bytes {raw.hex(' ')}")
+            expect_silent_close(conn)
+        else:
+            expect_v5_answer(ctx, conn, m.CONNACK, (0x86,) if ctx.vigil else (0x86, 0x87))
+        expect_event(ctx, conn, ("auth_failure",), need_rule=False)
+
+
+user_without_password_case(V311)
+user_without_password_case(V5)
+
+
+def device_session(ctx, dev, password, clean=True, session_present=None):
+    """Connect a device on the password listener with session expiry 3600."""
+    conn = Conn(ctx.auth_port, log=ctx.log)
+    ctx.defer(conn.close)
+    conn.send(connect(V5, dev, username=dev, password=password, clean=clean,
+                      properties=prop(m.SESSION_EXPIRY, 3600)))
+    sp, rc, _ = parse_connack(conn.recv())
+    check_equal(rc, 0, f"CONNACK code for device {dev}")
+    if session_present is not None:
+        check_equal(sp, session_present, f"session present for device {dev}")
+    return conn
+
+
+def refuse_anonymous_as(ctx, dev):
+    """Anonymous CONNECTs with the device's id, alone and with a suffix, are refused."""
+    for version in (V5, V311):
+        for cid in (dev, f"{dev}:x"):
+            conn = Conn(ctx.port, log=ctx.log)
+            ctx.defer(conn.close)
+            conn.send(connect(version, cid, clean=False, properties=prop(m.SESSION_EXPIRY, 3600)
+                              if version == V5 else b""))
+            if version == V5:
+                expect_v5_answer(ctx, conn, m.CONNACK, (0x85,), f"for anonymous {cid}")
+            else:
+                check_equal(conn.recv().raw, b"\x20\x02\x00\x02", f"CONNACK for anonymous {cid}")
+                expect_silent_close(conn)
+            expect_event(ctx, conn, ("auth_failure",), need_rule=False)
+
+
+@case("anonymous client cannot take a device's client id", needs="dual", only="vigil")
+def _(ctx):
+    # mosquitto 2.0.11 lets any client take any client id.
+    dev = "rawdev-anon"
+    topic = f"n/u/r/{dev}/cmd"
+    password = ctx.broker.add_device(dev)
+    d = device_session(ctx, dev, password)
+    d.send(subscribe(1, [(topic, 1)]))
+    check_equal(d.recv_type(m.SUBACK).body[-1:], b"\x01", "device SUBACK")
+    d.send(disconnect(0x00))
+    expect_silent_close(d)
+    pub, _ = session(ctx, V5)
+    pub.send(publish(topic, b"queued-for-device", qos=1, packet_id=1))
+    pub.recv_type(m.PUBACK)
+    refuse_anonymous_as(ctx, dev)
+    d = device_session(ctx, dev, password, clean=False, session_present=1)
+    got = parse_publish(d.recv_type(m.PUBLISH))
+    check_equal(got["payload"], b"queued-for-device", "queued message reaches the device")
+    d.send(ack(m.PUBACK, got["packet_id"]))
+    # With the device online, the refused attempts leave its connection alone.
+    refuse_anonymous_as(ctx, dev)
+    d.send(m.PINGREQ_BYTES)
+    check_equal(d.recv(timeout=3.0).raw, b"\xd0\x00", "device connection still works")
+
+
+def wait_connack_ok(ctx, dev, password, timeout=5.0):
+    """Connect a newly added device, retrying until the server knows it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        conn = Conn(ctx.auth_port, log=ctx.log)
+        ctx.defer(conn.close)
+        conn.send(connect(V5, dev, username=dev, password=password, clean=False,
+                          properties=prop(m.SESSION_EXPIRY, 3600)))
+        sp, rc, _ = parse_connack(conn.recv(timeout=5.0))
+        if rc == 0:
+            return conn, sp
+        check(time.monotonic() < deadline, f"device {dev} refused with 0x{rc:02x} after {timeout} s")
+        time.sleep(0.2)
+
+
+@case("removed device loses its connection and session", needs="dual", only="vigil")
+def _(ctx):
+    b = ctx.broker
+    pub, _ = session(ctx, V5)
+    devices = {"rawdev-gone-off": None, "rawdev-gone-on": None}
+    conns = {}
+    for dev in devices:
+        devices[dev] = b.add_device(dev)
+        conns[dev] = device_session(ctx, dev, devices[dev])
+        conns[dev].send(subscribe(1, [(f"n/u/r/{dev}/cmd", 1)]))
+        conns[dev].recv_type(m.SUBACK)
+    conns["rawdev-gone-off"].send(disconnect(0x00))
+    expect_silent_close(conns["rawdev-gone-off"])
+    for i, dev in enumerate(devices):
+        pub.send(publish(f"n/u/r/{dev}/cmd", b"for-the-old-device", qos=1, packet_id=i + 1))
+        pub.recv_type(m.PUBACK)
+    on = conns["rawdev-gone-on"]
+    got = parse_publish(on.recv_type(m.PUBLISH))
+    check_equal(got["payload"], b"for-the-old-device", "live device gets its message")
+    # Left unacknowledged, so the old session still holds it at the removal.
+    b.remove_device("rawdev-gone-off")
+    b.remove_device("rawdev-gone-on")
+    try:
+        pkt = on.recv(timeout=5.0)
+    except (Closed, Timeout) as exc:
+        raise AssertionError(f"no DISCONNECT after the device was removed: {exc!r}") from None
+    check_equal(pkt.type, m.DISCONNECT, f"packet after the removal {pkt!r}")
+    check_equal(pkt.body[:1], b"\x98", "DISCONNECT reason Administrative action")
+    expect_silent_close(on)
+    expect_event(ctx, on, ("admin",), need_rule=False)
+    for dev in devices:
+        password = b.add_device(dev)
+        conn, sp = wait_connack_ok(ctx, dev, password)
+        check_equal(sp, 0, f"session present for the new {dev}")
+        try:
+            pkt = conn.recv(timeout=1.0)
+            raise AssertionError(f"new {dev} got a packet of the old one: {pkt!r}")
+        except Timeout:
+            pass
+
+
+@case("event budget bounds one client's events", needs="limits", only="vigil")
+def _(ctx):
+    # Each refused filter would be one "limit" event; a per-connection
+    # budget (a burst of 1000, then 200 a second) caps them and one "limit"
+    # event counts the rest.
+    b = ctx.broker
+    size_before = os.path.getsize(b.events_path)
+    conn, _ = session(ctx, V5)
+    filters, packets = 4000, 3
+    start = time.monotonic()
+    for k in range(packets):
+        conn.send(subscribe(10 + k, [(f"flood/{i}", 0) for i in range(filters)]))
+        conn.recv_type(m.SUBACK, timeout=20.0)
+    elapsed = time.monotonic() - start
+    conn.send(disconnect(0x00))
+    expect_silent_close(conn)
+
+    def summaries(evs):
+        return [e for e in evs[ctx.events_before:] if e.get("peer") == conn.peer_name
+                and e.get("type") == "limit" and "suppressed" in (e.get("detail") or "")]
+
+    check(b.wait_events(lambda evs: summaries(evs)) is not None,
+          "no limit event counting the suppressed events")
+    time.sleep(0.3)
+    evs = b.events()
+    mine = [e for e in evs[ctx.events_before:] if e.get("peer") == conn.peer_name]
+    counted = sum(int(e["detail"].split()[0]) for e in summaries(evs))
+    ctx.log(f"{len(mine)} events of the flooding connection in {elapsed:.1f} s, "
+            f"{counted} suppressed; summaries: {[e['detail'] for e in summaries(evs)]}")
+    bound = 1000 + 200 * (elapsed + 1) + 20
+    check(len(mine) <= bound, f"{len(mine)} events written, more than the budget of {bound:.0f}")
+    check(counted >= filters * packets - bound,
+          f"{counted} events counted as suppressed of {filters * packets} refused filters")
+    growth = os.path.getsize(b.events_path) - size_before
+    check(growth < 1024 * 1024, f"events.jsonl grew by {growth} bytes")
+
+
+@case("control characters in a client id do not reach the log", only="vigil")
+def _(ctx):
+    # mosquitto 2.0.11 writes client ids to its log as they are.
+    b = ctx.broker
+    with open(b.stderr_path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        offset = f.tell()
+    fake = "raw-log\n2026-01-01T00:00:00.000000Z info FORGED LINE\x1b[2J"
+    for version in (V5, V311):
+        conn = Conn(ctx.port, log=ctx.log)
+        ctx.defer(conn.close)
+        # The v3.1.1 keep-alive is above the maximum, so that CONNECT is
+        # refused and logged as a refusal.
+        conn.send(connect(version, fake, keep_alive=60 if version == V5 else 65535))
+        conn.recv()
+        conn.close()
+    time.sleep(0.5)
+    with open(b.stderr_path, "rb") as f:
+        f.seek(offset)
+        text = f.read()
+    ctx.log("broker log during the case:\n" + text.decode("utf-8", "replace"))
+    check(b"FORGED" in text, "the client id does not appear in the log")
+    check(b"\x1b" not in text, "an ESC byte reached the log")
+    for line in text.splitlines():
+        check(not line.startswith(b"2026-01-01T00:00:00.000000Z"),
+              f"a forged line starts the log line {line!r}")
+        if b"FORGED" in line:
+            check(b"raw-log?2026" in line, f"newline not replaced in {line!r}")
+
+
+def long_client_id_case(version):
+    @case(f"{'v5' if version == V5 else 'v311'} client id of 200 bytes", needs="longid")
+    def _(ctx):
+        cid = f"raw-long-{version}-".ljust(200, "x")
+        conn, cprops = session(ctx, version, client_id=cid)
+        check(m.ASSIGNED_CLIENT_ID not in cprops, f"server assigned another id: {cprops}")
+        conn.send(m.PINGREQ_BYTES)
+        check_equal(conn.recv().raw, b"\xd0\x00", "PINGRESP")
+
+
+long_client_id_case(V311)
+long_client_id_case(V5)
+
+
+@case("max_client_id_length above 255 rejected at start", only="vigil")
+def _(ctx):
+    bad = Broker(ctx.fixture.log_dir, name="raw-idlen256", limits={"max_client_id_length": 256})
+    try:
+        bad.start()
+    except BrokerError as exc:
+        ctx.log("start failed as expected:", exc)
+    else:
+        bad.stop()
+        raise AssertionError("vigil started with max_client_id_length 256")
+    check(bad.proc.wait(10) != 0, "exit status 0")
+    err = bad.stderr_tail()
+    ctx.log("stderr:", err)
+    check("max_client_id_length" in err, "the error does not name max_client_id_length")
+
+
+@case("v311 unreleased QoS 2 above receive maximum kept")
+def _(ctx):
+    # MQTT 3.1.1 has no Receive Maximum, so the server's v5 limit (64 by
+    # default) must not end a v3.1.1 connection; "v5 receive maximum
+    # exceeded" covers v5.
+    conn, _ = session(ctx, V311)
+    n = 100
+    conn.send(b"".join(publish("unrel/t", b"x", qos=2, packet_id=i, version=V311)
+                       for i in range(1, n + 1)))
+    for i in range(1, n + 1):
+        try:
+            pkt = conn.recv(timeout=5.0)
+        except (Closed, Timeout) as exc:
+            raise AssertionError(f"no PUBREC {i} of {n}: {exc!r}") from None
+        check_equal(pkt.raw, b"\x50\x02" + u16(i), f"PUBREC {i}")
+    conn.send(m.PINGREQ_BYTES)
+    check_equal(conn.recv().raw, b"\xd0\x00", "connection still open")
+    for i in range(1, n + 1):
+        conn.send(ack(m.PUBREL, i))
+        check_equal(conn.recv().raw, b"\x70\x02" + u16(i), f"PUBCOMP {i}")
+
+
+@case("v5 shared member that stops acknowledging", only="vigil")
+def _(ctx):
+    # mosquitto 2.0.11 keeps queueing for the stuck member. vigil passes
+    # over a member whose inflight window is full.
+    group = "$share/rawstuck/stuck/#"
+    stuck, _ = session(ctx, V5, client_id="raw-stuck-a", properties=prop(m.RECEIVE_MAXIMUM, 3))
+    stuck.send(subscribe(1, [(group, 1)]))
+    stuck.recv_type(m.SUBACK)
+    live, _ = session(ctx, V5, client_id="raw-stuck-b")
+    live.send(subscribe(1, [(group, 1)]))
+    live.recv_type(m.SUBACK)
+    pub, _ = session(ctx, V5)
+    n = 60
+    for i in range(n):
+        pub.send(publish("stuck/x", b"%d" % i, qos=1, packet_id=i + 1))
+        pub.recv_type(m.PUBACK)
+
+    def drain(conn, acknowledge):
+        got = []
+        while True:
+            try:
+                p = parse_publish(conn.recv(timeout=1.0))
+            except Timeout:
+                return got
+            got.append(int(p["payload"]))
+            if acknowledge:
+                conn.send(ack(m.PUBACK, p["packet_id"]))
+
+    got_stuck = drain(stuck, False)
+    got_live = drain(live, True)
+    ctx.log(f"stuck member got {len(got_stuck)}, live member {len(got_live)}")
+    check(len(got_stuck) <= 3, f"stuck member got {len(got_stuck)} messages, window 3")
+    check_equal(sorted(got_stuck + got_live), list(range(n)), "each message to one member")
+
+
+@case("v5 full offline queue keeps the newest", needs="queue", only="vigil")
+def _(ctx):
+    # mosquitto 2.0.11 drops the newest messages when a queue is full.
+    sub_id = "raw-fullq-sub"
+    sub, _ = session(ctx, V5, client_id=sub_id, properties=prop(m.SESSION_EXPIRY, 3600))
+    sub.send(subscribe(1, [("fullq/t", 1)]))
+    sub.recv_type(m.SUBACK)
+    sub.send(disconnect(0x00))
+    expect_silent_close(sub)
+    pub, _ = session(ctx, V5)
+    for i in range(1, 16):
+        pub.send(publish("fullq/t", b"%d" % i, qos=1, packet_id=i))
+        pub.recv_type(m.PUBACK)
+    sub, _ = session(ctx, V5, client_id=sub_id, clean=False,
+                     properties=prop(m.SESSION_EXPIRY, 0))
+    got = []
+    while True:
+        try:
+            p = parse_publish(sub.recv(timeout=1.0))
+        except Timeout:
+            break
+        got.append(int(p["payload"]))
+        sub.send(ack(m.PUBACK, p["packet_id"]))
+    check_equal(got, list(range(6, 16)), "messages after the reconnect")
+    evs = ctx.broker.wait_events(lambda evs: any(
+        e.get("type") == "limit" and e.get("client_id") == sub_id
+        for e in evs[ctx.events_before:]))
+    check(evs is not None, f"no limit event naming {sub_id}")
+
+
+@case("v5 payload format 1 with invalid UTF-8")
+def _(ctx):
+    conn, _ = session(ctx, V5)
+    conn.send(publish("pfi/t", b"\xff\xfe\xfd", qos=1, packet_id=4,
+                      properties=prop(m.PAYLOAD_FORMAT, 1)))
+    pkt = conn.recv_type(m.PUBACK)
+    check_equal(pkt.body[:3], u16(4) + b"\x99", "PUBACK with reason Payload format invalid")
+    if ctx.vigil:
+        evs = ctx.broker.wait_events(lambda evs: any(
+            e.get("type") == "malformed" and e.get("peer") == conn.peer_name
+            for e in evs[ctx.events_before:]))
+        check(evs is not None, "no malformed event")
+        rules = [e.get("rule") for e in evs[ctx.events_before:]
+                 if e.get("type") == "malformed" and e.get("peer") == conn.peer_name]
+        check_equal(rules, ["MQTT-3.3.2.3.2"], "rule of the malformed event")
 
 
 if __name__ == "__main__":
