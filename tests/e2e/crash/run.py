@@ -8,6 +8,7 @@ and redelivery is visible. Each case starts its own broker.
 """
 
 import os
+import subprocess
 import sys
 import time
 
@@ -16,7 +17,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "lib"))
 
 import harness  # noqa: E402
 import mqttraw as m  # noqa: E402
-from broker import Broker  # noqa: E402
+from broker import Broker, free_port, vigil_binary  # noqa: E402
 from harness import case, check, check_equal  # noqa: E402
 from mqttraw import V5, V311, Closed, Conn, Timeout  # noqa: E402
 
@@ -307,6 +308,47 @@ def _(ctx):
     got = {int(p[1:]) for p, _ in deliveries}
     lost = sorted(acked - got)
     check(not lost, f"{len(lost)} acknowledged messages lost, first ids {lost[:10]}")
+
+
+# A persistent session's SUBACK promises a subscription that a crash
+# cannot lose, so the kill comes right after it.
+@case("SUBACK of a persistent session survives kill -9")
+def _(ctx):
+    for run in range(3):
+        sub_id, topic = f"crash-suback-{run}", f"suback/{run}"
+        sub = open_session(ctx, V5, sub_id, clean=True, expiry=3600)
+        sub.send(m.subscribe(1, [(topic, 1)]))
+        check_equal(sub.recv_type(m.SUBACK).body[-1:], b"\x01", f"SUBACK of run {run}")
+        crash_and_restart(ctx)
+        pub = open_session(ctx, V5, f"crash-suback-pub-{run}", clean=True)
+        publish_acked(pub, V5, topic, b"after-restart", 1, 1)
+        close_session(pub, V5)
+        sub = open_session(ctx, V5, sub_id, clean=False, expiry=3600, session_present=1)
+        deliveries = receive_all(ctx, sub, V5, 1)
+        check_equal(deliveries, [(b"after-restart", 1)], f"deliveries of run {run}")
+        close_session(sub, V5)
+
+
+# mosquitto 2.0.11 does not lock its persistence file.
+@case("second server on the same data directory refused", only="vigil")
+def _(ctx):
+    b = ctx.broker
+    port = free_port()
+    cmd = [vigil_binary(), "serve", "--data-dir", b.data_dir, "--mqtt", f"127.0.0.1:{port}",
+           "--anonymous"]
+    ctx.log("run:", " ".join(cmd))
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=15)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("a second vigil serve ran on the data directory") from None
+    ctx.log("exit", out.returncode, "stderr:", out.stderr)
+    check_equal(out.returncode, 1, "exit status of the second vigil serve")
+    check("vigil.lock" in out.stderr and "another vigil serve" in out.stderr,
+          f"the error names neither the lock nor the other server: {out.stderr.strip()!r}")
+    # The first server still owns its store.
+    conn = open_session(ctx, V5, "crash-lock-check", clean=True)
+    publish_acked(conn, V5, "lock/t", b"x", 1, 1)
+    close_session(conn, V5)
 
 
 if __name__ == "__main__":
