@@ -62,6 +62,9 @@ struct secmon_alert {
     /* Short descriptions of the first events behind the alert. */
     char evidence[SECMON_EVIDENCE_MAX][128];
     uint8_t n_evidence;
+    /* Time of the earliest event behind the alert; before first_seen_us for
+     * rules that count events in a window before they fire. */
+    int64_t first_event_us;
 };
 
 /* Called for a new alert (update false) and when an open alert aggregates
@@ -84,6 +87,17 @@ struct secmon_config {
     uint32_t malformed_window_s;
     uint32_t silence_factor;          /* silent past factor x expected interval */
     double baseline_z;                /* z-score that counts as a deviation */
+    uint32_t vital_max_msgs_per_s;    /* impossible rate: publishes per second of one metric */
+    uint32_t alert_quiet_s;           /* an alert closes after this long without events */
+    uint32_t max_tracked;             /* devices, sources, identities, connections each */
+    /* Client id prefixes, comma-separated, of monitoring clients that may
+     * subscribe with a leading wildcard. Not copied: static or outliving
+     * the engine. */
+    const char *monitor_prefixes;
+    /* Events come from passive capture, where no broker enforced access
+     * control: publishes outside <site>/<unit>/<room>/<client id>/... are
+     * checked by topic. */
+    bool passive;
 };
 
 void secmon_config_defaults(struct secmon_config *cfg);
@@ -103,5 +117,7 @@ void secmon_engine_dropped(struct secmon_engine *e, uint64_t n, int64_t now_us);
 /* Counters for reports. */
 uint64_t secmon_engine_events(const struct secmon_engine *e);
 uint64_t secmon_engine_alerts(const struct secmon_engine *e);
+/* Alerts open now (not yet closed by the quiet period). */
+size_t secmon_engine_open_alerts(const struct secmon_engine *e);
 
 #endif

@@ -1,0 +1,259 @@
+/* Learned behaviour of each device and device type: damped statistics of
+ * payload size, publish rate and inter-arrival time, topic and peer sets,
+ * QoS levels and hours of activity; scoring after the learning period, and
+ * silence detection. */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/map.h"
+#include "core/time.h"
+#include "secmon/engine_internal.h"
+#include "secmon/stats.h"
+
+#define US_PER_S INT64_C(1000000)
+#define US_PER_HOUR (INT64_C(3600) * US_PER_S)
+#define SIZE_MARGIN_BYTES 64.0   /* payload sizes closer than this never alert */
+#define RATE_MARGIN_PER_S 1.0    /* rates closer than this never alert */
+#define TYPE_PREFIX_MAX 16
+
+static void raise_baseline(struct secmon_engine *e, const struct vigil_event *ev, const char *src,
+                           struct engine_device *d, const char *stat, double z, const char *obs,
+                           const char *expect)
+{
+    char subject[ENGINE_KEY_MAX];
+    struct engine_finding f;
+    uint8_t sev = z >= 2 * e->cfg.baseline_z ? SECMON_SEV_MEDIUM : SECMON_SEV_LOW;
+
+    snprintf(subject, sizeof subject, "%s|%s", d->node.key, stat);
+    engine_finding_init(&f, SECMON_RULE_BASELINE, sev, d->node.key, src, subject);
+    f.deviation = z;
+    snprintf(f.observation, sizeof f.observation, "%s", obs);
+    snprintf(f.expectation, sizeof f.expectation, "%s", expect);
+    engine_raise(e, ev, &f);
+}
+
+/* Scores x against mean mu and standard deviation sd: a deviation counts
+ * when it exceeds both baseline_z standard deviations and margin. Returns
+ * the z-score, with sd floored at floor_sd so a constant baseline gives a
+ * finite number, or 0 when x is within the baseline. */
+static double score(const struct secmon_engine *e, double x, double mu, double sd, double margin,
+                    double floor_sd, bool upward_only)
+{
+    double dev = upward_only ? x - mu : fabs(x - mu);
+
+    if (dev <= e->cfg.baseline_z * sd || dev <= margin)
+        return 0;
+    return dev / (sd > floor_sd ? sd : floor_sd);
+}
+
+static void score_size(struct secmon_engine *e, const struct vigil_event *ev, const char *src,
+                       struct engine_device *d, const struct secmon_damped *base, const char *whose)
+{
+    double mu = secmon_damped_mean(base);
+    double sd = secmon_damped_std(base);
+    double margin = mu * 0.5 > SIZE_MARGIN_BYTES ? mu * 0.5 : SIZE_MARGIN_BYTES;
+    double z = score(e, ev->size, mu, sd, margin, 1.0, false);
+    char obs[160], expect[160];
+
+    if (z == 0)
+        return;
+    snprintf(obs, sizeof obs, "payload of %" PRIu32 " bytes on '%s'", ev->size, ev->topic);
+    snprintf(expect, sizeof expect,
+             "%s payload size %.1f +/- %.1f bytes (600-s half-life window); alert beyond %.1f sd and %.0f bytes",
+             whose, mu, sd, e->cfg.baseline_z, margin);
+    raise_baseline(e, ev, src, d, whose[0] == 'd' ? "size" : "type-size", z, obs, expect);
+}
+
+static void score_rate(struct secmon_engine *e, const struct vigil_event *ev, const char *src,
+                       struct engine_device *d, double rate)
+{
+    double mu = secmon_damped_mean(&d->rate_short);
+    double sd = secmon_damped_std(&d->rate_short);
+    double margin = mu > RATE_MARGIN_PER_S ? mu : RATE_MARGIN_PER_S;
+    double z = score(e, rate, mu, sd, margin, 0.01, true);
+    char obs[160], expect[160];
+
+    if (z == 0)
+        return;
+    snprintf(obs, sizeof obs, "publish rate %.2f/s over the 10-s half-life window", rate);
+    snprintf(expect, sizeof expect,
+             "device rate %.2f +/- %.2f/s (10-s rate, 600-s half-life baseline); alert beyond %.1f sd and %.2f/s",
+             mu, sd, e->cfg.baseline_z, margin);
+    raise_baseline(e, ev, src, d, "rate", z, obs, expect);
+}
+
+/* Device type: the id up to and including its first '-' ("mon-"). */
+static struct engine_type *type_of(struct secmon_engine *e, const char *id)
+{
+    const char *dash = strchr(id, '-');
+    size_t len = dash != NULL ? (size_t)(dash - id) + 1 : 0;
+
+    if (len < 2 || len > TYPE_PREFIX_MAX || id[len] == '\0')
+        return NULL;
+    return engine_table_touch(e, &e->types, id, len, NULL);
+}
+
+static bool type_learned(const struct secmon_engine *e, const struct engine_type *t)
+{
+    return t->publishes >= 2 * ENGINE_MIN_SAMPLES &&
+           e->now_us - t->first_seen_us >= (int64_t)e->cfg.learning_s * US_PER_S;
+}
+
+static void update_type(struct secmon_engine *e, const struct vigil_event *ev, const char *src,
+                        struct engine_device *d)
+{
+    struct engine_type *t = type_of(e, d->node.key);
+
+    if (t == NULL)
+        return;
+    if (t->first_seen_us == 0)
+        t->first_seen_us = e->now_us;
+    /* A device still learning its own baseline is held to its type's. */
+    if (!d->learned && type_learned(e, t))
+        score_size(e, ev, src, d, &t->size, "type");
+    secmon_damped_add(&t->size, secmon_half_life_s[SECMON_WIN_LONG], e->now_us, ev->size);
+    t->publishes++;
+}
+
+static void check_peer(struct secmon_engine *e, struct engine_device *d, const struct vigil_event *ev,
+                       const char *src)
+{
+    uint64_t h;
+    char obs[160], expect[160];
+
+    if (src[0] == '\0' || strcmp(src, d->source) == 0)
+        return;
+    snprintf(d->source, sizeof d->source, "%s", src);
+    h = vigil_hash_bytes(src, strlen(src));
+    for (int i = 0; i < d->n_peers; i++)
+        if (d->peer_hash[i] == h)
+            return;
+    if (d->learned && d->n_peers < ENGINE_PEERS_MAX) {
+        snprintf(obs, sizeof obs, "'%s' connected from new address %s", d->node.key, src);
+        snprintf(expect, sizeof expect, "the %u addresses learned for this device", d->n_peers);
+        raise_baseline(e, ev, src, d, "peer", 1.0, obs, expect);
+    }
+    if (d->n_peers < ENGINE_PEERS_MAX)
+        d->peer_hash[d->n_peers++] = h;
+}
+
+/* Hours are scored only once the device has a day of history, so every
+ * hour had the chance to be seen. */
+static void check_hour(struct secmon_engine *e, struct engine_device *d, const struct vigil_event *ev,
+                       const char *src)
+{
+    int hour = (int)((e->now_us / US_PER_HOUR) % 24);
+    char obs[160], expect[160];
+
+    if (d->learned && d->hours[hour] == 0 && e->now_us - d->first_seen_us >= 24 * US_PER_HOUR) {
+        snprintf(obs, sizeof obs, "'%s' active at %02d:00-%02d:59 UTC", d->node.key, hour, hour);
+        snprintf(expect, sizeof expect, "activity only in the UTC hours seen since %s",
+                 "its first day of history");
+        raise_baseline(e, ev, src, d, "hour", 1.0, obs, expect);
+    }
+    if (d->hours[hour] < UINT32_MAX)
+        d->hours[hour]++;
+}
+
+static void check_qos(struct secmon_engine *e, struct engine_device *d, const struct vigil_event *ev,
+                      const char *src)
+{
+    uint8_t bit = (uint8_t)(1u << (ev->qos & 3));
+    char obs[160], expect[160];
+
+    if (d->learned && (d->qos_seen & bit) == 0) {
+        snprintf(obs, sizeof obs, "publish with QoS %u on '%s'", ev->qos, ev->topic);
+        snprintf(expect, sizeof expect, "the QoS levels learned for this device (mask 0x%x)", d->qos_seen);
+        raise_baseline(e, ev, src, d, "qos", 1.0, obs, expect);
+    }
+    d->qos_seen |= bit;
+}
+
+void engine_baseline_new_topic(struct secmon_engine *e, struct engine_device *d,
+                               const struct vigil_event *ev, const char *src)
+{
+    char obs[160], expect[160];
+
+    snprintf(obs, sizeof obs, "first publish on '%s'", ev->topic);
+    snprintf(expect, sizeof expect, "the %u topics learned for this device", d->n_topics - 1u);
+    raise_baseline(e, ev, src, d, "topic", 1.0, obs, expect);
+}
+
+void engine_baseline_login(struct secmon_engine *e, struct engine_device *d,
+                           const struct vigil_event *ev, const char *src)
+{
+    if (d->first_seen_us == 0)
+        d->first_seen_us = e->now_us;
+    d->last_seen_us = e->now_us;
+    check_peer(e, d, ev, src);
+    check_hour(e, d, ev, src);
+}
+
+void engine_baseline_publish(struct secmon_engine *e, struct engine_device *d,
+                             const struct vigil_event *ev, const char *src)
+{
+    double rate;
+
+    if (d->first_seen_us == 0)
+        d->first_seen_us = e->now_us;
+    d->last_seen_us = e->now_us;
+    check_peer(e, d, ev, src);
+    check_hour(e, d, ev, src);
+    check_qos(e, d, ev, src);
+    update_type(e, ev, src, d);
+    if (d->last_pub_us != 0)
+        secmon_multi_add(&d->iat, e->now_us, (double)(e->now_us - d->last_pub_us) / 1e6);
+    secmon_multi_add(&d->count, e->now_us, 1.0);
+    rate = secmon_damped_rate(&d->count.win[SECMON_WIN_SHORT], secmon_half_life_s[SECMON_WIN_SHORT],
+                              e->now_us);
+    if (d->learned) {
+        score_size(e, ev, src, d, &d->size.win[SECMON_WIN_LONG], "device");
+        score_rate(e, ev, src, d, rate);
+    }
+    secmon_multi_add(&d->size, e->now_us, ev->size);
+    secmon_damped_add(&d->rate_short, secmon_half_life_s[SECMON_WIN_LONG], e->now_us, rate);
+    d->last_pub_us = e->now_us;
+    d->publishes++;
+    d->silent_reported = false;
+    if (!d->learned && d->publishes >= ENGINE_MIN_SAMPLES &&
+        e->now_us - d->first_seen_us >= (int64_t)e->cfg.learning_s * US_PER_S)
+        d->learned = true;
+}
+
+static void check_silent(struct secmon_engine *e, struct engine_device *d)
+{
+    double interval = secmon_damped_mean(&d->iat.win[SECMON_WIN_LONG]);
+    double silent_s = (double)(e->now_us - d->last_pub_us) / 1e6;
+    double limit;
+    char last[40];
+    struct engine_finding f;
+
+    if (interval < 1.0)
+        interval = 1.0;
+    limit = interval * e->cfg.silence_factor;
+    if (silent_s <= limit)
+        return;
+    d->silent_reported = true;
+    vigil_time_format_rfc3339(d->last_pub_us, last, sizeof last);
+    engine_finding_init(&f, SECMON_RULE_SILENT, SECMON_SEV_HIGH, d->node.key, d->source, d->node.key);
+    f.deviation = silent_s / interval;
+    f.first_event_us = d->last_pub_us;
+    snprintf(f.observation, sizeof f.observation, "no publish from '%s' for %.0f s", d->node.key, silent_s);
+    snprintf(f.expectation, sizeof f.expectation,
+             "a publish every %.1f s (600-s half-life mean); silent beyond %" PRIu32 " x that (%.0f s)",
+             interval, e->cfg.silence_factor, limit);
+    snprintf(f.evidence, sizeof f.evidence, "%s last publish by '%s' from %s", last, d->node.key, d->source);
+    engine_raise(e, NULL, &f);
+}
+
+void engine_silence_tick(struct secmon_engine *e)
+{
+    for (struct engine_node *n = e->devices.head; n != NULL; n = n->next) {
+        struct engine_device *d = (struct engine_device *)n;
+
+        if (d->learned && !d->silent_reported && d->last_pub_us != 0)
+            check_silent(e, d);
+    }
+}

@@ -1,0 +1,179 @@
+/* State shared by the security engine's files: tracked keys with
+ * least-recently-seen eviction, window counters, and alert raising. */
+#ifndef VIGIL_SECMON_ENGINE_INTERNAL_H
+#define VIGIL_SECMON_ENGINE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/map.h"
+#include "secmon/engine.h"
+#include "secmon/stats.h"
+
+#define ENGINE_KEY_MAX 200
+#define ENGINE_TOPICS_MAX 16      /* topics remembered per device */
+#define ENGINE_PEERS_MAX 4        /* source addresses remembered per device */
+#define ENGINE_IDENTS_MAX 32      /* client ids remembered per source and window */
+#define ENGINE_ALERTS_MAX 1024    /* open alerts; the least recent closes first */
+#define ENGINE_MIN_SAMPLES 8      /* publishes a baseline needs besides its time */
+
+struct secmon_engine;
+
+/* Head of every tracked object: its key and its place in the recency list. */
+struct engine_node {
+    struct engine_node *prev, *next;     /* prev is more recent */
+    char key[ENGINE_KEY_MAX];
+    size_t key_len;
+};
+
+/* Map plus recency list with a cap: adding a key to a full table evicts the
+ * least recently touched one, after calling on_evict for it. */
+struct engine_table {
+    struct vigil_map map;
+    struct engine_node *head, *tail;     /* most and least recent */
+    size_t count, cap, obj_size;
+    void (*on_evict)(struct secmon_engine *e, struct engine_node *n);
+};
+
+void engine_table_init(struct engine_table *t, size_t cap, size_t obj_size,
+                       void (*on_evict)(struct secmon_engine *, struct engine_node *));
+void engine_table_free(struct engine_table *t);
+/* Returns the object with that key and makes it the most recent, or NULL. */
+void *engine_table_get(struct engine_table *t, const char *key, size_t len);
+/* Like engine_table_get, but creates a zeroed object when absent; NULL only
+ * when memory runs out or the key is longer than ENGINE_KEY_MAX - 1. */
+void *engine_table_touch(struct secmon_engine *e, struct engine_table *t, const char *key,
+                         size_t len, bool *created);
+/* Removes and frees n without calling on_evict. */
+void engine_table_remove(struct engine_table *t, struct engine_node *n);
+
+/* Sliding window counter: the current fixed window plus the previous one
+ * weighted by how much of it still overlaps the sliding window. */
+struct engine_window {
+    int64_t start_us;
+    uint32_t cur, prev;
+    int64_t first_us;    /* first event since the counter was last empty */
+};
+
+/* Counts one event at now_us and returns the events within the last len_us. */
+double engine_window_add(struct engine_window *w, int64_t now_us, int64_t len_us);
+double engine_window_read(const struct engine_window *w, int64_t now_us, int64_t len_us);
+
+/* Short-lived distinct set of hashes, reset every window. */
+struct engine_idset {
+    int64_t start_us;
+    uint64_t hash[ENGINE_IDENTS_MAX];
+    uint32_t count;
+};
+
+/* Adds hash; returns the number of distinct hashes in the window. */
+uint32_t engine_idset_add(struct engine_idset *s, uint64_t hash, int64_t now_us, int64_t len_us);
+
+struct engine_device {
+    struct engine_node node;             /* key: device or client id */
+    int64_t first_seen_us, last_seen_us, last_pub_us;
+    uint64_t publishes;
+    bool learned;
+    bool silent_reported;
+    struct secmon_multi size;            /* payload bytes */
+    struct secmon_multi iat;             /* seconds between publishes */
+    struct secmon_multi count;           /* publish times, read as rates */
+    struct secmon_damped rate_short;     /* short-window rate sampled per publish, long half-life */
+    uint64_t topic_hash[ENGINE_TOPICS_MAX];
+    struct engine_window topic_rate[ENGINE_TOPICS_MAX];
+    uint8_t n_topics;
+    bool topics_full;                    /* more topics than remembered */
+    uint64_t peer_hash[ENGINE_PEERS_MAX];
+    uint8_t n_peers;
+    uint8_t qos_seen;                    /* bit per QoS level */
+    uint32_t hours[24];                  /* publishes and logins per UTC hour */
+    struct engine_window pub_sec, qos_sec;
+    char source[64];                     /* last source address */
+};
+
+struct engine_type {
+    struct engine_node node;             /* key: id prefix up to its first '-' */
+    int64_t first_seen_us;
+    uint64_t publishes;
+    struct secmon_damped size;           /* long window */
+};
+
+struct engine_source {
+    struct engine_node node;             /* key: address without port */
+    struct engine_window auth_fail, connects, malformed, no_connect, pub_sec, qos_sec;
+    struct engine_idset idents;
+    uint32_t slow_open;                  /* open connections with a long keep-alive */
+};
+
+struct engine_ident {
+    struct engine_node node;             /* key: client or device id */
+    struct engine_window auth_fail;
+};
+
+struct engine_conn {
+    struct engine_node node;             /* key: connection id, decimal */
+    bool started;                        /* its connect_attempt was seen */
+    bool authenticated;
+    bool slow;
+    char source[64];
+};
+
+struct engine_alert {
+    struct engine_node node;             /* key: rule, subject */
+    struct secmon_alert pub;
+    int64_t last_callback_us;
+    bool dirty;                          /* updated since the last callback */
+};
+
+struct secmon_engine {
+    struct secmon_config cfg;
+    secmon_alert_fn fn;
+    void *ctx;
+    struct engine_table devices, types, sources, idents, conns, alerts;
+    int64_t now_us;                      /* latest event or tick time */
+    uint64_t events, alerts_opened, dropped;
+};
+
+/* What a rule found; engine_raise() opens or updates its alert. */
+struct engine_finding {
+    const char *rule;
+    uint8_t severity;
+    const char *device;                  /* "" when unknown */
+    const char *source;                  /* "" when unknown */
+    const char *subject;                 /* dedup key beside the rule */
+    double deviation;
+    uint64_t count;                      /* events this finding adds to an open alert */
+    uint64_t open_count;                 /* events counted when it opens; 0: count */
+    int64_t first_event_us;              /* 0: the event time */
+    char observation[160];
+    char expectation[160];
+    char evidence[128];                  /* used when there is no event */
+};
+
+void engine_finding_init(struct engine_finding *f, const char *rule, uint8_t severity,
+                         const char *device, const char *source, const char *subject);
+/* ev may be NULL (tick findings); then f->evidence is the evidence line. */
+void engine_raise(struct secmon_engine *e, const struct vigil_event *ev, struct engine_finding *f);
+/* Closes alerts quiet for alert_quiet_s and sends throttled updates. */
+void engine_alerts_tick(struct secmon_engine *e);
+void engine_alert_evicted(struct secmon_engine *e, struct engine_node *n);
+
+/* Source address of a peer "ip:port" or "[ip6]:port". */
+void engine_peer_address(const char *peer, char *out, size_t cap);
+/* Identity of the event's client: device if set, else client id. */
+const char *engine_event_identity(const struct vigil_event *ev);
+
+/* Rule groups, each in its own file. */
+void engine_rules_connection(struct secmon_engine *e, const struct vigil_event *ev, const char *src);
+void engine_rules_topic(struct secmon_engine *e, const struct vigil_event *ev, const char *src);
+void engine_rules_publish(struct secmon_engine *e, const struct vigil_event *ev, const char *src);
+void engine_baseline_publish(struct secmon_engine *e, struct engine_device *d,
+                             const struct vigil_event *ev, const char *src);
+void engine_baseline_new_topic(struct secmon_engine *e, struct engine_device *d,
+                               const struct vigil_event *ev, const char *src);
+void engine_baseline_login(struct secmon_engine *e, struct engine_device *d,
+                           const struct vigil_event *ev, const char *src);
+void engine_silence_tick(struct secmon_engine *e);
+
+#endif

@@ -1,0 +1,187 @@
+/* Tracked-key tables with least-recently-seen eviction, sliding window
+ * counters and small distinct sets for the security engine. */
+#include <string.h>
+
+#include "core/alloc.h"
+#include "secmon/engine_internal.h"
+
+void engine_table_init(struct engine_table *t, size_t cap, size_t obj_size,
+                       void (*on_evict)(struct secmon_engine *, struct engine_node *))
+{
+    memset(t, 0, sizeof *t);
+    vigil_map_init(&t->map);
+    t->cap = cap > 0 ? cap : 1;
+    t->obj_size = obj_size;
+    t->on_evict = on_evict;
+}
+
+void engine_table_free(struct engine_table *t)
+{
+    struct engine_node *n = t->head;
+
+    while (n != NULL) {
+        struct engine_node *next = n->next;
+
+        vigil_free(n);
+        n = next;
+    }
+    vigil_map_free(&t->map);
+    t->head = t->tail = NULL;
+    t->count = 0;
+}
+
+static void list_unlink(struct engine_table *t, struct engine_node *n)
+{
+    if (n->prev != NULL)
+        n->prev->next = n->next;
+    else
+        t->head = n->next;
+    if (n->next != NULL)
+        n->next->prev = n->prev;
+    else
+        t->tail = n->prev;
+    n->prev = n->next = NULL;
+}
+
+static void list_push_front(struct engine_table *t, struct engine_node *n)
+{
+    n->prev = NULL;
+    n->next = t->head;
+    if (t->head != NULL)
+        t->head->prev = n;
+    t->head = n;
+    if (t->tail == NULL)
+        t->tail = n;
+}
+
+void *engine_table_get(struct engine_table *t, const char *key, size_t len)
+{
+    struct engine_node *n = vigil_map_get(&t->map, key, len);
+
+    if (n != NULL && t->head != n) {
+        list_unlink(t, n);
+        list_push_front(t, n);
+    }
+    return n;
+}
+
+void engine_table_remove(struct engine_table *t, struct engine_node *n)
+{
+    vigil_map_remove(&t->map, n->key, n->key_len);
+    list_unlink(t, n);
+    t->count--;
+    vigil_free(n);
+}
+
+void *engine_table_touch(struct secmon_engine *e, struct engine_table *t, const char *key,
+                         size_t len, bool *created)
+{
+    struct engine_node *n = engine_table_get(t, key, len);
+
+    if (created != NULL)
+        *created = false;
+    if (n != NULL)
+        return n;
+    if (len >= ENGINE_KEY_MAX)
+        return NULL;
+    if (t->count >= t->cap && t->tail != NULL) {
+        struct engine_node *old = t->tail;
+
+        if (t->on_evict != NULL)
+            t->on_evict(e, old);
+        engine_table_remove(t, old);
+    }
+    n = vigil_calloc(1, t->obj_size);
+    if (n == NULL)
+        return NULL;
+    memcpy(n->key, key, len);
+    n->key[len] = '\0';
+    n->key_len = len;
+    if (vigil_map_put(&t->map, n->key, len, n) != VIGIL_OK) {
+        vigil_free(n);
+        return NULL;
+    }
+    list_push_front(t, n);
+    t->count++;
+    if (created != NULL)
+        *created = true;
+    return n;
+}
+
+/* Moves the window forward so that now_us falls in the current one. */
+static void window_advance(struct engine_window *w, int64_t now_us, int64_t len_us)
+{
+    if (w->start_us == 0 || now_us - w->start_us >= 2 * len_us) {
+        w->start_us = now_us;
+        w->prev = 0;
+        w->cur = 0;
+    } else if (now_us - w->start_us >= len_us) {
+        w->prev = w->cur;
+        w->cur = 0;
+        w->start_us += len_us;
+    }
+}
+
+double engine_window_read(const struct engine_window *w, int64_t now_us, int64_t len_us)
+{
+    struct engine_window copy = *w;
+    double overlap;
+
+    if (now_us < copy.start_us)
+        now_us = copy.start_us;
+    window_advance(&copy, now_us, len_us);
+    overlap = 1.0 - (double)(now_us - copy.start_us) / (double)len_us;
+    return copy.cur + copy.prev * overlap;
+}
+
+double engine_window_add(struct engine_window *w, int64_t now_us, int64_t len_us)
+{
+    if (now_us < w->start_us)
+        now_us = w->start_us;
+    window_advance(w, now_us, len_us);
+    if (engine_window_read(w, now_us, len_us) < 0.5)
+        w->first_us = now_us;
+    if (w->cur < UINT32_MAX)
+        w->cur++;
+    return engine_window_read(w, now_us, len_us);
+}
+
+uint32_t engine_idset_add(struct engine_idset *s, uint64_t hash, int64_t now_us, int64_t len_us)
+{
+    if (s->start_us == 0 || now_us - s->start_us >= len_us) {
+        s->start_us = now_us;
+        s->count = 0;
+    }
+    for (uint32_t i = 0; i < s->count; i++)
+        if (s->hash[i] == hash)
+            return s->count;
+    if (s->count < ENGINE_IDENTS_MAX)
+        s->hash[s->count++] = hash;
+    return s->count;
+}
+
+void engine_peer_address(const char *peer, char *out, size_t cap)
+{
+    const char *end = peer + strlen(peer);
+    const char *colon = strrchr(peer, ':');
+    size_t len;
+
+    if (peer[0] == '[') {
+        const char *close = strchr(peer, ']');
+
+        peer++;
+        end = close != NULL ? close : end;
+    } else if (colon != NULL && strchr(peer, ':') == colon) {
+        end = colon;
+    }
+    len = (size_t)(end - peer);
+    if (len >= cap)
+        len = cap - 1;
+    memcpy(out, peer, len);
+    out[len] = '\0';
+}
+
+const char *engine_event_identity(const struct vigil_event *ev)
+{
+    return ev->device[0] != '\0' ? ev->device : ev->client_id;
+}
