@@ -8,5 +8,7 @@ int cli_device(int argc, char **argv);
 int cli_sim(int argc, char **argv);
 int cli_station(int argc, char **argv);
 int cli_acl(int argc, char **argv);
+int cli_analyze(int argc, char **argv);
+int cli_audit(int argc, char **argv);
 
 #endif

@@ -13,8 +13,10 @@ static void usage(FILE *out)
           "  serve     run the hub (MQTT broker, store, events)\n"
           "  device    manage the device inventory (add, list, remove)\n"
           "  acl       manage stored access rules for devices and roles\n"
+          "  audit     verify and read the tamper-evident audit log\n"
           "  sim       replay recorded vital signs as a fleet of bedside monitors\n"
           "  station   central-station subscriber with a live view\n"
+          "  analyze   passive analysis of a pcap or pcapng capture\n"
           "\n"
           "Run 'vigil <command> --help' for the options of a command.\n",
           out);
@@ -29,8 +31,10 @@ int main(int argc, char **argv)
         {"serve", cli_serve},
         {"device", cli_device},
         {"acl", cli_acl},
+        {"audit", cli_audit},
         {"sim", cli_sim},
         {"station", cli_station},
+        {"analyze", cli_analyze},
     };
 
     /* A peer that closes its socket must cost only its own connection: a
