@@ -55,7 +55,7 @@ struct siem_config {
     char data_dir[512];      /* outbox-<name>.db files go here */
     char hostname[256];      /* HOSTNAME field; empty = gethostname() */
     size_t queue_capacity;   /* in-memory queue between submit and the exporter
-                              * thread; full means dropped and counted; default 4096 */
+                              * thread; full means dropped and counted; default 1024 */
     struct siem_dest dests[SIEM_MAX_DESTINATIONS];
     size_t n_dests;
 };

@@ -26,7 +26,7 @@ void siem_config_defaults(struct siem_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
     snprintf(cfg->data_dir, sizeof cfg->data_dir, "./vigil-data");
-    cfg->queue_capacity = 4096;
+    cfg->queue_capacity = 1024;
 }
 
 /* Facility names of RFC 5424 section 6.2.1 and their codes. */

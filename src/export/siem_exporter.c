@@ -83,7 +83,7 @@ static vigil_err submit(struct siem_exporter *exp, const struct item *it, size_t
     }
     uv_mutex_unlock(&exp->lock);
     /* The first drop and then every 1000th are logged; the counter is exact. */
-    if (dropped == 1 || dropped % 1000 == 0)
+    if (dropped == 1 || (dropped != 0 && dropped % 1000 == 0))
         log_warn("siem: queue full (%zu items), %llu dropped so far", exp->cfg.queue_capacity,
                  (unsigned long long)dropped);
     if (rc == VIGIL_OK)
