@@ -91,7 +91,7 @@ static void flow_remove(struct passive *p, struct pflow *f)
     p->n_flows--;
     for (int d = 0; d < 2; d++)
         reasm_clear(&f->stream[d], &p->pool);
-    session_free(f);
+    session_free(p, f);
     vigil_free(f);
 }
 
@@ -119,6 +119,7 @@ static void flow_close(struct passive *p, struct pflow *f, const char *why)
     struct vigil_event ev;
 
     flow_flush(p, f);
+    session_flush_deferred(p, f);
     if (f->in_pending) {
         list_unlink(&p->pending, f, true);
         f->in_pending = false;
@@ -132,7 +133,7 @@ static void flow_close(struct passive *p, struct pflow *f, const char *why)
     list_unlink(&p->open, f, false);
     f->closed = true;
     list_append(&p->closed, f, false);
-    session_free(f);
+    session_free(p, f);
 }
 
 static void evict_one(struct passive *p)
@@ -313,10 +314,12 @@ void flows_flush_all(struct passive *p)
     while (f != NULL) {
         struct pflow *next = f->age.next;
 
-        if (f->fin != 0)
+        if (f->fin != 0) {
             flow_close(p, f, "connection closed");
-        else
+        } else {
             flow_flush(p, f);
+            session_flush_deferred(p, f);
+        }
         f = next;
     }
 }

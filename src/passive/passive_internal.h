@@ -45,6 +45,12 @@ struct pflow {
     /* MQTT session learned from the stream. */
     uint8_t version;           /* 0 until CONNECT or a decoded packet tells */
     bool connect_seen;
+    bool connack_seen;
+    /* Client events decoded after CONNECT but before its CONNACK, held so
+     * that the engine sees them after the authentication result, in the
+     * order the broker produces them. */
+    struct vigil_event *deferred;  /* owned, SESSION_DEFER_MAX entries */
+    uint8_t n_deferred;
     bool disconnect_seen;
     uint8_t disconnect_reason;
     uint16_t keep_alive;
@@ -63,6 +69,7 @@ struct passive {
     struct reasm_pool pool;
     struct passive_stats stats;
     uint64_t next_id;
+    size_t deferred_total;     /* events held in all flows' deferred arrays */
     bool started;              /* a frame or passive_advance() set the time */
     int64_t first_us, now_us, next_tick_us;
     /* Set while a direction's bytes are delivered by reassembly. */
@@ -72,7 +79,10 @@ struct passive {
 
 /* session.c */
 void session_init(struct passive *p, struct pflow *f);
-void session_free(struct pflow *f);
+/* Emits the events f holds back and frees the stream buffers. */
+void session_free(struct passive *p, struct pflow *f);
+/* Emits the events f holds back (waiting for CONNACK) now. */
+void session_flush_deferred(struct passive *p, struct pflow *f);
 void session_deliver(struct passive *p, struct pflow *f, int dir, const uint8_t *data, size_t len,
                      bool gap);
 /* Emits an event of type about flow f at the current capture time; topic,

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/log.h"
 #include "passive/passive_internal.h"
 #include "proto/mqtt/mqtt.h"
@@ -31,8 +32,48 @@ void session_init(struct passive *p, struct pflow *f)
         vigil_buf_init(&f->mqtt[d].partial, p->cfg.packet_cap);
 }
 
-void session_free(struct pflow *f)
+/* Events held per flow while CONNACK is awaited, and over all flows. Past
+ * either cap, events are emitted in capture order. */
+#define SESSION_DEFER_MAX 16
+#define SESSION_DEFER_TOTAL_MAX 8192
+
+void session_flush_deferred(struct passive *p, struct pflow *f)
 {
+    uint8_t n = f->n_deferred;
+
+    f->n_deferred = 0;
+    for (uint8_t i = 0; i < n; i++) {
+        f->deferred[i].ts_us = p->now_us;
+        p->stats.events++;
+        p->on_event(p->ctx, &f->deferred[i]);
+    }
+    p->deferred_total -= n;
+    vigil_free(f->deferred);
+    f->deferred = NULL;
+}
+
+/* Holds ev back when it follows a CONNECT whose CONNACK has not been seen. */
+static bool defer(struct passive *p, struct pflow *f, const struct vigil_event *ev)
+{
+    if (!f->connect_seen || f->connack_seen || ev->type == VIGIL_EV_CONNECT_ATTEMPT ||
+        ev->type == VIGIL_EV_AUTH_SUCCESS || ev->type == VIGIL_EV_AUTH_FAILURE ||
+        ev->type == VIGIL_EV_DISCONNECT)
+        return false;
+    if (f->n_deferred == SESSION_DEFER_MAX || p->deferred_total >= SESSION_DEFER_TOTAL_MAX) {
+        session_flush_deferred(p, f);
+        return false;
+    }
+    if (f->deferred == NULL &&
+        (f->deferred = vigil_calloc(SESSION_DEFER_MAX, sizeof *f->deferred)) == NULL)
+        return false;
+    f->deferred[f->n_deferred++] = *ev;
+    p->deferred_total++;
+    return true;
+}
+
+void session_free(struct passive *p, struct pflow *f)
+{
+    session_flush_deferred(p, f);
     for (int d = 0; d < 2; d++) {
         vigil_buf_release(&f->mqtt[d].partial);
         f->mqtt[d].skip = 0;
@@ -57,6 +98,8 @@ void session_emit_ev(struct passive *p, struct pflow *f, struct vigil_event *ev)
     VIGIL_EVENT_SET(ev, device, f->client_id, strlen(f->client_id));
     if (ev->keep_alive == 0)
         ev->keep_alive = f->keep_alive;
+    if (defer(p, f, ev))
+        return;
     p->stats.events++;
     p->on_event(p->ctx, ev);
 }
@@ -144,7 +187,9 @@ static void emit_auth(struct passive *p, struct pflow *f, const struct mqtt_pack
         detail = other;
     }
     VIGIL_EVENT_SET(&ev, detail, detail, strlen(detail));
+    f->connack_seen = true;
     session_emit_ev(p, f, &ev);
+    session_flush_deferred(p, f);
 }
 
 static void on_connect(struct passive *p, struct pflow *f, const struct mqtt_packet *pkt)
@@ -153,6 +198,7 @@ static void on_connect(struct passive *p, struct pflow *f, const struct mqtt_pac
 
     f->version = cn->version == MQTT_V5 ? MQTT_V5 : MQTT_V311;
     f->connect_seen = true;
+    f->connack_seen = false;
     f->keep_alive = cn->keep_alive;
     vigil_event_set(f->client_id, sizeof f->client_id, (const char *)cn->client_id.p,
                     cn->client_id.len);
