@@ -1,0 +1,738 @@
+/* Tests for the audit log writer and verifier, including each kind of
+ * tampering the verifier must name. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <pthread.h>
+
+#include "audit/audit.h"
+#include "audit/audit_internal.h"
+#include "core/log.h"
+
+#define MAX_LINES 256
+
+struct fixture {
+    char dir[64];   /* the audit directory itself */
+    char root[64];  /* the temporary data directory */
+};
+
+/* The lines of one segment, newline removed. */
+struct lines {
+    char *items[MAX_LINES];
+    size_t count;
+};
+
+static int setup(void **state)
+{
+    struct fixture *fx = calloc(1, sizeof *fx);
+
+    vigil_log_set_level(VIGIL_LOG_ERROR);
+    snprintf(fx->root, sizeof fx->root, "/tmp/vigil-audit-XXXXXX");
+    assert_non_null(mkdtemp(fx->root));
+    snprintf(fx->dir, sizeof fx->dir, "%s/audit", fx->root);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *fx = *state;
+    char cmd[128];
+
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->root);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", fx->root);
+    free(fx);
+    return 0;
+}
+
+static const struct audit_opts quiet_opts = { .no_timer = true };
+
+/* Writes n auth_failure records and closes the log. */
+static void write_log(struct fixture *fx, const struct audit_opts *opts, int n)
+{
+    struct audit_log *log = NULL;
+
+    assert_int_equal(audit_open(fx->root, opts, &log), VIGIL_OK);
+    for (int i = 0; i < n; i++) {
+        json_t *fields = json_pack("{sssi}", "device", "mon-0042", "attempt", i);
+
+        assert_int_equal(audit_append(log, "auth_failure", fields), VIGIL_OK);
+        json_decref(fields);
+    }
+    assert_int_equal(audit_close(log), VIGIL_OK);
+}
+
+static void verify(struct fixture *fx, const char *pubkey, bool strict, struct audit_report *r)
+{
+    struct audit_verify_opts opts = { .pubkey_path = pubkey, .strict = strict };
+
+    assert_int_equal(audit_verify_dir(fx->dir, &opts, r), VIGIL_OK);
+}
+
+static void segment_path(struct fixture *fx, uint32_t index, char *out, size_t cap)
+{
+    char name[AUDIT_SEGMENT_NAME_MAX];
+
+    audit_segment_name(index, name);
+    snprintf(out, cap, "%s/%s", fx->dir, name);
+}
+
+static void lines_read(struct fixture *fx, uint32_t index, struct lines *l)
+{
+    char path[256];
+    char buf[8192];
+    FILE *f;
+
+    segment_path(fx, index, path, sizeof path);
+    f = fopen(path, "r");
+    assert_non_null(f);
+    l->count = 0;
+    while (fgets(buf, sizeof buf, f) != NULL) {
+        assert_true(l->count < MAX_LINES);
+        buf[strcspn(buf, "\n")] = '\0';
+        l->items[l->count++] = strdup(buf);
+    }
+    fclose(f);
+}
+
+/* Writes the lines back, each with its newline, and frees them. */
+static void lines_write(struct fixture *fx, uint32_t index, struct lines *l)
+{
+    char path[256];
+    FILE *f;
+
+    segment_path(fx, index, path, sizeof path);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    for (size_t i = 0; i < l->count; i++) {
+        fprintf(f, "%s\n", l->items[i]);
+        free(l->items[i]);
+    }
+    fclose(f);
+    l->count = 0;
+}
+
+static void lines_delete(struct lines *l, size_t i)
+{
+    free(l->items[i]);
+    memmove(&l->items[i], &l->items[i + 1], (l->count - i - 1) * sizeof l->items[0]);
+    l->count--;
+}
+
+static void lines_insert(struct lines *l, size_t i, const char *line)
+{
+    memmove(&l->items[i + 1], &l->items[i], (l->count - i) * sizeof l->items[0]);
+    l->items[i] = strdup(line);
+    l->count++;
+}
+
+/* Replaces line i with rec serialised; with rehash, first recomputes its
+ * hash, as a forger who knows the format would. */
+static void lines_replace(struct lines *l, size_t i, json_t *rec, bool rehash)
+{
+    char hash[AUDIT_HASH_HEX];
+
+    if (rehash) {
+        assert_int_equal(audit_canonical_hash(rec, hash), VIGIL_OK);
+        json_object_set_new(rec, "hash", json_string(hash));
+    }
+    free(l->items[i]);
+    l->items[i] = json_dumps(rec, AUDIT_JSON_FLAGS);
+}
+
+static json_t *line_parse(const struct lines *l, size_t i)
+{
+    json_t *rec = json_loads(l->items[i], 0, NULL);
+
+    assert_non_null(rec);
+    return rec;
+}
+
+static void assert_error(const struct audit_report *r, const char *text)
+{
+    assert_false(r->valid);
+    if (strstr(r->error, text) == NULL)
+        fail_msg("expected an error containing \"%s\", got \"%s\"", text, r->error);
+}
+
+static bool has_warning(const struct audit_report *r, const char *text)
+{
+    for (size_t i = 0; i < r->warning_count && i < AUDIT_MAX_WARNINGS; i++) {
+        if (strstr(r->warnings[i], text) != NULL)
+            return true;
+    }
+    return false;
+}
+
+static void test_roundtrip_valid(void **state)
+{
+    struct fixture *fx = *state;
+    struct audit_report r;
+
+    write_log(fx, &quiet_opts, 10);
+    verify(fx, NULL, true, &r);
+    assert_true(r.valid);
+    assert_int_equal(r.records, 11);
+    assert_int_equal(r.checkpoints, 1);
+    assert_int_equal(r.last_seq, 11);
+    assert_int_equal(r.last_checkpoint_seq, 10);
+    assert_int_equal(r.unsigned_records, 0);
+    assert_int_equal(r.warning_count, 0);
+    assert_int_equal(r.segments, 1);
+}
+
+static void test_record_format(void **state)
+{
+    struct fixture *fx = *state;
+    struct lines l;
+    json_t *first;
+    json_t *last;
+    char hash[AUDIT_HASH_HEX];
+
+    write_log(fx, &quiet_opts, 1);
+    lines_read(fx, 1, &l);
+    assert_int_equal(l.count, 2);
+    first = line_parse(&l, 0);
+    last = line_parse(&l, 1);
+    assert_int_equal(json_integer_value(json_object_get(first, "seq")), 1);
+    assert_string_equal(json_string_value(json_object_get(first, "prev")), AUDIT_ZERO_HASH);
+    assert_string_equal(json_string_value(json_object_get(first, "device")), "mon-0042");
+    assert_int_equal(strlen(json_string_value(json_object_get(first, "ts"))), 27);
+    assert_int_equal(audit_canonical_hash(first, hash), VIGIL_OK);
+    assert_string_equal(json_string_value(json_object_get(first, "hash")), hash);
+    assert_string_equal(json_string_value(json_object_get(last, "type")), "checkpoint");
+    assert_int_equal(json_integer_value(json_object_get(last, "upto_seq")), 1);
+    assert_string_equal(json_string_value(json_object_get(last, "upto_hash")), hash);
+    assert_true(json_is_true(json_object_get(last, "final")));
+    json_decref(first);
+    json_decref(last);
+    lines_write(fx, 1, &l);
+}
+
+static void test_key_created_0600(void **state)
+{
+    struct fixture *fx = *state;
+    char path[256];
+    struct stat st;
+    struct audit_report r1;
+    struct audit_report r2;
+
+    write_log(fx, &quiet_opts, 1);
+    snprintf(path, sizeof path, "%s/signing.key", fx->dir);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    snprintf(path, sizeof path, "%s/signing.pub", fx->dir);
+    assert_int_equal(stat(path, &st), 0);
+    verify(fx, NULL, false, &r1);
+    write_log(fx, &quiet_opts, 1);
+    verify(fx, path, true, &r2);
+    assert_true(r2.valid);
+    assert_true(r2.key_pinned);
+    assert_string_equal(r1.key_id, r2.key_id);
+    assert_int_equal(strlen(r2.key_id), 16);
+}
+
+static void test_segments_rotate(void **state)
+{
+    struct fixture *fx = *state;
+    struct audit_opts opts = { .no_timer = true, .segment_max_bytes = 700 };
+    struct audit_report r;
+
+    write_log(fx, &opts, 20);
+    write_log(fx, &opts, 5);
+    verify(fx, NULL, true, &r);
+    assert_true(r.valid);
+    assert_true(r.segments > 3);
+    assert_int_equal(r.last_seq, 27);
+}
+
+static void test_checkpoint_every(void **state)
+{
+    struct fixture *fx = *state;
+    struct audit_opts opts = { .no_timer = true, .checkpoint_every = 3 };
+    struct audit_report r;
+
+    write_log(fx, &opts, 9);
+    verify(fx, NULL, true, &r);
+    assert_true(r.valid);
+    /* After records 3, 6 and 9, and the final one at close. */
+    assert_int_equal(r.checkpoints, 4);
+    assert_int_equal(r.records, 13);
+}
+
+static void test_checkpoint_timer(void **state)
+{
+    struct fixture *fx = *state;
+    struct audit_opts opts = { .checkpoint_interval_ms = 50 };
+    struct audit_log *log = NULL;
+    struct audit_report r;
+
+    assert_int_equal(audit_open(fx->root, &opts, &log), VIGIL_OK);
+    assert_int_equal(audit_append(log, "config_reloaded", NULL), VIGIL_OK);
+    for (int i = 0; i < 100 && audit_last_seq(log) < 2; i++)
+        usleep(20000);
+    verify(fx, NULL, false, &r);
+    assert_true(r.valid);
+    assert_int_equal(r.checkpoints, 1);
+    assert_int_equal(r.unsigned_records, 0);
+    assert_int_equal(audit_close(log), VIGIL_OK);
+}
+
+static void test_reopen_continues_chain(void **state)
+{
+    struct fixture *fx = *state;
+    struct audit_log *log = NULL;
+    struct audit_report r;
+
+    write_log(fx, &quiet_opts, 2);
+    assert_int_equal(audit_open(fx->root, &quiet_opts, &log), VIGIL_OK);
+    assert_int_equal(audit_last_seq(log), 3);
+    assert_int_equal(audit_close(log), VIGIL_OK);
+    write_log(fx, &quiet_opts, 2);
+    verify(fx, NULL, true, &r);
+    assert_true(r.valid);
+    assert_int_equal(r.last_seq, 6);
+    assert_int_equal(r.segments, 1);
+}
+
+static void test_second_open_rejected(void **state)
+{
+    struct fixture *fx = *state;
+    struct audit_log *log = NULL;
+    struct audit_log *other = NULL;
+
+    assert_int_equal(audit_open(fx->root, &quiet_opts, &log), VIGIL_OK);
+    assert_int_equal(audit_open(fx->root, &quiet_opts, &other), VIGIL_ERR_EXISTS);
+    assert_int_equal(audit_close(log), VIGIL_OK);
+}
+
+static void test_append_rejects_invalid(void **state)
+{
+    struct fixture *fx = *state;
+    struct audit_log *log = NULL;
+    json_t *reserved = json_pack("{si}", "seq", 5);
+    json_t *array = json_array();
+
+    assert_int_equal(audit_open(fx->root, &quiet_opts, &log), VIGIL_OK);
+    assert_int_equal(audit_append(log, "checkpoint", NULL), VIGIL_ERR_INVALID);
+    assert_int_equal(audit_append(log, "Auth", NULL), VIGIL_ERR_INVALID);
+    assert_int_equal(audit_append(log, "", NULL), VIGIL_ERR_INVALID);
+    assert_int_equal(audit_append(log, "auth_success", reserved), VIGIL_ERR_INVALID);
+    assert_int_equal(audit_append(log, "auth_success", array), VIGIL_ERR_INVALID);
+    assert_int_equal(audit_last_seq(log), 0);
+    assert_int_equal(audit_close(log), VIGIL_OK);
+    json_decref(reserved);
+    json_decref(array);
+}
+
+static void test_append_event(void **state)
+{
+    struct fixture *fx = *state;
+    struct audit_log *log = NULL;
+    struct vigil_event ev;
+    struct lines l;
+    json_t *rec;
+
+    assert_int_equal(audit_open(fx->root, &quiet_opts, &log), VIGIL_OK);
+    vigil_event_init(&ev, VIGIL_EV_AUTH_FAILURE);
+    VIGIL_EVENT_SET(&ev, peer, "127.0.0.1:5000", 14);
+    VIGIL_EVENT_SET(&ev, client_id, "mon-7", 5);
+    assert_int_equal(audit_append_event(log, &ev), VIGIL_OK);
+    vigil_event_init(&ev, VIGIL_EV_PUBLISH);
+    ev.has_value = true;
+    ev.value = 72.0;
+    assert_null(audit_event_type(&ev));
+    assert_int_equal(audit_append_event(log, &ev), VIGIL_ERR_INVALID);
+    assert_int_equal(audit_close(log), VIGIL_OK);
+
+    lines_read(fx, 1, &l);
+    rec = line_parse(&l, 0);
+    assert_string_equal(json_string_value(json_object_get(rec, "type")), "auth_failure");
+    assert_string_equal(json_string_value(json_object_get(rec, "peer")), "127.0.0.1:5000");
+    assert_string_equal(json_string_value(json_object_get(rec, "client_id")), "mon-7");
+    assert_non_null(json_object_get(rec, "event_ts"));
+    assert_null(json_object_get(rec, "value"));
+    json_decref(rec);
+    lines_write(fx, 1, &l);
+}
+
+struct writer_arg {
+    struct audit_log *log;
+    int count;
+};
+
+static void *writer_main(void *arg)
+{
+    struct writer_arg *w = arg;
+
+    for (int i = 0; i < w->count; i++) {
+        if (audit_append(w->log, "admin_command", NULL) != VIGIL_OK)
+            return (void *)1;
+    }
+    return NULL;
+}
+
+static void test_threads_keep_chain(void **state)
+{
+    struct fixture *fx = *state;
+    struct audit_opts opts = { .checkpoint_every = 7, .checkpoint_interval_ms = 5 };
+    struct writer_arg w = { .count = 40 };
+    pthread_t threads[4];
+    struct audit_report r;
+    void *result;
+
+    assert_int_equal(audit_open(fx->root, &opts, &w.log), VIGIL_OK);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&threads[i], NULL, writer_main, &w), 0);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(pthread_join(threads[i], &result), 0);
+        assert_null(result);
+    }
+    assert_int_equal(audit_close(w.log), VIGIL_OK);
+    verify(fx, NULL, true, &r);
+    assert_true(r.valid);
+    assert_int_equal(r.records - r.checkpoints, 160);
+}
+
+static void test_tamper_field_edit(void **state)
+{
+    struct fixture *fx = *state;
+    struct lines l;
+    struct audit_report r;
+
+    write_log(fx, &quiet_opts, 5);
+    lines_read(fx, 1, &l);
+    {
+        char *p = strstr(l.items[2], "mon-0042");
+
+        assert_non_null(p);
+        p[7] = '3';
+    }
+    lines_write(fx, 1, &l);
+    verify(fx, NULL, false, &r);
+    assert_error(&r, "audit-000001.jsonl:3 (seq 3): hash mismatch: record changed");
+    assert_string_equal(r.error_file, "audit-000001.jsonl");
+    assert_int_equal(r.error_line, 3);
+    assert_int_equal(r.error_seq, 3);
+}
+
+static void test_tamper_line_deleted(void **state)
+{
+    struct fixture *fx = *state;
+    struct lines l;
+    struct audit_report r;
+
+    write_log(fx, &quiet_opts, 5);
+    lines_read(fx, 1, &l);
+    lines_delete(&l, 1);
+    lines_write(fx, 1, &l);
+    verify(fx, NULL, false, &r);
+    assert_error(&r, "audit-000001.jsonl:2 (seq 3): seq gap: expected 2, found 3");
+}
+
+static void test_tamper_lines_reordered(void **state)
+{
+    struct fixture *fx = *state;
+    struct lines l;
+    struct audit_report r;
+    char *tmp;
+
+    write_log(fx, &quiet_opts, 5);
+    lines_read(fx, 1, &l);
+    tmp = l.items[2];
+    l.items[2] = l.items[3];
+    l.items[3] = tmp;
+    lines_write(fx, 1, &l);
+    verify(fx, NULL, false, &r);
+    assert_error(&r, "audit-000001.jsonl:3 (seq 4): seq gap: expected 3, found 4");
+}
+
+static void test_tamper_line_inserted(void **state)
+{
+    struct fixture *fx = *state;
+    struct lines l;
+    struct audit_report r;
+    json_t *forged;
+
+    write_log(fx, &quiet_opts, 5);
+    lines_read(fx, 1, &l);
+    /* A forged seq 3 that links to seq 2 and has a correct hash. */
+    forged = line_parse(&l, 2);
+    json_object_set_new(forged, "device", json_string("intruder"));
+    lines_insert(&l, 2, l.items[2]);
+    lines_replace(&l, 2, forged, true);
+    json_decref(forged);
+    lines_write(fx, 1, &l);
+    verify(fx, NULL, false, &r);
+    assert_error(&r, "audit-000001.jsonl:4 (seq 3): seq out of order: expected 4, found 3");
+}
+
+static void test_tamper_prev_rewritten(void **state)
+{
+    struct fixture *fx = *state;
+    struct lines l;
+    struct audit_report r;
+    json_t *rec;
+
+    write_log(fx, &quiet_opts, 5);
+    lines_read(fx, 1, &l);
+    rec = line_parse(&l, 3);
+    json_object_set_new(rec, "prev", json_string(AUDIT_ZERO_HASH));
+    lines_replace(&l, 3, rec, true);
+    json_decref(rec);
+    lines_write(fx, 1, &l);
+    verify(fx, NULL, false, &r);
+    assert_error(&r, "audit-000001.jsonl:4 (seq 4): prev mismatch at seq 4");
+}
+
+static void test_torn_tail_warns(void **state)
+{
+    struct fixture *fx = *state;
+    char path[256];
+    struct stat st;
+    struct audit_report r;
+
+    write_log(fx, &quiet_opts, 5);
+    segment_path(fx, 1, path, sizeof path);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(truncate(path, st.st_size - 20), 0);
+    verify(fx, NULL, false, &r);
+    assert_true(r.valid);
+    assert_true(has_warning(&r, "torn last line at audit-000001.jsonl:6 (crash during write?)"));
+    assert_true(has_warning(&r, "5 records after the last checkpoint are not signed yet") ||
+                has_warning(&r, "5 records are not signed yet"));
+    verify(fx, NULL, true, &r);
+    assert_error(&r, "--strict: torn last line");
+}
+
+static void test_torn_tail_kept_on_reopen(void **state)
+{
+    struct fixture *fx = *state;
+    char path[256];
+    struct stat before;
+    struct stat after;
+    struct audit_report r;
+
+    write_log(fx, &quiet_opts, 5);
+    segment_path(fx, 1, path, sizeof path);
+    assert_int_equal(stat(path, &before), 0);
+    assert_int_equal(truncate(path, before.st_size - 20), 0);
+    write_log(fx, &quiet_opts, 2);
+    assert_int_equal(stat(path, &after), 0);
+    assert_int_equal(after.st_size, before.st_size - 20);
+    verify(fx, NULL, false, &r);
+    assert_true(r.valid);
+    assert_int_equal(r.segments, 2);
+    assert_int_equal(r.last_seq, 8);
+    assert_true(has_warning(&r, "torn last line at audit-000001.jsonl:6"));
+}
+
+static void test_truncated_records_at_end(void **state)
+{
+    struct fixture *fx = *state;
+    struct lines l;
+    struct audit_report r;
+
+    write_log(fx, &quiet_opts, 5);
+    lines_read(fx, 1, &l);
+    lines_delete(&l, 5);  /* the final checkpoint */
+    lines_delete(&l, 4);
+    lines_write(fx, 1, &l);
+    verify(fx, NULL, false, &r);
+    assert_true(r.valid);
+    assert_int_equal(r.last_seq, 4);
+    assert_true(has_warning(&r, "4 records are not signed yet"));
+    verify(fx, NULL, true, &r);
+    assert_error(&r, "--strict: 4 records are not signed yet");
+}
+
+static void test_truncated_to_checkpoint(void **state)
+{
+    struct fixture *fx = *state;
+    struct audit_opts opts = { .no_timer = true, .checkpoint_every = 3 };
+    struct lines l;
+    struct audit_report r;
+
+    write_log(fx, &opts, 5);
+    lines_read(fx, 1, &l);
+    /* Keep records 1-3 and the periodic checkpoint after them. */
+    while (l.count > 4)
+        lines_delete(&l, l.count - 1);
+    lines_write(fx, 1, &l);
+    verify(fx, NULL, false, &r);
+    assert_true(r.valid);
+    assert_true(has_warning(&r, "does not end with the final checkpoint"));
+}
+
+static void test_checkpoint_sig_forged(void **state)
+{
+    struct fixture *fx = *state;
+    struct lines l;
+    struct audit_report r;
+    json_t *rec;
+    char sig[AUDIT_SIG_B64];
+
+    write_log(fx, &quiet_opts, 3);
+    lines_read(fx, 1, &l);
+    rec = line_parse(&l, 3);
+    snprintf(sig, sizeof sig, "%s", json_string_value(json_object_get(rec, "sig")));
+    sig[10] = sig[10] == 'A' ? 'B' : 'A';
+    json_object_set_new(rec, "sig", json_string(sig));
+    lines_replace(&l, 3, rec, true);
+    json_decref(rec);
+    lines_write(fx, 1, &l);
+    verify(fx, NULL, false, &r);
+    assert_error(&r, "signature invalid at checkpoint seq 4");
+}
+
+static void test_checkpoint_off_chain(void **state)
+{
+    struct fixture *fx = *state;
+    struct lines l;
+    struct audit_report r;
+    json_t *rec;
+
+    write_log(fx, &quiet_opts, 3);
+    lines_read(fx, 1, &l);
+    rec = line_parse(&l, 3);
+    json_object_set_new(rec, "upto_seq", json_integer(2));
+    lines_replace(&l, 3, rec, true);
+    json_decref(rec);
+    lines_write(fx, 1, &l);
+    verify(fx, NULL, false, &r);
+    assert_error(&r, "(seq 4): checkpoint does not match the chain");
+}
+
+/* A rewrite of the whole directory with a new key passes a check with the
+ * key in the directory, and fails against the pinned original key. */
+static void test_signing_key_replaced(void **state)
+{
+    struct fixture *fx = *state;
+    char original[256];
+    char cmd[512];
+    struct audit_report r;
+
+    write_log(fx, &quiet_opts, 3);
+    snprintf(original, sizeof original, "%s/original.pub", fx->root);
+    snprintf(cmd, sizeof cmd, "cp '%s/signing.pub' '%s' && rm -rf '%s'", fx->dir, original,
+             fx->dir);
+    assert_int_equal(system(cmd), 0);
+    write_log(fx, &quiet_opts, 3);
+    verify(fx, NULL, false, &r);
+    assert_true(r.valid);
+    verify(fx, original, false, &r);
+    assert_error(&r, "audit-000001.jsonl:4 (seq 4): checkpoint signed by key");
+    assert_error(&r, "(signing key replaced?)");
+}
+
+static void test_missing_key_refused(void **state)
+{
+    struct fixture *fx = *state;
+    struct audit_log *log = NULL;
+    char path[256];
+
+    write_log(fx, &quiet_opts, 1);
+    snprintf(path, sizeof path, "%s/signing.key", fx->dir);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(audit_open(fx->root, &quiet_opts, &log), VIGIL_ERR_NOT_FOUND);
+}
+
+static void test_segment_removed(void **state)
+{
+    struct fixture *fx = *state;
+    struct audit_opts opts = { .no_timer = true, .segment_max_bytes = 700 };
+    char path[256];
+    struct audit_report r;
+
+    write_log(fx, &opts, 20);
+    segment_path(fx, 2, path, sizeof path);
+    assert_int_equal(unlink(path), 0);
+    verify(fx, NULL, false, &r);
+    assert_error(&r, "audit-000002.jsonl is missing (segments removed)");
+}
+
+static void test_invalid_json_line(void **state)
+{
+    struct fixture *fx = *state;
+    struct lines l;
+    struct audit_report r;
+
+    write_log(fx, &quiet_opts, 2);
+    lines_read(fx, 1, &l);
+    lines_insert(&l, 1, "{\"seq\": 2,");
+    lines_write(fx, 1, &l);
+    verify(fx, NULL, false, &r);
+    assert_error(&r, "audit-000001.jsonl:2: invalid JSON");
+}
+
+static void test_missing_dir_invalid(void **state)
+{
+    struct fixture *fx = *state;
+    struct audit_report r;
+
+    verify(fx, NULL, false, &r);
+    assert_error(&r, "cannot read");
+}
+
+static void test_buffer_empty_and_torn(void **state)
+{
+    struct audit_report r;
+    static const char torn[] = "{\"seq\":1";
+
+    (void)state;
+    assert_int_equal(audit_verify_buffer("x.jsonl", (const uint8_t *)"", 0, NULL, false, &r),
+                     VIGIL_OK);
+    assert_true(r.valid);
+    assert_true(has_warning(&r, "no records"));
+    assert_int_equal(audit_verify_buffer("x.jsonl", (const uint8_t *)torn, sizeof torn - 1, NULL,
+                                         false, &r),
+                     VIGIL_OK);
+    assert_true(r.valid);
+    assert_true(has_warning(&r, "torn last line at x.jsonl:1"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_roundtrip_valid, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_record_format, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_created_0600, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_segments_rotate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkpoint_every, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkpoint_timer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_continues_chain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_second_open_rejected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_append_rejects_invalid, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_append_event, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_threads_keep_chain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tamper_field_edit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tamper_line_deleted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tamper_lines_reordered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tamper_line_inserted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tamper_prev_rewritten, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_torn_tail_warns, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_torn_tail_kept_on_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_truncated_records_at_end, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_truncated_to_checkpoint, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkpoint_sig_forged, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkpoint_off_chain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_signing_key_replaced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_key_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_segment_removed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_json_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_dir_invalid, setup, teardown),
+        cmocka_unit_test(test_buffer_empty_and_torn),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
