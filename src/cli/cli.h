@@ -10,5 +10,6 @@ int cli_station(int argc, char **argv);
 int cli_acl(int argc, char **argv);
 int cli_analyze(int argc, char **argv);
 int cli_audit(int argc, char **argv);
+int cli_siem(int argc, char **argv);  /* siem-send: diagnostic, not in the usage list */
 
 #endif

@@ -35,6 +35,7 @@ int main(int argc, char **argv)
         {"sim", cli_sim},
         {"station", cli_station},
         {"analyze", cli_analyze},
+        {"siem-send", cli_siem},
     };
 
     /* A peer that closes its socket must cost only its own connection: a
