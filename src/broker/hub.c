@@ -129,11 +129,23 @@ static void on_connection(uv_stream_t *server, int status)
     conn_accept(hub, server, &hub->cfg.listeners[idx]);
 }
 
+/* Formats a listener's address as "host:port", with an IPv6 host in brackets. */
+static void listener_address(const struct config_listener *l, char *out, size_t cap)
+{
+    if (strchr(l->host, ':') != NULL)
+        snprintf(out, cap, "[%s]:%u", l->host, l->port);
+    else
+        snprintf(out, cap, "%s:%u", l->host, l->port);
+}
+
 static vigil_err hub_listen(struct hub *hub, size_t i)
 {
     const struct config_listener *l = &hub->cfg.listeners[i];
     struct sockaddr_storage addr;
+    char where[80];
     int rc;
+
+    listener_address(l, where, sizeof where);
 
     if (strchr(l->host, ':') != NULL)
         rc = uv_ip6_addr(l->host, l->port, (struct sockaddr_in6 *)&addr);
@@ -142,7 +154,7 @@ static vigil_err hub_listen(struct hub *hub, size_t i)
     if (rc == 0)
         rc = uv_tcp_init(hub->loop, &hub->listeners[i]);
     if (rc != 0) {
-        log_error("listener %s:%u: invalid address: %s", l->host, l->port, uv_strerror(rc));
+        log_error("listener %s: invalid address: %s", where, uv_strerror(rc));
         return VIGIL_ERR_CONFIG;
     }
     hub->n_listeners = i + 1;
@@ -150,19 +162,19 @@ static vigil_err hub_listen(struct hub *hub, size_t i)
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&hub->listeners[i], 1024, on_connection);
     if (rc != 0) {
-        log_error("listener %s:%u: cannot listen: %s", l->host, l->port, uv_strerror(rc));
+        log_error("listener %s: cannot listen: %s", where, uv_strerror(rc));
         return VIGIL_ERR_IO;
     }
     if (l->transport == CONFIG_TRANSPORT_MQTT && !config_host_is_loopback(l->host))
-        log_warn("listener %s:%u: plaintext MQTT on a non-loopback address (plaintext_public); "
+        log_warn("listener %s: plaintext MQTT on a non-loopback address (plaintext_public); "
                  "credentials and vital signs cross the network unencrypted",
-                 l->host, l->port);
+                 where);
     if (l->transport == CONFIG_TRANSPORT_MQTTS)
-        log_info("listening for MQTT over TLS on %s:%u (%s%s%s)", l->host, l->port,
+        log_info("listening for MQTT over TLS on %s (%s%s%s)", where,
                  l->require_client_cert ? "client certificates" : "",
                  l->allow_psk ? ", TLS-PSK" : "", l->allow_password ? ", passwords" : "");
     else
-        log_info("listening for MQTT on %s:%u%s", l->host, l->port,
+        log_info("listening for MQTT on %s%s", where,
                  l->allow_anonymous ? " (anonymous access allowed)" : "");
     return VIGIL_OK;
 }

@@ -276,7 +276,7 @@ vigil_err persist_load(struct hub *hub)
     }
     hub->next_msg_id = max_msg + 1;
     hub->next_seq = max_seq + 1;
-    log_info("store: restored %zu sessions, %zu queued messages, %zu retained messages",
+    log_info("store: restored sessions: %zu, queued messages: %zu, retained messages: %zu",
              lc.sessions, lc.queued, lc.retained);
     return VIGIL_OK;
 }

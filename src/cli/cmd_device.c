@@ -184,9 +184,13 @@ static int parse_options(int argc, char **argv, struct device_opts *o)
         {"overlap", required_argument, NULL, 'O'}, {"no-cert", no_argument, NULL, 'n'},
         {"psk", no_argument, NULL, 'p'},          {NULL, 0, NULL, 0},
     };
+    static char prog[48];
     int index = -1;
     int ch;
 
+    /* getopt starts its own messages with argv[0], which is the action name. */
+    snprintf(prog, sizeof prog, "vigil device %s", o->name);
+    argv[0] = prog;
     optind = 0;  /* 0 makes glibc's getopt forget the state of an earlier parse */
     while ((ch = getopt_long(argc, argv, "c:qh", longopts, &index)) != -1) {
         if (ch == 'h') {

@@ -1,4 +1,5 @@
 /* vigil sim: command line of the fleet simulator. */
+#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdbool.h>
@@ -233,8 +234,10 @@ static int run(struct sim_args *a)
     if (a->credentials_path) {
         rc = credentials_load(a->credentials_path, &creds);
         if (rc != VIGIL_OK) {
+            /* VIGIL_ERR_IO comes straight from a failed fopen, so errno still
+             * holds its cause (for example "No such file or directory"). */
             fprintf(stderr, "vigil sim: cannot read credentials file %s: %s\n",
-                    a->credentials_path, vigil_strerror(rc));
+                    a->credentials_path, rc == VIGIL_ERR_IO ? strerror(errno) : vigil_strerror(rc));
             return 1;
         }
     }
@@ -258,7 +261,10 @@ static int run(struct sim_args *a)
     recording_set_free(&set);
     credentials_free(creds);
     if (rc != VIGIL_OK) {
-        fprintf(stderr, "vigil sim: %s\n", vigil_strerror(rc));
+        /* VIGIL_ERR_NOT_FOUND means a device without a password, which
+         * fleet_run has already logged with the line to add. */
+        if (rc != VIGIL_ERR_NOT_FOUND)
+            fprintf(stderr, "vigil sim: %s\n", vigil_strerror(rc));
         return 1;
     }
     print_summary(&sum);

@@ -84,7 +84,7 @@ class Broker:
     log_dir: where the broker's stderr and generated files go.
     extra_yaml: more top-level YAML for vigil's -c file (mosquitto ignores it).
     anonymous_listener: also listen on anon_port, a second loopback port that
-    accepts clients without credentials whatever `anonymous` says of port.
+    accepts clients without credentials, whatever `anonymous` sets for port.
     """
 
     def __init__(self, log_dir, name="broker", anonymous=True, limits=None, sys_interval=None,

@@ -47,7 +47,7 @@ CONFIGS = {
 # Broker options beyond the limits. "dual" has a password listener
 # (Broker.port, ctx.auth_port) and an anonymous loopback listener (anon_port,
 # ctx.port, used by the witness and session()). Its failure rate limit is
-# high so that password checks, not the limiter, answer wrong passwords.
+# high so that password checks, not the limiter, reject wrong passwords.
 OPTIONS = {
     "dual": {"anonymous": False, "anonymous_listener": True,
              "extra_yaml": "auth:\n  failure_burst: 1000\n  failures_per_minute: 60000\n"},
