@@ -311,8 +311,10 @@ def _(ctx):
 
 
 # A persistent session's SUBACK promises a subscription that a crash
-# cannot lose, so the kill comes right after it.
-@case("SUBACK of a persistent session survives kill -9")
+# cannot lose, so the kill comes right after it. mosquitto 2.0.11 with
+# autosave_on_changes lost the new subscription even with 2 s of grace
+# before the kill, so this case runs only against vigil.
+@case("SUBACK of a persistent session survives kill -9", only="vigil")
 def _(ctx):
     for run in range(3):
         sub_id, topic = f"crash-suback-{run}", f"suback/{run}"
