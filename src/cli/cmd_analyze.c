@@ -208,6 +208,8 @@ static json_t *alert_json(const struct secmon_alert *a)
     json_object_set_new(o, "count", json_integer((json_int_t)a->count));
     json_object_set_new(o, "first_seen", time_json(a->first_seen_us));
     json_object_set_new(o, "last_seen", time_json(a->last_seen_us));
+    if (a->first_event_us != 0)
+        json_object_set_new(o, "first_event", time_json(a->first_event_us));
     json_object_set_new(o, "evidence", evidence);
     return o;
 }

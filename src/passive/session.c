@@ -8,6 +8,7 @@
 #include "core/log.h"
 #include "passive/passive_internal.h"
 #include "proto/mqtt/mqtt.h"
+#include "secmon/value.h"
 
 /* Packet types each direction may carry, as bits (1 << type). */
 #define TYPES_TO_SERVER 0xD5FAu /* CONNECT PUBLISH PUBACK..PUBCOMP SUBSCRIBE UNSUBSCRIBE PINGREQ DISCONNECT AUTH */
@@ -228,6 +229,9 @@ static void emit_publish(struct passive *p, struct pflow *f, const struct mqtt_p
     ev.qos = pub->qos;
     ev.retain = pub->retain;
     ev.size = pub->payload.len;
+    ev.has_value = secmon_extract_value((const char *)pub->topic.p, pub->topic.len,
+                                        pub->payload.p, pub->payload.len, ev.metric,
+                                        sizeof ev.metric, &ev.value);
     session_emit_ev(p, f, &ev);
 }
 
