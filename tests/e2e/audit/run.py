@@ -1,0 +1,266 @@
+#!/usr/bin/python3
+"""The audit log through the real binary: `vigil audit append` writes logs,
+the cases tamper with them the way an intruder or a crash would, and
+`vigil audit verify` must name the first bad record with exit status 1,
+report crash artefacts as warnings with status 0, and reject wrong usage
+with status 2.
+
+Usage: /usr/bin/python3 tests/e2e/audit/run.py [NAME-SUBSTRING...]
+No broker runs: every case is vigil-only and skipped against mosquitto.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "lib"))
+
+import harness  # noqa: E402
+from broker import SANITIZER_PATTERNS, vigil_binary  # noqa: E402
+from harness import case, check, check_equal  # noqa: E402
+
+SEG1 = "audit-000001.jsonl"
+SEG2 = "audit-000002.jsonl"
+
+
+class Fixture:
+    def __init__(self, log_dir):
+        self.log_dir = log_dir
+
+    def before(self, c, ctx):
+        ctx.work = os.path.join(self.log_dir, f"{c.number:03d}")
+        shutil.rmtree(ctx.work, ignore_errors=True)
+        os.makedirs(ctx.work)
+        ctx.audit = os.path.join(ctx.work, "audit")
+
+    def after(self, c, ctx):
+        pass
+
+    def on_failure(self, c, ctx, exc):
+        pass
+
+    def close(self):
+        pass
+
+
+def vigil(ctx, *args):
+    """Run vigil; log and return (status, stdout). Sanitizer output fails the case."""
+    cmd = [vigil_binary(), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    ctx.log("$", " ".join(cmd), "->", proc.returncode)
+    ctx.log("stdout:\n" + proc.stdout + "stderr:\n" + proc.stderr)
+    check(not SANITIZER_PATTERNS.search(proc.stderr), "sanitizer report in vigil's stderr")
+    return proc.returncode, proc.stdout
+
+
+def append(ctx, count=1, rtype="auth_failure", fields=None, *extra):
+    fields = fields or {"device": "mon-0042", "peer": "127.0.0.1:5000"}
+    status, _ = vigil(ctx, "audit", "append", "--type", rtype, "--json", json.dumps(fields),
+                      "--count", str(count), *extra, ctx.audit)
+    check_equal(status, 0, "status of vigil audit append")
+
+
+def verify(ctx, *args):
+    return vigil(ctx, "audit", "verify", *args, ctx.audit)
+
+
+def expect_invalid(ctx, text, *args):
+    status, out = verify(ctx, *args)
+    check_equal(status, 1, "status of vigil audit verify")
+    check(f"audit log invalid: {text}" in out, f"expected 'audit log invalid: {text}' in {out!r}")
+
+
+def read_lines(ctx, name=SEG1):
+    with open(os.path.join(ctx.audit, name), encoding="utf-8") as f:
+        return f.read().splitlines()
+
+
+def write_lines(ctx, lines, name=SEG1):
+    with open(os.path.join(ctx.audit, name), "w", encoding="utf-8") as f:
+        f.write("".join(line + "\n" for line in lines))
+
+
+@case("valid log verifies", only="vigil")
+def valid_log(ctx):
+    append(ctx, 10)
+    status, out = verify(ctx)
+    check_equal(status, 0, "status")
+    check(out.startswith("audit log valid: 11 records (1 checkpoints) in 1 segments"), out)
+    status, out = verify(ctx, "--json", "--strict")
+    check_equal(status, 0, "status with --strict")
+    report = json.loads(out)
+    check_equal(report["valid"], True, "valid")
+    check_equal(report["last_seq"], 11, "last_seq")
+    check_equal(report["warnings"], [], "warnings")
+
+
+@case("pinned public key verifies", only="vigil")
+def pinned_key(ctx):
+    append(ctx, 3)
+    pub = os.path.join(ctx.work, "kept-elsewhere.pub")
+    shutil.copy(os.path.join(ctx.audit, "signing.pub"), pub)
+    status, out = verify(ctx, "--pubkey", pub)
+    check_equal(status, 0, "status")
+    check("note:" not in out, "no note about an unpinned key")
+
+
+@case("edited field names the record", only="vigil")
+def edited_field(ctx):
+    append(ctx, 5)
+    lines = read_lines(ctx)
+    lines[2] = lines[2].replace("mon-0042", "mon-0043")
+    write_lines(ctx, lines)
+    expect_invalid(ctx, f"{SEG1}:3 (seq 3): hash mismatch: record changed")
+
+
+@case("deleted line is a seq gap", only="vigil")
+def deleted_line(ctx):
+    append(ctx, 5)
+    lines = read_lines(ctx)
+    del lines[2]
+    write_lines(ctx, lines)
+    expect_invalid(ctx, f"{SEG1}:3 (seq 4): seq gap: expected 3, found 4 (records removed")
+
+
+@case("reordered lines are detected", only="vigil")
+def reordered_lines(ctx):
+    append(ctx, 5)
+    lines = read_lines(ctx)
+    lines[1], lines[2] = lines[2], lines[1]
+    write_lines(ctx, lines)
+    expect_invalid(ctx, f"{SEG1}:2 (seq 3): seq gap: expected 2, found 3")
+
+
+@case("inserted line is detected", only="vigil")
+def inserted_line(ctx):
+    append(ctx, 5)
+    lines = read_lines(ctx)
+    lines.insert(3, lines[1])
+    write_lines(ctx, lines)
+    expect_invalid(ctx, f"{SEG1}:4 (seq 2): seq out of order: expected 4, found 2")
+
+
+@case("torn last line is a warning", only="vigil")
+def torn_tail(ctx):
+    append(ctx, 5)
+    path = os.path.join(ctx.audit, SEG1)
+    os.truncate(path, os.path.getsize(path) - 25)
+    status, out = verify(ctx)
+    check_equal(status, 0, "status without --strict")
+    check(f"warning: torn last line at {SEG1}:6 (crash during write?)" in out, out)
+    status, out = verify(ctx, "--strict")
+    check_equal(status, 1, "status with --strict")
+    check("audit log invalid: --strict: torn last line" in out, out)
+
+
+@case("append after a torn line keeps it", only="vigil")
+def torn_then_append(ctx):
+    append(ctx, 5)
+    path = os.path.join(ctx.audit, SEG1)
+    os.truncate(path, os.path.getsize(path) - 25)
+    with open(path, "rb") as f:
+        torn = f.read()
+    append(ctx, 2)
+    with open(path, "rb") as f:
+        check_equal(f.read(), torn, "first segment after the reopen")
+    check(os.path.exists(os.path.join(ctx.audit, SEG2)), "a new segment after the torn one")
+    status, out = verify(ctx)
+    check_equal(status, 0, "status")
+    check("in 2 segments, last seq 8" in out, out)
+    check(f"torn last line at {SEG1}:6" in out, out)
+
+
+@case("records removed at the end", only="vigil")
+def removed_at_end(ctx):
+    append(ctx, 5)
+    write_lines(ctx, read_lines(ctx)[:4])
+    status, out = verify(ctx)
+    check_equal(status, 0, "status without --strict")
+    check("warning: 4 records are not signed yet" in out, out)
+    status, _ = verify(ctx, "--strict")
+    check_equal(status, 1, "status with --strict")
+
+
+@case("rewrite with a new key fails a pinned check", only="vigil")
+def key_replaced(ctx):
+    append(ctx, 3)
+    pub = os.path.join(ctx.work, "original.pub")
+    shutil.copy(os.path.join(ctx.audit, "signing.pub"), pub)
+    shutil.rmtree(ctx.audit)
+    append(ctx, 3)
+    status, _ = verify(ctx)
+    check_equal(status, 0, "status with the directory's own key")
+    expect_invalid(ctx, f"{SEG1}:4 (seq 4): checkpoint signed by key", "--pubkey", pub)
+
+
+@case("forged signature is invalid", only="vigil")
+def forged_signature(ctx):
+    append(ctx, 3)
+    lines = read_lines(ctx)
+    rec = json.loads(lines[3])
+    sig = rec["sig"]
+    rec["sig"] = ("B" if sig[0] == "A" else "A") + sig[1:]
+    del rec["hash"]
+    canonical = json.dumps(rec, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    rec["hash"] = hashlib.sha256(canonical.encode()).hexdigest()
+    lines[3] = json.dumps(rec, sort_keys=True, separators=(",", ":"))
+    write_lines(ctx, lines)
+    expect_invalid(ctx, f"{SEG1}:4 (seq 4): signature invalid at checkpoint seq 4")
+
+
+@case("tamper in a later segment", only="vigil")
+def later_segment(ctx):
+    append(ctx, 20, "auth_failure", None, "--segment-size", "800", "--checkpoint-every", "5")
+    status, out = verify(ctx, "--strict")
+    check_equal(status, 0, "status before tampering")
+    lines = read_lines(ctx, SEG2)
+    lines[1] = lines[1].replace("127.0.0.1", "127.0.0.2")
+    write_lines(ctx, lines, SEG2)
+    expect_invalid(ctx, f"{SEG2}:2 (seq ")
+    status, out = verify(ctx)
+    check("hash mismatch: record changed" in out, out)
+
+
+@case("removed segment is detected", only="vigil")
+def removed_segment(ctx):
+    append(ctx, 20, "auth_failure", None, "--segment-size", "800")
+    os.unlink(os.path.join(ctx.audit, SEG2))
+    expect_invalid(ctx, f"{SEG2} is missing (segments removed)")
+
+
+@case("tail prints the last records", only="vigil")
+def tail_last(ctx):
+    append(ctx, 4, "admin_command", {"command": "note", "text": "shift change"})
+    status, out = vigil(ctx, "audit", "tail", "-n", "2", ctx.audit)
+    check_equal(status, 0, "status")
+    records = [json.loads(line) for line in out.splitlines()]
+    check_equal([r["seq"] for r in records], [4, 5], "seq of the printed records")
+    check_equal(records[1]["type"], "checkpoint", "type of the last record")
+
+
+@case("usage errors exit 2", only="vigil")
+def usage_errors(ctx):
+    append(ctx, 1)
+    check_equal(vigil(ctx, "audit", "verify", "--bogus", ctx.audit)[0], 2, "unknown option")
+    check_equal(vigil(ctx, "audit", "verify", ctx.audit, ctx.audit)[0], 2, "two directories")
+    check_equal(vigil(ctx, "audit", "frobnicate")[0], 2, "unknown command")
+    check_equal(vigil(ctx, "audit", "append", "--type", "Bad Type", ctx.audit)[0], 2, "bad type")
+    check_equal(vigil(ctx, "audit", "append", "--type", "note", "--json", '{"seq":1}',
+                      ctx.audit)[0], 2, "reserved member")
+    check_equal(vigil(ctx, "audit", "tail", "-n", "0", ctx.audit)[0], 2, "tail -n 0")
+    check_equal(vigil(ctx, "audit", "verify", "--help")[0], 0, "--help")
+
+
+@case("missing directory is invalid", only="vigil")
+def missing_dir(ctx):
+    status, out = verify(ctx)
+    check_equal(status, 1, "status")
+    check("audit log invalid: cannot read" in out, out)
+
+
+if __name__ == "__main__":
+    sys.exit(harness.run("e2e/audit", Fixture))
