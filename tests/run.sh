@@ -3,7 +3,8 @@
 #
 # Usage: tests/run.sh [SUITE...]
 #   SUITE: unit, fuzz, raw, e2e (all of e2e/*), e2e/paho, e2e/node,
-#          e2e/shell, e2e/crash, e2e/tls, e2e/audit. Default: all of them.
+#          e2e/shell, e2e/crash, e2e/tls, e2e/audit, e2e/capture. Default: all
+#          of them.
 # Environment:
 #   VIGIL_TEST_BROKER   vigil (default) or mosquitto (reference broker)
 #   VIGIL               vigil binary (default build-asan/vigil)
@@ -29,7 +30,7 @@ RESULTS=$LOG_DIR/results.tsv
 : >"$RESULTS"
 export VIGIL_TEST_RESULTS=$RESULTS
 
-ALL_SUITES=(unit fuzz raw e2e/paho e2e/node e2e/shell e2e/crash e2e/tls e2e/audit)
+ALL_SUITES=(unit fuzz raw e2e/paho e2e/node e2e/shell e2e/crash e2e/tls e2e/audit e2e/capture)
 
 # Appends one result line: kind (pass|fail|skip), name, log path.
 record() {
@@ -276,17 +277,28 @@ suite_audit() {
     run_recording_suite e2e/audit 300 "$PY" "$ROOT/tests/e2e/audit/run.py"
 }
 
+# Passive analysis of the labelled captures; the suite records its cases
+# as skipped when the captures are absent.
+suite_capture() {
+    if [[ ! -x $VIGIL ]]; then
+        missing e2e/capture "vigil binary $VIGIL not found; run make asan"
+        return
+    fi
+    run_recording_suite e2e/capture 600 "$PY" "$ROOT/tests/e2e/capture/run.py"
+}
+
 run_suite() {
     case $1 in
         unit) suite_unit ;;
         fuzz) suite_fuzz ;;
         raw) suite_raw ;;
-        e2e) for s in paho node shell crash tls audit; do run_suite "e2e/$s"; done ;;
+        e2e) for s in paho node shell crash tls audit capture; do run_suite "e2e/$s"; done ;;
         e2e/paho) suite_paho ;;
         e2e/node) suite_node ;;
         e2e/shell) suite_shell ;;
         e2e/crash) suite_crash ;;
         e2e/tls) suite_tls ;;
+        e2e/capture) suite_capture ;;
         e2e/audit) suite_audit ;;
         *)
             echo "tests/run.sh: unknown suite '$1'; expected one of: ${ALL_SUITES[*]} e2e" >&2
