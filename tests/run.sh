@@ -3,8 +3,8 @@
 #
 # Usage: tests/run.sh [SUITE...]
 #   SUITE: unit, fuzz, raw, e2e (all of e2e/*), e2e/paho, e2e/node,
-#          e2e/shell, e2e/crash, e2e/tls, e2e/audit, e2e/capture. Default: all
-#          of them.
+#          e2e/shell, e2e/crash, e2e/tls, e2e/audit, e2e/capture, e2e/siem.
+#          Default: all of them.
 # Environment:
 #   VIGIL_TEST_BROKER   vigil (default) or mosquitto (reference broker)
 #   VIGIL               vigil binary (default build-asan/vigil)
@@ -30,7 +30,8 @@ RESULTS=$LOG_DIR/results.tsv
 : >"$RESULTS"
 export VIGIL_TEST_RESULTS=$RESULTS
 
-ALL_SUITES=(unit fuzz raw e2e/paho e2e/node e2e/shell e2e/crash e2e/tls e2e/audit e2e/capture)
+ALL_SUITES=(unit fuzz raw e2e/paho e2e/node e2e/shell e2e/crash e2e/tls e2e/audit e2e/capture
+            e2e/siem)
 
 # Appends one result line: kind (pass|fail|skip), name, log path.
 record() {
@@ -287,12 +288,33 @@ suite_capture() {
     run_recording_suite e2e/capture 600 "$PY" "$ROOT/tests/e2e/capture/run.py"
 }
 
+# SIEM export through `vigil siem-send` to a real rsyslogd with its TLS
+# driver (rsyslog-openssl).
+suite_siem() {
+    local tool
+    if [[ ! -x $VIGIL ]]; then
+        missing e2e/siem "vigil binary $VIGIL not found; run make asan"
+        return
+    fi
+    for tool in /usr/sbin/rsyslogd /usr/bin/openssl; do
+        if [[ ! -x $tool ]]; then
+            missing e2e/siem "$tool not found; run make deps"
+            return
+        fi
+    done
+    if [[ -z $(find /usr/lib -name lmnsd_ossl.so -print -quit 2>/dev/null) ]]; then
+        missing e2e/siem "rsyslog's OpenSSL driver lmnsd_ossl.so not found; run make deps"
+        return
+    fi
+    run_recording_suite e2e/siem 300 "$PY" "$ROOT/tests/e2e/siem/run.py"
+}
+
 run_suite() {
     case $1 in
         unit) suite_unit ;;
         fuzz) suite_fuzz ;;
         raw) suite_raw ;;
-        e2e) for s in paho node shell crash tls audit capture; do run_suite "e2e/$s"; done ;;
+        e2e) for s in paho node shell crash tls audit capture siem; do run_suite "e2e/$s"; done ;;
         e2e/paho) suite_paho ;;
         e2e/node) suite_node ;;
         e2e/shell) suite_shell ;;
@@ -300,6 +322,7 @@ run_suite() {
         e2e/tls) suite_tls ;;
         e2e/capture) suite_capture ;;
         e2e/audit) suite_audit ;;
+        e2e/siem) suite_siem ;;
         *)
             echo "tests/run.sh: unknown suite '$1'; expected one of: ${ALL_SUITES[*]} e2e" >&2
             exit 2
