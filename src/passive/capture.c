@@ -4,6 +4,9 @@
 
 #include "passive/passive.h"
 
+/* 9999-12-31T23:59:59Z */
+#define MAX_CAPTURE_SECONDS INT64_C(253402300799)
+
 static vigil_err read_all(struct passive *p, pcap_t *pc, char *errbuf, size_t errcap)
 {
     int link = pcap_datalink(pc);
@@ -12,7 +15,13 @@ static vigil_err read_all(struct passive *p, pcap_t *pc, char *errbuf, size_t er
     int r;
 
     while ((r = pcap_next_ex(pc, &hdr, &data)) == 1) {
-        int64_t ts = (int64_t)hdr->ts.tv_sec * 1000000 + hdr->ts.tv_usec;
+        /* Damaged files carry any timestamp: clamp to years 1970 to 9999. */
+        int64_t sec = hdr->ts.tv_sec < 0 ? 0 : hdr->ts.tv_sec;
+        int64_t ts;
+
+        if (sec > MAX_CAPTURE_SECONDS)
+            sec = MAX_CAPTURE_SECONDS;
+        ts = sec * 1000000 + (hdr->ts.tv_usec % 1000000);
 
         passive_feed_frame(p, link, ts, data, hdr->caplen);
     }
