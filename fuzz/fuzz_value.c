@@ -1,6 +1,6 @@
 /* libFuzzer harness for measurement extraction. The first byte sets where
- * the input is cut into a topic and a payload; any extracted value must be
- * finite and its metric a known, NUL-terminated name. */
+ * the input is cut into a topic and a payload. Any extracted value must be
+ * finite, and its metric a known, NUL-terminated name. */
 #include <math.h>
 #include <stdbool.h>
 #include <stddef.h>

@@ -64,7 +64,7 @@ static void config_sanitize(struct secmon_config *c)
         c->baseline_z = d.baseline_z;
     if (c->monitor_prefixes == NULL)
         c->monitor_prefixes = "";
-    /* The distinct-identity set holds ENGINE_IDENTS_MAX entries. */
+    /* The distinct-identity set has room for ENGINE_IDENTS_MAX entries. */
     if (c->identities_per_source > ENGINE_IDENTS_MAX)
         c->identities_per_source = ENGINE_IDENTS_MAX;
 }

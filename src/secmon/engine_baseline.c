@@ -1,7 +1,7 @@
-/* Learned behaviour of each device and device type: damped statistics of
- * payload size, publish rate and inter-arrival time, topic and peer sets,
- * QoS levels and hours of activity; scoring after the learning period, and
- * silence detection. */
+/* Learned behaviour of each device and device type, scored after the
+ * learning period: damped statistics of payload size, publish rate and
+ * inter-arrival time, topic and peer sets, QoS levels and hours of
+ * activity. Silence detection reads the same statistics. */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>

@@ -24,7 +24,7 @@ static struct engine_source *source_of(struct secmon_engine *e, const char *src)
     return engine_table_touch(e, &e->sources, src, strlen(src), NULL);
 }
 
-/* Raises a windowed rule once the window holds threshold events: the
+/* Raises a windowed rule once the window contains threshold events. The
  * first finding counts every event in the window, later ones add one. */
 static void raise_window(struct secmon_engine *e, const struct vigil_event *ev, struct engine_finding *f,
                          const struct engine_window *w, double in_window, uint32_t threshold)

@@ -32,8 +32,9 @@ static void check_unauthenticated(struct secmon_engine *e, const struct vigil_ev
     engine_raise(e, ev, &f);
 }
 
-/* Floods: the sliding 1-s count of the subject, or its damped 10-s rate,
- * above the threshold. Every publish while that holds joins the alert. */
+/* Raises a flood when the sliding 1-s count of the subject, or its damped
+ * 10-s rate, is above the threshold. Every publish while it stays above
+ * joins the alert. */
 static void check_flood(struct secmon_engine *e, const struct vigil_event *ev, const char *src,
                         struct engine_window *w, const char *rule, uint32_t threshold, double damped,
                         const char *subject, const char *what)

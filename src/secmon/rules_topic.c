@@ -92,7 +92,7 @@ static bool topic_level(const char *t, int index, const char **start, size_t *le
     return true;
 }
 
-/* In passive mode nobody enforced access control, so a publish whose
+/* In passive mode no broker enforced access control, so a publish whose
  * fourth level is not the publisher's client id (topics follow
  * <site>/<unit>/<room>/<device>/<metric>) is outside its subtree. */
 static void check_owner(struct secmon_engine *e, const struct vigil_event *ev, const char *src)

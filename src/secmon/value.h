@@ -8,8 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Longest payload secmon_extract_value() looks at; longer ones are not
- * measurements it understands and return false. */
+/* Maximum payload length secmon_extract_value() parses; it returns false
+ * for longer payloads. */
 #define SECMON_VALUE_PAYLOAD_MAX 4096
 
 /* Finds the first record of a known metric in payload and writes its name
