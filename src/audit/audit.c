@@ -258,10 +258,10 @@ static vigil_err log_start(struct audit_log *log)
     return rc;
 }
 
-static void opts_apply(struct audit_opts *o, const struct audit_opts *given)
+static void opts_apply(struct audit_opts *o, const struct audit_opts *requested)
 {
-    if (given != NULL)
-        *o = *given;
+    if (requested != NULL)
+        *o = *requested;
     if (o->segment_max_bytes == 0)
         o->segment_max_bytes = DEFAULT_SEGMENT_MAX;
     if (o->checkpoint_every == 0)

@@ -13,9 +13,9 @@
 #include "core/error.h"
 #include "secmon/event.h"
 
-/* Longest record line the writer produces, newline excluded. */
+/* Maximum length of a record line the writer produces, newline excluded. */
 #define AUDIT_MAX_RECORD 65536
-/* Longest line the verifier reads; longer lines are reported as invalid. */
+/* Maximum line length the verifier reads; longer lines are reported as invalid. */
 #define AUDIT_MAX_LINE (1024 * 1024)
 /* A SHA-256 digest as lowercase hex, with its NUL. */
 #define AUDIT_HASH_HEX 65

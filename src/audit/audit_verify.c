@@ -15,7 +15,7 @@ struct verifier {
     EVP_PKEY *pub;              /* borrowed; NULL when no key could be read */
     const char *pub_source;     /* where the key was looked for, for messages */
     bool strict;
-    bool failed;                /* r->error holds the first error */
+    bool failed;                /* r->error contains the first error */
     uint64_t expect_seq;
     char prev[AUDIT_HASH_HEX];
     bool last_is_final;

@@ -137,7 +137,7 @@ static void lines_insert(struct lines *l, size_t i, const char *line)
 }
 
 /* Replaces line i with rec serialised; with rehash, first recomputes its
- * hash, as a forger who knows the format would. */
+ * hash, as a forger who has read the format would. */
 static void lines_replace(struct lines *l, size_t i, json_t *rec, bool rehash)
 {
     char hash[AUDIT_HASH_HEX];

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""The audit log through the real binary: `vigil audit append` writes logs,
-the cases tamper with them the way an intruder or a crash would, and
+"""The audit log through the real binary. `vigil audit append` writes logs,
+and the cases tamper with them the way an intruder or a crash would. Then
 `vigil audit verify` must name the first bad record with exit status 1,
 report crash artefacts as warnings with status 0, and reject wrong usage
 with status 2.
