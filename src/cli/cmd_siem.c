@@ -30,7 +30,7 @@ static void siem_usage(FILE *out)
           "\n"
           "options:\n"
           "  --data-dir DIR        directory of the outbox (required)\n"
-          "  --name NAME           destination name (default siem)\n"
+          "  --name NAME           destination name (default \"default\")\n"
           "  --transport T         udp, tcp or tls (default tcp)\n"
           "  --address HOST:PORT   numeric receiver address (default 127.0.0.1:6514)\n"
           "  --format F            rfc5424, cef or ocsf-json (default rfc5424)\n"

@@ -60,7 +60,7 @@ struct siem_config {
     size_t n_dests;
 };
 
-/* Fills d with the defaults above (name "siem", tcp, 127.0.0.1:6514, rfc5424,
+/* Fills d with the defaults above (name "default", tcp, 127.0.0.1:6514, rfc5424,
  * local4). */
 void siem_dest_defaults(struct siem_dest *d);
 void siem_config_defaults(struct siem_config *cfg);
@@ -149,6 +149,8 @@ void siem_outbox_rows_free(struct siem_outbox_row *rows, size_t n);
 /* Deletes every row with seq <= upto (the receiver accepted them). */
 vigil_err siem_outbox_delete_upto(struct siem_outbox *ob, uint64_t upto);
 uint64_t siem_outbox_count(struct siem_outbox *ob);
+/* The highest sequence number stored so far, 0 when none. */
+uint64_t siem_outbox_last_seq(struct siem_outbox *ob);
 
 /* ---- The exporter thread ---- */
 

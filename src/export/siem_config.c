@@ -12,7 +12,7 @@
 void siem_dest_defaults(struct siem_dest *d)
 {
     memset(d, 0, sizeof *d);
-    snprintf(d->name, sizeof d->name, "siem");
+    snprintf(d->name, sizeof d->name, "default");
     d->transport = SIEM_TRANSPORT_TCP;
     snprintf(d->host, sizeof d->host, "127.0.0.1");
     d->port = 6514;

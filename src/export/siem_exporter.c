@@ -334,8 +334,7 @@ static void close_loop(struct siem_exporter *exp)
         uv_close((uv_handle_t *)&exp->tick, NULL);
         uv_close((uv_handle_t *)&exp->wake, NULL);
         for (size_t i = 0; i < exp->cfg.n_dests; i++)
-            if (exp->links[i].exp != NULL)
-                siem_link_close(&exp->links[i]);
+            siem_link_close(&exp->links[i]);
     }
     uv_run(&exp->loop, UV_RUN_DEFAULT);
     uv_loop_close(&exp->loop);

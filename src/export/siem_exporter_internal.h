@@ -50,6 +50,7 @@ struct siem_link {
     struct siem_conn *conn;
     uv_udp_t udp;
     bool udp_open;
+    bool handles_open;        /* retry (and udp) were initialised on the loop */
     uv_timer_t retry;
     struct sockaddr_storage addr;
     SSL_CTX *ssl_ctx;

@@ -39,8 +39,12 @@ static vigil_err make_ssl_ctx(struct siem_link *link)
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     if (SSL_CTX_load_verify_locations(ctx, link->dest.ca_file, NULL) != 1) {
-        log_error("siem %s: cannot load ca_file %s: %s", link->dest.name, link->dest.ca_file,
-                  ERR_reason_error_string(ERR_get_error()));
+        char why[256];
+
+        ERR_error_string_n(ERR_get_error(), why, sizeof why);
+        ERR_clear_error();
+        log_error("siem %s: cannot load ca_file %s (missing, unreadable or not PEM): %s",
+                  link->dest.name, link->dest.ca_file, why);
         SSL_CTX_free(ctx);
         return VIGIL_ERR_CONFIG;
     }
@@ -63,6 +67,7 @@ vigil_err siem_link_init(struct siem_link *link, uv_loop_t *loop)
     }
     uv_timer_init(loop, &link->retry);
     link->retry.data = link;
+    link->handles_open = true;
     link->backoff_ms = SIEM_BACKOFF_MIN_MS;
     if (link->dest.transport == SIEM_TRANSPORT_UDP) {
         uv_udp_init(loop, &link->udp);
@@ -227,10 +232,12 @@ static void send_udp_batch(struct siem_link *link, const struct siem_outbox_row 
         int r = uv_udp_try_send(&link->udp, &buf, 1, (const struct sockaddr *)&link->addr);
 
         if (r < 0) {
-            if (r != UV_EAGAIN)
-                log_warn("siem %s: udp send failed: %s", link->dest.name, uv_strerror(r));
+            if (r != UV_EAGAIN && link->failures++ % 200 == 0)
+                log_warn("siem %s: udp send to %s:%u failed: %s; retrying", link->dest.name,
+                         link->dest.host, link->dest.port, uv_strerror(r));
             break;
         }
+        link->failures = 0;
         last = rows[i].seq;
     }
     if (last != 0) {
@@ -253,7 +260,9 @@ void siem_link_pump(struct siem_link *link)
         return;
     }
     if (link->state != SIEM_LINK_READY || link->writing ||
-        link->settle_len == SIEM_SETTLE_SLOTS)
+        link->settle_len == SIEM_SETTLE_SLOTS ||
+        link->sent_upto >= siem_outbox_last_seq(link->outbox) ||
+        siem_outbox_count(link->outbox) == 0)
         return;
     if (siem_outbox_read(link->outbox, link->sent_upto, SIEM_BATCH_ROWS, rows, &n) != VIGIL_OK ||
         n == 0)
@@ -364,9 +373,11 @@ static const char *tls_error_text(SSL *ssl)
     long v = SSL_get_verify_result(ssl);
     unsigned long e = ERR_peek_last_error();
 
+    const char *reason = e != 0 ? ERR_reason_error_string(e) : NULL;
+
     if (v != X509_V_OK)
         return X509_verify_cert_error_string(v);
-    return e != 0 ? ERR_reason_error_string(e) : "TLS handshake failed";
+    return reason != NULL ? reason : "TLS handshake failed";
 }
 
 /* Advances the handshake or drains records; returns false when the
@@ -503,6 +514,9 @@ static void connect_now(struct siem_link *link)
 
 void siem_link_close(struct siem_link *link)
 {
+    if (!link->handles_open)
+        return;
+    link->handles_open = false;
     if (link->conn != NULL && link->conn->ssl != NULL && link->state == SIEM_LINK_READY) {
         SSL_shutdown(link->conn->ssl);
         flush_tls(link->conn, 0);

@@ -245,3 +245,8 @@ uint64_t siem_outbox_count(struct siem_outbox *ob)
 {
     return ob->rows;
 }
+
+uint64_t siem_outbox_last_seq(struct siem_outbox *ob)
+{
+    return ob->next_seq - 1;
+}
