@@ -77,6 +77,21 @@ vigil_err vigil_event_sink_open(const char *path, size_t capacity, struct vigil_
 void vigil_event_sink_emit(struct vigil_event_sink *sink, const struct vigil_event *ev);
 uint64_t vigil_event_sink_dropped(const struct vigil_event_sink *sink);
 uint64_t vigil_event_sink_written(const struct vigil_event_sink *sink);
+/* A consumer of every event, called on the sink's thread after each batch
+ * is written: feed per event, dropped with the number of events lost since
+ * the last call, and tick at least once a second with the wall clock. The
+ * security engine is the consumer of the live hub. */
+struct vigil_event_consumer {
+    void (*feed)(void *ctx, const struct vigil_event *ev);
+    void (*dropped)(void *ctx, uint64_t n, int64_t now_us);
+    void (*tick)(void *ctx, int64_t now_us);
+    void *ctx;
+};
+
+/* Sets (or with NULL removes) the consumer; safe while events flow. */
+void vigil_event_sink_set_consumer(struct vigil_event_sink *sink,
+                                   const struct vigil_event_consumer *consumer);
+
 /* Drains what is queued, stops the thread, closes the file and frees sink. */
 void vigil_event_sink_close(struct vigil_event_sink *sink);
 /* Test hook: while paused the writer thread takes nothing from the queue, so

@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/alloc.h"
@@ -31,6 +32,8 @@ struct vigil_event_sink {
     atomic_uint_fast64_t dropped;
     atomic_uint_fast64_t written;
     uint64_t dropped_reported;  /* writer thread only */
+    struct vigil_event_consumer consumer; /* guarded by mu; feed NULL = none */
+    uint64_t dropped_consumed;  /* writer thread only */
 };
 
 /* Copies up to SINK_BATCH_MAX events out of the ring; called with mu held. */
@@ -77,25 +80,79 @@ static void sink_write_batch(struct vigil_event_sink *sink, size_t n)
     }
 }
 
+static int64_t sink_now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Hands the batch, lost events and the passing time to the consumer. */
+static void sink_consume(struct vigil_event_sink *sink, const struct vigil_event_consumer *cons,
+                         size_t n)
+{
+    uint64_t dropped = atomic_load(&sink->dropped);
+
+    if (cons->feed == NULL)
+        return;
+    if (dropped != sink->dropped_consumed && cons->dropped != NULL) {
+        cons->dropped(cons->ctx, dropped - sink->dropped_consumed, sink_now_us());
+        sink->dropped_consumed = dropped;
+    }
+    for (size_t i = 0; i < n; i++)
+        cons->feed(cons->ctx, &sink->batch[i]);
+    if (cons->tick != NULL)
+        cons->tick(cons->ctx, sink_now_us());
+}
+
 static void *sink_main(void *arg)
 {
     struct vigil_event_sink *sink = arg;
 
     pthread_mutex_lock(&sink->mu);
     for (;;) {
-        size_t n;
+        struct vigil_event_consumer cons;
+        size_t n = 0;
 
-        while (!sink->closing && (sink->count == 0 || sink->paused))
-            pthread_cond_wait(&sink->cond, &sink->mu);
-        if (sink->count == 0)
+        while (!sink->closing && (sink->count == 0 || sink->paused)) {
+            struct timespec until;
+
+            if (sink->consumer.feed == NULL) {
+                pthread_cond_wait(&sink->cond, &sink->mu);
+                continue;
+            }
+            /* With a consumer, wake at least once a second for its tick. */
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += 1;
+            if (pthread_cond_timedwait(&sink->cond, &sink->mu, &until) == ETIMEDOUT)
+                break;
+        }
+        if (sink->count == 0 && sink->closing)
             break; /* closing and drained */
-        n = sink_take(sink);
+        if (!sink->paused || sink->closing)
+            n = sink_take(sink);
+        cons = sink->consumer;
         pthread_mutex_unlock(&sink->mu);
-        sink_write_batch(sink, n);
+        if (n > 0)
+            sink_write_batch(sink, n);
+        sink_consume(sink, &cons, n);
         pthread_mutex_lock(&sink->mu);
     }
     pthread_mutex_unlock(&sink->mu);
     return NULL;
+}
+
+void vigil_event_sink_set_consumer(struct vigil_event_sink *sink,
+                                   const struct vigil_event_consumer *consumer)
+{
+    pthread_mutex_lock(&sink->mu);
+    if (consumer != NULL)
+        sink->consumer = *consumer;
+    else
+        memset(&sink->consumer, 0, sizeof sink->consumer);
+    pthread_mutex_unlock(&sink->mu);
+    pthread_cond_signal(&sink->cond);
 }
 
 static FILE *sink_open_file(const char *path)
