@@ -23,6 +23,9 @@
 
 struct hub;
 struct session;
+struct secmon_engine;
+struct alerts_db;
+struct audit_log;
 struct conn;
 
 /* An application message, immutable once routed, shared by reference
@@ -206,6 +209,10 @@ struct hub {
     struct vigil_config cfg;
     struct store *store;
     struct vigil_event_sink *events;
+    /* Security monitoring, used on the event sink's thread only. */
+    struct secmon_engine *engine;
+    struct alerts_db *alerts;
+    struct audit_log *audit;
     struct device_db *devices;
     struct sub_tree *subs;
     struct retain_tree *retained;
@@ -380,6 +387,11 @@ bool zt_peer_blocked(struct conn *c);
 void zt_login_failed(struct conn *c, const char *identity);
 bool zt_identity_blocked(struct conn *c, const char *identity);
 void zt_login_succeeded(struct conn *c, const char *identity);
+
+/* monitor.c: the security engine, alert store and audit log on the event
+ * sink's thread. */
+vigil_err monitor_start(struct hub *hub);
+void monitor_stop(struct hub *hub);
 
 /* sys.c */
 void sys_publish(struct hub *hub);

@@ -305,6 +305,8 @@ vigil_err hub_create(const struct vigil_config *cfg, struct hub **out)
     hub->started_s = hub_now_s();
     rc = hub_open_stores(hub);
     if (rc == VIGIL_OK)
+        rc = monitor_start(hub);
+    if (rc == VIGIL_OK)
         rc = zt_init(hub);
     if (rc != VIGIL_OK)
         goto fail;
@@ -365,6 +367,7 @@ void hub_destroy(struct hub *hub)
         hub_emit(hub, NULL, VIGIL_EV_ADMIN, NULL, 0, NULL, "hub stopped");
         vigil_event_sink_close(hub->events);
     }
+    monitor_stop(hub);
     uv_loop_close(hub->loop);
     if (hub->lock_fd >= 0)
         close(hub->lock_fd);

@@ -1,0 +1,116 @@
+/* The hub's security monitoring: the engine, the alert store and the audit
+ * log, all driven from the event sink's thread so the I/O loop never waits
+ * for them. Every event reaches the engine after it is written to
+ * events.jsonl; audited event types are appended to the audit log; alerts
+ * go to alerts.db, the audit log and the human log. */
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "audit/audit.h"
+#include "broker/broker.h"
+#include "core/log.h"
+#include "secmon/alerts.h"
+#include "secmon/engine.h"
+
+static const char *severity_name(uint8_t sev)
+{
+    static const char *const names[] = {"info", "low", "medium", "high", "critical"};
+
+    return sev < 5 ? names[sev] : "unknown";
+}
+
+static void audit_alert(struct hub *hub, const struct secmon_alert *a)
+{
+    json_t *fields = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "alert_id", a->alert_id, "rule",
+                               a->rule, "severity", severity_name(a->severity), "device",
+                               a->device, "source", a->source, "explanation", a->explanation);
+
+    if (fields == NULL)
+        return;
+    if (audit_append(hub->audit, "alert_raised", fields) != VIGIL_OK)
+        log_error("audit: cannot record alert %s", a->alert_id);
+    json_decref(fields);
+}
+
+/* Runs on the event sink's thread. */
+static void on_alert(void *ctx, const struct secmon_alert *a, bool update)
+{
+    struct hub *hub = ctx;
+
+    if (hub->alerts != NULL && alerts_upsert(hub->alerts, a) != VIGIL_OK)
+        log_error("alerts: cannot store alert %s (%s)", a->alert_id, a->rule);
+    if (update)
+        return;
+    log_warn("alert %s %s severity %s device '%s' source %s: %s", a->alert_id, a->rule,
+             severity_name(a->severity), a->device, a->source, a->observation);
+    if (hub->audit != NULL)
+        audit_alert(hub, a);
+}
+
+static void monitor_feed(void *ctx, const struct vigil_event *ev)
+{
+    struct hub *hub = ctx;
+
+    secmon_engine_feed(hub->engine, ev);
+    if (hub->audit != NULL && audit_event_type(ev) != NULL &&
+        audit_append_event(hub->audit, ev) != VIGIL_OK)
+        log_error("audit: cannot record a %s event",
+                  vigil_event_type_name((enum vigil_event_type)ev->type));
+}
+
+static void monitor_dropped(void *ctx, uint64_t n, int64_t now_us)
+{
+    struct hub *hub = ctx;
+
+    secmon_engine_dropped(hub->engine, n, now_us);
+}
+
+static void monitor_tick(void *ctx, int64_t now_us)
+{
+    struct hub *hub = ctx;
+
+    secmon_engine_tick(hub->engine, now_us);
+}
+
+vigil_err monitor_start(struct hub *hub)
+{
+    struct vigil_event_consumer cons = {monitor_feed, monitor_dropped, monitor_tick, hub};
+    struct secmon_config scfg;
+    vigil_err rc;
+
+    secmon_config_defaults(&scfg);
+    rc = secmon_engine_new(&scfg, on_alert, hub, &hub->engine);
+    if (rc != VIGIL_OK) {
+        log_error("security engine: cannot start: %s", vigil_strerror(rc));
+        return rc;
+    }
+    rc = alerts_open(hub->cfg.data_dir, &hub->alerts);
+    if (rc != VIGIL_OK) {
+        log_error("%s/alerts.db: cannot open the alert store: %s", hub->cfg.data_dir,
+                  vigil_strerror(rc));
+        return rc;
+    }
+    rc = audit_open(hub->cfg.data_dir, NULL, &hub->audit);
+    if (rc != VIGIL_OK) {
+        log_error("%s/audit: cannot open the audit log: %s", hub->cfg.data_dir,
+                  vigil_strerror(rc));
+        return rc;
+    }
+    vigil_event_sink_set_consumer(hub->events, &cons);
+    return VIGIL_OK;
+}
+
+/* Called after the event sink closed, so nothing feeds the engine any more. */
+void monitor_stop(struct hub *hub)
+{
+    if (hub->audit != NULL)
+        audit_close(hub->audit);
+    if (hub->alerts != NULL)
+        alerts_close(hub->alerts);
+    if (hub->engine != NULL)
+        secmon_engine_free(hub->engine);
+    hub->audit = NULL;
+    hub->alerts = NULL;
+    hub->engine = NULL;
+}
