@@ -117,6 +117,10 @@ void conn_close(struct conn *c, uint8_t reason, const char *why)
               c->client_id, why);
     c->state = CONN_CLOSING;
     c->holds = 0;
+    /* A password check that has not started yet is dropped, so closing
+     * (and shutting down) never waits for a queue of them. */
+    if (c->auth != NULL)
+        uv_cancel((uv_req_t *)&c->auth_work);
     uv_read_stop((uv_stream_t *)&c->tcp);
     if (c->tls != NULL && tls_session_established(c->tls)) {
         conn_tls_encrypt(c);
