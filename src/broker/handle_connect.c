@@ -404,7 +404,7 @@ static void auth_done(uv_work_t *req, int status)
     OPENSSL_cleanse(a->password, sizeof a->password);
     c->auth = NULL;
     c->hub->n_auth_pending--;
-    if (!c->closing_handles) {
+    if (!c->closing_handles && c->state != CONN_CLOSING) {
         if (status != 0)
             a->rc = VIGIL_ERR_IO;
         c->state = CONN_NEW;
