@@ -10,6 +10,8 @@ int cli_station(int argc, char **argv);
 int cli_acl(int argc, char **argv);
 int cli_analyze(int argc, char **argv);
 int cli_audit(int argc, char **argv);
+int cli_alerts(int argc, char **argv);
+int cli_report(int argc, char **argv);
 int cli_siem(int argc, char **argv);  /* siem-send: diagnostic, not in the usage list */
 
 #endif

@@ -17,6 +17,8 @@ static void usage(FILE *out)
           "  sim       replay recorded vital signs as a fleet of bedside monitors\n"
           "  station   central-station subscriber with a live view\n"
           "  analyze   passive analysis of a pcap or pcapng capture\n"
+          "  alerts    list, acknowledge and resolve security alerts\n"
+          "  report    alert counts, mean time to detect and to resolve\n"
           "\n"
           "Run 'vigil <command> --help' for the options of a command.\n",
           out);
@@ -35,6 +37,8 @@ int main(int argc, char **argv)
         {"sim", cli_sim},
         {"station", cli_station},
         {"analyze", cli_analyze},
+        {"alerts", cli_alerts},
+        {"report", cli_report},
         {"siem-send", cli_siem},
     };
 
