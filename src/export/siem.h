@@ -1,8 +1,8 @@
-/* SIEM export: security events and alerts formatted as RFC 5424 syslog
- * (structured data, CEF or OCSF JSON in MSG), kept in a durable SQLite
- * outbox per destination, and sent over UDP, TCP (RFC 6587 octet counting)
- * or TLS (RFC 5425) by an exporter thread with its own libuv loop.
- * Delivery is at least once; every message carries its outbox sequence
+/* SIEM export. Security events and alerts become RFC 5424 syslog messages
+ * (structured data, CEF or OCSF JSON in MSG) and wait in a durable SQLite
+ * outbox per destination. An exporter thread with its own libuv loop sends
+ * them over UDP, TCP (RFC 6587 octet counting) or TLS (RFC 5425).
+ * Delivery is at least once, and every message carries its outbox sequence
  * number so that a receiver can drop duplicates. */
 #ifndef VIGIL_EXPORT_SIEM_H
 #define VIGIL_EXPORT_SIEM_H
@@ -16,8 +16,9 @@
 #include "secmon/event.h"
 
 #define SIEM_MAX_DESTINATIONS 8
-/* Largest formatted message; a longer one is cut (RFC 5424 receivers must
- * accept 2048 bytes, rsyslog's default maximum is 8 KiB). */
+/* Largest formatted message. A longer one is not stored but logged and
+ * counted as dropped. RFC 5424 receivers must accept 480 bytes and should
+ * accept 2048; rsyslog 8.2302 accepts 8 KiB unless maxMessageSize is set. */
 #define SIEM_MSG_MAX 8192
 /* Private enterprise number used in the structured-data id "vigil@32473".
  * 32473 is the number RFC 5612 reserves for documentation examples. */

@@ -40,7 +40,7 @@ struct siem_exporter {
     uv_mutex_t lock;              /* guards everything below */
     struct item *queue;           /* ring of cfg.queue_capacity items */
     size_t q_head, q_len;
-    bool busy;                    /* the exporter thread holds items taken from the queue */
+    bool busy;                    /* items taken from the queue are not stored yet */
     bool closing;                 /* stop began: submit rejects */
     uint64_t submitted, queue_dropped;
     struct siem_dest_stats published[SIEM_MAX_DESTINATIONS];

@@ -21,10 +21,9 @@ void siem_out_fmt(struct siem_out *o, const char *fmt, ...) __attribute__((forma
 /* NUL-terminates; returns the length, or -1 when the text did not fit. */
 int siem_out_finish(struct siem_out *o);
 
-/* Writes s as valid UTF-8: invalid bytes become U+FFFD and control
- * characters a space, except that each byte listed in escape gets a
- * backslash before it and, when newlines is nonzero, CR and LF become the
- * two characters "\r" and "\n". */
+/* Writes n bytes of s as valid UTF-8. Invalid bytes become U+FFFD and
+ * control characters a space. Each byte listed in escape gets a backslash
+ * before it. When newlines is nonzero, CR and LF become "\r" and "\n". */
 void siem_out_text(struct siem_out *o, const char *s, size_t n, const char *escape, int newlines);
 
 /* Copies s into out (cap bytes) as valid UTF-8 without control characters. */

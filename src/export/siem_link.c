@@ -221,8 +221,8 @@ static int send_stream_batch(struct siem_link *link, const struct siem_outbox_ro
     return r;
 }
 
-/* UDP: one datagram per row. A row counts as sent once the kernel took it;
- * nothing tells whether it arrived. */
+/* UDP: one datagram per row. A row counts as sent once the kernel took it,
+ * because UDP gives no sign of whether it arrived. */
 static void send_udp_batch(struct siem_link *link, const struct siem_outbox_row *rows, size_t n)
 {
     uint64_t last = 0;

@@ -12,6 +12,17 @@
 
 #define OCSF_VERSION "1.1.0"
 
+/* OCSF severity_id of an event from its syslog severity: 3 medium for
+ * warning and above, 2 low for notice, 1 informational below. */
+static int event_severity_id(uint8_t syslog_severity)
+{
+    if (syslog_severity <= 4)
+        return 3;
+    if (syslog_severity == 5)
+        return 2;
+    return 1;
+}
+
 /* A JSON string from a fixed-size text field, cleaned to valid UTF-8. */
 static json_t *text(const char *field, size_t cap)
 {
@@ -124,8 +135,7 @@ int siem_ocsf_event(const struct siem_header *h, const struct vigil_event *ev, u
     else
         set_class(obj, 0, "Base Event", 0, "Uncategorized", 0, "Unknown");
     json_object_set_new(obj, "time", json_integer(ev->ts_us / 1000));
-    /* OCSF severity_id: 1 informational, 2 low, 3 medium. */
-    json_object_set_new(obj, "severity_id", json_integer(sev <= 4 ? 3 : sev == 5 ? 2 : 1));
+    json_object_set_new(obj, "severity_id", json_integer(event_severity_id(sev)));
     json_object_set_new(obj, "message", json_string(vigil_event_type_name(ev->type)));
     if (src != NULL)
         json_object_set_new(obj, "src_endpoint", src);

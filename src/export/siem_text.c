@@ -114,22 +114,22 @@ void siem_out_text(struct siem_out *o, const char *s, size_t n, const char *esca
 void siem_clean_text(const char *s, char *out, size_t cap)
 {
     struct siem_out o;
-    size_t n = strlen(s);
+    size_t cut;
 
-    /* Cleaning can only grow the text by replacement characters, so a cut
-     * source keeps the result in cap; the cut stays on a character
-     * boundary because the cursor stops before the last partial copy. */
-    siem_out_init(&o, out, cap);
-    siem_out_text(&o, s, n, NULL, 0);
-    if (siem_out_finish(&o) >= 0)
+    if (cap == 0)
         return;
-    while (n > 0) {
-        n = n * 3 / 4;
-        siem_out_init(&o, out, cap);
-        siem_out_text(&o, s, n, NULL, 0);
-        if (siem_out_finish(&o) >= 0)
-            return;
+    siem_out_init(&o, out, cap);
+    siem_out_text(&o, s, strlen(s), NULL, 0);
+    if (o.len < cap) {
+        out[o.len] = '\0';
+        return;
     }
+    /* The cursor kept the first cap bytes. Cutting at cap - 1 may split a
+     * character, so the cut moves back to that character's first byte. */
+    cut = cap - 1;
+    while (cut > 0 && ((unsigned char)out[cut] & 0xC0) == 0x80)
+        cut--;
+    out[cut] = '\0';
 }
 
 int siem_split_peer(const char *peer, char *addr, size_t cap, unsigned *port)

@@ -1,9 +1,9 @@
 #!/usr/bin/python3
-"""SIEM export end to end: `vigil siem-send` drives the exporter and its
-outbox against a real rsyslogd receiving over TLS (RFC 5425), plain TCP
-with octet counting (RFC 6587) and UDP, and the lines rsyslog writes to a
-file are checked: every message id present, order kept, none lost across
-a receiver restart, and the CEF and OCSF JSON bodies parsed.
+"""SIEM export end to end. `vigil siem-send` drives the exporter and its
+outbox against a real rsyslogd that receives over TLS (RFC 5425), plain
+TCP with octet counting (RFC 6587) or UDP. The checks read the lines that
+rsyslog writes to a file: every message id present, order kept, nothing
+lost across a receiver restart, and the CEF and OCSF JSON bodies parsed.
 
 Usage: /usr/bin/python3 tests/e2e/siem/run.py [NAME-SUBSTRING...]
 Each case starts its own rsyslogd (`rsyslogd -n -f CONF -i PIDFILE`, no
@@ -58,8 +58,8 @@ class Rsyslog:
                          f' DefaultNetstreamDriverKeyFile="{w}/../pki/server.key"')
         lines[0] += ")"
         if self.transport == "tls":
-            # The exporter presents no client certificate, so the receiver
-            # authenticates nobody; the exporter verifies the receiver.
+            # The exporter presents no client certificate, so only the
+            # exporter verifies its peer (anon mode on the receiver side).
             lines.append('module(load="imtcp" StreamDriver.Name="ossl" StreamDriver.Mode="1" '
                          'StreamDriver.Authmode="anon")')
             lines.append(f'input(type="imtcp" port="{self.port}" address="127.0.0.1")')
