@@ -114,7 +114,8 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
     o->alerts = 0;
     o->first = 1;
     o->wait_s = 30;
-    for (int i = 1; i < argc; i++) {
+    /* Options come in "--name value" pairs. */
+    for (int i = 1; i < argc; i += 2) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             siem_usage(stdout);
             return 0;
@@ -126,7 +127,6 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
         }
         if (parse_option(o, argv[i], argv[i + 1]) != 0)
             return 2;
-        i++;
     }
     if (o->cfg.data_dir[0] == '\0') {
         fputs("vigil siem-send: --data-dir is required\n", stderr);
