@@ -8,6 +8,7 @@
 #include "broker/topic.h"
 #include "core/alloc.h"
 #include "core/log.h"
+#include "secmon/value.h"
 
 static bool publish_fail(struct conn *c, uint8_t reason, const char *rule, const char *text)
 {
@@ -161,6 +162,12 @@ static void publish_event(struct conn *c, const struct mqtt_packet *pkt, const c
     ev.size = pkt->publish.payload.len;
     if (detail != NULL)
         VIGIL_EVENT_SET(&ev, detail, detail, strlen(detail));
+    /* Measurements go to the engine for its physiological checks only; the
+     * event log never shows them. */
+    if (type == VIGIL_EV_PUBLISH)
+        ev.has_value = secmon_extract_value(topic, len, pkt->publish.payload.p,
+                                            pkt->publish.payload.len, ev.metric, sizeof ev.metric,
+                                            &ev.value);
     hub_emit_ev(c->hub, c, &ev);
 }
 
