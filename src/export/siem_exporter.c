@@ -138,9 +138,9 @@ static void note_outbox_full(struct siem_link *link)
     uint64_t n = ++link->stats.outbox_dropped;
 
     if (link->full_logged == 0 || n - link->full_logged >= 1000) {
-        log_error("siem %s: outbox full (%llu rows, max_rows); dropping new messages, "
-                  "%llu dropped so far", link->dest.name,
-                  (unsigned long long)siem_outbox_count(link->outbox), (unsigned long long)n);
+        log_error("siem %s: outbox full at max_rows=%llu; dropping new messages until the "
+                  "receiver takes some (%llu dropped so far)", link->dest.name,
+                  (unsigned long long)link->dest.max_rows, (unsigned long long)n);
         link->full_logged = n;
     }
 }

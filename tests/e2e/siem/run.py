@@ -209,6 +209,11 @@ class Fixture:
         pass
 
 
+def check_no_sanitizer(stderr):
+    check("ERROR: AddressSanitizer" not in stderr and "ERROR: LeakSanitizer" not in stderr
+          and "runtime error:" not in stderr, "siem-send printed a sanitizer error")
+
+
 def siem_send(ctx, r, *args, transport=None, events=0, wait=30, data_dir=None, background=False,
               check_status=0):
     """Runs `vigil siem-send` against r; returns its stdout (or the Popen)."""
@@ -225,8 +230,7 @@ def siem_send(ctx, r, *args, transport=None, events=0, wait=30, data_dir=None, b
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=wait + 60)
     ctx.log("exit", out.returncode, "stdout:", out.stdout.strip())
     ctx.log("stderr:", out.stderr[-3000:])
-    check("ERROR: AddressSanitizer" not in out.stderr and "runtime error:" not in out.stderr,
-          "siem-send printed a sanitizer error")
+    check_no_sanitizer(out.stderr)
     if check_status is not None:
         check_equal(out.returncode, check_status, "siem-send exit status")
     return out.stdout
@@ -335,6 +339,7 @@ def tls_restart(ctx):
     r.start()
     out, err = proc.communicate(timeout=90)
     ctx.log("exit", proc.returncode, "stdout:", out.strip(), "stderr:", err[-3000:])
+    check_no_sanitizer(err)
     check_equal(proc.returncode, 0, "siem-send exit status")
     check(re.search(r"connect_failures [1-9]", out) is not None,
           f"connect failures while the receiver was down: {out}")
@@ -376,6 +381,7 @@ def tcp_restart(ctx):
     r.start()
     out, err = proc.communicate(timeout=90)
     ctx.log("exit", proc.returncode, "stdout:", out.strip(), "stderr:", err[-3000:])
+    check_no_sanitizer(err)
     check_equal(proc.returncode, 0, "siem-send exit status")
     check_at_least_once(ctx, r.wait_lines(60), range(1, 61))
 
