@@ -59,6 +59,7 @@ struct siem_link {
     struct siem_settle settle[SIEM_SETTLE_SLOTS];
     size_t settle_head, settle_len;
     uint32_t backoff_ms;
+    uint32_t jitter_state;    /* xorshift32 state, seeded per link and process */
     uint32_t failures;        /* consecutive connect failures */
     uint64_t full_logged;     /* outbox_dropped when "outbox full" was last logged */
 };

@@ -65,6 +65,12 @@ vigil_err siem_link_init(struct siem_link *link, uv_loop_t *loop)
         log_error("siem %s: invalid address %s", link->dest.name, host);
         return VIGIL_ERR_CONFIG;
     }
+    /* Hubs that lost the same receiver must not retry in step, so the
+     * jitter differs per process and per destination. */
+    link->jitter_state = (uint32_t)uv_hrtime() ^ ((uint32_t)uv_os_getpid() << 16) ^
+                         (uint32_t)(uintptr_t)link;
+    if (link->jitter_state == 0)
+        link->jitter_state = 1;
     uv_timer_init(loop, &link->retry);
     link->retry.data = link;
     link->handles_open = true;
@@ -306,12 +312,23 @@ static void on_retry(uv_timer_t *timer)
     connect_now(link);
 }
 
+static uint32_t next_jitter(struct siem_link *link)
+{
+    uint32_t x = link->jitter_state;
+
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    link->jitter_state = x;
+    return x;
+}
+
 /* Waits a random time in [backoff/2, backoff], then doubles the backoff up
  * to backoff_max_ms. */
 static void schedule_retry(struct siem_link *link)
 {
     uint32_t b = link->backoff_ms;
-    uint32_t delay = b / 2 + (uint32_t)(rand() % (int)(b / 2 + 1));
+    uint32_t delay = b / 2 + next_jitter(link) % (b / 2 + 1);
 
     link->backoff_ms = b * 2 > link->dest.backoff_max_ms ? link->dest.backoff_max_ms : b * 2;
     uv_timer_start(&link->retry, on_retry, delay, 0);
