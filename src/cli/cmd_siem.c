@@ -22,6 +22,7 @@ struct send_opts {
 static void siem_usage(FILE *out)
 {
     fputs("usage: vigil siem-send --data-dir DIR --address HOST:PORT [options]\n"
+          "       vigil siem-send --config FILE [--dest NAME] [options]\n"
           "\n"
           "Diagnostic: sends numbered test events (auth_success and auth_failure\n"
           "in turn) and alerts to one SIEM destination through the durable\n"
@@ -29,7 +30,11 @@ static void siem_usage(FILE *out)
           "accepted every message, including rows left by an earlier run.\n"
           "\n"
           "options:\n"
-          "  --data-dir DIR        directory of the outbox (required)\n"
+          "  --config FILE         read data_dir and the siem destinations from FILE\n"
+          "                        (vigil.yaml); the options below override them\n"
+          "  --dest NAME           with --config: the destination to use (default: the\n"
+          "                        first one listed)\n"
+          "  --data-dir DIR        directory of the outbox (required without --config)\n"
           "  --name NAME           destination name (default \"default\")\n"
           "  --transport T         udp, tcp or tls (default tcp)\n"
           "  --address HOST:PORT   numeric receiver address (default 127.0.0.1:6514)\n"
@@ -104,12 +109,52 @@ static int parse_option(struct send_opts *o, const char *opt, const char *v)
     return set_dest_option(&o->cfg.dests[0], opt, v);
 }
 
+/* Returns the value of option name in argv, or NULL. */
+static const char *find_option(int argc, char **argv, const char *name)
+{
+    for (int i = 1; i + 1 < argc; i++)
+        if (strcmp(argv[i], name) == 0)
+            return argv[i + 1];
+    return NULL;
+}
+
+/* Loads --config FILE and keeps only the destination --dest names (or the
+ * first one). Returns 0, or 2 after printing the problem. */
+static int load_config(const char *path, const char *dest, struct siem_config *cfg)
+{
+    char err[512];
+    size_t pick = 0;
+
+    cfg->n_dests = 0;
+    if (siem_config_load_file(cfg, path, err, sizeof err) != VIGIL_OK) {
+        fprintf(stderr, "vigil siem-send: %s\n", err);
+        return 2;
+    }
+    if (cfg->n_dests == 0) {
+        fprintf(stderr, "vigil siem-send: %s has no siem destinations\n", path);
+        return 2;
+    }
+    while (dest != NULL && pick < cfg->n_dests && strcmp(cfg->dests[pick].name, dest) != 0)
+        pick++;
+    if (pick == cfg->n_dests) {
+        fprintf(stderr, "vigil siem-send: destination '%s' not found in %s\n", dest, path);
+        return 2;
+    }
+    cfg->dests[0] = cfg->dests[pick];
+    cfg->n_dests = 1;
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, struct send_opts *o)
 {
+    const char *config = find_option(argc, argv, "--config");
+
     siem_config_defaults(&o->cfg);
     o->cfg.data_dir[0] = '\0';
     o->cfg.n_dests = 1;
     siem_dest_defaults(&o->cfg.dests[0]);
+    if (config != NULL && load_config(config, find_option(argc, argv, "--dest"), &o->cfg) != 0)
+        return 2;
     o->events = 10;
     o->alerts = 0;
     o->first = 1;
@@ -125,11 +170,12 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
                     argv[i]);
             return 2;
         }
-        if (parse_option(o, argv[i], argv[i + 1]) != 0)
+        if (strcmp(argv[i], "--config") != 0 && strcmp(argv[i], "--dest") != 0 &&
+            parse_option(o, argv[i], argv[i + 1]) != 0)
             return 2;
     }
     if (o->cfg.data_dir[0] == '\0') {
-        fputs("vigil siem-send: --data-dir is required\n", stderr);
+        fputs("vigil siem-send: --data-dir is required (or data_dir in --config)\n", stderr);
         return 2;
     }
     return -1;

@@ -74,6 +74,13 @@ vigil_err siem_dest_set(struct siem_dest *d, const char *key, const char *value,
                         size_t errcap);
 /* Checks a complete destination (address set, TLS has ca_file). */
 vigil_err siem_dest_validate(const struct siem_dest *d, char *err, size_t errcap);
+/* Reads the top-level data_dir and the siem section of a vigil.yaml file
+ * over the values in cfg (keys: queue_capacity, hostname, destinations, and
+ * per destination the keys of siem_dest_set). Other top-level keys are
+ * skipped. On failure writes "file:line: message" into err, leaves cfg
+ * unchanged and returns VIGIL_ERR_CONFIG (VIGIL_ERR_IO when unreadable). */
+vigil_err siem_config_load_file(struct siem_config *cfg, const char *path, char *err,
+                                size_t errcap);
 
 /* ---- Formatting: pure functions ---- */
 

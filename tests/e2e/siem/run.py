@@ -442,10 +442,34 @@ def cef_format(ctx):
     check_equal(ext.get("cs1"), "siem-test-alert-5", "alert id")
 
 
-@case("ocsf json messages parse", only="vigil")
+@case("ocsf json from a config file", only="vigil")
 def ocsf_format(ctx):
     r = ctx.fixture.start_rsyslog(ctx, "tls")
-    siem_send(ctx, r, "--format", "ocsf-json", "--alerts", 2, events=4)
+    config = os.path.join(ctx.work, "vigil.yaml")
+    with open(config, "w", encoding="utf-8") as f:
+        f.write(f"""data_dir: {ctx.work}/data
+siem:
+  hostname: vigil-e2e
+  destinations:
+    - name: other
+      transport: udp
+      address: "127.0.0.1:9"
+    - name: e2e
+      transport: tls
+      address: "127.0.0.1:{r.port}"
+      format: ocsf-json
+      ca_file: {ctx.fixture.pki}/ca.pem
+      server_name: siem.test
+""")
+    cmd = [vigil_binary(), "siem-send", "--config", config, "--dest", "e2e", "--events", "4",
+           "--alerts", "2", "--wait", "30"]
+    ctx.log("run:", " ".join(cmd))
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+    ctx.log("exit", out.returncode, "stdout:", out.stdout.strip(), "stderr:", out.stderr[-3000:])
+    check_no_sanitizer(out.stderr)
+    check_equal(out.returncode, 0, "siem-send exit status")
+    check(os.path.exists(os.path.join(ctx.work, "data", "outbox-e2e.db")),
+          "outbox-e2e.db in the configured data_dir")
     lines = r.wait_lines(6)
     check_equal(len(lines), 6, "lines received")
     objs = [json.loads(line[line.index("{"):]) for line in lines]
