@@ -34,6 +34,7 @@ struct siem_conn {
     struct siem_link *link;   /* NULL once the link let go of it */
     SSL *ssl;
     BIO *rbio, *wbio;         /* owned by ssl */
+    char rbuf[16384];         /* read buffer; each read is consumed at once */
 };
 
 struct siem_settle {

@@ -376,13 +376,10 @@ static void become_ready(struct siem_link *link)
 
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 {
-    static char scratch[16384];
+    struct siem_conn *c = handle->data;
 
-    /* Only the exporter thread reads, and every byte is consumed before the
-     * next read, so one buffer serves all connections. */
-    (void)handle;
     (void)suggested;
-    *buf = uv_buf_init(scratch, sizeof scratch);
+    *buf = uv_buf_init(c->rbuf, sizeof c->rbuf);
 }
 
 static const char *tls_error_text(SSL *ssl)
