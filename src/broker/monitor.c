@@ -79,7 +79,7 @@ vigil_err monitor_start(struct hub *hub)
     struct secmon_config scfg;
     vigil_err rc;
 
-    secmon_config_defaults(&scfg);
+    config_secmon(&hub->cfg, &scfg);
     rc = secmon_engine_new(&scfg, on_alert, hub, &hub->engine);
     if (rc != VIGIL_OK) {
         log_error("security engine: cannot start: %s", vigil_strerror(rc));

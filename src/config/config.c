@@ -40,6 +40,22 @@ static const struct config_number numbers[] = {
     NUMBER("tls.expiry_warning_days", tls.expiry_warning_days, 1, 365),
     NUMBER("auth.failure_burst", auth.failure_burst, 1, 1000),
     NUMBER("auth.failures_per_minute", auth.failures_per_minute, 1, 60000),
+    NUMBER("secmon.learning_s", secmon.learning_s, 1, 2592000),
+    NUMBER("secmon.auth_fail_burst", secmon.auth_fail_burst, 1, 100000),
+    NUMBER("secmon.auth_fail_window_s", secmon.auth_fail_window_s, 1, 86400),
+    NUMBER("secmon.churn_connects", secmon.churn_connects, 1, 1000000),
+    NUMBER("secmon.churn_window_s", secmon.churn_window_s, 1, 86400),
+    NUMBER("secmon.identities_per_source", secmon.identities_per_source, 1, 32),
+    NUMBER("secmon.slow_keepalive_s", secmon.slow_keepalive_s, 1, 65535),
+    NUMBER("secmon.slow_conns", secmon.slow_conns, 1, 1000000),
+    NUMBER("secmon.flood_msgs_per_s", secmon.flood_msgs_per_s, 1, 10000000),
+    NUMBER("secmon.qos_flood_msgs_per_s", secmon.qos_flood_msgs_per_s, 1, 10000000),
+    NUMBER("secmon.malformed_burst", secmon.malformed_burst, 1, 1000000),
+    NUMBER("secmon.malformed_window_s", secmon.malformed_window_s, 1, 86400),
+    NUMBER("secmon.silence_factor", secmon.silence_factor, 2, 1000),
+    NUMBER("secmon.vital_max_msgs_per_s", secmon.vital_max_msgs_per_s, 1, 100000),
+    NUMBER("secmon.alert_quiet_s", secmon.alert_quiet_s, 1, 86400),
+    NUMBER("secmon.max_tracked", secmon.max_tracked, 16, 1000000),
 };
 
 const struct config_number *config_numbers(size_t *count)
@@ -168,6 +184,16 @@ void config_defaults(struct vigil_config *cfg)
     cfg->sys_interval_s = 10;
     cfg->event_queue_capacity = 65536;
     snprintf(cfg->log_level, sizeof cfg->log_level, "info");
+    secmon_config_defaults(&cfg->secmon);
+    snprintf(cfg->secmon_monitor_prefixes, sizeof cfg->secmon_monitor_prefixes, "%s",
+             cfg->secmon.monitor_prefixes);
+}
+
+void config_secmon(const struct vigil_config *cfg, struct secmon_config *out)
+{
+    *out = cfg->secmon;
+    out->monitor_prefixes = cfg->secmon_monitor_prefixes;
+    out->passive = false;
 }
 
 void config_quote(const char *s, size_t len, char *out, size_t cap)
@@ -537,6 +563,28 @@ static vigil_err validate_tls(const struct vigil_config *cfg, char *err, size_t 
     return VIGIL_OK;
 }
 
+const char *config_secmon_problem(const struct vigil_config *cfg)
+{
+    const struct secmon_config *sm = &cfg->secmon;
+
+    if (!(sm->baseline_z >= CONFIG_BASELINE_Z_MIN && sm->baseline_z <= CONFIG_BASELINE_Z_MAX))
+        return "secmon.baseline_z must be a number from 1 to 100";
+    if (strnlen(cfg->secmon_monitor_prefixes, sizeof cfg->secmon_monitor_prefixes) ==
+        sizeof cfg->secmon_monitor_prefixes)
+        return "secmon.monitor_prefixes is not NUL-terminated";
+    return NULL;
+}
+
+static vigil_err validate_secmon(const struct vigil_config *cfg, char *err, size_t errcap)
+{
+    const char *problem = config_secmon_problem(cfg);
+
+    if (problem == NULL)
+        return VIGIL_OK;
+    snprintf(err, errcap, "%s", problem);
+    return VIGIL_ERR_CONFIG;
+}
+
 vigil_err config_validate(const struct vigil_config *cfg, char *err, size_t errcap)
 {
     if (cfg->data_dir[0] == '\0') {
@@ -559,6 +607,8 @@ vigil_err config_validate(const struct vigil_config *cfg, char *err, size_t errc
     for (size_t i = 0; i < cfg->n_roles; i++)
         if (validate_role(cfg, i, err, errcap) != VIGIL_OK)
             return VIGIL_ERR_CONFIG;
+    if (validate_secmon(cfg, err, errcap) != VIGIL_OK)
+        return VIGIL_ERR_CONFIG;
     return validate_numbers(cfg, err, errcap);
 }
 

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "secmon/engine.h"
 
 #define CONFIG_MAX_LISTENERS 16
 #define CONFIG_MAX_ROLES 16
@@ -94,6 +95,11 @@ struct vigil_config {
     uint32_t sys_interval_s;                          /* $SYS publish period; default 10, 0 = off */
     size_t event_queue_capacity;                      /* default 65536 */
     char log_level[16];                               /* default "info" */
+    /* Security engine thresholds; defaults from secmon_config_defaults().
+     * secmon.monitor_prefixes is not read from here: config_secmon() points
+     * it at secmon_monitor_prefixes, which a copy of the struct carries. */
+    struct secmon_config secmon;
+    char secmon_monitor_prefixes[256];                /* default "station,monitor-station,central" */
 };
 
 /* Fills cfg with the embedded default. */
@@ -117,6 +123,9 @@ vigil_err config_validate(const struct vigil_config *cfg, char *err, size_t errc
 bool config_host_is_loopback(const char *host);
 /* True for an MQTTS listener. */
 bool config_listener_is_tls(const struct config_listener *l);
+/* Fills out with cfg->secmon, its monitor_prefixes pointing into cfg, so
+ * cfg must outlive every user of out. */
+void config_secmon(const struct vigil_config *cfg, struct secmon_config *out);
 const struct config_role *config_find_role(const struct vigil_config *cfg, const char *name);
 
 #endif

@@ -56,6 +56,13 @@ enum config_listener_rule config_listener_check(const struct config_listener *l,
  * description of the first problem. */
 const char *config_tls_problem(const struct config_tls *tls);
 
+/* Range of secmon.baseline_z, the one setting that is not an integer. */
+#define CONFIG_BASELINE_Z_MIN 1.0
+#define CONFIG_BASELINE_Z_MAX 100.0
+/* Returns NULL when the secmon settings that are not in the number table
+ * are valid, else a static description of the first problem. */
+const char *config_secmon_problem(const struct vigil_config *cfg);
+
 /* Copies at most len bytes of s into out for an error message: printable
  * ASCII is kept, other bytes become '?', and a cut value ends in "...". */
 void config_quote(const char *s, size_t len, char *out, size_t cap);

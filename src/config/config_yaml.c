@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
 
@@ -20,8 +21,8 @@
 #define KEYS_PER_MAPPING 64
 
 #define TOP_KEYS                                                                               \
-    "data_dir, listeners, tls, auth, roles, limits, store, sys_interval, event_queue_capacity, " \
-    "log_level"
+    "data_dir, listeners, tls, auth, roles, limits, store, secmon, sys_interval, "             \
+    "event_queue_capacity, log_level"
 #define TLS_KEYS                                                                               \
     "cert_file, key_file, ca_file, crl_file, identity, device_cert_days, rotation_overlap, "   \
     "expiry_warning_days"
@@ -29,6 +30,11 @@
     "max_packet_size, receive_maximum, max_inflight_out, max_queued_messages, "               \
     "max_subscriptions, max_topic_length, max_topic_levels, max_connections, max_keep_alive, " \
     "topic_alias_maximum, max_session_expiry, max_client_id_length, connect_timeout_ms"
+#define SECMON_KEYS                                                                            \
+    "learning_s, auth_fail_burst, auth_fail_window_s, churn_connects, churn_window_s, "        \
+    "identities_per_source, slow_keepalive_s, slow_conns, flood_msgs_per_s, "                  \
+    "qos_flood_msgs_per_s, malformed_burst, malformed_window_s, silence_factor, baseline_z, "  \
+    "vital_max_msgs_per_s, alert_quiet_s, max_tracked, monitor_prefixes"
 
 struct loader {
     yaml_parser_t parser;
@@ -580,6 +586,74 @@ static vigil_err nested_number_value(struct loader *ld, const struct mapping_wal
     return read_number(ld, path);
 }
 
+/* Parses a plain decimal scalar with at most one '.', and no sign, exponent
+ * or leading zero before other digits. */
+static bool parse_fraction(const yaml_event_t *ev, double *out)
+{
+    const char *s = (const char *)ev->data.scalar.value;
+    size_t len = ev->data.scalar.length;
+    char text[32];
+    size_t dots = 0;
+
+    if (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE || len == 0 || len >= sizeof text)
+        return false;
+    if (s[0] == '.' || s[len - 1] == '.' || (len > 1 && s[0] == '0' && s[1] != '.'))
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '.')
+            dots++;
+        else if (s[i] < '0' || s[i] > '9')
+            return false;
+    }
+    if (dots > 1)
+        return false;
+    memcpy(text, s, len);
+    text[len] = '\0';
+    *out = strtod(text, NULL);
+    return true;
+}
+
+static vigil_err read_baseline_z(struct loader *ld)
+{
+    double value;
+
+    if (ld->event.type != YAML_SCALAR_EVENT || !parse_fraction(&ld->event, &value) ||
+        value < CONFIG_BASELINE_Z_MIN || value > CONFIG_BASELINE_Z_MAX)
+        return fail_type(ld, "secmon.baseline_z", "a decimal number from 1 to 100, such as 4 or 3.5");
+    ld->cfg->secmon.baseline_z = value;
+    return VIGIL_OK;
+}
+
+/* Comma-separated client id prefixes; an empty string names no monitor. */
+static vigil_err read_monitor_prefixes(struct loader *ld)
+{
+    const yaml_event_t *ev = &ld->event;
+    const char *path = "secmon.monitor_prefixes";
+    char *out = ld->cfg->secmon_monitor_prefixes;
+    size_t cap = sizeof ld->cfg->secmon_monitor_prefixes;
+    size_t len = ev->data.scalar.length;
+
+    if (ev->type != YAML_SCALAR_EVENT || scalar_is_null(ev))
+        return fail_type(ld, path, "a string of comma-separated client id prefixes");
+    if (memchr(ev->data.scalar.value, '\0', len) != NULL)
+        return fail(ld, event_line(ld), "%s: the value contains a NUL character", path);
+    if (len >= cap)
+        return fail(ld, event_line(ld), "%s: expected a string of at most %zu bytes, got %zu bytes",
+                    path, cap - 1, len);
+    memcpy(out, ev->data.scalar.value, len + 1);
+    return VIGIL_OK;
+}
+
+static vigil_err secmon_value(struct loader *ld, const struct mapping_walk *walk, const char *key,
+                              size_t key_line)
+{
+    if (strcmp(key, "baseline_z") == 0)
+        return read_baseline_z(ld);
+    if (strcmp(key, "monitor_prefixes") == 0)
+        return read_monitor_prefixes(ld);
+    return nested_number_value(ld, walk, key, key_line);
+}
+
 static vigil_err read_log_level(struct loader *ld)
 {
     char level[sizeof ld->cfg->log_level];
@@ -650,6 +724,7 @@ static vigil_err top_value(struct loader *ld, const struct mapping_walk *walk, c
                                 NULL};
     struct mapping_walk store = {"store", "commit_interval_us", nested_number_value, NULL};
     struct mapping_walk roles = {"roles", "a role name", roles_value, NULL};
+    struct mapping_walk secmon = {"secmon", SECMON_KEYS, secmon_value, NULL};
 
     if (strcmp(key, "data_dir") == 0)
         return read_string(ld, key, ld->cfg->data_dir, sizeof ld->cfg->data_dir);
@@ -665,6 +740,8 @@ static vigil_err top_value(struct loader *ld, const struct mapping_walk *walk, c
         return walk_mapping(ld, &limits);
     if (strcmp(key, "store") == 0)
         return walk_mapping(ld, &store);
+    if (strcmp(key, "secmon") == 0)
+        return walk_mapping(ld, &secmon);
     if (strcmp(key, "log_level") == 0)
         return read_log_level(ld);
     if (strcmp(key, "sys_interval") == 0 || strcmp(key, "event_queue_capacity") == 0)

@@ -163,6 +163,8 @@ static void test_example_file_loads(void **state)
     assert_string_equal(role->subscribe[0], "north/icu3/#");
     assert_int_equal(cfg.limits.max_packet_size, 1048576);
     assert_string_equal(cfg.log_level, "info");
+    assert_memory_equal(&cfg.secmon, &defaults.secmon, sizeof cfg.secmon);
+    assert_string_equal(cfg.secmon_monitor_prefixes, defaults.secmon_monitor_prefixes);
 }
 
 static void test_load_every_setting(void **state)
@@ -895,6 +897,142 @@ static void test_validate_numbers(void **state)
     expect_invalid(&cfg, "data_dir is empty");
 }
 
+static void test_secmon_defaults(void **state)
+{
+    static struct vigil_config cfg;
+    struct secmon_config engine_defaults;
+    struct secmon_config sm;
+
+    config_defaults(&cfg);
+    secmon_config_defaults(&engine_defaults);
+    assert_int_equal(cfg.secmon.learning_s, engine_defaults.learning_s);
+    assert_int_equal(cfg.secmon.auth_fail_burst, engine_defaults.auth_fail_burst);
+    assert_int_equal(cfg.secmon.max_tracked, engine_defaults.max_tracked);
+    assert_true(cfg.secmon.baseline_z == engine_defaults.baseline_z);
+    assert_string_equal(cfg.secmon_monitor_prefixes, engine_defaults.monitor_prefixes);
+    config_secmon(&cfg, &sm);
+    assert_ptr_equal(sm.monitor_prefixes, cfg.secmon_monitor_prefixes);
+    assert_false(sm.passive);
+}
+
+static void test_load_secmon(void **state)
+{
+    static struct vigil_config cfg;
+    static struct vigil_config copy;
+    struct secmon_config sm;
+    char err[ERR_CAP];
+    const char *text = "secmon:\n"
+                       "  learning_s: 12\n"
+                       "  auth_fail_burst: 7\n"
+                       "  auth_fail_window_s: 30\n"
+                       "  churn_connects: 80\n"
+                       "  churn_window_s: 45\n"
+                       "  identities_per_source: 32\n"
+                       "  slow_keepalive_s: 600\n"
+                       "  slow_conns: 4\n"
+                       "  flood_msgs_per_s: 300\n"
+                       "  qos_flood_msgs_per_s: 150\n"
+                       "  malformed_burst: 3\n"
+                       "  malformed_window_s: 20\n"
+                       "  silence_factor: 5\n"
+                       "  baseline_z: 3.5\n"
+                       "  vital_max_msgs_per_s: 90\n"
+                       "  alert_quiet_s: 15\n"
+                       "  max_tracked: 500\n"
+                       "  monitor_prefixes: \"central,dash-\"\n";
+
+    if (load_text(&cfg, text, err) != VIGIL_OK)
+        fail_msg("%s", err);
+    assert_int_equal(config_validate(&cfg, err, sizeof err), VIGIL_OK);
+    assert_int_equal(cfg.secmon.learning_s, 12);
+    assert_int_equal(cfg.secmon.auth_fail_burst, 7);
+    assert_int_equal(cfg.secmon.auth_fail_window_s, 30);
+    assert_int_equal(cfg.secmon.churn_connects, 80);
+    assert_int_equal(cfg.secmon.churn_window_s, 45);
+    assert_int_equal(cfg.secmon.identities_per_source, 32);
+    assert_int_equal(cfg.secmon.slow_keepalive_s, 600);
+    assert_int_equal(cfg.secmon.slow_conns, 4);
+    assert_int_equal(cfg.secmon.flood_msgs_per_s, 300);
+    assert_int_equal(cfg.secmon.qos_flood_msgs_per_s, 150);
+    assert_int_equal(cfg.secmon.malformed_burst, 3);
+    assert_int_equal(cfg.secmon.malformed_window_s, 20);
+    assert_int_equal(cfg.secmon.silence_factor, 5);
+    assert_true(cfg.secmon.baseline_z == 3.5);
+    assert_int_equal(cfg.secmon.vital_max_msgs_per_s, 90);
+    assert_int_equal(cfg.secmon.alert_quiet_s, 15);
+    assert_int_equal(cfg.secmon.max_tracked, 500);
+    assert_string_equal(cfg.secmon_monitor_prefixes, "central,dash-");
+
+    /* The prefixes follow a copy of the configuration. */
+    copy = cfg;
+    config_secmon(&copy, &sm);
+    assert_string_equal(sm.monitor_prefixes, "central,dash-");
+    assert_ptr_equal(sm.monitor_prefixes, copy.secmon_monitor_prefixes);
+    assert_int_equal(sm.learning_s, 12);
+
+    if (load_text(&cfg, "secmon:\n  baseline_z: 4\n  monitor_prefixes: \"\"\n", err) != VIGIL_OK)
+        fail_msg("%s", err);
+    assert_true(cfg.secmon.baseline_z == 4.0);
+    assert_string_equal(cfg.secmon_monitor_prefixes, "");
+    assert_int_equal(cfg.secmon.learning_s, 300);
+}
+
+static void test_error_secmon(void **state)
+{
+    expect_error("secmon:\n  learning: 10\n",
+                 "t.yaml:2: secmon: unknown key 'learning'; expected one of: learning_s, ");
+    expect_error("secmon:\n  passive: true\n", "t.yaml:2: secmon: unknown key 'passive'");
+    expect_error("secmon:\n  learning_s: 0\n",
+                 "t.yaml:2: secmon.learning_s: expected an unsigned integer from 1 to 2592000, "
+                 "got '0'");
+    expect_error("secmon:\n  identities_per_source: 33\n",
+                 "t.yaml:2: secmon.identities_per_source: expected an unsigned integer from 1 to "
+                 "32, got '33'");
+    expect_error("secmon:\n  silence_factor: 1\n",
+                 "t.yaml:2: secmon.silence_factor: expected an unsigned integer from 2 to 1000");
+    expect_error("secmon:\n  max_tracked: 15\n",
+                 "t.yaml:2: secmon.max_tracked: expected an unsigned integer from 16 to 1000000");
+    expect_error("secmon:\n  flood_msgs_per_s: -5\n",
+                 "t.yaml:2: secmon.flood_msgs_per_s: expected an unsigned integer");
+    expect_error("secmon:\n  baseline_z: 0.5\n",
+                 "t.yaml:2: secmon.baseline_z: expected a decimal number from 1 to 100, such as 4 "
+                 "or 3.5, got '0.5'");
+    expect_error("secmon:\n  baseline_z: 101\n", "t.yaml:2: secmon.baseline_z: expected a decimal");
+    expect_error("secmon:\n  baseline_z: 1e1\n", "t.yaml:2: secmon.baseline_z: expected a decimal");
+    expect_error("secmon:\n  baseline_z: 4.\n", "t.yaml:2: secmon.baseline_z: expected a decimal");
+    expect_error("secmon:\n  baseline_z: 3.5.1\n", "t.yaml:2: secmon.baseline_z: expected a decimal");
+    expect_error("secmon:\n  baseline_z: \"4\"\n", "t.yaml:2: secmon.baseline_z: expected a decimal");
+    expect_error("secmon:\n  baseline_z: nan\n", "t.yaml:2: secmon.baseline_z: expected a decimal");
+    expect_error("secmon:\n  monitor_prefixes: [a]\n",
+                 "t.yaml:2: secmon.monitor_prefixes: expected a string of comma-separated client "
+                 "id prefixes, got a sequence");
+    expect_error("secmon:\n  monitor_prefixes:\n",
+                 "t.yaml:2: secmon.monitor_prefixes: expected a string");
+    expect_error("secmon: 5\n", "t.yaml:1: secmon: expected a mapping, got '5'");
+}
+
+static void test_validate_secmon(void **state)
+{
+    static struct vigil_config cfg;
+    char err[ERR_CAP] = "";
+
+    config_defaults(&cfg);
+    cfg.secmon.baseline_z = 0.0;
+    assert_int_equal(config_validate(&cfg, err, sizeof err), VIGIL_ERR_CONFIG);
+    assert_string_equal(err, "secmon.baseline_z must be a number from 1 to 100");
+
+    config_defaults(&cfg);
+    cfg.secmon.learning_s = 0;
+    assert_int_equal(config_validate(&cfg, err, sizeof err), VIGIL_ERR_CONFIG);
+    assert_string_equal(err, "secmon.learning_s is 0; expected an unsigned integer from 1 to "
+                             "2592000");
+
+    config_defaults(&cfg);
+    memset(cfg.secmon_monitor_prefixes, 'a', sizeof cfg.secmon_monitor_prefixes);
+    assert_int_equal(config_validate(&cfg, err, sizeof err), VIGIL_ERR_CONFIG);
+    assert_string_equal(err, "secmon.monitor_prefixes is not NUL-terminated");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -932,6 +1070,10 @@ int main(void)
         cmocka_unit_test(test_validate_tls),
         cmocka_unit_test(test_validate_roles),
         cmocka_unit_test(test_validate_numbers),
+        cmocka_unit_test(test_secmon_defaults),
+        cmocka_unit_test(test_load_secmon),
+        cmocka_unit_test(test_error_secmon),
+        cmocka_unit_test(test_validate_secmon),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
