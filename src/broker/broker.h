@@ -213,6 +213,7 @@ struct hub {
     struct secmon_engine *engine;
     struct alerts_db *alerts;
     struct audit_log *audit;
+    struct live_sniffers *sniffers;  /* captures of vigil serve --sniff; NULL without */
     struct device_db *devices;
     struct sub_tree *subs;
     struct retain_tree *retained;

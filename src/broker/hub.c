@@ -14,6 +14,7 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "core/time.h"
+#include "passive/live.h"
 #include "store/store.h"
 
 int64_t hub_now_s(void)
@@ -285,6 +286,7 @@ vigil_err hub_create(const struct vigil_config *cfg, struct hub **out)
 {
     struct hub *hub = vigil_calloc(1, sizeof *hub);
     vigil_err rc = VIGIL_ERR_NOMEM;
+    char err[512];
 
     *out = NULL;
     if (hub == NULL)
@@ -314,6 +316,11 @@ vigil_err hub_create(const struct vigil_config *cfg, struct hub **out)
         rc = hub_listen(hub, i);
         if (rc != VIGIL_OK)
             goto fail;
+    }
+    rc = live_sniffers_start(&cfg->sniff, hub->events, err, sizeof err, &hub->sniffers);
+    if (rc != VIGIL_OK) {
+        log_error("%s", err);
+        goto fail;
     }
     uv_check_init(hub->loop, &hub->flush_check);
     uv_idle_init(hub->loop, &hub->flush_idle);
@@ -351,6 +358,8 @@ void hub_destroy(struct hub *hub)
 {
     if (hub == NULL)
         return;
+    live_sniffers_stop(hub->sniffers);
+    hub->sniffers = NULL;
     if (hub->store != NULL)
         store_close(hub->store);
     uv_run(hub->loop, UV_RUN_DEFAULT);

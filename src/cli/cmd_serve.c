@@ -2,6 +2,7 @@
  * command-line overrides. */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "broker/broker.h"
@@ -34,6 +35,13 @@ static void serve_usage(FILE *out)
           "      --tls-crl FILE    CRL of that CA, reloaded when the file changes\n"
           "      --anonymous       allow clients without credentials on the --mqtt\n"
           "                        listeners (loopback addresses only)\n"
+          "      --sniff IFACE     also watch MQTT traffic between other hosts on the\n"
+          "                        network interface IFACE (libpcap; root or\n"
+          "                        CAP_NET_RAW); repeat for several; replaces the\n"
+          "                        sniff interfaces of the configuration\n"
+          "      --sniff-port N    server port of the watched MQTT traffic (default\n"
+          "                        1883); repeat for several\n"
+          "      --sniff-promiscuous  capture in promiscuous mode, for a mirror port\n"
           "      --log-level LEVEL error, warn, info (default) or debug\n"
           "  -h, --help            show this help\n",
           out);
@@ -50,7 +58,41 @@ struct serve_opts {
     bool psk;
     bool password_over_tls;
     const char *tls_cert, *tls_key, *tls_ca, *tls_crl;
+    const char *sniff[CONFIG_MAX_SNIFF_INTERFACES];
+    size_t n_sniff;
+    uint16_t sniff_ports[CONFIG_MAX_SNIFF_PORTS];
+    size_t n_sniff_ports;
+    bool sniff_promiscuous;
 };
+
+/* Adds one --sniff interface or one --sniff-port; returns 0, or 2 after
+ * printing a usage error. */
+static int serve_add_sniff(struct serve_opts *o, const char *iface, const char *port)
+{
+    char *end;
+    long v;
+
+    if (iface != NULL) {
+        if (o->n_sniff == CONFIG_MAX_SNIFF_INTERFACES) {
+            fprintf(stderr, "vigil serve: at most %d --sniff interfaces\n",
+                    CONFIG_MAX_SNIFF_INTERFACES);
+            return 2;
+        }
+        o->sniff[o->n_sniff++] = iface;
+        return 0;
+    }
+    v = strtol(port, &end, 10);
+    if (*port == '\0' || *end != '\0' || v < 1 || v > 65535) {
+        fprintf(stderr, "vigil serve: invalid --sniff-port '%s'; expected 1 to 65535\n", port);
+        return 2;
+    }
+    if (o->n_sniff_ports == CONFIG_MAX_SNIFF_PORTS) {
+        fprintf(stderr, "vigil serve: at most %d --sniff-port options\n", CONFIG_MAX_SNIFF_PORTS);
+        return 2;
+    }
+    o->sniff_ports[o->n_sniff_ports++] = (uint16_t)v;
+    return 0;
+}
 
 static int serve_parse(int argc, char **argv, struct serve_opts *o)
 {
@@ -62,6 +104,8 @@ static int serve_parse(int argc, char **argv, struct serve_opts *o)
         {"password-over-tls", no_argument, NULL, 'W'},
         {"tls-cert", required_argument, NULL, 1},  {"tls-key", required_argument, NULL, 2},
         {"tls-ca", required_argument, NULL, 3},    {"tls-crl", required_argument, NULL, 4},
+        {"sniff", required_argument, NULL, 5},     {"sniff-port", required_argument, NULL, 6},
+        {"sniff-promiscuous", no_argument, NULL, 7},
         {NULL, 0, NULL, 0},
     };
     int ch;
@@ -89,6 +133,12 @@ static int serve_parse(int argc, char **argv, struct serve_opts *o)
         case 2: o->tls_key = optarg; break;
         case 3: o->tls_ca = optarg; break;
         case 4: o->tls_crl = optarg; break;
+        case 5:
+        case 6:
+            if (serve_add_sniff(o, ch == 5 ? optarg : NULL, ch == 6 ? optarg : NULL) != 0)
+                return 2;
+            break;
+        case 7: o->sniff_promiscuous = true; break;
         case 'h': serve_usage(stdout); return 0;
         default: serve_usage(stderr); return 2;
         }
@@ -112,6 +162,32 @@ static void serve_tls_files(const struct serve_opts *o, struct vigil_config *cfg
         snprintf(t->ca_file, sizeof t->ca_file, "%s", o->tls_ca);
     if (o->tls_crl != NULL)
         snprintf(t->crl_file, sizeof t->crl_file, "%s", o->tls_crl);
+}
+
+/* Applies --sniff, --sniff-port and --sniff-promiscuous; each list given
+ * replaces the one of the configuration. Returns 0, or 2 on a name that
+ * does not fit. */
+static int serve_sniff(const struct serve_opts *o, struct vigil_config *cfg)
+{
+    struct config_sniff *sn = &cfg->sniff;
+
+    if (o->n_sniff > 0)
+        sn->n_interfaces = 0;
+    for (size_t i = 0; i < o->n_sniff; i++) {
+        if (strlen(o->sniff[i]) >= sizeof sn->interfaces[0]) {
+            fprintf(stderr, "vigil serve: --sniff '%s': interface name longer than %zu bytes\n",
+                    o->sniff[i], sizeof sn->interfaces[0] - 1);
+            return 2;
+        }
+        snprintf(sn->interfaces[sn->n_interfaces++], sizeof sn->interfaces[0], "%s", o->sniff[i]);
+    }
+    if (o->n_sniff_ports > 0) {
+        memcpy(sn->ports, o->sniff_ports, o->n_sniff_ports * sizeof o->sniff_ports[0]);
+        sn->n_ports = o->n_sniff_ports;
+    }
+    if (o->sniff_promiscuous)
+        sn->promiscuous = true;
+    return 0;
 }
 
 /* Builds the configuration; returns an exit status, or -1 to go on. */
@@ -151,6 +227,8 @@ static int serve_config(const struct serve_opts *o, struct vigil_config *cfg)
         cfg->n_listeners++;
     }
     serve_tls_files(o, cfg);
+    if (serve_sniff(o, cfg) != 0)
+        return 2;
     if (o->anonymous && o->n_mqtt == 0)
         for (size_t i = 0; i < cfg->n_listeners; i++)
             if (cfg->listeners[i].transport == CONFIG_TRANSPORT_MQTT)

@@ -56,6 +56,7 @@ static const struct config_number numbers[] = {
     NUMBER("secmon.vital_max_msgs_per_s", secmon.vital_max_msgs_per_s, 1, 100000),
     NUMBER("secmon.alert_quiet_s", secmon.alert_quiet_s, 1, 86400),
     NUMBER("secmon.max_tracked", secmon.max_tracked, 16, 1000000),
+    NUMBER("sniff_buffer_size", sniff.buffer_size, 65536, 1073741824),
 };
 
 const struct config_number *config_numbers(size_t *count)
@@ -179,6 +180,10 @@ void config_defaults(struct vigil_config *cfg)
     cfg->tls.expiry_warning_days = 30;
     cfg->auth.failure_burst = 5;
     cfg->auth.failures_per_minute = 6;
+
+    cfg->sniff.ports[0] = 1883;
+    cfg->sniff.n_ports = 1;
+    cfg->sniff.buffer_size = 4 * 1024 * 1024;
 
     cfg->store_commit_interval_us = 2000;
     cfg->sys_interval_s = 10;
@@ -487,6 +492,60 @@ static vigil_err validate_patterns(const struct config_role *role, const char *k
                      shown, problem);
             return VIGIL_ERR_CONFIG;
         }
+    }
+    return VIGIL_OK;
+}
+
+/* Interface names as libpcap takes them: Linux names are at most 15 bytes,
+ * but pseudo-devices such as "nflog:5" or "bluetooth-monitor" can be longer. */
+static const char *sniff_interface_problem(const char *name)
+{
+    if (name[0] == '\0')
+        return "is empty; expected an interface name such as eth1";
+    for (const char *c = name; *c != '\0'; c++)
+        if ((unsigned char)*c <= 0x20 || (unsigned char)*c >= 0x7f)
+            return "contains a space or a non-printable character";
+    return NULL;
+}
+
+vigil_err config_sniff_check(const struct config_sniff *sniff, char *err, size_t errcap)
+{
+    char shown[64];
+
+    if (sniff->n_interfaces > CONFIG_MAX_SNIFF_INTERFACES || sniff->n_ports == 0 ||
+        sniff->n_ports > CONFIG_MAX_SNIFF_PORTS) {
+        snprintf(err, errcap, "sniff: %zu interfaces and %zu ports; expected at most %d "
+                 "interfaces and 1 to %d ports", sniff->n_interfaces, sniff->n_ports,
+                 CONFIG_MAX_SNIFF_INTERFACES, CONFIG_MAX_SNIFF_PORTS);
+        return VIGIL_ERR_CONFIG;
+    }
+    for (size_t i = 0; i < sniff->n_interfaces; i++) {
+        const char *name = sniff->interfaces[i];
+        const char *problem = sniff_interface_problem(name);
+
+        config_quote(name, strnlen(name, sizeof sniff->interfaces[i]), shown, sizeof shown);
+        if (problem != NULL) {
+            snprintf(err, errcap, "sniff interface '%s' %s", shown, problem);
+            return VIGIL_ERR_CONFIG;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(sniff->interfaces[j], name) == 0) {
+                snprintf(err, errcap, "sniff interface '%s' is listed twice; each interface "
+                         "may appear once", shown);
+                return VIGIL_ERR_CONFIG;
+            }
+    }
+    for (size_t i = 0; i < sniff->n_ports; i++) {
+        if (sniff->ports[i] == 0) {
+            snprintf(err, errcap, "sniff port 0 is invalid; expected 1 to 65535");
+            return VIGIL_ERR_CONFIG;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (sniff->ports[j] == sniff->ports[i]) {
+                snprintf(err, errcap, "sniff port %u is listed twice; each port may appear once",
+                         (unsigned)sniff->ports[i]);
+                return VIGIL_ERR_CONFIG;
+            }
     }
     return VIGIL_OK;
 }

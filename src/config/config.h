@@ -14,6 +14,8 @@
 #define CONFIG_MAX_LISTENERS 16
 #define CONFIG_MAX_ROLES 16
 #define CONFIG_MAX_PATTERNS 16
+#define CONFIG_MAX_SNIFF_INTERFACES 8
+#define CONFIG_MAX_SNIFF_PORTS 16
 
 enum config_transport {
     CONFIG_TRANSPORT_MQTT = 0,  /* plaintext MQTT over TCP */
@@ -81,6 +83,17 @@ struct config_limits {
     uint32_t connect_timeout_ms;    /* time allowed between accept and CONNECT; default 10000 */
 };
 
+/* Live capture of MQTT traffic between devices and other brokers, fed
+ * through passive analysis into the security engine. */
+struct config_sniff {
+    char interfaces[CONFIG_MAX_SNIFF_INTERFACES][64]; /* capture interfaces; none by default */
+    size_t n_interfaces;
+    uint16_t ports[CONFIG_MAX_SNIFF_PORTS];          /* server ports; default 1883 */
+    size_t n_ports;
+    bool promiscuous;               /* capture frames for other hosts too; default false */
+    uint32_t buffer_size;           /* kernel capture buffer per interface, bytes; default 4 MiB */
+};
+
 struct vigil_config {
     char data_dir[512];                               /* default "./vigil-data" */
     struct config_listener listeners[CONFIG_MAX_LISTENERS];
@@ -91,6 +104,7 @@ struct vigil_config {
     struct config_limits limits;
     struct config_tls tls;
     struct config_auth auth;
+    struct config_sniff sniff;
     uint32_t store_commit_interval_us;                /* group commit window; default 2000 */
     uint32_t sys_interval_s;                          /* $SYS publish period; default 10, 0 = off */
     size_t event_queue_capacity;                      /* default 65536 */

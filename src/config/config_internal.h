@@ -63,6 +63,10 @@ const char *config_tls_problem(const struct config_tls *tls);
  * are valid, else a static description of the first problem. */
 const char *config_secmon_problem(const struct vigil_config *cfg);
 
+/* Checks the sniff settings: interface names, duplicates and port counts.
+ * Writes the first problem into err and returns VIGIL_ERR_CONFIG. */
+vigil_err config_sniff_check(const struct config_sniff *sniff, char *err, size_t errcap);
+
 /* Copies at most len bytes of s into out for an error message: printable
  * ASCII is kept, other bytes become '?', and a cut value ends in "...". */
 void config_quote(const char *s, size_t len, char *out, size_t cap);

@@ -22,7 +22,8 @@
 
 #define TOP_KEYS                                                                               \
     "data_dir, listeners, tls, auth, roles, limits, store, secmon, sys_interval, "             \
-    "event_queue_capacity, log_level"
+    "event_queue_capacity, "                                                                   \
+    "log_level, sniff, sniff_ports, sniff_promiscuous, sniff_buffer_size"
 #define TLS_KEYS                                                                               \
     "cert_file, key_file, ca_file, crl_file, identity, device_cert_days, rotation_overlap, "   \
     "expiry_warning_days"
@@ -716,6 +717,72 @@ static vigil_err read_tls(struct loader *ld, size_t key_line)
     return VIGIL_OK;
 }
 
+/* A sniff sequence replaces the interfaces configured so far; an empty
+ * sequence turns live capture off. */
+static vigil_err read_sniff_interfaces(struct loader *ld)
+{
+    struct config_sniff *sniff = &ld->cfg->sniff;
+    char item[32];
+    char problem[256];
+    vigil_err rc;
+
+    if (ld->event.type != YAML_SEQUENCE_START_EVENT)
+        return fail_type(ld, "sniff", "a sequence of interface names");
+    sniff->n_interfaces = 0;
+    for (;;) {
+        rc = next(ld);
+        if (rc != VIGIL_OK)
+            return rc;
+        if (ld->event.type == YAML_SEQUENCE_END_EVENT)
+            break;
+        if (sniff->n_interfaces == CONFIG_MAX_SNIFF_INTERFACES)
+            return fail(ld, event_line(ld), "sniff: more than %d interfaces; at most %d are "
+                        "supported", CONFIG_MAX_SNIFF_INTERFACES, CONFIG_MAX_SNIFF_INTERFACES);
+        snprintf(item, sizeof item, "sniff[%zu]", sniff->n_interfaces);
+        rc = read_string(ld, item, sniff->interfaces[sniff->n_interfaces],
+                         sizeof sniff->interfaces[0]);
+        if (rc != VIGIL_OK)
+            return rc;
+        sniff->n_interfaces++;
+        if (config_sniff_check(sniff, problem, sizeof problem) != VIGIL_OK)
+            return fail(ld, event_line(ld), "%s", problem);
+    }
+    return VIGIL_OK;
+}
+
+/* A sniff_ports sequence replaces the default port 1883. */
+static vigil_err read_sniff_ports(struct loader *ld, size_t key_line)
+{
+    struct config_sniff *sniff = &ld->cfg->sniff;
+    const char *expected = "a port from 1 to 65535";
+    char problem[256];
+    uint64_t port;
+    vigil_err rc;
+
+    if (ld->event.type != YAML_SEQUENCE_START_EVENT)
+        return fail_type(ld, "sniff_ports", "a sequence of ports");
+    sniff->n_ports = 0;
+    for (;;) {
+        rc = next(ld);
+        if (rc != VIGIL_OK)
+            return rc;
+        if (ld->event.type == YAML_SEQUENCE_END_EVENT)
+            break;
+        if (sniff->n_ports == CONFIG_MAX_SNIFF_PORTS)
+            return fail(ld, event_line(ld), "sniff_ports: more than %d ports; at most %d are "
+                        "supported", CONFIG_MAX_SNIFF_PORTS, CONFIG_MAX_SNIFF_PORTS);
+        if (ld->event.type != YAML_SCALAR_EVENT || !parse_decimal(&ld->event, &port) ||
+            port == 0 || port > UINT16_MAX)
+            return fail_type(ld, "sniff_ports", expected);
+        sniff->ports[sniff->n_ports++] = (uint16_t)port;
+        if (config_sniff_check(sniff, problem, sizeof problem) != VIGIL_OK)
+            return fail(ld, event_line(ld), "%s", problem);
+    }
+    if (sniff->n_ports == 0)
+        return fail(ld, key_line, "sniff_ports: expected at least one port");
+    return VIGIL_OK;
+}
+
 static vigil_err top_value(struct loader *ld, const struct mapping_walk *walk, const char *key,
                            size_t key_line)
 {
@@ -744,7 +811,14 @@ static vigil_err top_value(struct loader *ld, const struct mapping_walk *walk, c
         return walk_mapping(ld, &secmon);
     if (strcmp(key, "log_level") == 0)
         return read_log_level(ld);
-    if (strcmp(key, "sys_interval") == 0 || strcmp(key, "event_queue_capacity") == 0)
+    if (strcmp(key, "sniff") == 0)
+        return read_sniff_interfaces(ld);
+    if (strcmp(key, "sniff_ports") == 0)
+        return read_sniff_ports(ld, key_line);
+    if (strcmp(key, "sniff_promiscuous") == 0)
+        return read_bool(ld, key, &ld->cfg->sniff.promiscuous);
+    if (strcmp(key, "sys_interval") == 0 || strcmp(key, "event_queue_capacity") == 0 ||
+        strcmp(key, "sniff_buffer_size") == 0)
         return read_number(ld, key);
     return fail_unknown_key(ld, walk, key, key_line);
 }

@@ -243,6 +243,8 @@ int vigil_event_to_json(const struct vigil_event *ev, char *out, size_t cap)
     if (ev->rule != NULL && ev->rule[0] != '\0')
         out_text_field(&o, "rule", ev->rule, strlen(ev->rule) + 1);
     out_text_field(&o, "detail", ev->detail, sizeof ev->detail);
+    if (ev->observed)
+        out_str(&o, ",\"observed\":true");
     out_byte(&o, '}');
 
     if (o.len >= cap || o.len > (size_t)INT32_MAX)

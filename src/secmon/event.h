@@ -57,6 +57,9 @@ struct vigil_event {
     bool has_value;
     double value;
     char metric[24];
+    /* Decoded from captured traffic between other hosts (vigil serve
+     * --sniff) rather than produced by this hub's own connections. */
+    bool observed;
 };
 
 /* Zeroes ev, sets its type and fills ev->ts_us with the current time. */
@@ -106,10 +109,10 @@ void vigil_event_sink_set_paused(struct vigil_event_sink *sink, bool paused);
  * the length, or -1 when it does not fit in cap bytes. The keys "ts" (RFC
  * 3339 UTC with microseconds) and "type" are always present. The keys
  * "proto", "conn", "peer", "client_id", "device", "topic", "qos", "retain",
- * "size", "reason_code", "rule" and "detail" appear only when set, except
- * that a publish always has qos, retain and size and a subscribe always has
- * qos. Text is escaped for JSON and invalid UTF-8 bytes become U+FFFD, so
- * the output is always valid JSON. */
+ * "size", "reason_code", "rule", "detail" and "observed" (true) appear only
+ * when set, except that a publish always has qos, retain and size and a
+ * subscribe always has qos. Text is escaped for JSON and invalid UTF-8
+ * bytes become U+FFFD, so the output is always valid JSON. */
 int vigil_event_to_json(const struct vigil_event *ev, char *out, size_t cap);
 
 #endif
