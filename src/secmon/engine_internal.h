@@ -116,6 +116,7 @@ struct engine_conn {
     bool started;                        /* its connect_attempt was seen */
     bool authenticated;
     bool slow;
+    bool churn_counted;                  /* counted by connection_churn (live) */
     char source[64];
 };
 

@@ -67,15 +67,29 @@ static void check_brute_force(struct secmon_engine *e, const struct vigil_event 
     }
 }
 
+/* True when a login event says nothing about who the client is: a failed
+ * or unknown login, or an accepted one without credentials (live events
+ * leave device empty then). Passive analysis sees no credential check, so
+ * every login counts there. */
+static bool login_is_unverified(const struct secmon_engine *e, const struct vigil_event *ev)
+{
+    if (e->cfg.passive || ev->type != VIGIL_EV_AUTH_SUCCESS)
+        return true;
+    return ev->device[0] == '\0';
+}
+
 static void check_identities(struct secmon_engine *e, const struct vigil_event *ev, const char *src)
 {
     const struct secmon_config *c = &e->cfg;
-    struct engine_source *s = source_of(e, src);
+    struct engine_source *s;
     const char *id = engine_event_identity(ev);
     struct engine_finding f;
     uint32_t n;
 
-    if (s == NULL || id[0] == '\0')
+    if (id[0] == '\0' || !login_is_unverified(e, ev))
+        return;
+    s = source_of(e, src);
+    if (s == NULL)
         return;
     n = engine_idset_add(&s->idents, vigil_hash_bytes(id, strlen(id)), e->now_us,
                          (int64_t)c->churn_window_s * US_PER_S);
@@ -107,30 +121,57 @@ static void check_unknown_device(struct secmon_engine *e, const struct vigil_eve
     engine_raise(e, ev, &f);
 }
 
-static void on_connect_attempt(struct secmon_engine *e, const struct vigil_event *ev, const char *src)
+/* Counts one connection of src toward connection_churn. */
+static void count_churn(struct secmon_engine *e, const struct vigil_event *ev, const char *src)
 {
     const struct secmon_config *c = &e->cfg;
-    struct engine_conn *conn = conn_lookup(e, ev->conn_id, true);
     struct engine_source *s = source_of(e, src);
     struct engine_finding f;
     double n;
 
-    if (conn != NULL) {
-        conn->started = true;
-        snprintf(conn->source, sizeof conn->source, "%s", src);
-    }
     if (s == NULL)
         return;
     n = engine_window_add(&s->connects, e->now_us, (int64_t)c->churn_window_s * US_PER_S);
     if (n < c->churn_connects)
         return;
     engine_finding_init(&f, SECMON_RULE_CONN_CHURN, SECMON_SEV_MEDIUM, "", src, src);
-    snprintf(f.observation, sizeof f.observation, "%.0f connections from %s within %" PRIu32 " s", n, src,
-             c->churn_window_s);
+    snprintf(f.observation, sizeof f.observation, "%.0f %sconnections from %s within %" PRIu32 " s",
+             n, e->cfg.passive ? "" : "unauthenticated ", src, c->churn_window_s);
     snprintf(f.expectation, sizeof f.expectation,
-             "policy: fewer than %" PRIu32 " connections per source within %" PRIu32 " s",
-             c->churn_connects, c->churn_window_s);
+             "policy: fewer than %" PRIu32 " %sconnections per source within %" PRIu32 " s",
+             c->churn_connects, e->cfg.passive ? "" : "unauthenticated ", c->churn_window_s);
     raise_window(e, ev, &f, &s->connects, n, c->churn_connects);
+}
+
+/* Live, a connection counts toward churn once it is known not to carry
+ * credentials that the hub verified: a failed login, a login without
+ * credentials, or a close before any login. Devices behind one address,
+ * such as a gateway or a simulator, then never count. */
+static void count_churn_once(struct secmon_engine *e, const struct vigil_event *ev, const char *src,
+                             struct engine_conn *conn)
+{
+    if (e->cfg.passive)
+        return;
+    if (conn != NULL) {
+        if (conn->churn_counted)
+            return;
+        conn->churn_counted = true;
+    }
+    count_churn(e, ev, src);
+}
+
+static void on_connect_attempt(struct secmon_engine *e, const struct vigil_event *ev, const char *src)
+{
+    struct engine_conn *conn = conn_lookup(e, ev->conn_id, true);
+
+    if (conn != NULL) {
+        conn->started = true;
+        snprintf(conn->source, sizeof conn->source, "%s", src);
+    }
+    /* Passive analysis cannot tell verified credentials apart, so there
+     * every connection counts. */
+    if (e->cfg.passive)
+        count_churn(e, ev, src);
 }
 
 static void on_auth_success(struct secmon_engine *e, const struct vigil_event *ev, const char *src)
@@ -143,6 +184,8 @@ static void on_auth_success(struct secmon_engine *e, const struct vigil_event *e
     struct engine_finding f;
 
     check_identities(e, ev, src);
+    if (ev->device[0] == '\0')
+        count_churn_once(e, ev, src, conn);
     if (id[0] != '\0' && (d = engine_table_touch(e, &e->devices, id, strlen(id), NULL)) != NULL)
         engine_baseline_login(e, d, ev, src);
     if (conn == NULL || s == NULL)
@@ -209,12 +252,14 @@ static void on_malformed(struct secmon_engine *e, const struct vigil_event *ev, 
     raise_window(e, ev, &f, &s->malformed, n, c->malformed_burst);
 }
 
-static void on_disconnect(struct secmon_engine *e, const struct vigil_event *ev)
+static void on_disconnect(struct secmon_engine *e, const struct vigil_event *ev, const char *src)
 {
     struct engine_conn *conn = conn_lookup(e, ev->conn_id, false);
 
     if (conn == NULL)
         return;
+    if (conn->started && !conn->authenticated)
+        count_churn_once(e, ev, src, conn);
     e->conns.on_evict(e, &conn->node);
     engine_table_remove(&e->conns, &conn->node);
 }
@@ -229,6 +274,7 @@ void engine_rules_connection(struct secmon_engine *e, const struct vigil_event *
         on_auth_success(e, ev, src);
         break;
     case VIGIL_EV_AUTH_FAILURE:
+        count_churn_once(e, ev, src, conn_lookup(e, ev->conn_id, false));
         check_unknown_device(e, ev, src);
         check_identities(e, ev, src);
         check_brute_force(e, ev, src);
@@ -244,7 +290,7 @@ void engine_rules_connection(struct secmon_engine *e, const struct vigil_event *
             on_no_connect(e, ev, src);
         break;
     case VIGIL_EV_DISCONNECT:
-        on_disconnect(e, ev);
+        on_disconnect(e, ev, src);
         break;
     default:
         break;

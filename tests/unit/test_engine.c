@@ -321,15 +321,90 @@ static void test_slow_failures_benign(void **state)
     assert_int_equal(count_rule(&fx->seen, SECMON_RULE_BRUTE_FORCE), 0);
 }
 
+/* Feeds one connection of peer: its connect_attempt, a login when type is
+ * AUTH_SUCCESS or AUTH_FAILURE (device id for a verified login, "" for one
+ * without credentials), and its disconnect when close is set. */
+static void connection(struct fixture *fx, uint64_t conn_id, int64_t ts, const char *peer,
+                       enum vigil_event_type type, const char *client_id, const char *device,
+                       bool close)
+{
+    struct vigil_event ev = make(VIGIL_EV_CONNECT_ATTEMPT, ts, peer, "", NULL);
+
+    ev.conn_id = conn_id;
+    secmon_engine_feed(fx->e, &ev);
+    if (type == VIGIL_EV_AUTH_SUCCESS || type == VIGIL_EV_AUTH_FAILURE) {
+        ev = make(type, ts, peer, client_id, NULL);
+        ev.conn_id = conn_id;
+        snprintf(ev.device, sizeof ev.device, "%s", device);
+        secmon_engine_feed(fx->e, &ev);
+    }
+    if (close) {
+        ev = make(VIGIL_EV_DISCONNECT, ts, peer, client_id, NULL);
+        ev.conn_id = conn_id;
+        snprintf(ev.device, sizeof ev.device, "%s", device);
+        secmon_engine_feed(fx->e, &ev);
+    }
+}
+
 static void test_connection_churn(void **state)
 {
     struct fixture *fx = *state;
 
+    /* Sockets closed before any CONNECT. */
     for (int i = 0; i < 10; i++)
-        feed(fx, VIGIL_EV_CONNECT_ATTEMPT, T0 + i * SEC, "10.0.0.5:1", "", NULL);
+        connection(fx, 100 + (uint64_t)i, T0 + i * SEC, "10.0.0.5:1", VIGIL_EV_DISCONNECT, "", "",
+                   true);
     assert_int_equal(fx->seen.count, 0);
     for (int i = 0; i < 60; i++)
-        feed(fx, VIGIL_EV_CONNECT_ATTEMPT, T0 + 10 * SEC + i * 100000, "10.0.0.5:1", "", NULL);
+        connection(fx, 200 + (uint64_t)i, T0 + 10 * SEC + i * 100000, "10.0.0.5:1",
+                   VIGIL_EV_DISCONNECT, "", "", true);
+    assert_int_equal(count_rule(&fx->seen, SECMON_RULE_CONN_CHURN), 1);
+    assert_non_null(strstr(find_rule(&fx->seen, SECMON_RULE_CONN_CHURN)->observation,
+                           "unauthenticated connections from 10.0.0.5"));
+}
+
+static void test_churn_verified_logins_benign(void **state)
+{
+    struct fixture *fx = *state;
+    char id[16];
+
+    /* 50 devices behind one address, each reconnecting three times. */
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 50; i++) {
+            snprintf(id, sizeof id, "mon-%04d", i);
+            connection(fx, (uint64_t)(1000 * round + i), T0 + round * 10 * SEC + i * 10000,
+                       "127.0.0.1:5", VIGIL_EV_AUTH_SUCCESS, id, id, true);
+        }
+    }
+    assert_int_equal(fx->seen.count, 0);
+}
+
+static void test_churn_counts_each_connection_once(void **state)
+{
+    struct fixture *fx = *state;
+    char id[16];
+
+    /* A failed login followed by its close, and an anonymous login followed
+     * by its close, count once each: 59 connections stay below 60. */
+    for (int i = 0; i < 59; i++) {
+        snprintf(id, sizeof id, "x-%d", i % 5);
+        connection(fx, 100 + (uint64_t)i, T0 + i * 100000, "10.0.0.9:1",
+                   i % 2 ? VIGIL_EV_AUTH_FAILURE : VIGIL_EV_AUTH_SUCCESS, id, "", true);
+    }
+    assert_int_equal(count_rule(&fx->seen, SECMON_RULE_CONN_CHURN), 0);
+    connection(fx, 500, T0 + 6 * SEC, "10.0.0.9:1", VIGIL_EV_AUTH_SUCCESS, "x-1", "", false);
+    assert_int_equal(count_rule(&fx->seen, SECMON_RULE_CONN_CHURN), 1);
+}
+
+static void test_churn_passive_counts_every_connection(void **state)
+{
+    struct fixture *fx = *state;
+
+    fx->cfg.passive = true;
+    restart(fx);
+    for (int i = 0; i < 60; i++)
+        connection(fx, 100 + (uint64_t)i, T0 + i * 100000, "10.0.0.5:1", VIGIL_EV_AUTH_SUCCESS,
+                   "c", "c", false);
     assert_int_equal(count_rule(&fx->seen, SECMON_RULE_CONN_CHURN), 1);
 }
 
@@ -340,12 +415,56 @@ static void test_many_identities(void **state)
 
     for (int i = 0; i < 5; i++) {
         snprintf(id, sizeof id, "mon-%d", i);
-        feed(fx, VIGIL_EV_AUTH_SUCCESS, T0 + i * SEC, "10.0.0.5:1", id, NULL);
+        connection(fx, (uint64_t)i, T0 + i * SEC, "10.0.0.5:1", VIGIL_EV_AUTH_FAILURE, id, "",
+                   false);
     }
-    assert_int_equal(fx->seen.count, 0);
+    assert_int_equal(count_rule(&fx->seen, SECMON_RULE_MANY_IDENTITIES), 0);
     for (int i = 5; i < 20; i++) {
         snprintf(id, sizeof id, "mon-%d", i);
-        feed(fx, VIGIL_EV_AUTH_SUCCESS, T0 + i * SEC, "10.0.0.5:1", id, NULL);
+        connection(fx, (uint64_t)i, T0 + i * SEC, "10.0.0.5:1", VIGIL_EV_AUTH_FAILURE, id, "",
+                   false);
+    }
+    assert_int_equal(count_rule(&fx->seen, SECMON_RULE_MANY_IDENTITIES), 1);
+}
+
+static void test_many_identities_anonymous(void **state)
+{
+    struct fixture *fx = *state;
+    char id[16];
+
+    for (int i = 0; i < 20; i++) {
+        snprintf(id, sizeof id, "anon-%d", i);
+        connection(fx, (uint64_t)i, T0 + i * SEC, "10.0.0.5:1", VIGIL_EV_AUTH_SUCCESS, id, "",
+                   false);
+    }
+    assert_int_equal(count_rule(&fx->seen, SECMON_RULE_MANY_IDENTITIES), 1);
+    assert_string_equal(find_rule(&fx->seen, SECMON_RULE_MANY_IDENTITIES)->source, "10.0.0.5");
+}
+
+static void test_many_identities_verified_benign(void **state)
+{
+    struct fixture *fx = *state;
+    char id[16];
+
+    for (int i = 0; i < 50; i++) {
+        snprintf(id, sizeof id, "mon-%04d", i);
+        connection(fx, (uint64_t)i, T0 + i * 100000, "127.0.0.1:5", VIGIL_EV_AUTH_SUCCESS, id, id,
+                   false);
+    }
+    assert_int_equal(fx->seen.count, 0);
+}
+
+static void test_many_identities_passive(void **state)
+{
+    struct fixture *fx = *state;
+    char id[16];
+
+    fx->cfg.passive = true;
+    restart(fx);
+    for (int i = 0; i < 20; i++) {
+        snprintf(id, sizeof id, "c-%d", i);
+        connection(fx, (uint64_t)i, T0 + i * SEC, "10.0.0.5:1", VIGIL_EV_AUTH_SUCCESS, id, id,
+                   false);
     }
     assert_int_equal(count_rule(&fx->seen, SECMON_RULE_MANY_IDENTITIES), 1);
 }
@@ -670,7 +789,13 @@ int main(void)
         T(test_brute_force_identity),
         T(test_slow_failures_benign),
         T(test_connection_churn),
+        T(test_churn_verified_logins_benign),
+        T(test_churn_counts_each_connection_once),
+        T(test_churn_passive_counts_every_connection),
         T(test_many_identities),
+        T(test_many_identities_anonymous),
+        T(test_many_identities_verified_benign),
+        T(test_many_identities_passive),
         T(test_slow_keepalive),
         T(test_slow_keepalive_closed_benign),
         T(test_no_connect_limit),
