@@ -668,6 +668,8 @@ vigil_err config_validate(const struct vigil_config *cfg, char *err, size_t errc
             return VIGIL_ERR_CONFIG;
     if (validate_secmon(cfg, err, errcap) != VIGIL_OK)
         return VIGIL_ERR_CONFIG;
+    if (config_sniff_check(&cfg->sniff, err, errcap) != VIGIL_OK)
+        return VIGIL_ERR_CONFIG;
     return validate_numbers(cfg, err, errcap);
 }
 

@@ -1033,6 +1033,97 @@ static void test_validate_secmon(void **state)
     assert_string_equal(err, "secmon.monitor_prefixes is not NUL-terminated");
 }
 
+static void test_sniff_defaults(void **state)
+{
+    static struct vigil_config cfg;
+
+    config_defaults(&cfg);
+    assert_int_equal(cfg.sniff.n_interfaces, 0);
+    assert_int_equal(cfg.sniff.n_ports, 1);
+    assert_int_equal(cfg.sniff.ports[0], 1883);
+    assert_false(cfg.sniff.promiscuous);
+    assert_int_equal(cfg.sniff.buffer_size, 4 * 1024 * 1024);
+}
+
+static void test_load_sniff(void **state)
+{
+    static struct vigil_config cfg;
+    char err[ERR_CAP];
+    const char *text = "sniff: [eth1, \"any\"]\n"
+                       "sniff_ports: [1883, 1884]\n"
+                       "sniff_promiscuous: true\n"
+                       "sniff_buffer_size: 65536\n";
+
+    assert_int_equal(load_text(&cfg, text, err), VIGIL_OK);
+    assert_int_equal(cfg.sniff.n_interfaces, 2);
+    assert_string_equal(cfg.sniff.interfaces[0], "eth1");
+    assert_string_equal(cfg.sniff.interfaces[1], "any");
+    assert_int_equal(cfg.sniff.n_ports, 2);
+    assert_int_equal(cfg.sniff.ports[0], 1883);
+    assert_int_equal(cfg.sniff.ports[1], 1884);
+    assert_true(cfg.sniff.promiscuous);
+    assert_int_equal(cfg.sniff.buffer_size, 65536);
+    assert_int_equal(config_validate(&cfg, err, sizeof err), VIGIL_OK);
+
+    assert_int_equal(load_text(&cfg, "sniff: []\n", err), VIGIL_OK);
+    assert_int_equal(cfg.sniff.n_interfaces, 0);
+}
+
+static void test_error_sniff(void **state)
+{
+    expect_error("sniff: eth1\n",
+                 "t.yaml:1: sniff: expected a sequence of interface names, got 'eth1'");
+    expect_error("sniff: [eth1, eth1]\n",
+                 "t.yaml:1: sniff interface 'eth1' is listed twice; each interface may appear once");
+    expect_error("sniff: [\"eth 1\"]\n",
+                 "t.yaml:1: sniff interface 'eth 1' contains a space or a non-printable character");
+    expect_error("sniff: [a, b, c, d, e, f, g, h, i]\n",
+                 "t.yaml:1: sniff: more than 8 interfaces; at most 8 are supported");
+    expect_error("sniff:\n  - [eth1]\n", "t.yaml:2: sniff[0]: expected a string, got a sequence");
+    expect_error("sniff_ports: []\n", "t.yaml:1: sniff_ports: expected at least one port");
+    expect_error("sniff_ports: [0]\n",
+                 "t.yaml:1: sniff_ports: expected a port from 1 to 65535, got '0'");
+    expect_error("sniff_ports: [65536]\n",
+                 "t.yaml:1: sniff_ports: expected a port from 1 to 65535, got '65536'");
+    expect_error("sniff_ports: [1883, 1883]\n",
+                 "t.yaml:1: sniff port 1883 is listed twice; each port may appear once");
+    expect_error("sniff_ports: 1883\n",
+                 "t.yaml:1: sniff_ports: expected a sequence of ports, got '1883'");
+    expect_error("sniff_promiscuous: yes\n",
+                 "t.yaml:1: sniff_promiscuous: expected true or false, got 'yes'");
+    expect_error("sniff_buffer_size: 1024\n",
+                 "t.yaml:1: sniff_buffer_size: expected an unsigned integer from 65536 to "
+                 "1073741824, got '1024'");
+}
+
+static void test_validate_sniff(void **state)
+{
+    static struct vigil_config cfg;
+    char err[ERR_CAP] = "";
+
+    config_defaults(&cfg);
+    cfg.sniff.n_ports = 0;
+    assert_int_equal(config_validate(&cfg, err, sizeof err), VIGIL_ERR_CONFIG);
+    assert_string_equal(err, "sniff: 0 interfaces and 0 ports; expected at most 8 interfaces "
+                             "and 1 to 16 ports");
+
+    config_defaults(&cfg);
+    cfg.sniff.n_interfaces = 1;
+    assert_int_equal(config_validate(&cfg, err, sizeof err), VIGIL_ERR_CONFIG);
+    assert_string_equal(err, "sniff interface '' is empty; expected an interface name such as "
+                             "eth1");
+
+    config_defaults(&cfg);
+    cfg.sniff.ports[0] = 0;
+    assert_int_equal(config_validate(&cfg, err, sizeof err), VIGIL_ERR_CONFIG);
+    assert_string_equal(err, "sniff port 0 is invalid; expected 1 to 65535");
+
+    config_defaults(&cfg);
+    snprintf(cfg.sniff.interfaces[0], sizeof cfg.sniff.interfaces[0], "lo");
+    cfg.sniff.n_interfaces = 1;
+    assert_int_equal(config_validate(&cfg, err, sizeof err), VIGIL_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1074,6 +1165,10 @@ int main(void)
         cmocka_unit_test(test_load_secmon),
         cmocka_unit_test(test_error_secmon),
         cmocka_unit_test(test_validate_secmon),
+        cmocka_unit_test(test_sniff_defaults),
+        cmocka_unit_test(test_load_sniff),
+        cmocka_unit_test(test_error_sniff),
+        cmocka_unit_test(test_validate_sniff),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -50,6 +50,24 @@ static void test_json_minimal_event(void **state)
     json_decref(obj);
 }
 
+static void test_json_observed_flag(void **state)
+{
+    struct vigil_event ev;
+    json_t *obj;
+
+    (void)state;
+    vigil_event_init(&ev, VIGIL_EV_AUTH_FAILURE);
+    ev.observed = true;
+    obj = parse_event(&ev);
+    assert_true(json_is_true(json_object_get(obj, "observed")));
+    json_decref(obj);
+
+    ev.observed = false;
+    obj = parse_event(&ev);
+    assert_null(json_object_get(obj, "observed"));
+    json_decref(obj);
+}
+
 static void test_json_publish_fields(void **state)
 {
     struct vigil_event ev;
@@ -322,6 +340,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_minimal_event),
+        cmocka_unit_test(test_json_observed_flag),
         cmocka_unit_test(test_json_publish_fields),
         cmocka_unit_test(test_json_malformed_fields),
         cmocka_unit_test(test_json_hostile_strings),
