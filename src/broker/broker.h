@@ -26,6 +26,7 @@ struct session;
 struct secmon_engine;
 struct alerts_db;
 struct audit_log;
+struct siem_exporter;
 struct conn;
 
 /* An application message, immutable once routed, shared by reference
@@ -213,6 +214,7 @@ struct hub {
     struct secmon_engine *engine;
     struct alerts_db *alerts;
     struct audit_log *audit;
+    struct siem_exporter *siem;      /* NULL without SIEM destinations */
     struct live_sniffers *sniffers;  /* captures of vigil serve --sniff; NULL without */
     struct device_db *devices;
     struct sub_tree *subs;

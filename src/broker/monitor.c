@@ -9,6 +9,7 @@
 
 #include "audit/audit.h"
 #include "broker/broker.h"
+#include "export/siem.h"
 #include "core/log.h"
 #include "secmon/alerts.h"
 #include "secmon/engine.h"
@@ -42,10 +43,22 @@ static void on_alert(void *ctx, const struct secmon_alert *a, bool update)
         log_error("alerts: cannot store alert %s (%s)", a->alert_id, a->rule);
     if (update)
         return;
+    if (hub->siem != NULL)
+        siem_exporter_submit_alert(hub->siem, a);
     log_warn("alert %s %s severity %s device '%s' source %s: %s", a->alert_id, a->rule,
              severity_name(a->severity), a->device, a->source, a->observation);
     if (hub->audit != NULL)
         audit_alert(hub, a);
+}
+
+/* Events a SIEM wants: security outcomes, not the traffic itself (publish
+ * and subscribe events stay in events.jsonl and the engine). */
+static bool siem_wants(uint8_t type)
+{
+    return type == VIGIL_EV_AUTH_SUCCESS || type == VIGIL_EV_AUTH_FAILURE ||
+           type == VIGIL_EV_ACL_DENY || type == VIGIL_EV_MALFORMED ||
+           type == VIGIL_EV_TLS_FAILURE || type == VIGIL_EV_CERT ||
+           type == VIGIL_EV_RATE_LIMIT || type == VIGIL_EV_ADMIN;
 }
 
 static void monitor_feed(void *ctx, const struct vigil_event *ev)
@@ -53,6 +66,8 @@ static void monitor_feed(void *ctx, const struct vigil_event *ev)
     struct hub *hub = ctx;
 
     secmon_engine_feed(hub->engine, ev);
+    if (hub->siem != NULL && siem_wants(ev->type))
+        siem_exporter_submit_event(hub->siem, ev);
     if (hub->audit != NULL && audit_event_type(ev) != NULL &&
         audit_append_event(hub->audit, ev) != VIGIL_OK)
         log_error("audit: cannot record a %s event",
@@ -71,6 +86,34 @@ static void monitor_tick(void *ctx, int64_t now_us)
     struct hub *hub = ctx;
 
     secmon_engine_tick(hub->engine, now_us);
+}
+
+/* Starts the SIEM exporter when the configuration file has destinations;
+ * their outboxes live in the data directory. */
+static vigil_err monitor_start_siem(struct hub *hub)
+{
+    struct siem_config sc;
+    char err[512];
+    vigil_err rc;
+
+    if (hub->cfg.source_path[0] == '\0')
+        return VIGIL_OK;
+    siem_config_defaults(&sc);
+    rc = siem_config_load_file(&sc, hub->cfg.source_path, err, sizeof err);
+    if (rc != VIGIL_OK) {
+        log_error("SIEM export: %s", err);
+        return rc;
+    }
+    snprintf(sc.data_dir, sizeof sc.data_dir, "%s", hub->cfg.data_dir);
+    if (sc.n_dests == 0)
+        return VIGIL_OK;
+    rc = siem_exporter_start(&sc, &hub->siem);
+    if (rc != VIGIL_OK) {
+        log_error("SIEM export: cannot start: %s", vigil_strerror(rc));
+        return rc;
+    }
+    log_info("SIEM export: %zu destination(s), outboxes in %s", (size_t)sc.n_dests, sc.data_dir);
+    return VIGIL_OK;
 }
 
 vigil_err monitor_start(struct hub *hub)
@@ -97,6 +140,9 @@ vigil_err monitor_start(struct hub *hub)
                   vigil_strerror(rc));
         return rc;
     }
+    rc = monitor_start_siem(hub);
+    if (rc != VIGIL_OK)
+        return rc;
     vigil_event_sink_set_consumer(hub->events, &cons);
     return VIGIL_OK;
 }
@@ -104,6 +150,9 @@ vigil_err monitor_start(struct hub *hub)
 /* Called after the event sink closed, so nothing feeds the engine any more. */
 void monitor_stop(struct hub *hub)
 {
+    if (hub->siem != NULL)
+        siem_exporter_stop(hub->siem);
+    hub->siem = NULL;
     if (hub->audit != NULL)
         audit_close(hub->audit);
     if (hub->alerts != NULL)

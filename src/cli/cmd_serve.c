@@ -200,6 +200,8 @@ static int serve_config(const struct serve_opts *o, struct vigil_config *cfg)
         fprintf(stderr, "vigil serve: %s\n", err);
         return 1;
     }
+    if (o->config != NULL)
+        snprintf(cfg->source_path, sizeof cfg->source_path, "%s", o->config);
     if (o->data_dir != NULL)
         snprintf(cfg->data_dir, sizeof cfg->data_dir, "%s", o->data_dir);
     if (o->log_level != NULL)

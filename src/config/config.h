@@ -109,6 +109,7 @@ struct vigil_config {
     uint32_t sys_interval_s;                          /* $SYS publish period; default 10, 0 = off */
     size_t event_queue_capacity;                      /* default 65536 */
     char log_level[16];                               /* default "info" */
+    char source_path[512];                            /* the -c file, "" for the default */
     /* Security engine thresholds; defaults from secmon_config_defaults().
      * secmon.monitor_prefixes is not read from here: config_secmon() points
      * it at secmon_monitor_prefixes, which a copy of the struct carries. */
