@@ -3,7 +3,8 @@
 #
 # Usage: tests/run.sh [SUITE...]
 #   SUITE: unit, fuzz, raw, e2e (all of e2e/*), e2e/paho, e2e/node,
-#          e2e/shell, e2e/crash, e2e/tls, e2e/audit, e2e/capture, e2e/siem.
+#          e2e/shell, e2e/crash, e2e/tls, e2e/audit, e2e/capture, e2e/siem,
+#          e2e/sniff.
 #          Default: all of them.
 # Environment:
 #   VIGIL_TEST_BROKER   vigil (default) or mosquitto (reference broker)
@@ -31,7 +32,7 @@ RESULTS=$LOG_DIR/results.tsv
 export VIGIL_TEST_RESULTS=$RESULTS
 
 ALL_SUITES=(unit fuzz raw e2e/paho e2e/node e2e/shell e2e/crash e2e/tls e2e/audit e2e/capture
-            e2e/siem)
+            e2e/siem e2e/sniff)
 
 # Appends one result line: kind (pass|fail|skip), name, log path.
 record() {
@@ -309,12 +310,39 @@ suite_siem() {
     run_recording_suite e2e/siem 300 "$PY" "$ROOT/tests/e2e/siem/run.py"
 }
 
+# vigil serve --sniff lo in network namespaces the cases create, beside a
+# mosquitto with a password file; needs root for `ip netns`.
+suite_sniff() {
+    local tool
+    if [[ ! -x $VIGIL ]]; then
+        missing e2e/sniff "vigil binary $VIGIL not found; run make asan"
+        return
+    fi
+    for tool in /usr/sbin/mosquitto /usr/bin/mosquitto_pub /usr/bin/mosquitto_passwd; do
+        if [[ ! -x $tool ]]; then
+            missing e2e/sniff "$tool not found; run make deps"
+            return
+        fi
+    done
+    for tool in ip ss; do
+        if ! command -v "$tool" >/dev/null; then
+            missing e2e/sniff "$tool not found; install iproute2"
+            return
+        fi
+    done
+    if [[ $(id -u) -ne 0 ]]; then
+        missing e2e/sniff "creating network namespaces with ip netns needs root"
+        return
+    fi
+    run_recording_suite e2e/sniff 300 "$PY" "$ROOT/tests/e2e/sniff/run.py"
+}
+
 run_suite() {
     case $1 in
         unit) suite_unit ;;
         fuzz) suite_fuzz ;;
         raw) suite_raw ;;
-        e2e) for s in paho node shell crash tls audit capture siem; do run_suite "e2e/$s"; done ;;
+        e2e) for s in paho node shell crash tls audit capture siem sniff; do run_suite "e2e/$s"; done ;;
         e2e/paho) suite_paho ;;
         e2e/node) suite_node ;;
         e2e/shell) suite_shell ;;
@@ -323,6 +351,7 @@ run_suite() {
         e2e/capture) suite_capture ;;
         e2e/audit) suite_audit ;;
         e2e/siem) suite_siem ;;
+        e2e/sniff) suite_sniff ;;
         *)
             echo "tests/run.sh: unknown suite '$1'; expected one of: ${ALL_SUITES[*]} e2e" >&2
             exit 2
