@@ -63,7 +63,7 @@ static void score_size(struct secmon_engine *e, const struct vigil_event *ev, co
     snprintf(expect, sizeof expect,
              "%s payload size %.1f +/- %.1f bytes (600-s half-life window); alert beyond %.1f sd and %.0f bytes",
              whose, mu, sd, e->cfg.baseline_z, margin);
-    raise_baseline(e, ev, src, d, whose[0] == 'd' ? "size" : "type-size", z, obs, expect);
+    raise_baseline(e, ev, src, d, strcmp(whose, "type") == 0 ? "type-size" : "size", z, obs, expect);
 }
 
 static void score_rate(struct secmon_engine *e, const struct vigil_event *ev, const char *src,
@@ -84,15 +84,27 @@ static void score_rate(struct secmon_engine *e, const struct vigil_event *ev, co
     raise_baseline(e, ev, src, d, "rate", z, obs, expect);
 }
 
-/* Device type: the id up to and including its first '-' ("mon-"). */
-static struct engine_type *type_of(struct secmon_engine *e, const char *id)
+/* Device type: the id up to and including its first '-' ("mon-"), with
+ * the last topic level, so each kind of message ("mon-|heart_rate",
+ * "mon-|alarm") has its own payload size baseline. */
+static struct engine_type *type_of(struct secmon_engine *e, const char *id, const char *topic,
+                                   bool create)
 {
     const char *dash = strchr(id, '-');
     size_t len = dash != NULL ? (size_t)(dash - id) + 1 : 0;
+    const char *last = strrchr(topic, '/');
+    char key[ENGINE_KEY_MAX];
+    int n;
 
     if (len < 2 || len > TYPE_PREFIX_MAX || id[len] == '\0')
         return NULL;
-    return engine_table_touch(e, &e->types, id, len, NULL);
+    last = last != NULL ? last + 1 : topic;
+    n = snprintf(key, sizeof key, "%.*s|%s", (int)len, id, last);
+    if (n < 0 || (size_t)n >= sizeof key)
+        return NULL;
+    if (!create)
+        return engine_table_get(&e->types, key, (size_t)n);
+    return engine_table_touch(e, &e->types, key, (size_t)n, NULL);
 }
 
 static bool type_learned(const struct secmon_engine *e, const struct engine_type *t)
@@ -102,10 +114,8 @@ static bool type_learned(const struct secmon_engine *e, const struct engine_type
 }
 
 static void update_type(struct secmon_engine *e, const struct vigil_event *ev, const char *src,
-                        struct engine_device *d)
+                        struct engine_device *d, struct engine_type *t)
 {
-    struct engine_type *t = type_of(e, d->node.key);
-
     if (t == NULL)
         return;
     if (t->first_seen_us == 0)
@@ -114,6 +124,7 @@ static void update_type(struct secmon_engine *e, const struct vigil_event *ev, c
     if (!d->learned && type_learned(e, t))
         score_size(e, ev, src, d, &t->size, "type");
     secmon_damped_add(&t->size, secmon_half_life_s[SECMON_WIN_LONG], e->now_us, ev->size);
+    t->qos_seen |= (uint8_t)(1u << (ev->qos & 3));
     t->publishes++;
 }
 
@@ -157,13 +168,16 @@ static void check_hour(struct secmon_engine *e, struct engine_device *d, const s
         d->hours[hour]++;
 }
 
-static void check_qos(struct secmon_engine *e, struct engine_device *d, const struct vigil_event *ev,
-                      const char *src)
+/* A QoS level is new when neither the device nor other devices of its type
+ * used it for this kind of message (alarms go at QoS 2, measurements at 0). */
+static void check_qos(struct secmon_engine *e, struct engine_device *d, const struct engine_type *t,
+                      const struct vigil_event *ev, const char *src)
 {
     uint8_t bit = (uint8_t)(1u << (ev->qos & 3));
+    bool type_uses = t != NULL && (t->qos_seen & bit) != 0;
     char obs[160], expect[160];
 
-    if (d->learned && (d->qos_seen & bit) == 0) {
+    if (d->learned && (d->qos_seen & bit) == 0 && !type_uses) {
         snprintf(obs, sizeof obs, "publish with QoS %u on '%s'", ev->qos, ev->topic);
         snprintf(expect, sizeof expect, "the QoS levels learned for this device (mask 0x%x)", d->qos_seen);
         raise_baseline(e, ev, src, d, "qos", 1.0, obs, expect);
@@ -171,11 +185,18 @@ static void check_qos(struct secmon_engine *e, struct engine_device *d, const st
     d->qos_seen |= bit;
 }
 
+/* A topic new to the device is still expected when other devices of its
+ * type published the same kind of message (last topic level) before: an
+ * alarm topic first appears at a device's first alarm. Called after
+ * engine_baseline_publish() counted this publish. */
 void engine_baseline_new_topic(struct secmon_engine *e, struct engine_device *d,
                                const struct vigil_event *ev, const char *src)
 {
+    const struct engine_type *t = type_of(e, d->node.key, ev->topic, false);
     char obs[160], expect[160];
 
+    if (t != NULL && t->publishes > 1)
+        return;
     snprintf(obs, sizeof obs, "first publish on '%s'", ev->topic);
     snprintf(expect, sizeof expect, "the %u topics learned for this device", d->n_topics - 1u);
     raise_baseline(e, ev, src, d, "topic", 1.0, obs, expect);
@@ -191,9 +212,23 @@ void engine_baseline_login(struct secmon_engine *e, struct engine_device *d,
     check_hour(e, d, ev, src);
 }
 
-void engine_baseline_publish(struct secmon_engine *e, struct engine_device *d,
-                             const struct vigil_event *ev, const char *src)
+/* Scores the payload size against the topic's own baseline once the topic
+ * has ENGINE_MIN_SAMPLES publishes, or against the whole device when the
+ * topic set is full. A topic still learning is left to the new-topic
+ * check. */
+static void score_topic_size(struct secmon_engine *e, const struct vigil_event *ev, const char *src,
+                             struct engine_device *d, int slot)
 {
+    if (slot < 0)
+        score_size(e, ev, src, d, &d->size.win[SECMON_WIN_LONG], "device");
+    else if (d->topic_publishes[slot] >= ENGINE_MIN_SAMPLES)
+        score_size(e, ev, src, d, &d->topic_size[slot], "topic");
+}
+
+void engine_baseline_publish(struct secmon_engine *e, struct engine_device *d,
+                             const struct vigil_event *ev, const char *src, int slot)
+{
+    struct engine_type *t;
     double rate;
 
     if (d->first_seen_us == 0)
@@ -201,18 +236,25 @@ void engine_baseline_publish(struct secmon_engine *e, struct engine_device *d,
     d->last_seen_us = e->now_us;
     check_peer(e, d, ev, src);
     check_hour(e, d, ev, src);
-    check_qos(e, d, ev, src);
-    update_type(e, ev, src, d);
+    t = type_of(e, d->node.key, ev->topic, true);
+    check_qos(e, d, t, ev, src);
+    update_type(e, ev, src, d, t);
     if (d->last_pub_us != 0)
         secmon_multi_add(&d->iat, e->now_us, (double)(e->now_us - d->last_pub_us) / 1e6);
     secmon_multi_add(&d->count, e->now_us, 1.0);
     rate = secmon_damped_rate(&d->count.win[SECMON_WIN_SHORT], secmon_half_life_s[SECMON_WIN_SHORT],
                               e->now_us);
     if (d->learned) {
-        score_size(e, ev, src, d, &d->size.win[SECMON_WIN_LONG], "device");
+        score_topic_size(e, ev, src, d, slot);
         score_rate(e, ev, src, d, rate);
     }
     secmon_multi_add(&d->size, e->now_us, ev->size);
+    if (slot >= 0) {
+        secmon_damped_add(&d->topic_size[slot], secmon_half_life_s[SECMON_WIN_LONG], e->now_us,
+                          ev->size);
+        if (d->topic_publishes[slot] < UINT32_MAX)
+            d->topic_publishes[slot]++;
+    }
     secmon_damped_add(&d->rate_short, secmon_half_life_s[SECMON_WIN_LONG], e->now_us, rate);
     d->last_pub_us = e->now_us;
     d->publishes++;

@@ -82,6 +82,10 @@ struct engine_device {
     struct secmon_damped rate_short;     /* short-window rate sampled per publish, long half-life */
     uint64_t topic_hash[ENGINE_TOPICS_MAX];
     struct engine_window topic_rate[ENGINE_TOPICS_MAX];
+    /* Payload bytes per topic (long window): a device sends measurements,
+     * heartbeats and alarms of very different sizes on different topics. */
+    struct secmon_damped topic_size[ENGINE_TOPICS_MAX];
+    uint32_t topic_publishes[ENGINE_TOPICS_MAX];
     uint8_t n_topics;
     bool topics_full;                    /* more topics than remembered */
     uint64_t peer_hash[ENGINE_PEERS_MAX];
@@ -93,10 +97,11 @@ struct engine_device {
 };
 
 struct engine_type {
-    struct engine_node node;             /* key: id prefix up to its first '-' */
+    struct engine_node node;             /* key: id prefix up to its first '-', '|', last topic level */
     int64_t first_seen_us;
     uint64_t publishes;
     struct secmon_damped size;           /* long window */
+    uint8_t qos_seen;                    /* bit per QoS level */
 };
 
 struct engine_source {
@@ -169,8 +174,9 @@ const char *engine_event_identity(const struct vigil_event *ev);
 void engine_rules_connection(struct secmon_engine *e, const struct vigil_event *ev, const char *src);
 void engine_rules_topic(struct secmon_engine *e, const struct vigil_event *ev, const char *src);
 void engine_rules_publish(struct secmon_engine *e, const struct vigil_event *ev, const char *src);
+/* slot: the topic's index in d->topic_hash, or -1 when the set is full. */
 void engine_baseline_publish(struct secmon_engine *e, struct engine_device *d,
-                             const struct vigil_event *ev, const char *src);
+                             const struct vigil_event *ev, const char *src, int slot);
 void engine_baseline_new_topic(struct secmon_engine *e, struct engine_device *d,
                                const struct vigil_event *ev, const char *src);
 void engine_baseline_login(struct secmon_engine *e, struct engine_device *d,

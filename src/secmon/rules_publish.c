@@ -183,7 +183,7 @@ void engine_rules_publish(struct secmon_engine *e, const struct vigil_event *ev,
         d = engine_table_touch(e, &e->devices, id, strlen(id), NULL);
     if (d != NULL) {
         slot = device_topic_slot(d, ev->topic, &new_topic);
-        engine_baseline_publish(e, d, ev, src);
+        engine_baseline_publish(e, d, ev, src, slot);
         if (new_topic && d->learned)
             engine_baseline_new_topic(e, d, ev, src);
     }

@@ -16,11 +16,13 @@ struct metric_info {
 
 /* Ranges wide enough for any living patient, so only a broken or forged
  * sensor exceeds them: heart rate 20..300 /min, SpO2 50..100 %, respiration
- * 2..80 /min, core temperature 30..45 Cel, arterial pressures 10..300 mmHg. */
+ * 0..80 /min, core temperature 30..45 Cel, arterial pressures 10..300 mmHg.
+ * Respiration starts at 0 because monitors report apnea as 0 breaths per
+ * minute; the BIDMC recordings hold such readings. */
 static const struct metric_info metrics[] = {
     {"heart_rate", 20, 300, "/min"},
     {"pulse_rate", 20, 300, "/min"},
-    {"resp_rate", 2, 80, "/min"},
+    {"resp_rate", 0, 80, "/min"},
     {"spo2", 50, 100, "%"},
     {"temperature", 30, 45, "Cel"},
     {"abp_sys", 10, 300, "mmHg"},

@@ -677,6 +677,54 @@ static void test_baseline_new_topic_and_rate(void **state)
     assert_int_equal(count_rule(&fx->seen, SECMON_RULE_BASELINE), 2);
 }
 
+static void test_size_baseline_per_topic(void **state)
+{
+    struct fixture *fx = *state;
+
+    /* Measurements of 50 bytes every second and an alarm of 230 bytes
+     * every 20 s: each topic keeps its own size baseline. */
+    for (int i = 0; i < 400; i++) {
+        publish(fx, T0 + i * SEC, "mon-1", "north/icu3/r1/mon-1/heart_rate", 50, 0);
+        if (i % 20 == 0)
+            publish(fx, T0 + i * SEC + 1000, "mon-1", "north/icu3/r1/mon-1/alarm", 230, 2);
+    }
+    assert_int_equal(fx->seen.count, 0);
+    publish(fx, T0 + 400 * SEC, "mon-1", "north/icu3/r1/mon-1/alarm", 240, 2);
+    assert_int_equal(fx->seen.count, 0);
+    publish(fx, T0 + 401 * SEC, "mon-1", "north/icu3/r1/mon-1/heart_rate", 230, 0);
+    assert_int_equal(count_rule(&fx->seen, SECMON_RULE_BASELINE), 1);
+    assert_non_null(strstr(find_rule(&fx->seen, SECMON_RULE_BASELINE)->expectation, "topic"));
+}
+
+static void test_new_topic_known_to_type(void **state)
+{
+    struct fixture *fx = *state;
+
+    /* mon-2 raised an alarm at QoS 2 while both learned; mon-1's first
+     * alarm after learning is the same kind of message. */
+    for (int i = 0; i < 400; i++) {
+        publish(fx, T0 + i * SEC, "mon-1", "north/icu3/r1/mon-1/heart_rate", 50, 0);
+        publish(fx, T0 + i * SEC + 500, "mon-2", "north/icu3/r2/mon-2/heart_rate", 50, 0);
+        if (i == 100)
+            publish(fx, T0 + i * SEC + 700, "mon-2", "north/icu3/r2/mon-2/alarm", 230, 2);
+    }
+    publish(fx, T0 + 401 * SEC, "mon-1", "north/icu3/r1/mon-1/alarm", 230, 2);
+    assert_int_equal(fx->seen.count, 0);
+    /* A kind of message no device of the type sent is still new. */
+    publish(fx, T0 + 402 * SEC, "mon-1", "north/icu3/r1/mon-1/firmware", 50, 1);
+    assert_int_equal(count_rule(&fx->seen, SECMON_RULE_BASELINE), 2);
+}
+
+static void test_resp_rate_zero_benign(void **state)
+{
+    struct fixture *fx = *state;
+
+    publish_value(fx, T0, "resp_rate", 0);
+    assert_int_equal(fx->seen.count, 0);
+    publish_value(fx, T0 + SEC, "resp_rate", -1);
+    assert_int_equal(count_rule(&fx->seen, SECMON_RULE_PHYSIO_RANGE), 1);
+}
+
 static void test_type_baseline(void **state)
 {
     struct fixture *fx = *state;
@@ -811,6 +859,9 @@ int main(void)
         T(test_learning_period_honoured),
         T(test_baseline_new_topic_and_rate),
         T(test_type_baseline),
+        T(test_size_baseline_per_topic),
+        T(test_new_topic_known_to_type),
+        T(test_resp_rate_zero_benign),
         T(test_alert_closes_after_quiet),
         T(test_quiet_without_tick),
         T(test_monitoring_gap),
