@@ -324,9 +324,9 @@ suite_sniff() {
             return
         fi
     done
-    for tool in ip ss; do
+    for tool in ip ss setpriv; do
         if ! command -v "$tool" >/dev/null; then
-            missing e2e/sniff "$tool not found; install iproute2"
+            missing e2e/sniff "$tool not found; install iproute2 and util-linux"
             return
         fi
     done

@@ -30,6 +30,7 @@ struct live_capture {
     uint64_t conn_base;           /* added to every flow id */
     pthread_t thread;
     bool started;
+    bool failed;                  /* the thread stopped on a capture error; read after join */
     atomic_bool stop;
     unsigned kernel_drops;        /* ps_drop + ps_ifdrop at the last check */
     int64_t next_stats_us;
@@ -288,6 +289,7 @@ static void *live_thread_main(void *arg)
                      pcap_geterr(lc->pc));
             log_error("%s", detail);
             live_emit_status(lc, VIGIL_EV_ADMIN, detail);
+            lc->failed = true;
             break;
         }
         /* Without frames, wall-clock time still expires connect timeouts,
@@ -347,7 +349,7 @@ void live_capture_free(struct live_capture *lc)
         pthread_join(lc->thread, NULL);
         live_log_stats(lc);
     }
-    if (lc->started) {
+    if (lc->started && !lc->failed) {
         char detail[128];
 
         snprintf(detail, sizeof detail, "sniffing on %s stopped", lc->iface);

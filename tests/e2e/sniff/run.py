@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -202,6 +203,49 @@ def missing_interface(ctx):
     check("sniff interface 'does-not-exist0': no such interface" in proc.stderr,
           "no message naming the interface in vigil's stderr")
     check("ip link show" in proc.stderr, "no fix (ip link show) in vigil's stderr")
+
+
+@case("capture without CAP_NET_RAW fails", only="vigil")
+def permission_denied(ctx):
+    make_namespace(ctx)
+    # The log directory may be private to root, so nobody's data goes elsewhere.
+    home = tempfile.mkdtemp(prefix="vigil-sniff-nobody-")
+    ctx.defer(shutil.rmtree, home, True)
+    os.chmod(home, 0o755)
+    os.chown(home, 65534, 65534)
+    cmd = in_ns(ctx, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                "--inh-caps=-all", vigil_binary(), "serve", "--data-dir",
+                os.path.join(home, "data"), "--mqtt",
+                f"127.0.0.1:{VIGIL_PORT}", "--anonymous", "--sniff", "lo")
+    proc = run(ctx, cmd, timeout=60, check_status=False)
+    check(not SANITIZER_PATTERNS.search(proc.stderr), "sanitizer report in vigil's stderr")
+    check_equal(proc.returncode, 1, "vigil serve exit status")
+    check("sniff interface 'lo': permission denied" in proc.stderr,
+          "no permission message naming the interface in vigil's stderr")
+    check("CAP_NET_RAW" in proc.stderr, "no fix (CAP_NET_RAW) in vigil's stderr")
+
+
+@case("vanished interface stops its capture", only="vigil")
+def interface_vanishes(ctx):
+    make_namespace(ctx)
+    run(ctx, in_ns(ctx, "ip", "link", "add", "sniff0", "type", "veth", "peer", "name", "sniff1"))
+    run(ctx, in_ns(ctx, "ip", "link", "set", "sniff0", "up"))
+    vigil = start_vigil(ctx, "--sniff", "sniff0", "--sniff", "lo")
+    wait_events(ctx, "admin", 2)
+    run(ctx, in_ns(ctx, "ip", "link", "del", "sniff0"))
+    deadline = time.monotonic() + 10
+    stopped = []
+    while time.monotonic() < deadline and not stopped:
+        stopped = [e for e in observed(read_events(ctx), "admin")
+                   if e["detail"].startswith("sniffing on sniff0 stopped: ")]
+        time.sleep(0.2)
+    check(stopped, "no 'sniffing on sniff0 stopped: REASON' event after the link was deleted")
+    check(vigil.poll() is None, "vigil exited when a sniffed interface vanished")
+    stop_vigil(ctx, vigil)
+    details = [e["detail"] for e in observed(read_events(ctx), "admin")]
+    check_equal(sum(d.startswith("sniffing on sniff0 stopped") for d in details), 1,
+                "stop events of sniff0")
+    check("sniffing on lo stopped" in details, "no stop event of lo")
 
 
 @case("observed brute force and flood", only="vigil")
