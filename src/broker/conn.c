@@ -422,6 +422,14 @@ static void conn_tls_input(struct conn *c, const uint8_t *data, size_t len)
     vigil_err rc = tls_session_feed(c->tls, data, len, &c->in, &c->wire);
 
     for (;;) {
+        if (rc == VIGIL_ERR_CLOSED) {
+            /* close_notify may come in the same read as the last packets
+             * (a PUBLISH, then DISCONNECT): those are handled first. */
+            conn_process(c);
+            if (!c->closing_handles && c->state != CONN_CLOSING)
+                conn_tls_failed(c, rc);
+            return;
+        }
         if (rc != VIGIL_OK && rc != VIGIL_ERR_LIMIT) {
             conn_tls_failed(c, rc);
             return;
