@@ -254,6 +254,19 @@ static vigil_err hub_open_stores(struct hub *hub)
         log_error("data directory %s: cannot create: %s", hub->cfg.data_dir, strerror(errno));
         return VIGIL_ERR_IO;
     }
+    {
+        struct stat sb;
+
+        /* An existing directory others can read would expose PSKs, hashes
+         * and vital signs: it is tightened, and the change logged. */
+        if (stat(hub->cfg.data_dir, &sb) == 0 && (sb.st_mode & 077) != 0) {
+            log_warn("data directory %s was readable by other users (mode %03o); setting 0700",
+                     hub->cfg.data_dir, (unsigned)(sb.st_mode & 0777));
+            if (chmod(hub->cfg.data_dir, 0700) != 0)
+                log_error("data directory %s: chmod 0700 failed: %s", hub->cfg.data_dir,
+                          strerror(errno));
+        }
+    }
     /* One hub per data directory: a second one would write the same store. */
     snprintf(path, sizeof path, "%s/vigil.lock", hub->cfg.data_dir);
     hub->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);

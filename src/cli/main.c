@@ -1,5 +1,6 @@
 /* vigil: the one binary. Dispatches to the subcommands. */
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -45,6 +46,9 @@ int main(int argc, char **argv)
     /* A peer that closes its socket must cost only its own connection: a
      * write to it returns EPIPE instead of killing the process. */
     signal(SIGPIPE, SIG_IGN);
+    /* Every file vigil writes (databases with PSKs and vital signs, keys,
+     * logs) is for its own user only. */
+    umask(077);
     if (argc < 2) {
         usage(stderr);
         return 2;
