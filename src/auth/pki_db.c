@@ -109,6 +109,19 @@ vigil_err pki_db_insert(struct pki *pki, const struct pki_cert_info *info)
     return run_update(pki, stmt, NULL);
 }
 
+vigil_err pki_db_revoke_superseded(struct pki *pki, const char *device, int64_t now, int *count)
+{
+    sqlite3_stmt *stmt = prepare(pki, "UPDATE certs SET status = 'revoked', revoked_at = ?2, "
+                                      "overlap_until = 0 "
+                                      "WHERE device_id = ?1 AND status = 'superseded'");
+
+    if (stmt == NULL)
+        return VIGIL_ERR_STORE;
+    sqlite3_bind_text(stmt, 1, device, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, now);
+    return run_update(pki, stmt, count);
+}
+
 vigil_err pki_db_retire_active(struct pki *pki, const char *device, int64_t now,
                                int64_t overlap_until, int *count)
 {

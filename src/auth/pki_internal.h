@@ -83,6 +83,8 @@ vigil_err pki_db_insert(struct pki *pki, const struct pki_cert_info *info);
 /* Moves the active certificates of device to superseded with
  * overlap_until, or to revoked when overlap_until is 0. *count gets the
  * number of rows changed. */
+/* Revokes every superseded certificate of the device; *count tells how many. */
+vigil_err pki_db_revoke_superseded(struct pki *pki, const char *device, int64_t now, int *count);
 vigil_err pki_db_retire_active(struct pki *pki, const char *device, int64_t now,
                                int64_t overlap_until, int *count);
 /* Revokes every certificate of device that is not revoked yet; *total gets

@@ -200,17 +200,22 @@ static vigil_err device_key(const char *device_id, const char *csr_pem, size_t c
 static vigil_err record_issue(struct pki *pki, const struct pki_cert_info *info,
                               int64_t overlap_until)
 {
-    int retired = 0;
+    int retired = 0, older = 0;
     vigil_err rc;
 
     device_db_lock(pki->devices);
     rc = pki_db_begin(pki);
     if (rc != VIGIL_OK)
         goto out;
-    rc = pki_db_retire_active(pki, info->device, pki_now(), overlap_until, &retired);
+    /* Only the certificate just replaced keeps an overlap: generations
+     * superseded by earlier rotations are revoked now, so rotating again
+     * after a key leak really retires the leaked certificate. */
+    rc = pki_db_revoke_superseded(pki, info->device, pki_now(), &older);
+    if (rc == VIGIL_OK)
+        rc = pki_db_retire_active(pki, info->device, pki_now(), overlap_until, &retired);
     if (rc == VIGIL_OK)
         rc = pki_db_insert(pki, info);
-    if (rc == VIGIL_OK && retired > 0 && overlap_until == 0)
+    if (rc == VIGIL_OK && (older > 0 || (retired > 0 && overlap_until == 0)))
         rc = pki_crl_write(pki);
     if (rc == VIGIL_OK)
         rc = pki_db_commit(pki);

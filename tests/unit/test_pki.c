@@ -524,6 +524,29 @@ static void collect(void *ctx, const struct pki_cert_info *info)
         c->items[c->count++] = *info;
 }
 
+/* A second rotation revokes the generation the first one superseded, so
+ * only the certificate just replaced keeps its overlap. */
+static void test_second_rotation_revokes_oldest(void **state)
+{
+    struct fixture *fx = *state;
+    struct pki_cert_info first, second, third, got;
+    X509_CRL *crl;
+
+    issue_ok(fx, "dev-1", &first);
+    rotate_ok(fx, "dev-1", 3600, &second);
+    rotate_ok(fx, "dev-1", 3600, &third);
+    assert_int_equal(pki_get(fx->pki, first.serial, &got), VIGIL_OK);
+    assert_int_equal(got.status, PKI_CERT_REVOKED);
+    assert_int_equal(pki_get(fx->pki, second.serial, &got), VIGIL_OK);
+    assert_int_equal(got.status, PKI_CERT_SUPERSEDED);
+    assert_int_equal(pki_get(fx->pki, third.serial, &got), VIGIL_OK);
+    assert_int_equal(got.status, PKI_CERT_ACTIVE);
+    crl = crl_from_file(pki_crl_file(fx->pki));
+    assert_true(crl_lists(crl, first.serial));
+    assert_false(crl_lists(crl, second.serial));
+    X509_CRL_free(crl);
+}
+
 static void test_rotation_records(void **state)
 {
     struct fixture *fx = *state;
@@ -769,6 +792,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_csr_accepted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_csr_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_records, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_second_rotation_revokes_oldest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expire_overlaps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expire_refreshes_crl, setup, teardown),
         cmocka_unit_test_setup_teardown(test_revoke_lists_serials, setup, teardown),
