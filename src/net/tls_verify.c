@@ -83,7 +83,13 @@ static int verify_client_cert(int ok, X509_STORE_CTX *store_ctx)
 
     if (!ok || X509_STORE_CTX_get_error_depth(store_ctx) != 0 || s == NULL || cert == NULL)
         return ok;
-    if (s->srv->identity == TLS_IDENTITY_CN)
+    /* A device certificate is a leaf: one that may sign others (CA:TRUE)
+     * or is marked for servers only is not a device identity. */
+    if (X509_check_ca(cert) != 0)
+        problem = "client certificate is a CA certificate";
+    else if (X509_check_purpose(cert, X509_PURPOSE_SSL_CLIENT, 0) != 1)
+        problem = "client certificate is not for client authentication";
+    else if (s->srv->identity == TLS_IDENTITY_CN)
         problem = identity_from_cn(cert, s->identity);
     else
         problem = identity_from_uri(cert, s->identity);
