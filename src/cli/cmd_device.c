@@ -523,6 +523,45 @@ static int run_list(const struct device_opts *o, struct device_db *db, const cha
     return fflush(stdout) == 0 ? 0 : 1;
 }
 
+struct rule_ids {
+    const char *device;
+    int64_t ids[256];
+    size_t n;
+};
+
+static void collect_rule(void *ctx, const struct acl_rule *r)
+{
+    struct rule_ids *ri = ctx;
+
+    if (r->subject_kind == ACL_SUBJECT_DEVICE && strcmp(r->subject, ri->device) == 0 &&
+        ri->n < sizeof ri->ids / sizeof ri->ids[0])
+        ri->ids[ri->n++] = r->id;
+}
+
+/* Deletes the access rules of a removed device, so a device provisioned
+ * later under the same id does not inherit them. */
+static int remove_device_rules(struct device_db *db, const char *id)
+{
+    struct rule_ids ri = {.device = id};
+
+    do {
+        ri.n = 0;
+        if (acl_db_list(db, collect_rule, &ri) != VIGIL_OK) {
+            fprintf(stderr, "vigil device remove: reading the access rules of '%s' failed\n", id);
+            return 1;
+        }
+        for (size_t i = 0; i < ri.n; i++)
+            if (acl_db_remove(db, ri.ids[i]) != VIGIL_OK) {
+                fprintf(stderr, "vigil device remove: deleting access rule %lld failed\n",
+                        (long long)ri.ids[i]);
+                return 1;
+            }
+        if (ri.n > 0)
+            printf("removed %zu access rule(s) of device %s\n", ri.n, id);
+    } while (ri.n == sizeof ri.ids / sizeof ri.ids[0]);
+    return 0;
+}
+
 static int run_remove(const struct device_opts *o, const struct vigil_config *cfg,
                       struct device_db *db)
 {
@@ -542,6 +581,8 @@ static int run_remove(const struct device_opts *o, const struct vigil_config *cf
         return 1;
     }
     printf("device %s removed\n", o->id);
+    if (remove_device_rules(db, o->id) != 0)
+        return 1;
     return device_revoke_removed(o, cfg, db);
 }
 
