@@ -170,11 +170,15 @@ static vigil_err hub_listen(struct hub *hub, size_t i)
         log_warn("listener %s: plaintext MQTT on a non-loopback address (plaintext_public); "
                  "credentials and vital signs cross the network unencrypted",
                  where);
-    if (l->transport == CONFIG_TRANSPORT_MQTTS)
-        log_info("listening for MQTT over TLS on %s (%s%s%s)", where,
-                 l->require_client_cert ? "client certificates" : "",
+    if (l->transport == CONFIG_TRANSPORT_MQTTS) {
+        char methods[64] = "";
+
+        /* Client certificates are accepted whenever offered; required
+         * only when neither passwords nor PSK are allowed. */
+        snprintf(methods, sizeof methods, "client certificates%s%s",
                  l->allow_psk ? ", TLS-PSK" : "", l->allow_password ? ", passwords" : "");
-    else
+        log_info("listening for MQTT over TLS on %s (%s)", where, methods);
+    } else
         log_info("listening for MQTT on %s%s", where,
                  l->allow_anonymous ? " (anonymous access allowed)" : "");
     return VIGIL_OK;
