@@ -426,9 +426,14 @@ static void connect_finish(struct conn *c, struct connect_auth *a)
     if (mqtt_decode(a->raw, a->raw_len, MQTT_V311, true, &pkt, &err) != VIGIL_OK)
         return;
     if (auth_rc != VIGIL_OK) {
+        char why[128];
+
+        /* The user name tried is recorded, never the password. */
+        snprintf(why, sizeof why, "%s '%s'",
+                 auth_rc == VIGIL_ERR_NOT_FOUND ? "unknown device" : "wrong password for device",
+                 a->username);
         zt_login_failed(c, a->username);
-        connect_refuse(c, MQTT_RC_BAD_USER_OR_PASSWORD, NULL,
-                       auth_rc == VIGIL_ERR_NOT_FOUND ? "unknown device" : "wrong password");
+        connect_refuse(c, MQTT_RC_BAD_USER_OR_PASSWORD, NULL, why);
         return;
     }
     zt_login_succeeded(c, a->username);

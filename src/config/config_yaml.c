@@ -21,7 +21,7 @@
 #define KEYS_PER_MAPPING 64
 
 #define TOP_KEYS                                                                               \
-    "data_dir, listeners, tls, auth, roles, limits, store, secmon, sys_interval, "             \
+    "data_dir, listeners, tls, auth, roles, limits, store, secmon, siem, sys_interval, "             \
     "event_queue_capacity, "                                                                   \
     "log_level, sniff, sniff_ports, sniff_promiscuous, sniff_buffer_size"
 #define TLS_KEYS                                                                               \
@@ -783,6 +783,27 @@ static vigil_err read_sniff_ports(struct loader *ld, size_t key_line)
     return VIGIL_OK;
 }
 
+/* Passes over the `siem:` section: the SIEM exporter reads it from the same
+ * file with its own checks (siem_config_load_file). */
+static vigil_err skip_value(struct loader *ld)
+{
+    int depth = 0;
+
+    for (;;) {
+        vigil_err rc;
+
+        if (ld->event.type == YAML_MAPPING_START_EVENT || ld->event.type == YAML_SEQUENCE_START_EVENT)
+            depth++;
+        else if (ld->event.type == YAML_MAPPING_END_EVENT || ld->event.type == YAML_SEQUENCE_END_EVENT)
+            depth--;
+        if (depth == 0)
+            return VIGIL_OK;
+        rc = next(ld);
+        if (rc != VIGIL_OK)
+            return rc;
+    }
+}
+
 static vigil_err top_value(struct loader *ld, const struct mapping_walk *walk, const char *key,
                            size_t key_line)
 {
@@ -809,6 +830,8 @@ static vigil_err top_value(struct loader *ld, const struct mapping_walk *walk, c
         return walk_mapping(ld, &store);
     if (strcmp(key, "secmon") == 0)
         return walk_mapping(ld, &secmon);
+    if (strcmp(key, "siem") == 0)
+        return skip_value(ld);
     if (strcmp(key, "log_level") == 0)
         return read_log_level(ld);
     if (strcmp(key, "sniff") == 0)
