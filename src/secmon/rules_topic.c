@@ -120,10 +120,14 @@ void engine_rules_topic(struct secmon_engine *e, const struct vigil_event *ev, c
     if (why != NULL)
         raise_topic(e, ev, src, SECMON_RULE_TOPIC_CHARS, SECMON_SEV_MEDIUM, why,
                     "topics are plain level names without path, escape or control characters");
-    if (ev->type == VIGIL_EV_ACL_DENY)
+    if (ev->type == VIGIL_EV_ACL_DENY) {
         raise_topic(e, ev, src, SECMON_RULE_TOPIC_OUTSIDE, SECMON_SEV_HIGH, "denied by access control",
                     "a device uses only its own subtree");
-    else if (ev->type == VIGIL_EV_SUBSCRIBE)
+        /* The hub emits no subscribe event for a denied filter, so probing
+         * is read from the denial itself. */
+        if (strstr(ev->detail, "subscribe") != NULL)
+            check_filter(e, ev, src);
+    } else if (ev->type == VIGIL_EV_SUBSCRIBE)
         check_filter(e, ev, src);
     else if (ev->type == VIGIL_EV_PUBLISH && strncmp(ev->topic, "$SYS", 4) == 0)
         raise_topic(e, ev, src, SECMON_RULE_SYS_PROBE, SECMON_SEV_HIGH, "publish into broker internals",

@@ -239,6 +239,28 @@ static void test_passive_topic_owner(void **state)
     assert_int_equal(count_rule(&fx->seen, SECMON_RULE_TOPIC_OUTSIDE), 1);
 }
 
+static void test_denied_subscribe_probes(void **state)
+{
+    struct fixture *fx = *state;
+    static const char *const filters[] = {"$SYS/#", "#", "north/icu3/+/mon-1/#"};
+    struct vigil_event ev;
+
+    for (int i = 0; i < 3; i++) {
+        ev = make(VIGIL_EV_ACL_DENY, T0 + i * SEC, "10.0.0.5:1", "mon-2", filters[i]);
+        snprintf(ev.detail, sizeof ev.detail, "subscribe not allowed");
+        secmon_engine_feed(fx->e, &ev);
+    }
+    assert_int_equal(count_rule(&fx->seen, SECMON_RULE_TOPIC_OUTSIDE), 1);
+    assert_int_equal(count_rule(&fx->seen, SECMON_RULE_SYS_PROBE), 1);
+    assert_int_equal(count_rule(&fx->seen, SECMON_RULE_WILDCARD_PROBE), 1);
+
+    /* A denied publish is no subscription probe. */
+    ev = make(VIGIL_EV_ACL_DENY, T0 + 5 * SEC, "10.0.0.9:1", "mon-3", "north/icu3/+/x");
+    snprintf(ev.detail, sizeof ev.detail, "publish not allowed");
+    secmon_engine_feed(fx->e, &ev);
+    assert_int_equal(count_rule(&fx->seen, SECMON_RULE_WILDCARD_PROBE), 1);
+}
+
 static void test_sys_probe(void **state)
 {
     struct fixture *fx = *state;
@@ -831,6 +853,7 @@ int main(void)
         T(test_acl_deny_outside_subtree),
         T(test_passive_topic_owner),
         T(test_sys_probe),
+        T(test_denied_subscribe_probes),
         T(test_monitor_wildcard_benign),
         T(test_wildcard_probe),
         T(test_brute_force_source),
