@@ -4,7 +4,7 @@
 # Usage: tests/run.sh [SUITE...]
 #   SUITE: unit, fuzz, raw, e2e (all of e2e/*), e2e/paho, e2e/node,
 #          e2e/shell, e2e/crash, e2e/tls, e2e/audit, e2e/capture, e2e/siem,
-#          e2e/sniff.
+#          e2e/sniff, e2e/engine.
 #          Default: all of them.
 # Environment:
 #   VIGIL_TEST_BROKER   vigil (default) or mosquitto (reference broker)
@@ -32,7 +32,7 @@ RESULTS=$LOG_DIR/results.tsv
 export VIGIL_TEST_RESULTS=$RESULTS
 
 ALL_SUITES=(unit fuzz raw e2e/paho e2e/node e2e/shell e2e/crash e2e/tls e2e/audit e2e/capture
-            e2e/siem e2e/sniff)
+            e2e/siem e2e/sniff e2e/engine)
 
 # Appends one result line: kind (pass|fail|skip), name, log path.
 record() {
@@ -337,12 +337,30 @@ suite_sniff() {
     run_recording_suite e2e/sniff 300 "$PY" "$ROOT/tests/e2e/sniff/run.py"
 }
 
+# The security engine inside vigil serve, with `vigil sim` as the benign
+# fleet and mosquitto_pub, paho and raw sockets as attackers.
+suite_engine() {
+    if [[ ! -x $VIGIL ]]; then
+        missing e2e/engine "vigil binary $VIGIL not found; run make asan"
+        return
+    fi
+    if [[ ! -x /usr/bin/mosquitto_pub ]]; then
+        missing e2e/engine "mosquitto_pub not found; run make deps"
+        return
+    fi
+    if ! "$PY" -c 'import paho.mqtt.client' 2>/dev/null; then
+        missing e2e/engine "python3-paho-mqtt not found; run make deps"
+        return
+    fi
+    run_recording_suite e2e/engine 600 "$PY" "$ROOT/tests/e2e/engine/run.py"
+}
+
 run_suite() {
     case $1 in
         unit) suite_unit ;;
         fuzz) suite_fuzz ;;
         raw) suite_raw ;;
-        e2e) for s in paho node shell crash tls audit capture siem sniff; do run_suite "e2e/$s"; done ;;
+        e2e) for s in paho node shell crash tls audit capture siem sniff engine; do run_suite "e2e/$s"; done ;;
         e2e/paho) suite_paho ;;
         e2e/node) suite_node ;;
         e2e/shell) suite_shell ;;
@@ -352,6 +370,7 @@ run_suite() {
         e2e/audit) suite_audit ;;
         e2e/siem) suite_siem ;;
         e2e/sniff) suite_sniff ;;
+        e2e/engine) suite_engine ;;
         *)
             echo "tests/run.sh: unknown suite '$1'; expected one of: ${ALL_SUITES[*]} e2e" >&2
             exit 2
