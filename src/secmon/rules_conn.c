@@ -67,7 +67,7 @@ static void check_brute_force(struct secmon_engine *e, const struct vigil_event 
     }
 }
 
-/* True when a login event says nothing about who the client is: a failed
+/* True when a login event leaves the client's identity unverified: a failed
  * or unknown login, or an accepted one without credentials (live events
  * leave device empty then). Passive analysis sees no credential check, so
  * every login counts there. */

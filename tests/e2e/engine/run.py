@@ -155,7 +155,7 @@ def new_alerts(ctx):
     return [a for a in ctx.hub.alerts() if a["alert_id"] not in ctx.before_ids]
 
 
-def expect_alerts(ctx, expected, subject, allowed=()):
+def expect_alerts(ctx, expected, subject):
     """Wait for every rule in expected among the new alerts, then check that
     each names subject (a device id or source address) and that no other
     rule was raised."""
@@ -166,15 +166,17 @@ def expect_alerts(ctx, expected, subject, allowed=()):
             break
         time.sleep(0.5)
     time.sleep(SETTLE_S)
+
     got = new_alerts(ctx)
     for a in got:
         ctx.log("alert", a["rule"], a["device"], a["source"], a["explanation"])
     rules = {a["rule"] for a in got}
     for rule in expected:
         check(rule in rules, f"expected a {rule} alert; got {sorted(rules)}")
-    unexpected = rules - set(expected) - set(allowed)
+    unexpected = rules - set(expected)
     check(not unexpected, f"unexpected alerts {sorted(unexpected)}: "
           + "; ".join(a["explanation"] for a in got if a["rule"] in unexpected))
+
     for a in got:
         if a["rule"] not in expected:
             continue
