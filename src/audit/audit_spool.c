@@ -200,8 +200,11 @@ vigil_err audit_spool_write(const char *data_dir, const char *type, json_t *fiel
     if (!audit_admin_type_valid(type) || !audit_admin_fields_valid(fields) || user == NULL ||
         user[0] == '\0' || strlen(user) > AUDIT_USER_MAX)
         return VIGIL_ERR_INVALID;
-    spool_dir_path(data_dir, dir);
+    snprintf(dir, sizeof dir, "%s/audit", data_dir);
     rc = dir_make(dir);
+    spool_dir_path(data_dir, dir);
+    if (rc == VIGIL_OK)
+        rc = dir_make(dir);
     if (rc == VIGIL_OK)
         rc = spool_body(type, fields, user, requested_us, &body, &len);
     if (rc == VIGIL_OK)

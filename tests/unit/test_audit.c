@@ -1,12 +1,15 @@
 /* Tests for the audit log writer and verifier, including each kind of
  * tampering the verifier must name. */
+#include <dirent.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,7 +19,9 @@
 
 #include "audit/audit.h"
 #include "audit/audit_internal.h"
+#include "audit/audit_spool.h"
 #include "core/log.h"
+#include "core/time.h"
 
 #define MAX_LINES 256
 
@@ -701,6 +706,353 @@ static void test_buffer_empty_and_torn(void **state)
     assert_true(has_warning(&r, "torn last line at x.jsonl:1"));
 }
 
+/* The audit spool. */
+
+static void spool_path(struct fixture *fx, const char *name, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/spool%s%s", fx->dir, name[0] != '\0' ? "/" : "", name);
+}
+
+/* Counts the entries of dir that do not start with '.'; -1 when missing. */
+static int dir_count(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    int n = 0;
+
+    if (d == NULL)
+        return -1;
+    while ((de = readdir(d)) != NULL)
+        if (de->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+/* Reads the records of segment 1 other than checkpoints, in order. The
+ * caller owns the array. */
+static json_t *records_read(struct fixture *fx)
+{
+    json_t *out = json_array();
+    struct lines l;
+
+    lines_read(fx, 1, &l);
+    for (size_t i = 0; i < l.count; i++) {
+        json_t *rec = json_loads(l.items[i], 0, NULL);
+
+        assert_non_null(rec);
+        if (strcmp(json_string_value(json_object_get(rec, "type")), "checkpoint") == 0)
+            json_decref(rec);
+        else
+            json_array_append_new(out, rec);
+        free(l.items[i]);
+    }
+    return out;
+}
+
+static const char *record_str(json_t *records, size_t i, const char *member)
+{
+    return json_string_value(json_object_get(json_array_get(records, i), member));
+}
+
+static void spool_device(struct fixture *fx, const char *device, int64_t us)
+{
+    json_t *fields = json_pack("{ss}", "device", device);
+
+    assert_int_equal(audit_spool_write(fx->root, "device_added", fields, "alice", us), VIGIL_OK);
+    json_decref(fields);
+}
+
+static void write_file_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_spool_drain_order(void **state)
+{
+    struct fixture *fx = *state;
+    struct audit_log *log = NULL;
+    struct audit_report r;
+    char dir[128];
+    json_t *records;
+    size_t n = 99;
+
+    spool_device(fx, "dev-c", 1700000003000000);
+    spool_device(fx, "dev-a", 1700000001000000);
+    spool_device(fx, "dev-b", 1700000002000000);
+    spool_path(fx, "", dir, sizeof dir);
+    assert_int_equal(dir_count(dir), 3);
+    assert_int_equal(audit_open(fx->root, &quiet_opts, &log), VIGIL_OK);
+    assert_int_equal(audit_spool_drain(log, fx->root, 0, &n), VIGIL_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(audit_close(log), VIGIL_OK);
+    assert_int_equal(dir_count(dir), 0);
+
+    records = records_read(fx);
+    assert_int_equal(json_array_size(records), 3);
+    assert_string_equal(record_str(records, 0, "device"), "dev-a");
+    assert_string_equal(record_str(records, 1, "device"), "dev-b");
+    assert_string_equal(record_str(records, 2, "device"), "dev-c");
+    assert_string_equal(record_str(records, 0, "type"), "device_added");
+    assert_string_equal(record_str(records, 0, "user"), "alice");
+    assert_string_equal(record_str(records, 0, "requested_at"), "2023-11-14T22:13:21.000000Z");
+    assert_non_null(strstr(record_str(records, 0, "spool_file"), "1700000001000000-"));
+    json_decref(records);
+    verify(fx, NULL, true, &r);
+    assert_true(r.valid);
+}
+
+static void test_spool_drain_max(void **state)
+{
+    struct fixture *fx = *state;
+    struct audit_log *log = NULL;
+    char dir[128];
+    size_t n = 0;
+
+    spool_device(fx, "dev-a", 1700000001000000);
+    spool_device(fx, "dev-b", 1700000002000000);
+    spool_device(fx, "dev-c", 1700000003000000);
+    spool_path(fx, "", dir, sizeof dir);
+    assert_int_equal(audit_open(fx->root, &quiet_opts, &log), VIGIL_OK);
+    assert_int_equal(audit_spool_drain(log, fx->root, 2, &n), VIGIL_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(dir_count(dir), 1);
+    assert_int_equal(audit_spool_drain(log, fx->root, 2, &n), VIGIL_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(dir_count(dir), 0);
+    assert_int_equal(audit_spool_drain(log, fx->root, 2, &n), VIGIL_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(audit_close(log), VIGIL_OK);
+}
+
+/* A failed append keeps the spool file, so the next drain appends it. */
+static void test_spool_kept_on_append_failure(void **state)
+{
+    struct fixture *fx = *state;
+    struct audit_log *log = NULL;
+    struct rlimit old;
+    struct rlimit cap;
+    struct stat st;
+    char segment[128];
+    char dir[128];
+    json_t *records;
+    size_t n = 99;
+
+    spool_device(fx, "dev-a", 1700000001000000);
+    spool_path(fx, "", dir, sizeof dir);
+    assert_int_equal(audit_open(fx->root, &quiet_opts, &log), VIGIL_OK);
+    assert_int_equal(audit_append(log, "config_reloaded", NULL), VIGIL_OK);
+    segment_path(fx, 1, segment, sizeof segment);
+    assert_int_equal(stat(segment, &st), 0);
+
+    /* With the file size limit at the segment's size every write fails. */
+    signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    cap = old;
+    cap.rlim_cur = (rlim_t)st.st_size;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &cap), 0);
+    assert_int_equal(audit_spool_drain(log, fx->root, 0, &n), VIGIL_ERR_IO);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(dir_count(dir), 1);
+
+    assert_int_equal(audit_spool_drain(log, fx->root, 0, &n), VIGIL_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(dir_count(dir), 0);
+    assert_int_equal(audit_close(log), VIGIL_OK);
+    records = records_read(fx);
+    assert_int_equal(json_array_size(records), 1);
+    json_decref(records);
+}
+
+static void test_spool_corrupt_rejected(void **state)
+{
+    struct fixture *fx = *state;
+    struct audit_log *log = NULL;
+    struct audit_report r;
+    char path[192];
+    char dir[128];
+    json_t *records;
+    size_t n = 0;
+
+    spool_device(fx, "dev-b", 1700000002000000);
+    spool_path(fx, "0000000000000001-1-000000.json", path, sizeof path);
+    write_file_text(path, "{\"type\": \"device_added\", \"fields\": ");
+    spool_path(fx, "0000000000000002-1-000000.json", path, sizeof path);
+    write_file_text(path, "{\"type\":\"device_added\",\"fields\":{\"password\":\"x\"},"
+                          "\"requested_at\":\"2023-11-14T22:13:21Z\",\"user\":\"eve\"}");
+    spool_path(fx, "0000000000000003-1-000000.json", path, sizeof path);
+    write_file_text(path, "{\"type\":\"auth_success\",\"fields\":{},"
+                          "\"requested_at\":\"2023-11-14T22:13:21Z\",\"user\":\"eve\"}");
+    spool_path(fx, ".spool-tmp123", path, sizeof path);
+    write_file_text(path, "partial");
+
+    assert_int_equal(audit_open(fx->root, &quiet_opts, &log), VIGIL_OK);
+    assert_int_equal(audit_spool_drain(log, fx->root, 0, &n), VIGIL_OK);
+    assert_int_equal(n, 4);
+    assert_int_equal(audit_close(log), VIGIL_OK);
+
+    spool_path(fx, "rejected", dir, sizeof dir);
+    assert_int_equal(dir_count(dir), 3);
+    spool_path(fx, "", dir, sizeof dir);
+    assert_int_equal(dir_count(dir), 1); /* rejected/ itself; the temporary file is skipped */
+    records = records_read(fx);
+    assert_int_equal(json_array_size(records), 4);
+    assert_string_equal(record_str(records, 0, "type"), "spool_rejected");
+    assert_string_equal(record_str(records, 0, "spool_file"), "0000000000000001-1-000000.json");
+    assert_non_null(strstr(record_str(records, 0, "reason"), "invalid JSON"));
+    assert_non_null(strstr(record_str(records, 1, "reason"), "secret"));
+    assert_non_null(strstr(record_str(records, 2, "reason"), "type"));
+    assert_string_equal(record_str(records, 3, "type"), "device_added");
+    assert_string_equal(record_str(records, 3, "device"), "dev-b");
+    json_decref(records);
+    verify(fx, NULL, true, &r);
+    assert_true(r.valid);
+}
+
+static void test_spool_rejects_secrets(void **state)
+{
+    static const char *const names[] = {"password", "psk", "psk_hex", "private_key", "key",
+                                        "client_secret"};
+    struct fixture *fx = *state;
+    char dir[128];
+
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        json_t *fields = json_pack("{ss, ss}", "device", "dev-a", names[i], "hunter2");
+
+        assert_false(audit_admin_fields_valid(fields));
+        assert_int_equal(audit_spool_write(fx->root, "device_added", fields, "alice", 1),
+                         VIGIL_ERR_INVALID);
+        assert_int_equal(audit_admin_record(fx->root, NULL, "device_added", fields, NULL),
+                         VIGIL_ERR_INVALID);
+        json_decref(fields);
+    }
+    spool_path(fx, "", dir, sizeof dir);
+    assert_true(dir_count(dir) <= 0);
+}
+
+/* The spool file holds exactly type, fields, requested_at and user. */
+static void test_spool_file_format(void **state)
+{
+    struct fixture *fx = *state;
+    struct dirent *de;
+    char path[256];
+    char dir[128];
+    json_t *doc = NULL;
+    DIR *d;
+
+    spool_device(fx, "dev-a", 1700000001000000);
+    spool_path(fx, "", dir, sizeof dir);
+    d = opendir(dir);
+    assert_non_null(d);
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        assert_non_null(strstr(de->d_name, "1700000001000000-"));
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        doc = json_load_file(path, JSON_REJECT_DUPLICATES, NULL);
+    }
+    closedir(d);
+    assert_non_null(doc);
+    assert_int_equal(json_object_size(doc), 4);
+    assert_string_equal(json_string_value(json_object_get(doc, "type")), "device_added");
+    assert_string_equal(json_string_value(json_object_get(doc, "user")), "alice");
+    assert_string_equal(json_string_value(json_object_get(doc, "requested_at")),
+                        "2023-11-14T22:13:21.000000Z");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(doc, "fields"),
+                                                          "device")),
+                        "dev-a");
+    json_decref(doc);
+}
+
+static void test_admin_record_paths(void **state)
+{
+    struct fixture *fx = *state;
+    enum audit_admin_path path = AUDIT_ADMIN_SPOOLED;
+    struct audit_log *hub = NULL;
+    char user[AUDIT_USER_MAX + 1];
+    char dir[128];
+    json_t *fields = json_pack("{ss}", "alert_id", "a-1");
+    json_t *records;
+    size_t n = 0;
+
+    audit_admin_user(user);
+    spool_path(fx, "", dir, sizeof dir);
+    /* No process holds the log: appended directly. */
+    assert_int_equal(audit_admin_record(fx->root, NULL, "alert_acknowledged", fields, &path),
+                     VIGIL_OK);
+    assert_int_equal(path, AUDIT_ADMIN_APPENDED);
+
+    /* A hub holds the log: spooled, then drained by the hub. */
+    assert_int_equal(audit_open(fx->root, &quiet_opts, &hub), VIGIL_OK);
+    assert_int_equal(audit_admin_record(fx->root, NULL, "alert_resolved", fields, &path),
+                     VIGIL_OK);
+    assert_int_equal(path, AUDIT_ADMIN_SPOOLED);
+    assert_int_equal(dir_count(dir), 1);
+    assert_int_equal(audit_spool_drain(hub, fx->root, 0, &n), VIGIL_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(audit_close(hub), VIGIL_OK);
+
+    records = records_read(fx);
+    assert_int_equal(json_array_size(records), 2);
+    assert_string_equal(record_str(records, 0, "type"), "alert_acknowledged");
+    assert_string_equal(record_str(records, 0, "user"), user);
+    assert_non_null(record_str(records, 0, "requested_at"));
+    assert_null(record_str(records, 0, "spool_file"));
+    assert_string_equal(record_str(records, 1, "type"), "alert_resolved");
+    assert_string_equal(record_str(records, 1, "user"), user);
+    assert_non_null(record_str(records, 1, "spool_file"));
+    json_decref(records);
+    json_decref(fields);
+}
+
+/* A direct append first appends what a hub left in the spool. */
+static void test_admin_record_drains_first(void **state)
+{
+    struct fixture *fx = *state;
+    enum audit_admin_path path = AUDIT_ADMIN_SPOOLED;
+    struct audit_report r;
+    char dir[128];
+    json_t *fields = json_pack("{ss}", "device", "dev-z");
+    json_t *records;
+
+    spool_device(fx, "dev-a", 1700000001000000);
+    assert_int_equal(audit_admin_record(fx->root, NULL, "device_removed", fields, &path),
+                     VIGIL_OK);
+    assert_int_equal(path, AUDIT_ADMIN_APPENDED);
+    spool_path(fx, "", dir, sizeof dir);
+    assert_int_equal(dir_count(dir), 0);
+    records = records_read(fx);
+    assert_int_equal(json_array_size(records), 2);
+    assert_string_equal(record_str(records, 0, "device"), "dev-a");
+    assert_string_equal(record_str(records, 1, "device"), "dev-z");
+    assert_string_equal(record_str(records, 1, "type"), "device_removed");
+    json_decref(records);
+    json_decref(fields);
+    verify(fx, NULL, true, &r);
+    assert_true(r.valid);
+}
+
+static void test_open_wait_times_out(void **state)
+{
+    struct fixture *fx = *state;
+    struct audit_log *log = NULL;
+    struct audit_log *other = NULL;
+    uint64_t start;
+
+    assert_int_equal(audit_open(fx->root, &quiet_opts, &log), VIGIL_OK);
+    start = vigil_time_mono_ms();
+    assert_int_equal(audit_open_wait(fx->root, &quiet_opts, 200, &other), VIGIL_ERR_EXISTS);
+    assert_true(vigil_time_mono_ms() - start >= 200);
+    assert_int_equal(audit_close(log), VIGIL_OK);
+    assert_int_equal(audit_open_wait(fx->root, &quiet_opts, 200, &other), VIGIL_OK);
+    assert_int_equal(audit_close(other), VIGIL_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -732,6 +1084,15 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_invalid_json_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_dir_invalid, setup, teardown),
         cmocka_unit_test(test_buffer_empty_and_torn),
+        cmocka_unit_test_setup_teardown(test_spool_drain_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_spool_drain_max, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_spool_kept_on_append_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_spool_corrupt_rejected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_spool_rejects_secrets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_spool_file_format, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_admin_record_paths, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_admin_record_drains_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_wait_times_out, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
