@@ -3,6 +3,14 @@
 #ifndef VIGIL_CLI_CLI_H
 #define VIGIL_CLI_CLI_H
 
+#include "config/config.h"
+
+/* Loads the embedded default, then config_path (may be NULL), then the
+ * data_dir override (may be NULL), printing errors as "vigil COMMAND: ...".
+ * Returns an exit status, or -1 to go on. */
+int cli_load_config(const char *command, const char *config_path, const char *data_dir,
+                    struct vigil_config *cfg);
+
 int cli_serve(int argc, char **argv);
 int cli_device(int argc, char **argv);
 int cli_sim(int argc, char **argv);

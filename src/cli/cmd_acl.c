@@ -225,23 +225,10 @@ static int check_arguments(struct acl_opts *o)
 
 static int load_config(const struct acl_opts *o, struct vigil_config *cfg)
 {
-    char err[512];
+    char command[48];
 
-    config_defaults(cfg);
-    if (o->config != NULL && (config_load_file(cfg, o->config, err, sizeof err) != VIGIL_OK ||
-                              config_validate(cfg, err, sizeof err) != VIGIL_OK)) {
-        fprintf(stderr, "vigil acl %s: %s\n", o->name, err);
-        return 1;
-    }
-    if (o->data_dir != NULL) {
-        if (o->data_dir[0] == '\0' || strlen(o->data_dir) >= sizeof cfg->data_dir) {
-            fprintf(stderr, "vigil acl %s: --data-dir must be 1 to %zu bytes long\n", o->name,
-                    sizeof cfg->data_dir - 1);
-            return 2;
-        }
-        snprintf(cfg->data_dir, sizeof cfg->data_dir, "%s", o->data_dir);
-    }
-    return -1;
+    snprintf(command, sizeof command, "acl %s", o->name);
+    return cli_load_config(command, o->config, o->data_dir, cfg);
 }
 
 /* A rule for a role the configuration does not define would never apply. */

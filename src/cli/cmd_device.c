@@ -253,23 +253,10 @@ static int check_arguments(const struct device_opts *o)
  * exit status, or -1 to go on. */
 static int load_config(const struct device_opts *o, struct vigil_config *cfg)
 {
-    char err[512];
+    char command[48];
 
-    config_defaults(cfg);
-    if (o->config != NULL && (config_load_file(cfg, o->config, err, sizeof err) != VIGIL_OK ||
-                              config_validate(cfg, err, sizeof err) != VIGIL_OK)) {
-        fprintf(stderr, "vigil device %s: %s\n", o->name, err);
-        return 1;
-    }
-    if (o->data_dir != NULL) {
-        if (o->data_dir[0] == '\0' || strlen(o->data_dir) >= sizeof cfg->data_dir) {
-            fprintf(stderr, "vigil device %s: --data-dir must be 1 to %zu bytes long\n", o->name,
-                    sizeof cfg->data_dir - 1);
-            return 2;
-        }
-        snprintf(cfg->data_dir, sizeof cfg->data_dir, "%s", o->data_dir);
-    }
-    return -1;
+    snprintf(command, sizeof command, "device %s", o->name);
+    return cli_load_config(command, o->config, o->data_dir, cfg);
 }
 
 static int check_role(const struct device_opts *o, const struct vigil_config *cfg)
