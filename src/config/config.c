@@ -57,6 +57,9 @@ static const struct config_number numbers[] = {
     NUMBER("secmon.alert_quiet_s", secmon.alert_quiet_s, 1, 86400),
     NUMBER("secmon.max_tracked", secmon.max_tracked, 16, 1000000),
     NUMBER("sniff_buffer_size", sniff.buffer_size, 65536, 1073741824),
+    NUMBER("audit.checkpoint_every", audit.checkpoint_every, 1, 10000000),
+    NUMBER("audit.checkpoint_interval", audit.checkpoint_interval_s, 1, 86400),
+    NUMBER("audit.segment_max_bytes", audit.segment_max_bytes, 65536, 1099511627776),
 };
 
 const struct config_number *config_numbers(size_t *count)
@@ -184,6 +187,10 @@ void config_defaults(struct vigil_config *cfg)
     cfg->sniff.ports[0] = 1883;
     cfg->sniff.n_ports = 1;
     cfg->sniff.buffer_size = 4 * 1024 * 1024;
+
+    cfg->audit.checkpoint_every = 1000;
+    cfg->audit.checkpoint_interval_s = 60;
+    cfg->audit.segment_max_bytes = 64ull * 1024 * 1024;
 
     cfg->store_commit_interval_us = 2000;
     cfg->sys_interval_s = 10;

@@ -94,6 +94,13 @@ struct config_sniff {
     uint32_t buffer_size;           /* kernel capture buffer per interface, bytes; default 4 MiB */
 };
 
+/* The audit log's rotation and checkpoint settings (struct audit_opts). */
+struct config_audit {
+    uint32_t checkpoint_every;      /* records between signed checkpoints; default 1000 */
+    uint32_t checkpoint_interval_s; /* time before unsigned records get a checkpoint; default 60 */
+    uint64_t segment_max_bytes;     /* a segment is closed at this size; default 64 MiB */
+};
+
 struct vigil_config {
     char data_dir[512];                               /* default "./vigil-data" */
     struct config_listener listeners[CONFIG_MAX_LISTENERS];
@@ -115,6 +122,7 @@ struct vigil_config {
      * it at secmon_monitor_prefixes, which a copy of the struct carries. */
     struct secmon_config secmon;
     char secmon_monitor_prefixes[256];                /* default "station,monitor-station,central" */
+    struct config_audit audit;
 };
 
 /* Fills cfg with the embedded default. */

@@ -23,7 +23,7 @@
 #define TOP_KEYS                                                                               \
     "data_dir, listeners, tls, auth, roles, limits, store, secmon, siem, sys_interval, "             \
     "event_queue_capacity, "                                                                   \
-    "log_level, sniff, sniff_ports, sniff_promiscuous, sniff_buffer_size"
+    "log_level, sniff, sniff_ports, sniff_promiscuous, sniff_buffer_size, audit"
 #define TLS_KEYS                                                                               \
     "cert_file, key_file, ca_file, crl_file, identity, device_cert_days, rotation_overlap, "   \
     "expiry_warning_days"
@@ -813,6 +813,9 @@ static vigil_err top_value(struct loader *ld, const struct mapping_walk *walk, c
     struct mapping_walk store = {"store", "commit_interval_us", nested_number_value, NULL};
     struct mapping_walk roles = {"roles", "a role name", roles_value, NULL};
     struct mapping_walk secmon = {"secmon", SECMON_KEYS, secmon_value, NULL};
+    struct mapping_walk audit = {"audit",
+                                 "checkpoint_every, checkpoint_interval, segment_max_bytes",
+                                 nested_number_value, NULL};
 
     if (strcmp(key, "data_dir") == 0)
         return read_string(ld, key, ld->cfg->data_dir, sizeof ld->cfg->data_dir);
@@ -832,6 +835,8 @@ static vigil_err top_value(struct loader *ld, const struct mapping_walk *walk, c
         return walk_mapping(ld, &secmon);
     if (strcmp(key, "siem") == 0)
         return skip_value(ld);
+    if (strcmp(key, "audit") == 0)
+        return walk_mapping(ld, &audit);
     if (strcmp(key, "log_level") == 0)
         return read_log_level(ld);
     if (strcmp(key, "sniff") == 0)

@@ -165,6 +165,7 @@ static void test_example_file_loads(void **state)
     assert_string_equal(cfg.log_level, "info");
     assert_memory_equal(&cfg.secmon, &defaults.secmon, sizeof cfg.secmon);
     assert_string_equal(cfg.secmon_monitor_prefixes, defaults.secmon_monitor_prefixes);
+    assert_memory_equal(&cfg.audit, &defaults.audit, sizeof cfg.audit);
 }
 
 static void test_load_every_setting(void **state)
@@ -1124,6 +1125,53 @@ static void test_validate_sniff(void **state)
     assert_int_equal(config_validate(&cfg, err, sizeof err), VIGIL_OK);
 }
 
+static void test_audit_defaults(void **state)
+{
+    static struct vigil_config cfg;
+
+    config_defaults(&cfg);
+    assert_int_equal(cfg.audit.checkpoint_every, 1000);
+    assert_int_equal(cfg.audit.checkpoint_interval_s, 60);
+    assert_int_equal(cfg.audit.segment_max_bytes, 64ull * 1024 * 1024);
+}
+
+static void test_load_audit(void **state)
+{
+    static struct vigil_config cfg;
+    char err[ERR_CAP];
+    const char *text = "audit:\n"
+                       "  checkpoint_every: 50\n"
+                       "  checkpoint_interval: 5\n"
+                       "  segment_max_bytes: 1099511627776\n";
+
+    assert_int_equal(load_text(&cfg, text, err), VIGIL_OK);
+    assert_int_equal(cfg.audit.checkpoint_every, 50);
+    assert_int_equal(cfg.audit.checkpoint_interval_s, 5);
+    assert_int_equal(cfg.audit.segment_max_bytes, 1099511627776ull);
+    assert_int_equal(config_validate(&cfg, err, sizeof err), VIGIL_OK);
+
+    assert_int_equal(load_text(&cfg, "audit: {checkpoint_every: 1}\n", err), VIGIL_OK);
+    assert_int_equal(cfg.audit.checkpoint_every, 1);
+    assert_int_equal(cfg.audit.checkpoint_interval_s, 60);
+}
+
+static void test_error_audit(void **state)
+{
+    expect_error("audit:\n  checkpoint_every: 0\n",
+                 "t.yaml:2: audit.checkpoint_every: expected an unsigned integer from 1 to "
+                 "10000000, got '0'");
+    expect_error("audit:\n  checkpoint_interval: 86401\n",
+                 "t.yaml:2: audit.checkpoint_interval: expected an unsigned integer from 1 to "
+                 "86400, got '86401'");
+    expect_error("audit:\n  segment_max_bytes: 1024\n",
+                 "t.yaml:2: audit.segment_max_bytes: expected an unsigned integer from 65536 to "
+                 "1099511627776, got '1024'");
+    expect_error("audit:\n  sign_every: 5\n",
+                 "t.yaml:2: audit: unknown key 'sign_every'; expected one of: checkpoint_every, "
+                 "checkpoint_interval, segment_max_bytes");
+    expect_error("audit: 5\n", "t.yaml:1: audit: expected a mapping");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1169,6 +1217,9 @@ int main(void)
         cmocka_unit_test(test_load_sniff),
         cmocka_unit_test(test_error_sniff),
         cmocka_unit_test(test_validate_sniff),
+        cmocka_unit_test(test_audit_defaults),
+        cmocka_unit_test(test_load_audit),
+        cmocka_unit_test(test_error_audit),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
