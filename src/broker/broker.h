@@ -214,6 +214,7 @@ struct hub {
     struct secmon_engine *engine;
     struct alerts_db *alerts;
     struct audit_log *audit;
+    int64_t audit_spool_due_us;      /* wall-clock time of the next audit spool drain */
     struct siem_exporter *siem;      /* NULL without SIEM destinations */
     struct live_sniffers *sniffers;  /* captures of vigil serve --sniff; NULL without */
     struct device_db *devices;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "audit/audit.h"
+#include "audit/audit_spool.h"
 #include "broker/broker.h"
 #include "export/siem.h"
 #include "core/log.h"
@@ -86,6 +87,35 @@ static void monitor_tick(void *ctx, int64_t now_us)
     struct hub *hub = ctx;
 
     secmon_engine_tick(hub->engine, now_us);
+    /* Records of commands run beside the hub (vigil device, acl, alerts);
+     * the sink ticks after every batch, so the spool is read once a second.
+     * A due time more than a second ahead means the wall clock went back. */
+    if (hub->audit != NULL && (now_us >= hub->audit_spool_due_us ||
+                               hub->audit_spool_due_us - now_us > 1000000)) {
+        hub->audit_spool_due_us = now_us + 1000000;
+        audit_spool_drain(hub->audit, hub->cfg.data_dir, AUDIT_SPOOL_DRAIN_MAX, NULL);
+    }
+}
+
+/* Opens the audit log with the settings of the audit: section and appends
+ * what commands spooled while no hub ran. A command appending directly
+ * holds the log for milliseconds, so the open waits up to 5 s for it. */
+static vigil_err monitor_open_audit(struct hub *hub)
+{
+    struct audit_opts opts = {
+        .segment_max_bytes = hub->cfg.audit.segment_max_bytes,
+        .checkpoint_every = hub->cfg.audit.checkpoint_every,
+        .checkpoint_interval_ms = hub->cfg.audit.checkpoint_interval_s * 1000u,
+    };
+    vigil_err rc = audit_open_wait(hub->cfg.data_dir, &opts, 5000, &hub->audit);
+
+    if (rc != VIGIL_OK) {
+        log_error("%s/audit: cannot open the audit log: %s", hub->cfg.data_dir,
+                  vigil_strerror(rc));
+        return rc;
+    }
+    audit_spool_drain(hub->audit, hub->cfg.data_dir, 0, NULL);
+    return VIGIL_OK;
 }
 
 /* Starts the SIEM exporter when the configuration file has destinations;
@@ -134,12 +164,9 @@ vigil_err monitor_start(struct hub *hub)
                   vigil_strerror(rc));
         return rc;
     }
-    rc = audit_open(hub->cfg.data_dir, NULL, &hub->audit);
-    if (rc != VIGIL_OK) {
-        log_error("%s/audit: cannot open the audit log: %s", hub->cfg.data_dir,
-                  vigil_strerror(rc));
+    rc = monitor_open_audit(hub);
+    if (rc != VIGIL_OK)
         return rc;
-    }
     rc = monitor_start_siem(hub);
     if (rc != VIGIL_OK)
         return rc;
@@ -153,8 +180,10 @@ void monitor_stop(struct hub *hub)
     if (hub->siem != NULL)
         siem_exporter_stop(hub->siem);
     hub->siem = NULL;
-    if (hub->audit != NULL)
+    if (hub->audit != NULL) {
+        audit_spool_drain(hub->audit, hub->cfg.data_dir, 0, NULL);
         audit_close(hub->audit);
+    }
     if (hub->alerts != NULL)
         alerts_close(hub->alerts);
     if (hub->engine != NULL)

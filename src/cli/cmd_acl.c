@@ -14,6 +14,7 @@
 
 #include "auth/acl.h"
 #include "auth/acl_internal.h"
+#include "cli/admin_record.h"
 #include "cli/cli.h"
 #include "config/config.h"
 
@@ -268,8 +269,28 @@ static int prepare_data_dir(const struct acl_opts *o, const char *dir)
     return -1;
 }
 
-static int run_add(const struct acl_opts *o, struct device_db *db, const char *dir)
+/* Fields describing a rule in acl_rule_added and acl_rule_removed records. */
+static json_t *rule_fields(const struct acl_rule *rule)
 {
+    return json_pack("{s:I, s:s, s:s, s:s, s:s}", "rule_id", (json_int_t)rule->id,
+                     "subject_kind", acl_subject_text(rule->subject_kind), "subject",
+                     rule->subject, "action", acl_action_text(rule->action), "pattern",
+                     rule->pattern);
+}
+
+static int record_rule(const struct acl_opts *o, const struct vigil_config *cfg,
+                       const char *type, json_t *fields)
+{
+    char command[32];
+
+    snprintf(command, sizeof command, "vigil acl %s", o->name);
+    return cli_admin_record(command, cfg->data_dir, cfg, type, fields);
+}
+
+static int run_add(const struct acl_opts *o, struct device_db *db,
+                   const struct vigil_config *cfg)
+{
+    const char *dir = cfg->data_dir;
     struct acl_rule rule;
     struct device_info info;
     vigil_err rc;
@@ -294,7 +315,9 @@ static int run_add(const struct acl_opts *o, struct device_db *db, const char *d
         fprintf(stderr, "vigil acl add: device '%s' is not in the inventory yet; the rule "
                 "applies once it is added\n", o->device);
     printf("rule %" PRId64 " added\n", rule.id);
-    return fflush(stdout) == 0 ? 0 : 1;
+    if (fflush(stdout) != 0)
+        return 1;
+    return record_rule(o, cfg, "acl_rule_added", rule_fields(&rule));
 }
 
 static void format_created(int64_t seconds, char *out, size_t cap)
@@ -371,9 +394,34 @@ static int run_list(const struct acl_opts *o, struct device_db *db, const char *
     return status;
 }
 
-static int run_remove(const struct acl_opts *o, struct device_db *db, const char *dir)
+/* The rule that remove deletes, read first so its record can name it. */
+struct rule_find {
+    int64_t id;
+    struct acl_rule rule;
+    bool found;
+};
+
+static void find_rule(void *ctx, const struct acl_rule *rule)
 {
-    vigil_err rc = acl_db_remove(db, o->id);
+    struct rule_find *find = ctx;
+
+    if (rule->id == find->id) {
+        find->rule = *rule;
+        find->found = true;
+    }
+}
+
+static int run_remove(const struct acl_opts *o, struct device_db *db,
+                      const struct vigil_config *cfg)
+{
+    struct rule_find find = {.id = o->id};
+    const char *dir = cfg->data_dir;
+    json_t *fields;
+    vigil_err rc;
+
+    if (acl_db_list(db, find_rule, &find) != VIGIL_OK)
+        find.found = false;
+    rc = acl_db_remove(db, o->id);
 
     if (rc == VIGIL_ERR_NOT_FOUND) {
         fprintf(stderr, "vigil acl remove: rule %" PRId64 " not found in %s/devices.db; run "
@@ -386,7 +434,13 @@ static int run_remove(const struct acl_opts *o, struct device_db *db, const char
         return 1;
     }
     printf("rule %" PRId64 " removed\n", o->id);
-    return fflush(stdout) == 0 ? 0 : 1;
+    if (fflush(stdout) != 0)
+        return 1;
+    if (find.found)
+        fields = rule_fields(&find.rule);
+    else
+        fields = json_pack("{s:I}", "rule_id", (json_int_t)o->id);
+    return record_rule(o, cfg, "acl_rule_removed", fields);
 }
 
 static int run_command(const struct acl_opts *o, const struct vigil_config *cfg)
@@ -411,11 +465,11 @@ static int run_command(const struct acl_opts *o, const struct vigil_config *cfg)
         return 1;
     }
     if (o->command == ACL_CMD_ADD)
-        status = run_add(o, db, cfg->data_dir);
+        status = run_add(o, db, cfg);
     else if (o->command == ACL_CMD_LIST)
         status = run_list(o, db, cfg->data_dir);
     else
-        status = run_remove(o, db, cfg->data_dir);
+        status = run_remove(o, db, cfg);
     device_db_close(db);
     return status;
 }

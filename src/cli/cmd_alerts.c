@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/admin_record.h"
 #include "cli/cli.h"
 #include "core/time.h"
 #include "secmon/alerts.h"
@@ -139,7 +140,11 @@ static int alerts_change(struct alerts_db *db, const struct alerts_opts *o, bool
         return 1;
     }
     printf("alert %s %s\n", o->id, resolve ? "resolved" : "acknowledged");
-    return 0;
+    if (fflush(stdout) != 0)
+        return 1;
+    return cli_admin_record(resolve ? "vigil alerts resolve" : "vigil alerts ack", o->data_dir,
+                            NULL, resolve ? "alert_resolved" : "alert_acknowledged",
+                            json_pack("{s:s}", "alert_id", o->id));
 }
 
 struct report_counts {

@@ -14,6 +14,7 @@
 
 #include "auth/acl.h"
 #include "auth/device.h"
+#include "cli/admin_record.h"
 #include "cli/cli.h"
 #include "cli/cmd_device.h"
 #include "config/config.h"
@@ -395,6 +396,28 @@ static void print_added(const struct device_opts *o, const struct device_info *i
           stderr);
 }
 
+/* Records device_added, and cert_issued when a certificate was issued.
+ * The record lists the kinds of credential created, never their values. */
+static int record_added(const struct device_opts *o, const struct vigil_config *cfg,
+                        const struct device_info *info, const struct device_cert_job *job)
+{
+    json_t *fields = json_pack("{s:s, s:s, s:s, s:s, s:[s]}", "device", info->id, "role",
+                               info->role, "device_type", info->type, "unit", info->unit,
+                               "credentials", "password");
+    json_t *kinds = json_object_get(fields, "credentials");
+    int status;
+
+    if (o->psk)
+        json_array_append_new(kinds, json_string("psk"));
+    if (!o->no_cert)
+        json_array_append_new(kinds, json_string("certificate"));
+    status = device_record(o, cfg, "device_added", fields);
+
+    if (status == 0 && !o->no_cert)
+        status = device_record_issued(o, cfg, job);
+    return status;
+}
+
 /* Adds the device, then its PSK and certificate. When a later step fails
  * the device is removed again, so a failed add leaves nothing behind. */
 static int run_add(const struct device_opts *o, const struct vigil_config *cfg,
@@ -425,6 +448,8 @@ static int run_add(const struct device_opts *o, const struct vigil_config *cfg,
     }
     OPENSSL_cleanse(password, sizeof password);
     OPENSSL_cleanse(psk_hex, sizeof psk_hex);
+    if (status == 0)
+        status = record_added(o, cfg, &info, &job);
 
 out:
     device_cert_release(&job);
@@ -526,10 +551,12 @@ static void collect_rule(void *ctx, const struct acl_rule *r)
 }
 
 /* Deletes the access rules of a removed device, so a device provisioned
- * later under the same id does not inherit them. */
-static int remove_device_rules(struct device_db *db, const char *id)
+ * later under the same id does not inherit them; *removed counts them. */
+static int remove_device_rules(struct device_db *db, const char *id, size_t *removed)
 {
     struct rule_ids ri = {.device = id};
+
+    *removed = 0;
 
     do {
         ri.n = 0;
@@ -537,12 +564,14 @@ static int remove_device_rules(struct device_db *db, const char *id)
             fprintf(stderr, "vigil device remove: reading the access rules of '%s' failed\n", id);
             return 1;
         }
-        for (size_t i = 0; i < ri.n; i++)
+        for (size_t i = 0; i < ri.n; i++) {
             if (acl_db_remove(db, ri.ids[i]) != VIGIL_OK) {
                 fprintf(stderr, "vigil device remove: deleting access rule %lld failed\n",
                         (long long)ri.ids[i]);
                 return 1;
             }
+            (*removed)++;
+        }
         if (ri.n > 0)
             printf("removed %zu access rule(s) of device %s\n", ri.n, id);
     } while (ri.n == sizeof ri.ids / sizeof ri.ids[0]);
@@ -554,6 +583,9 @@ static int run_remove(const struct device_opts *o, const struct vigil_config *cf
 {
     const char *dir = cfg->data_dir;
     vigil_err rc = device_db_remove(db, o->id);
+    size_t rules = 0;
+    int record;
+    int status;
 
     if (rc == VIGIL_ERR_NOT_FOUND) {
         fprintf(stderr,
@@ -568,9 +600,14 @@ static int run_remove(const struct device_opts *o, const struct vigil_config *cf
         return 1;
     }
     printf("device %s removed\n", o->id);
-    if (remove_device_rules(db, o->id) != 0)
+    status = remove_device_rules(db, o->id, &rules);
+    record = device_record(o, cfg, "device_removed",
+                           json_pack("{s:s, s:I, s:b}", "device", o->id, "acl_rules_removed",
+                                     (json_int_t)rules, "complete", status == 0));
+    if (status != 0)
         return 1;
-    return device_revoke_removed(o, cfg, db);
+    status = device_revoke_removed(o, cfg, db);
+    return status != 0 ? status : record;
 }
 
 /* Selects the action from argv[1]. Returns an exit status, or -1 to go on. */

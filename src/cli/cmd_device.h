@@ -4,6 +4,7 @@
 #ifndef VIGIL_CLI_CMD_DEVICE_H
 #define VIGIL_CLI_CMD_DEVICE_H
 
+#include <jansson.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -72,5 +73,13 @@ int device_run_certs(const struct device_opts *o, const struct vigil_config *cfg
 /* Revokes the certificates of a removed device, when a CA exists. */
 int device_revoke_removed(const struct device_opts *o, const struct vigil_config *cfg,
                           struct device_db *db);
+
+/* Records a change of `vigil device <o->name>` in the audit log. fields is
+ * stolen. Returns 0, or 1 after printing why it was not recorded. */
+int device_record(const struct device_opts *o, const struct vigil_config *cfg, const char *type,
+                  json_t *fields);
+/* Records the cert_issued record of a certificate issued by add. */
+int device_record_issued(const struct device_opts *o, const struct vigil_config *cfg,
+                         const struct device_cert_job *job);
 
 #endif

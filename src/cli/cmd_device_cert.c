@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/admin_record.h"
 #include "cli/cmd_device.h"
 #include "core/alloc.h"
 
@@ -31,6 +32,31 @@ static void format_time(int64_t seconds, char *out, size_t cap)
 static uint32_t cert_days(const struct vigil_config *cfg)
 {
     return cfg->tls.device_cert_days != 0 ? cfg->tls.device_cert_days : DEFAULT_CERT_DAYS;
+}
+
+int device_record(const struct device_opts *o, const struct vigil_config *cfg, const char *type,
+                  json_t *fields)
+{
+    char command[48];
+
+    snprintf(command, sizeof command, "vigil device %s", o->name);
+    return cli_admin_record(command, cfg->data_dir, cfg, type, fields);
+}
+
+/* Fields naming the certificate a job issued; a generated key stays out. */
+static json_t *issued_fields(const struct device_cert_job *job)
+{
+    char until[32];
+
+    format_time(job->info.not_after, until, sizeof until);
+    return json_pack("{s:s, s:s, s:s, s:b}", "device", job->info.device, "serial",
+                     job->info.serial, "not_after", until, "key_from_csr", job->csr != NULL);
+}
+
+int device_record_issued(const struct device_opts *o, const struct vigil_config *cfg,
+                         const struct device_cert_job *job)
+{
+    return device_record(o, cfg, "cert_issued", issued_fields(job));
 }
 
 /* Reads --csr FILE into job->csr. */
@@ -288,6 +314,22 @@ static void print_rotation(const struct device_cert_job *job, const struct activ
     }
 }
 
+static int record_rotated(const struct device_opts *o, const struct vigil_config *cfg,
+                          const struct device_cert_job *job, const struct active_find *old,
+                          uint32_t overlap_s)
+{
+    json_t *fields = issued_fields(job);
+
+    if (fields != NULL &&
+        (json_object_set_new(fields, "previous_serial",
+                             old->any ? json_string(old->found.serial) : json_null()) != 0 ||
+         json_object_set_new(fields, "overlap_s", json_integer(overlap_s)) != 0)) {
+        json_decref(fields);
+        fields = NULL;
+    }
+    return device_record(o, cfg, "cert_rotated", fields);
+}
+
 int device_run_rotate(const struct device_opts *o, const struct vigil_config *cfg,
                       struct device_db *db)
 {
@@ -312,6 +354,8 @@ int device_run_rotate(const struct device_opts *o, const struct vigil_config *cf
         print_rotation(&job, &old);
         status = fflush(stdout) == 0 ? 0 : 1;
     }
+    if (status == 0)
+        status = record_rotated(o, cfg, &job, &old, overlap_s);
     device_cert_release(&job);
     return status;
 }
@@ -374,6 +418,11 @@ int device_run_revoke(const struct device_opts *o, const struct vigil_config *cf
         printf("revoked %d certificate(s) of device %s\ncrl: %s\n", count.live, o->id,
                pki_crl_file(pki));
         status = fflush(stdout) == 0 ? 0 : 1;
+        if (status == 0)
+            status = device_record(o, cfg, "cert_revoked",
+                                   json_pack("{s:s, s:i, s:s}", "device", o->id,
+                                             "certificates_revoked", count.live, "reason",
+                                             "revoke_command"));
     }
     pki_close(pki);
     return status;
@@ -404,10 +453,15 @@ int device_revoke_removed(const struct device_opts *o, const struct vigil_config
                 o->id, vigil_strerror(rc), o->id);
         status = 1;
     } else {
-        if (count.live > 0)
+        status = 0;
+        if (count.live > 0) {
             printf("revoked %d certificate(s) of device %s\ncrl: %s\n", count.live, o->id,
                    pki_crl_file(pki));
-        status = 0;
+            status = device_record(o, cfg, "cert_revoked",
+                                   json_pack("{s:s, s:i, s:s}", "device", o->id,
+                                             "certificates_revoked", count.live, "reason",
+                                             "device_removed"));
+        }
     }
     pki_close(pki);
     return status;
