@@ -5,22 +5,28 @@ and the cases tamper with them the way an intruder or a crash would. Then
 report crash artefacts as warnings with status 0, and reject wrong usage
 with status 2.
 
+The last cases run `vigil device`, `vigil acl` and `vigil alerts` with
+and without a running `vigil serve` and check that each change is in the
+log with the user who made it, spooled while the hub holds the log.
+
 Usage: /usr/bin/python3 tests/e2e/audit/run.py [NAME-SUBSTRING...]
-No broker runs: every case is vigil-only and skipped against mosquitto.
+Every case is vigil-only and skipped against mosquitto.
 """
 
 import hashlib
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "lib"))
 
 import harness  # noqa: E402
-from broker import SANITIZER_PATTERNS, vigil_binary  # noqa: E402
+from broker import SANITIZER_PATTERNS, Broker, vigil_binary  # noqa: E402
 from harness import case, check, check_equal  # noqa: E402
 
 SEG1 = "audit-000001.jsonl"
@@ -260,6 +266,163 @@ def missing_dir(ctx):
     status, out = verify(ctx)
     check_equal(status, 1, "status")
     check("audit log invalid: cannot read" in out, out)
+
+
+# -- administrative commands ------------------------------------------------
+
+ADMIN_ALERT_WAIT_S = 20.0
+
+
+def audit_records(ctx, audit_dir):
+    """Return every record of the log except checkpoints, via vigil audit tail."""
+    status, out = vigil(ctx, "audit", "tail", "-n", "1000", audit_dir)
+    check_equal(status, 0, "status of vigil audit tail")
+    return [r for r in map(json.loads, out.splitlines()) if r["type"] != "checkpoint"]
+
+
+def admin_ok(ctx, *args):
+    status, out = vigil(ctx, *args)
+    check_equal(status, 0, f"status of vigil {' '.join(args[:2])}")
+    return out
+
+
+def find_record(records, rtype, **fields):
+    for r in records:
+        if r["type"] == rtype and all(r.get(k) == v for k, v in fields.items()):
+            return r
+    raise AssertionError(f"no {rtype} record with {fields} among "
+                         f"{[r['type'] for r in records]}")
+
+
+def check_admin_record(record, user, spooled):
+    check_equal(record["user"], user, f"user of {record['type']}")
+    check(record["requested_at"].endswith("Z"), f"requested_at of {record['type']}")
+    check_equal("spool_file" in record, spooled, f"spool_file present in {record['type']}")
+
+
+def wrong_logins(ctx, port, device, count):
+    for i in range(count):
+        out = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-i",
+                              f"guess-{i}", "-u", device, "-P", f"wrong-{i}", "-t",
+                              f"north/icu3/room1/{device}/x", "-m", "1"],
+                             capture_output=True, text=True, timeout=30)
+        ctx.log("mosquitto_pub", i, out.returncode, out.stderr.strip())
+        check(out.returncode != 0, "a wrong password was accepted")
+
+
+def wait_alert(ctx, data_dir, rule):
+    deadline = time.monotonic() + ADMIN_ALERT_WAIT_S
+    while time.monotonic() < deadline:
+        out = admin_ok(ctx, "alerts", "list", "--json", "--data-dir", data_dir)
+        for alert in json.loads(out):
+            if alert["rule"] == rule:
+                return alert["alert_id"]
+        time.sleep(0.5)
+    raise AssertionError(f"no {rule} alert within {ADMIN_ALERT_WAIT_S} s")
+
+
+def spool_files(data_dir):
+    spool = os.path.join(data_dir, "audit", "spool")
+    if not os.path.isdir(spool):
+        return []
+    return sorted(n for n in os.listdir(spool) if n.endswith(".json"))
+
+
+@case("admin commands beside a hub are spooled", only="vigil")
+def admin_beside_hub(ctx):
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    hub = Broker(ctx.work, name="hub", anonymous=True)
+    ctx.defer(lambda: hub.stop() if hub.alive() else None)
+    hub.start()
+    data = hub.data_dir
+    password = admin_ok(ctx, "device", "add", "mon-0007", "--data-dir", data, "-q").strip()
+    check("password" not in password and password, "device add printed a password")
+    admin_ok(ctx, "acl", "add", "--device", "mon-0007", "--publish", "north/+/+/%d/#",
+             "--data-dir", data)
+    wrong_logins(ctx, hub.port, "mon-0007", 8)
+    alert_id = wait_alert(ctx, data, "brute_force")
+    admin_ok(ctx, "alerts", "ack", alert_id, "--data-dir", data)
+    admin_ok(ctx, "device", "revoke", "mon-0007", "--data-dir", data)
+    time.sleep(2.5)
+    check_equal(spool_files(data), [], "spool files left while the hub runs")
+    hub.stop()
+
+    audit_dir = os.path.join(data, "audit")
+    status, out = vigil(ctx, "audit", "verify", audit_dir)
+    check_equal(status, 0, "status of vigil audit verify")
+    records = audit_records(ctx, audit_dir)
+    added = find_record(records, "device_added", device="mon-0007")
+    check_equal(added["credentials"], ["password", "certificate"], "credentials")
+    issued = find_record(records, "cert_issued", device="mon-0007")
+    rule = find_record(records, "acl_rule_added", subject="mon-0007")
+    check_equal(rule["pattern"], "north/+/+/%d/#", "pattern of the rule")
+    acked = find_record(records, "alert_acknowledged", alert_id=alert_id)
+    revoked = find_record(records, "cert_revoked", device="mon-0007")
+    check_equal(revoked["certificates_revoked"], 1, "certificates revoked")
+    for record in (added, issued, rule, acked, revoked):
+        check_admin_record(record, user, True)
+    order = [r["type"] for r in records if r["type"] in
+             ("device_added", "cert_issued", "acl_rule_added", "alert_acknowledged",
+              "cert_revoked")]
+    check_equal(order, ["device_added", "cert_issued", "acl_rule_added",
+                        "alert_acknowledged", "cert_revoked"], "order of the records")
+    with open(os.path.join(audit_dir, SEG1), encoding="utf-8") as f:
+        check(password not in f.read(), "the device password is in the audit log")
+
+
+@case("admin commands without a hub append", only="vigil")
+def admin_without_hub(ctx):
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    data = os.path.join(ctx.work, "data")
+    admin_ok(ctx, "device", "add", "mon-0008", "--data-dir", data, "--psk", "-q")
+    admin_ok(ctx, "acl", "add", "--device", "mon-0008", "--subscribe", "north/#",
+             "--data-dir", data)
+    admin_ok(ctx, "acl", "remove", "1", "--data-dir", data)
+    admin_ok(ctx, "device", "rotate", "mon-0008", "--overlap", "0", "--data-dir", data)
+    admin_ok(ctx, "device", "remove", "mon-0008", "--data-dir", data)
+
+    audit_dir = os.path.join(data, "audit")
+    status, out = vigil(ctx, "audit", "verify", "--strict", audit_dir)
+    check_equal(status, 0, "status of vigil audit verify --strict")
+    records = audit_records(ctx, audit_dir)
+    check_equal([r["type"] for r in records],
+                ["device_added", "cert_issued", "acl_rule_added", "acl_rule_removed",
+                 "cert_rotated", "device_removed", "cert_revoked"], "record types")
+    for record in records:
+        check_admin_record(record, user, False)
+    check_equal(records[0]["credentials"], ["password", "psk", "certificate"], "credentials")
+    check_equal(records[3]["pattern"], "north/#", "pattern of the removed rule")
+    check_equal(records[4]["previous_serial"], records[1]["serial"], "previous serial")
+    check_equal(spool_files(data), [], "spool files")
+
+
+@case("spool left without a hub is appended at start", only="vigil")
+def spool_at_start(ctx):
+    hub = Broker(ctx.work, name="hub", anonymous=True)
+    ctx.defer(lambda: hub.stop() if hub.alive() else None)
+    spool = os.path.join(hub.data_dir, "audit", "spool")
+    os.makedirs(spool, mode=0o700)
+    record = {"type": "alert_resolved", "fields": {"alert_id": "a-left"},
+              "requested_at": "2026-01-02T03:04:05.000000Z", "user": "operator"}
+    with open(os.path.join(spool, "1767323045000000-4242-000000.json"), "w") as f:
+        json.dump(record, f)
+    with open(os.path.join(spool, "1767323046000000-4242-000000.json"), "w") as f:
+        f.write("{not json")
+    hub.start()
+    hub.stop()
+
+    audit_dir = os.path.join(hub.data_dir, "audit")
+    status, _ = vigil(ctx, "audit", "verify", audit_dir)
+    check_equal(status, 0, "status of vigil audit verify")
+    records = audit_records(ctx, audit_dir)
+    resolved = find_record(records, "alert_resolved", alert_id="a-left")
+    check_equal(resolved["user"], "operator", "user")
+    check_equal(resolved["requested_at"], record["requested_at"], "requested_at")
+    rejected = find_record(records, "spool_rejected")
+    check_equal(rejected["spool_file"], "1767323046000000-4242-000000.json", "rejected file")
+    check_equal(spool_files(hub.data_dir), [], "spool files")
+    check_equal(os.listdir(os.path.join(spool, "rejected")),
+                ["1767323046000000-4242-000000.json"], "files in spool/rejected")
 
 
 if __name__ == "__main__":
