@@ -55,7 +55,7 @@ static vigil_err dir_make(const char *dir)
 
     if (mkdir(dir, 0700) == 0 || (errno == EEXIST && lstat(dir, &st) == 0 && S_ISDIR(st.st_mode)))
         return VIGIL_OK;
-    log_error("audit spool: cannot create directory %s: %s", dir,
+    log_error("audit spool: failed to create directory %s: %s", dir,
               errno == EEXIST ? "a file of that name exists" : strerror(errno));
     return VIGIL_ERR_IO;
 }
@@ -145,19 +145,19 @@ static vigil_err spool_temp_write(const char *dir, const char *body, size_t len,
     snprintf(tmp, SPOOL_PATH_MAX, "%s/.spool-XXXXXX", dir);
     fd = mkstemp(tmp);
     if (fd < 0) {
-        log_error("audit spool: cannot create a file in %s: %s", dir, strerror(errno));
+        log_error("audit spool: failed to create a file in %s: %s", dir, strerror(errno));
         return VIGIL_ERR_IO;
     }
     if (geteuid() == 0 && stat(dir, &st) == 0 && st.st_uid != 0 &&
         fchown(fd, st.st_uid, st.st_gid) != 0)
-        log_warn("audit spool: cannot hand %s to uid %ld: %s", tmp, (long)st.st_uid,
+        log_warn("audit spool: failed to give %s to uid %ld: %s", tmp, (long)st.st_uid,
                  strerror(errno));
     if (fchmod(fd, 0600) == 0 && write_all(fd, body, len) == VIGIL_OK && fsync(fd) == 0)
         rc = VIGIL_OK;
     else
-        log_error("audit spool: cannot write %s: %s", tmp, strerror(errno));
+        log_error("audit spool: failed to write %s: %s", tmp, strerror(errno));
     if (close(fd) != 0 && rc == VIGIL_OK) {
-        log_error("audit spool: cannot write %s: %s", tmp, strerror(errno));
+        log_error("audit spool: failed to write %s: %s", tmp, strerror(errno));
         rc = VIGIL_ERR_IO;
     }
     if (rc != VIGIL_OK)
@@ -183,7 +183,7 @@ static vigil_err spool_publish(const char *dir, const char *tmp, int64_t us)
         if (errno != EEXIST)
             break;
     }
-    log_error("audit spool: cannot link %s into the spool: %s", tmp, strerror(errno));
+    log_error("audit spool: failed to link %s into the spool: %s", tmp, strerror(errno));
     unlink(tmp);
     return VIGIL_ERR_IO;
 }
@@ -266,7 +266,7 @@ static vigil_err spool_list(const char *dir, struct spool_entry **out, size_t *c
     if (d == NULL) {
         if (errno == ENOENT)
             return VIGIL_OK;
-        log_error("audit spool: cannot read directory %s: %s", dir, strerror(errno));
+        log_error("audit spool: failed to read directory %s: %s", dir, strerror(errno));
         return VIGIL_ERR_IO;
     }
     while (rc == VIGIL_OK && (de = readdir(d)) != NULL) {
@@ -286,8 +286,8 @@ static vigil_err spool_list(const char *dir, struct spool_entry **out, size_t *c
 }
 
 /* Reads a spool file of at most AUDIT_SPOOL_MAX_FILE bytes. On failure
- * writes the reason into why. The caller owns *out (json_decref). */
-static vigil_err spool_read(const char *path, json_t **out, char *why, size_t cap)
+ * writes why into reason. The caller owns *out (json_decref). */
+static vigil_err spool_read(const char *path, json_t **out, char *reason, size_t cap)
 {
     char *buf = vigil_malloc(AUDIT_SPOOL_MAX_FILE + 1);
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -305,11 +305,11 @@ static vigil_err spool_read(const char *path, json_t **out, char *why, size_t ca
     }
     *out = NULL;
     if (len < 0)
-        snprintf(why, cap, "cannot read: %s", strerror(errno));
+        snprintf(reason, cap, "read failed: %s", strerror(errno));
     else if (len > AUDIT_SPOOL_MAX_FILE)
-        snprintf(why, cap, "larger than %d bytes", AUDIT_SPOOL_MAX_FILE);
+        snprintf(reason, cap, "larger than %d bytes", AUDIT_SPOOL_MAX_FILE);
     else if ((*out = json_loadb(buf, (size_t)len, JSON_REJECT_DUPLICATES, &jerr)) == NULL)
-        snprintf(why, cap, "invalid JSON at line %d: %s", jerr.line, jerr.text);
+        snprintf(reason, cap, "invalid JSON at line %d: %s", jerr.line, jerr.text);
     vigil_free(buf);
     return *out != NULL ? VIGIL_OK : VIGIL_ERR_INVALID;
 }
@@ -327,9 +327,9 @@ static bool text_valid(const char *s, size_t max)
 }
 
 /* Checks a parsed spool file and builds the record's fields from it. On
- * failure writes the reason into why. The caller owns *fields_out. */
+ * failure writes why into reason. The caller owns *fields_out. */
 static vigil_err spool_fields(json_t *doc, const char *name, const char **type_out,
-                              json_t **fields_out, char *why, size_t cap)
+                              json_t **fields_out, char *reason, size_t cap)
 {
     const char *type = json_string_value(json_object_get(doc, "type"));
     json_t *fields = json_object_get(doc, "fields");
@@ -339,19 +339,19 @@ static vigil_err spool_fields(json_t *doc, const char *name, const char **type_o
 
     if (!json_is_object(doc) || json_object_size(doc) != 4 || type == NULL ||
         requested == NULL || user == NULL || !json_is_object(fields)) {
-        snprintf(why, cap, "expected an object of exactly type, fields, requested_at and user");
+        snprintf(reason, cap, "expected an object of exactly type, fields, requested_at and user");
         return VIGIL_ERR_INVALID;
     }
     if (!audit_admin_type_valid(type)) {
-        snprintf(why, cap, "type is not an administrative record type");
+        snprintf(reason, cap, "type is not an administrative record type");
         return VIGIL_ERR_INVALID;
     }
     if (!audit_admin_fields_valid(fields)) {
-        snprintf(why, cap, "fields contain a reserved or secret member name");
+        snprintf(reason, cap, "fields contain a reserved or secret member name");
         return VIGIL_ERR_INVALID;
     }
     if (!text_valid(requested, 40) || !text_valid(user, AUDIT_USER_MAX)) {
-        snprintf(why, cap, "requested_at or user is empty, too long or has control characters");
+        snprintf(reason, cap, "requested_at or user is empty, too long or has control characters");
         return VIGIL_ERR_INVALID;
     }
     out = json_deep_copy(fields);
@@ -368,7 +368,7 @@ static vigil_err spool_fields(json_t *doc, const char *name, const char **type_o
 
 /* Moves an unusable spool file to spool/rejected/ and records that. */
 static vigil_err spool_reject(struct audit_log *log, const char *dir, const char *name,
-                              const char *why)
+                              const char *reason)
 {
     char rejected[SPOOL_PATH_MAX];
     char from[SPOOL_PATH_MAX];
@@ -383,13 +383,13 @@ static vigil_err spool_reject(struct audit_log *log, const char *dir, const char
     if (rc != VIGIL_OK)
         return rc;
     if (rename(from, to) != 0) {
-        log_error("audit spool: cannot move %s to %s: %s", from, rejected, strerror(errno));
+        log_error("audit spool: failed to move %s to %s: %s", from, rejected, strerror(errno));
         return VIGIL_ERR_IO;
     }
     dir_fsync(rejected);
     dir_fsync(dir);
-    log_warn("audit spool: rejected %s (%s); it was moved to %s", name, why, rejected);
-    fields = json_pack("{s:s, s:s}", "spool_file", name, "reason", why);
+    log_warn("audit spool: rejected %s (%s); it was moved to %s", name, reason, rejected);
+    fields = json_pack("{s:s, s:s}", "spool_file", name, "reason", reason);
     if (fields == NULL)
         return VIGIL_ERR_NOMEM;
     rc = audit_append(log, "spool_rejected", fields);
@@ -402,25 +402,25 @@ static vigil_err spool_reject(struct audit_log *log, const char *dir, const char
 static vigil_err spool_take(struct audit_log *log, const char *dir, const char *name)
 {
     char path[SPOOL_PATH_MAX];
-    char why[256] = "";
+    char reason[256] = "";
     const char *type = NULL;
     json_t *fields = NULL;
     json_t *doc = NULL;
     vigil_err rc;
 
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    rc = spool_read(path, &doc, why, sizeof why);
+    rc = spool_read(path, &doc, reason, sizeof reason);
     if (rc == VIGIL_OK)
-        rc = spool_fields(doc, name, &type, &fields, why, sizeof why);
+        rc = spool_fields(doc, name, &type, &fields, reason, sizeof reason);
     if (rc == VIGIL_OK) {
         rc = audit_append(log, type, fields);
         if (rc == VIGIL_ERR_INVALID || rc == VIGIL_ERR_LIMIT)
-            snprintf(why, sizeof why, "not a valid audit record: %s", vigil_strerror(rc));
+            snprintf(reason, sizeof reason, "not a valid audit record: %s", vigil_strerror(rc));
     }
     if (rc == VIGIL_ERR_INVALID || rc == VIGIL_ERR_LIMIT)
-        rc = spool_reject(log, dir, name, why);
+        rc = spool_reject(log, dir, name, reason);
     else if (rc == VIGIL_OK && unlink(path) != 0) {
-        log_error("audit spool: %s was appended but cannot be deleted: %s", path,
+        log_error("audit spool: %s was appended but deleting it failed: %s", path,
                   strerror(errno));
         rc = VIGIL_ERR_IO;
     }

@@ -26,9 +26,9 @@
 bool audit_admin_type_valid(const char *type);
 
 /* Returns true when fields is a JSON object that may become the fields of
- * an administrative record: no member named seq, ts, type, prev, hash,
- * user, requested_at or spool_file, and no member whose name contains
- * "password", "psk", "secret" or "private", or is "key". */
+ * an administrative record. It must have no member named seq, ts, type,
+ * prev, hash, user, requested_at or spool_file. No member name may
+ * contain "password", "psk", "secret" or "private", or be "key". */
 bool audit_admin_fields_valid(json_t *fields);
 
 /* Writes the name of the effective user into out ("uid N" when the user
@@ -58,7 +58,7 @@ vigil_err audit_spool_write(const char *data_dir, const char *type, json_t *fiel
  * I/O: never call it on an I/O loop. */
 vigil_err audit_spool_drain(struct audit_log *log, const char *data_dir, size_t max, size_t *n);
 
-/* How audit_admin_record stored a record. */
+/* Destination of a record stored by audit_admin_record. */
 enum audit_admin_path {
     AUDIT_ADMIN_APPENDED, /* appended to the log directly */
     AUDIT_ADMIN_SPOOLED,  /* another process holds the log: queued in the spool */
