@@ -176,6 +176,7 @@ struct conn {
     struct session *session;
     const struct config_role *role; /* NULL = anonymous full access */
     char device[DEVICE_ID_MAX + 1];
+    char device_type[32];      /* inventory type of device, "" if none */
     char client_id[256];
     char response_info[288];   /* sent in CONNACK when requested, else "" */
 

@@ -345,6 +345,7 @@ static bool connect_authorize(struct conn *c, const struct mqtt_packet *pkt, boo
 
     if (info != NULL) {
         snprintf(c->device, sizeof c->device, "%s", info->id);
+        snprintf(c->device_type, sizeof c->device_type, "%s", info->type);
         c->role = config_find_role(&c->hub->cfg, info->role);
         if (c->role == NULL) {
             connect_refuse(c, MQTT_RC_NOT_AUTHORIZED, "vigil-acl-role", "device role is not configured");

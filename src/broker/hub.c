@@ -65,6 +65,7 @@ static void hub_emit_send(struct hub *hub, const struct conn *c, struct vigil_ev
         VIGIL_EVENT_SET(ev, peer, c->peer, strlen(c->peer));
         VIGIL_EVENT_SET(ev, client_id, c->client_id, strlen(c->client_id));
         VIGIL_EVENT_SET(ev, device, c->device, strlen(c->device));
+        VIGIL_EVENT_SET(ev, device_type, c->device_type, strlen(c->device_type));
         if (ev->keep_alive == 0)
             ev->keep_alive = c->keep_alive_requested;
     }

@@ -121,6 +121,50 @@ void secmon_engine_free(struct secmon_engine *e)
     vigil_free(e);
 }
 
+vigil_err secmon_engine_set_profile(struct secmon_engine *e, const char *type,
+                                    const struct secmon_config *cfg)
+{
+    size_t len = strnlen(type, SECMON_DEVICE_TYPE_MAX);
+    struct engine_profile *p = NULL;
+
+    if (len == 0 || len == SECMON_DEVICE_TYPE_MAX)
+        return VIGIL_ERR_INVALID;
+    for (size_t i = 0; i < e->n_profiles && p == NULL; i++)
+        if (strcmp(e->profiles[i].type, type) == 0)
+            p = &e->profiles[i];
+    if (p == NULL) {
+        if (e->n_profiles == SECMON_PROFILES_MAX)
+            return VIGIL_ERR_LIMIT;
+        p = &e->profiles[e->n_profiles++];
+        memcpy(p->type, type, len + 1);
+    }
+    p->cfg = *cfg;
+    config_sanitize(&p->cfg);
+    e->profile_generation++;
+    return VIGIL_OK;
+}
+
+/* Profiles live in a fixed array, so a resolved pointer stays valid. A
+ * device resolves again when its event names another type or when a
+ * profile was set since. */
+const struct secmon_config *engine_device_config(struct secmon_engine *e, struct engine_device *d,
+                                                 const struct vigil_event *ev)
+{
+    if (ev == NULL)
+        return d->cfg != NULL ? d->cfg : &e->cfg;
+    if (d->cfg != NULL && d->cfg_generation == e->profile_generation &&
+        strncmp(d->device_type, ev->device_type, sizeof d->device_type) == 0)
+        return d->cfg;
+    d->cfg = &e->cfg;
+    d->cfg_generation = e->profile_generation;
+    vigil_event_set(d->device_type, sizeof d->device_type, ev->device_type,
+                    strnlen(ev->device_type, sizeof ev->device_type));
+    for (size_t i = 0; i < e->n_profiles && d->device_type[0] != '\0'; i++)
+        if (strcmp(e->profiles[i].type, d->device_type) == 0)
+            d->cfg = &e->profiles[i].cfg;
+    return d->cfg;
+}
+
 /* Event time only moves forward, so a reordered event cannot reopen the
  * past or shrink a window. */
 static void advance(struct secmon_engine *e, int64_t ts_us)

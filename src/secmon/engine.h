@@ -107,6 +107,19 @@ struct secmon_engine;
 vigil_err secmon_engine_new(const struct secmon_config *cfg, secmon_alert_fn fn, void *ctx,
                             struct secmon_engine **out);
 void secmon_engine_free(struct secmon_engine *e);
+/* Per-device-type thresholds: at most SECMON_PROFILES_MAX types. */
+#define SECMON_PROFILES_MAX 16
+#define SECMON_DEVICE_TYPE_MAX 32         /* bytes of a type name with its NUL */
+/* Sets the thresholds of devices whose events carry device_type == type,
+ * replacing an earlier profile of that type. The per-device rules (floods,
+ * impossible rate, baseline deviation, silence, learning period) read cfg.
+ * The per-source rules, alert_quiet_s, max_tracked, monitor_prefixes and
+ * passive keep the values given to secmon_engine_new(). cfg is copied.
+ * Returns VIGIL_ERR_INVALID for an empty type or one of
+ * SECMON_DEVICE_TYPE_MAX bytes or more, VIGIL_ERR_LIMIT when
+ * SECMON_PROFILES_MAX other types have profiles. */
+vigil_err secmon_engine_set_profile(struct secmon_engine *e, const char *type,
+                                    const struct secmon_config *cfg);
 /* Feeds one event; ev->ts_us is the time used. */
 void secmon_engine_feed(struct secmon_engine *e, const struct vigil_event *ev);
 /* Advances time without an event: silence detection, window ends, alert

@@ -24,7 +24,8 @@ static void raise_baseline(struct secmon_engine *e, const struct vigil_event *ev
 {
     char subject[ENGINE_KEY_MAX];
     struct engine_finding f;
-    uint8_t sev = z >= 2 * e->cfg.baseline_z ? SECMON_SEV_MEDIUM : SECMON_SEV_LOW;
+    double limit_z = engine_device_config(e, d, ev)->baseline_z;
+    uint8_t sev = z >= 2 * limit_z ? SECMON_SEV_MEDIUM : SECMON_SEV_LOW;
 
     snprintf(subject, sizeof subject, "%s|%s", d->node.key, stat);
     engine_finding_init(&f, SECMON_RULE_BASELINE, sev, d->node.key, src, subject);
@@ -35,15 +36,15 @@ static void raise_baseline(struct secmon_engine *e, const struct vigil_event *ev
 }
 
 /* Scores x against mean mu and standard deviation sd: a deviation counts
- * when it exceeds both baseline_z standard deviations and margin. Returns
+ * when it exceeds both limit_z standard deviations and margin. Returns
  * the z-score, with sd floored at floor_sd so a constant baseline gives a
  * finite number, or 0 when x is within the baseline. */
-static double score(const struct secmon_engine *e, double x, double mu, double sd, double margin,
+static double score(double limit_z, double x, double mu, double sd, double margin,
                     double floor_sd, bool upward_only)
 {
     double dev = upward_only ? x - mu : fabs(x - mu);
 
-    if (dev <= e->cfg.baseline_z * sd || dev <= margin)
+    if (dev <= limit_z * sd || dev <= margin)
         return 0;
     return dev / (sd > floor_sd ? sd : floor_sd);
 }
@@ -54,7 +55,8 @@ static void score_size(struct secmon_engine *e, const struct vigil_event *ev, co
     double mu = secmon_damped_mean(base);
     double sd = secmon_damped_std(base);
     double margin = mu * 0.5 > SIZE_MARGIN_BYTES ? mu * 0.5 : SIZE_MARGIN_BYTES;
-    double z = score(e, ev->size, mu, sd, margin, 1.0, false);
+    double limit_z = engine_device_config(e, d, ev)->baseline_z;
+    double z = score(limit_z, ev->size, mu, sd, margin, 1.0, false);
     char obs[160], expect[160];
 
     if (z == 0)
@@ -62,7 +64,7 @@ static void score_size(struct secmon_engine *e, const struct vigil_event *ev, co
     snprintf(obs, sizeof obs, "payload of %" PRIu32 " bytes on '%s'", ev->size, ev->topic);
     snprintf(expect, sizeof expect,
              "%s payload size %.1f +/- %.1f bytes (600-s half-life window); alert beyond %.1f sd and %.0f bytes",
-             whose, mu, sd, e->cfg.baseline_z, margin);
+             whose, mu, sd, limit_z, margin);
     raise_baseline(e, ev, src, d, strcmp(whose, "type") == 0 ? "type-size" : "size", z, obs, expect);
 }
 
@@ -72,7 +74,8 @@ static void score_rate(struct secmon_engine *e, const struct vigil_event *ev, co
     double mu = secmon_damped_mean(&d->rate_short);
     double sd = secmon_damped_std(&d->rate_short);
     double margin = mu > RATE_MARGIN_PER_S ? mu : RATE_MARGIN_PER_S;
-    double z = score(e, rate, mu, sd, margin, 0.01, true);
+    double limit_z = engine_device_config(e, d, ev)->baseline_z;
+    double z = score(limit_z, rate, mu, sd, margin, 0.01, true);
     char obs[160], expect[160];
 
     if (z == 0)
@@ -80,7 +83,7 @@ static void score_rate(struct secmon_engine *e, const struct vigil_event *ev, co
     snprintf(obs, sizeof obs, "publish rate %.2f/s over the 10-s half-life window", rate);
     snprintf(expect, sizeof expect,
              "device rate %.2f +/- %.2f/s (10-s rate, 600-s half-life baseline); alert beyond %.1f sd and %.2f/s",
-             mu, sd, e->cfg.baseline_z, margin);
+             mu, sd, limit_z, margin);
     raise_baseline(e, ev, src, d, "rate", z, obs, expect);
 }
 
@@ -260,7 +263,7 @@ void engine_baseline_publish(struct secmon_engine *e, struct engine_device *d,
     d->publishes++;
     d->silent_reported = false;
     if (!d->learned && d->publishes >= ENGINE_MIN_SAMPLES &&
-        e->now_us - d->first_seen_us >= (int64_t)e->cfg.learning_s * US_PER_S)
+        e->now_us - d->first_seen_us >= (int64_t)engine_device_config(e, d, ev)->learning_s * US_PER_S)
         d->learned = true;
 }
 
@@ -274,7 +277,7 @@ static void check_silent(struct secmon_engine *e, struct engine_device *d)
 
     if (interval < 1.0)
         interval = 1.0;
-    limit = interval * e->cfg.silence_factor;
+    limit = interval * engine_device_config(e, d, NULL)->silence_factor;
     if (silent_s <= limit)
         return;
     d->silent_reported = true;
@@ -285,7 +288,7 @@ static void check_silent(struct secmon_engine *e, struct engine_device *d)
     snprintf(f.observation, sizeof f.observation, "no publish from '%s' for %.0f s", d->node.key, silent_s);
     snprintf(f.expectation, sizeof f.expectation,
              "a publish every %.1f s (600-s half-life mean); silent beyond %" PRIu32 " x that (%.0f s)",
-             interval, e->cfg.silence_factor, limit);
+             interval, engine_device_config(e, d, NULL)->silence_factor, limit);
     snprintf(f.evidence, sizeof f.evidence, "%s last publish by '%s' from %s", last, d->node.key, d->source);
     engine_raise(e, NULL, &f);
 }

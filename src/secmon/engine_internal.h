@@ -94,6 +94,11 @@ struct engine_device {
     uint32_t hours[24];                  /* publishes and logins per UTC hour */
     struct engine_window pub_sec, qos_sec;
     char source[64];                     /* last source address */
+    /* Thresholds of the device's type profile, or the engine's own; NULL
+     * until the first event resolves it. Points into the engine. */
+    const struct secmon_config *cfg;
+    uint32_t cfg_generation;             /* secmon_engine.profile_generation when resolved */
+    char device_type[SECMON_DEVICE_TYPE_MAX];  /* the type cfg was resolved for */
 };
 
 struct engine_type {
@@ -132,8 +137,19 @@ struct engine_alert {
     bool dirty;                          /* updated since the last callback */
 };
 
+/* Thresholds of one device type (secmon_engine_set_profile). */
+struct engine_profile {
+    char type[SECMON_DEVICE_TYPE_MAX];
+    struct secmon_config cfg;
+};
+
 struct secmon_engine {
     struct secmon_config cfg;
+    struct engine_profile profiles[SECMON_PROFILES_MAX];
+    size_t n_profiles;
+    /* Changes with every profile set, so devices resolve their profile
+     * again. */
+    uint32_t profile_generation;
     secmon_alert_fn fn;
     void *ctx;
     struct engine_table devices, types, sources, idents, conns, alerts;
@@ -167,6 +183,10 @@ void engine_alert_evicted(struct secmon_engine *e, struct engine_node *n);
 
 /* Source address of a peer "ip:port" or "[ip6]:port". */
 void engine_peer_address(const char *peer, char *out, size_t cap);
+/* Thresholds for d: the profile of its type, else the engine's own. ev
+ * may be NULL (ticks); then the last resolved profile stays. */
+const struct secmon_config *engine_device_config(struct secmon_engine *e, struct engine_device *d,
+                                                 const struct vigil_event *ev);
 /* Identity of the event's client: device if set, else client id. */
 const char *engine_event_identity(const struct vigil_event *ev);
 

@@ -238,6 +238,7 @@ int vigil_event_to_json(const struct vigil_event *ev, char *out, size_t cap)
     out_text_field(&o, "peer", ev->peer, sizeof ev->peer);
     out_text_field(&o, "client_id", ev->client_id, sizeof ev->client_id);
     out_text_field(&o, "device", ev->device, sizeof ev->device);
+    out_text_field(&o, "device_type", ev->device_type, sizeof ev->device_type);
     out_text_field(&o, "topic", ev->topic, sizeof ev->topic);
     out_numbers(&o, ev);
     if (ev->rule != NULL && ev->rule[0] != '\0')

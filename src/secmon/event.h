@@ -49,6 +49,7 @@ struct vigil_event {
     char peer[64];            /* "address:port" */
     char client_id[64];       /* truncated to fit */
     char device[64];          /* authenticated identity, "" before authentication */
+    char device_type[32];     /* inventory type of device ("infusion-pump"), "" if none */
     char topic[192];          /* topic or filter, truncated to fit; never a payload */
     char detail[128];         /* short English explanation */
     uint16_t keep_alive;      /* CONNECT keep-alive in seconds (auth events), 0 if none */
@@ -101,14 +102,14 @@ void vigil_event_sink_close(struct vigil_event_sink *sink);
  * a test can fill it deterministically. Closing drains a paused sink too. */
 void vigil_event_sink_set_paused(struct vigil_event_sink *sink, bool paused);
 
-/* Enough for any event whose rule string is under 256 bytes: every text
+/* Enough for any event whose rule string is under 64 bytes: every text
  * field escaped at the worst case of 6 output bytes per input byte. */
 #define VIGIL_EVENT_JSON_MAX 4096
 
 /* Formats ev as one NUL-terminated JSON object without a newline; returns
  * the length, or -1 when it does not fit in cap bytes. The keys "ts" (RFC
  * 3339 UTC with microseconds) and "type" are always present. The keys
- * "proto", "conn", "peer", "client_id", "device", "topic", "qos", "retain",
+ * "proto", "conn", "peer", "client_id", "device", "device_type", "topic", "qos", "retain",
  * "size", "reason_code", "rule", "detail" and "observed" (true) appear only
  * when set, except that a publish always has qos, retain and size and a
  * subscribe always has qos. Text is escaped for JSON and invalid UTF-8

@@ -60,7 +60,7 @@ static void check_flood(struct secmon_engine *e, const struct vigil_event *ev, c
 static void check_floods(struct secmon_engine *e, const struct vigil_event *ev, const char *src,
                          struct engine_device *d)
 {
-    const struct secmon_config *c = &e->cfg;
+    const struct secmon_config *c = d != NULL ? engine_device_config(e, d, ev) : &e->cfg;
     struct engine_source *s = NULL;
     struct engine_window *pub, *qos;
     const char *subject;
@@ -144,7 +144,7 @@ static int device_topic_slot(struct engine_device *d, const char *topic, bool *i
 static void check_metric_rate(struct secmon_engine *e, const struct vigil_event *ev, const char *src,
                               struct engine_device *d, int slot)
 {
-    const struct secmon_config *c = &e->cfg;
+    const struct secmon_config *c = engine_device_config(e, d, ev);
     const char *metric;
     size_t start = strlen(ev->topic);
     struct engine_finding f;

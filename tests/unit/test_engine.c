@@ -840,6 +840,139 @@ static void test_tracked_keys_capped(void **state)
     assert_int_equal(secmon_engine_events(fx->e), 1000);
 }
 
+/* Publishes n messages of a device of that type (may be "") on a topic
+ * that carries no vital sign, evenly spread over the second from t0. */
+static void publish_typed(struct fixture *fx, int64_t t0, const char *id, const char *type, int n)
+{
+    char topic[96];
+    struct vigil_event ev;
+
+    snprintf(topic, sizeof topic, "north/icu3/r1/%s/status", id);
+    for (int i = 0; i < n; i++) {
+        ev = make(VIGIL_EV_PUBLISH, t0 + i * (SEC / n), "10.0.0.5:40000", id, topic);
+        snprintf(ev.device_type, sizeof ev.device_type, "%s", type);
+        ev.size = 50;
+        secmon_engine_feed(fx->e, &ev);
+    }
+}
+
+static const struct secmon_alert *find_device_alert(const struct seen *s, const char *rule,
+                                                    const char *device)
+{
+    for (size_t i = 0; i < s->count; i++)
+        if (strcmp(s->alerts[i].rule, rule) == 0 && strcmp(s->alerts[i].device, device) == 0)
+            return &s->alerts[i];
+    return NULL;
+}
+
+static void set_flood_profile(struct fixture *fx, const char *type, uint32_t flood)
+{
+    struct secmon_config p = fx->cfg;
+
+    p.flood_msgs_per_s = flood;
+    assert_int_equal(secmon_engine_set_profile(fx->e, type, &p), VIGIL_OK);
+}
+
+static void test_profile_flood_per_type(void **state)
+{
+    struct fixture *fx = *state;
+    const struct secmon_alert *a;
+
+    set_flood_profile(fx, "infusion-pump", 20);
+    set_flood_profile(fx, "bedside-monitor", 150);
+    publish_typed(fx, T0, "pump-1", "infusion-pump", 120);
+    publish_typed(fx, T0, "mon-1", "bedside-monitor", 120);
+
+    a = find_device_alert(&fx->seen, SECMON_RULE_FLOOD, "pump-1");
+    assert_non_null(a);
+    assert_non_null(strstr(a->expectation, "at most 20 "));
+    assert_null(find_device_alert(&fx->seen, SECMON_RULE_FLOOD, "mon-1"));
+}
+
+static void test_profile_absent_uses_global(void **state)
+{
+    struct fixture *fx = *state;
+    const struct secmon_alert *a;
+
+    set_flood_profile(fx, "bedside-monitor", 150);
+    publish_typed(fx, T0, "dev-1", "", 120);
+    publish_typed(fx, T0, "band-1", "wearable", 120);
+    publish_typed(fx, T0, "pump-1", "infusion-pump", 90);
+
+    a = find_device_alert(&fx->seen, SECMON_RULE_FLOOD, "dev-1");
+    assert_non_null(a);
+    assert_non_null(strstr(a->expectation, "at most 100 "));
+    a = find_device_alert(&fx->seen, SECMON_RULE_FLOOD, "band-1");
+    assert_non_null(a);
+    assert_non_null(strstr(a->expectation, "at most 100 "));
+    assert_null(find_device_alert(&fx->seen, SECMON_RULE_FLOOD, "pump-1"));
+}
+
+static void test_profile_set_after_first_event(void **state)
+{
+    struct fixture *fx = *state;
+
+    publish_typed(fx, T0, "pump-1", "infusion-pump", 30);
+    assert_null(find_device_alert(&fx->seen, SECMON_RULE_FLOOD, "pump-1"));
+    set_flood_profile(fx, "infusion-pump", 20);
+    publish_typed(fx, T0 + 60 * SEC, "pump-1", "infusion-pump", 30);
+    assert_non_null(find_device_alert(&fx->seen, SECMON_RULE_FLOOD, "pump-1"));
+}
+
+static void test_profile_type_change(void **state)
+{
+    struct fixture *fx = *state;
+
+    set_flood_profile(fx, "infusion-pump", 20);
+    publish_typed(fx, T0, "dev-7", "bedside-monitor", 30);
+    assert_null(find_device_alert(&fx->seen, SECMON_RULE_FLOOD, "dev-7"));
+    publish_typed(fx, T0 + 60 * SEC, "dev-7", "infusion-pump", 30);
+    assert_non_null(find_device_alert(&fx->seen, SECMON_RULE_FLOOD, "dev-7"));
+}
+
+static void test_profile_keeps_source_rules(void **state)
+{
+    struct fixture *fx = *state;
+    struct secmon_config p = fx->cfg;
+    struct vigil_event ev;
+
+    char id[16];
+    const struct secmon_alert *a;
+
+    p.auth_fail_burst = 1000;
+    assert_int_equal(secmon_engine_set_profile(fx->e, "infusion-pump", &p), VIGIL_OK);
+    for (int i = 0; i < 5; i++) {
+        snprintf(id, sizeof id, "pump-%d", i);
+        publish_typed(fx, T0, id, "infusion-pump", 1);
+        ev = make(VIGIL_EV_AUTH_FAILURE, T0 + (i + 1) * SEC, "10.0.0.9:5000", id, NULL);
+        snprintf(ev.device_type, sizeof ev.device_type, "infusion-pump");
+        snprintf(ev.detail, sizeof ev.detail, "wrong password");
+        secmon_engine_feed(fx->e, &ev);
+    }
+    a = find_rule(&fx->seen, SECMON_RULE_BRUTE_FORCE);
+    assert_non_null(a);
+    assert_int_equal(a->count, 5);
+}
+
+static void test_profile_set_rejects(void **state)
+{
+    struct fixture *fx = *state;
+    char type[40];
+
+    assert_int_equal(secmon_engine_set_profile(fx->e, "", &fx->cfg), VIGIL_ERR_INVALID);
+    memset(type, 'a', sizeof type);
+    type[SECMON_DEVICE_TYPE_MAX] = '\0';
+    assert_int_equal(secmon_engine_set_profile(fx->e, type, &fx->cfg), VIGIL_ERR_INVALID);
+    type[SECMON_DEVICE_TYPE_MAX - 1] = '\0';
+    assert_int_equal(secmon_engine_set_profile(fx->e, type, &fx->cfg), VIGIL_OK);
+    for (int i = 1; i < SECMON_PROFILES_MAX; i++) {
+        snprintf(type, sizeof type, "type-%d", i);
+        assert_int_equal(secmon_engine_set_profile(fx->e, type, &fx->cfg), VIGIL_OK);
+    }
+    assert_int_equal(secmon_engine_set_profile(fx->e, "one-more", &fx->cfg), VIGIL_ERR_LIMIT);
+    assert_int_equal(secmon_engine_set_profile(fx->e, "type-1", &fx->cfg), VIGIL_OK);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -890,6 +1023,12 @@ int main(void)
         T(test_monitoring_gap),
         T(test_replay_same_ids),
         T(test_tracked_keys_capped),
+        T(test_profile_flood_per_type),
+        T(test_profile_absent_uses_global),
+        T(test_profile_set_after_first_event),
+        T(test_profile_type_change),
+        T(test_profile_keeps_source_rules),
+        T(test_profile_set_rejects),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -81,6 +81,7 @@ static void test_json_publish_fields(void **state)
     VIGIL_EVENT_SET(&ev, peer, "127.0.0.1:5000", 14);
     VIGIL_EVENT_SET(&ev, client_id, "mon-0042", 8);
     VIGIL_EVENT_SET(&ev, device, "mon-0042", 8);
+    VIGIL_EVENT_SET(&ev, device_type, "bedside-monitor", 15);
     VIGIL_EVENT_SET(&ev, topic, "north/icu3/room305/mon-0042/heart_rate", 38);
     obj = parse_event(&ev);
     assert_string_equal(get_str(obj, "proto"), "mqtt5");
@@ -88,6 +89,7 @@ static void test_json_publish_fields(void **state)
     assert_string_equal(get_str(obj, "peer"), "127.0.0.1:5000");
     assert_string_equal(get_str(obj, "client_id"), "mon-0042");
     assert_string_equal(get_str(obj, "device"), "mon-0042");
+    assert_string_equal(get_str(obj, "device_type"), "bedside-monitor");
     assert_string_equal(get_str(obj, "topic"), "north/icu3/room305/mon-0042/heart_rate");
     assert_int_equal(json_integer_value(json_object_get(obj, "qos")), 0);
     assert_true(json_is_false(json_object_get(obj, "retain")));
@@ -185,6 +187,7 @@ static void test_json_worst_case_fits(void **state)
     memset(ev.peer, 0x01, sizeof ev.peer);
     memset(ev.client_id, 0x01, sizeof ev.client_id);
     memset(ev.device, 0x01, sizeof ev.device);
+    memset(ev.device_type, 0x01, sizeof ev.device_type);
     memset(ev.topic, 0x01, sizeof ev.topic);
     memset(ev.detail, 0x01, sizeof ev.detail);
     /* Unterminated fields are read up to their size. */
