@@ -146,6 +146,28 @@ static vigil_err monitor_start_siem(struct hub *hub)
     return VIGIL_OK;
 }
 
+/* Passes the per-device-type thresholds of vigil.yaml to the engine. */
+static vigil_err monitor_set_profiles(struct hub *hub)
+{
+    struct secmon_config pcfg;
+    vigil_err rc;
+
+    for (size_t i = 0; i < hub->cfg.n_secmon_profiles; i++) {
+        const char *type = hub->cfg.secmon_profiles[i].type;
+
+        config_secmon_profile(&hub->cfg, i, &pcfg);
+        rc = secmon_engine_set_profile(hub->engine, type, &pcfg);
+        if (rc != VIGIL_OK) {
+            log_error("security engine: cannot set the profile of device type '%s': %s", type,
+                      vigil_strerror(rc));
+            return rc;
+        }
+    }
+    if (hub->cfg.n_secmon_profiles > 0)
+        log_info("security engine: %zu device type profile(s)", hub->cfg.n_secmon_profiles);
+    return VIGIL_OK;
+}
+
 vigil_err monitor_start(struct hub *hub)
 {
     struct vigil_event_consumer cons = {monitor_feed, monitor_dropped, monitor_tick, hub};
@@ -158,6 +180,9 @@ vigil_err monitor_start(struct hub *hub)
         log_error("security engine: cannot start: %s", vigil_strerror(rc));
         return rc;
     }
+    rc = monitor_set_profiles(hub);
+    if (rc != VIGIL_OK)
+        return rc;
     rc = alerts_open(hub->cfg.data_dir, &hub->alerts);
     if (rc != VIGIL_OK) {
         log_error("%s/alerts.db: cannot open the alert store: %s", hub->cfg.data_dir,

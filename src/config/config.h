@@ -16,6 +16,7 @@
 #define CONFIG_MAX_PATTERNS 16
 #define CONFIG_MAX_SNIFF_INTERFACES 8
 #define CONFIG_MAX_SNIFF_PORTS 16
+#define CONFIG_MAX_SECMON_PROFILES 16    /* equal to SECMON_PROFILES_MAX */
 
 enum config_transport {
     CONFIG_TRANSPORT_MQTT = 0,  /* plaintext MQTT over TCP */
@@ -101,6 +102,15 @@ struct config_audit {
     uint64_t segment_max_bytes;     /* a segment is closed at this size; default 64 MiB */
 };
 
+/* Security engine thresholds of one device type (secmon.profiles.TYPE).
+ * Only the fields named in set_mask are read: config_secmon_profile()
+ * takes every other threshold from the secmon section. */
+struct config_secmon_profile {
+    char type[32];                  /* as in `vigil device add --type` */
+    struct secmon_config cfg;
+    uint32_t set_mask;              /* bit 1 << i per key i of config_profile_keys() */
+};
+
 struct vigil_config {
     char data_dir[512];                               /* default "./vigil-data" */
     struct config_listener listeners[CONFIG_MAX_LISTENERS];
@@ -122,6 +132,9 @@ struct vigil_config {
      * it at secmon_monitor_prefixes, which a copy of the struct carries. */
     struct secmon_config secmon;
     char secmon_monitor_prefixes[256];                /* default "station,monitor-station,central" */
+    /* Per-device-type thresholds; none by default. */
+    struct config_secmon_profile secmon_profiles[CONFIG_MAX_SECMON_PROFILES];
+    size_t n_secmon_profiles;
     struct config_audit audit;
 };
 
@@ -149,6 +162,9 @@ bool config_listener_is_tls(const struct config_listener *l);
 /* Fills out with cfg->secmon, its monitor_prefixes pointing into cfg, so
  * cfg must outlive every user of out. */
 void config_secmon(const struct vigil_config *cfg, struct secmon_config *out);
+/* Fills out with the thresholds of profile cfg->secmon_profiles[i]: the
+ * keys it sets over config_secmon(cfg), with the same lifetime rule. */
+void config_secmon_profile(const struct vigil_config *cfg, size_t i, struct secmon_config *out);
 const struct config_role *config_find_role(const struct vigil_config *cfg, const char *name);
 
 #endif

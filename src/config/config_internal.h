@@ -59,6 +59,19 @@ const char *config_tls_problem(const struct config_tls *tls);
 /* Range of secmon.baseline_z, the one setting that is not an integer. */
 #define CONFIG_BASELINE_Z_MIN 1.0
 #define CONFIG_BASELINE_Z_MAX 100.0
+/* A threshold that a secmon profile may set: the per-device ones. Integer
+ * keys take their range from the number table entry "secmon.KEY". */
+struct config_profile_key {
+    const char *key;
+    size_t offset;          /* in struct secmon_config */
+    bool decimal;           /* a double (baseline_z), else a uint32_t */
+};
+
+/* Returns the table of profile keys. *count receives its length. */
+const struct config_profile_key *config_profile_keys(size_t *count);
+/* Returns the index of key in that table, or -1. */
+int config_profile_key_find(const char *key);
+
 /* Returns NULL when the secmon settings that are not in the number table
  * are valid, else a static description of the first problem. */
 const char *config_secmon_problem(const struct vigil_config *cfg);

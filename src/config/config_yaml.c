@@ -35,7 +35,10 @@
     "learning_s, auth_fail_burst, auth_fail_window_s, churn_connects, churn_window_s, "        \
     "identities_per_source, slow_keepalive_s, slow_conns, flood_msgs_per_s, "                  \
     "qos_flood_msgs_per_s, malformed_burst, malformed_window_s, silence_factor, baseline_z, "  \
-    "vital_max_msgs_per_s, alert_quiet_s, max_tracked, monitor_prefixes"
+    "vital_max_msgs_per_s, alert_quiet_s, max_tracked, monitor_prefixes, profiles"
+#define PROFILE_KEYS                                                                           \
+    "learning_s, flood_msgs_per_s, qos_flood_msgs_per_s, silence_factor, baseline_z, "         \
+    "vital_max_msgs_per_s"
 
 struct loader {
     yaml_parser_t parser;
@@ -645,9 +648,123 @@ static vigil_err read_monitor_prefixes(struct loader *ld)
     return VIGIL_OK;
 }
 
+/* Reads one threshold of a profile, range-checked like the same key of the
+ * secmon section. */
+static vigil_err read_profile_threshold(struct loader *ld, struct config_secmon_profile *profile,
+                                        int index, const char *path)
+{
+    size_t n_keys;
+    const struct config_profile_key *k = &config_profile_keys(&n_keys)[index];
+    char *field = (char *)&profile->cfg + k->offset;
+    const struct config_number *num;
+    char number_path[96];
+    char expected[96];
+    uint64_t value;
+    uint32_t value32;
+    double z;
+
+    if (k->decimal) {
+        if (ld->event.type != YAML_SCALAR_EVENT || !parse_fraction(&ld->event, &z) ||
+            z < CONFIG_BASELINE_Z_MIN || z > CONFIG_BASELINE_Z_MAX)
+            return fail_type(ld, path, "a decimal number from 1 to 100, such as 4 or 3.5");
+        memcpy(field, &z, sizeof z);
+    } else {
+        snprintf(number_path, sizeof number_path, "secmon.%s", k->key);
+        num = config_number_find(number_path);
+        snprintf(expected, sizeof expected, "an unsigned integer from %llu to %llu",
+                 (unsigned long long)num->min, (unsigned long long)num->max);
+        if (ld->event.type != YAML_SCALAR_EVENT || !parse_decimal(&ld->event, &value) ||
+            value < num->min || value > num->max)
+            return fail_type(ld, path, expected);
+        value32 = (uint32_t)value;
+        memcpy(field, &value32, sizeof value32);
+    }
+    profile->set_mask |= UINT32_C(1) << index;
+    return VIGIL_OK;
+}
+
+static vigil_err profile_value(struct loader *ld, const struct mapping_walk *walk, const char *key,
+                               size_t key_line)
+{
+    int index = config_profile_key_find(key);
+    char number_path[96];
+    char path[160];
+
+    snprintf(path, sizeof path, "%s.%s", walk->path, key);
+    if (index >= 0)
+        return read_profile_threshold(ld, walk->ctx, index, path);
+    snprintf(number_path, sizeof number_path, "secmon.%s", key);
+    if (config_number_find(number_path) != NULL || strcmp(key, "monitor_prefixes") == 0 ||
+        strcmp(key, "profiles") == 0)
+        return fail(ld, key_line,
+                    "%s: this setting applies per source address or to the whole engine, so only "
+                    "the secmon section sets it; a profile may set %s",
+                    path, PROFILE_KEYS);
+    return fail_unknown_key(ld, walk, key, key_line);
+}
+
+/* Returns the profile of type: the existing one, which the file replaces,
+ * or a new one. NULL when all slots are taken. */
+static struct config_secmon_profile *profile_slot(struct loader *ld, const char *type)
+{
+    struct vigil_config *cfg = ld->cfg;
+
+    for (size_t i = 0; i < cfg->n_secmon_profiles; i++)
+        if (strcmp(cfg->secmon_profiles[i].type, type) == 0)
+            return &cfg->secmon_profiles[i];
+    if (cfg->n_secmon_profiles >= CONFIG_MAX_SECMON_PROFILES)
+        return NULL;
+    return &cfg->secmon_profiles[cfg->n_secmon_profiles++];
+}
+
+static bool device_type_valid(const char *type)
+{
+    size_t len = strlen(type);
+
+    if (len == 0 || len >= sizeof ((struct config_secmon_profile *)0)->type)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)type[i] < 0x20 || type[i] == 0x7f)
+            return false;
+    return true;
+}
+
+/* Each key of secmon.profiles is a device type, which no device needs to
+ * have yet, and its value a mapping of thresholds. */
+static vigil_err profiles_value(struct loader *ld, const struct mapping_walk *walk, const char *key,
+                                size_t key_line)
+{
+    struct mapping_walk profile_walk = {.expected = PROFILE_KEYS, .value = profile_value};
+    struct config_secmon_profile *profile;
+    char shown[64];
+    char path[96];
+
+    config_quote(key, strlen(key), shown, sizeof shown);
+    if (!device_type_valid(key))
+        return fail(ld, key_line,
+                    "%s: invalid device type '%s'; expected 1 to 31 bytes without control "
+                    "characters",
+                    walk->path, shown);
+    profile = profile_slot(ld, key);
+    if (profile == NULL)
+        return fail(ld, key_line, "%s: more than %d profiles; at most %d are supported", walk->path,
+                    CONFIG_MAX_SECMON_PROFILES, CONFIG_MAX_SECMON_PROFILES);
+    memset(profile, 0, sizeof *profile);
+    memcpy(profile->type, key, strlen(key) + 1);
+    snprintf(path, sizeof path, "%s.%s", walk->path, key);
+    profile_walk.path = path;
+    profile_walk.ctx = profile;
+    return walk_mapping(ld, &profile_walk);
+}
+
 static vigil_err secmon_value(struct loader *ld, const struct mapping_walk *walk, const char *key,
                               size_t key_line)
 {
+    struct mapping_walk profiles = {"secmon.profiles", "a device type, such as infusion-pump",
+                                    profiles_value, NULL};
+
+    if (strcmp(key, "profiles") == 0)
+        return walk_mapping(ld, &profiles);
     if (strcmp(key, "baseline_z") == 0)
         return read_baseline_z(ld);
     if (strcmp(key, "monitor_prefixes") == 0)

@@ -166,6 +166,9 @@ static void test_example_file_loads(void **state)
     assert_memory_equal(&cfg.secmon, &defaults.secmon, sizeof cfg.secmon);
     assert_string_equal(cfg.secmon_monitor_prefixes, defaults.secmon_monitor_prefixes);
     assert_memory_equal(&cfg.audit, &defaults.audit, sizeof cfg.audit);
+    assert_int_equal(cfg.n_secmon_profiles, 2);
+    assert_string_equal(cfg.secmon_profiles[0].type, "bedside-monitor");
+    assert_string_equal(cfg.secmon_profiles[1].type, "infusion-pump");
 }
 
 static void test_load_every_setting(void **state)
@@ -978,6 +981,106 @@ static void test_load_secmon(void **state)
     assert_int_equal(cfg.secmon.learning_s, 300);
 }
 
+static void test_load_secmon_profiles(void **state)
+{
+    static struct vigil_config cfg;
+    struct secmon_config sm;
+    char err[ERR_CAP];
+    const char *text = "secmon:\n"
+                       "  profiles:\n"
+                       "    infusion-pump:\n"
+                       "      flood_msgs_per_s: 10\n"
+                       "      baseline_z: 3.5\n"
+                       "    bedside-monitor:\n"
+                       "      qos_flood_msgs_per_s: 75\n"
+                       "      learning_s: 600\n"
+                       "      silence_factor: 20\n"
+                       "      vital_max_msgs_per_s: 200\n"
+                       "    type without devices yet: {}\n"
+                       "  flood_msgs_per_s: 120\n"
+                       "  learning_s: 12\n";
+
+    (void)state;
+    if (load_text(&cfg, text, err) != VIGIL_OK)
+        fail_msg("%s", err);
+    assert_int_equal(config_validate(&cfg, err, sizeof err), VIGIL_OK);
+    assert_int_equal(cfg.n_secmon_profiles, 3);
+    assert_string_equal(cfg.secmon_profiles[0].type, "infusion-pump");
+    assert_string_equal(cfg.secmon_profiles[1].type, "bedside-monitor");
+    assert_string_equal(cfg.secmon_profiles[2].type, "type without devices yet");
+
+    /* A profile overrides its own keys and inherits the others, including
+     * those set after it in the file. */
+    config_secmon_profile(&cfg, 0, &sm);
+    assert_int_equal(sm.flood_msgs_per_s, 10);
+    assert_true(sm.baseline_z == 3.5);
+    assert_int_equal(sm.learning_s, 12);
+    assert_int_equal(sm.qos_flood_msgs_per_s, cfg.secmon.qos_flood_msgs_per_s);
+    assert_int_equal(sm.auth_fail_burst, cfg.secmon.auth_fail_burst);
+    assert_ptr_equal(sm.monitor_prefixes, cfg.secmon_monitor_prefixes);
+
+    config_secmon_profile(&cfg, 1, &sm);
+    assert_int_equal(sm.flood_msgs_per_s, 120);
+    assert_int_equal(sm.qos_flood_msgs_per_s, 75);
+    assert_int_equal(sm.learning_s, 600);
+    assert_int_equal(sm.silence_factor, 20);
+    assert_int_equal(sm.vital_max_msgs_per_s, 200);
+    assert_true(sm.baseline_z == cfg.secmon.baseline_z);
+
+    config_secmon_profile(&cfg, 2, &sm);
+    assert_int_equal(sm.flood_msgs_per_s, 120);
+    assert_int_equal(sm.learning_s, 12);
+
+    /* A later file replaces the profile of the same type as a whole. */
+    text = "secmon:\n  profiles:\n    infusion-pump:\n      silence_factor: 4\n";
+    if (config_load_buffer(&cfg, "u.yaml", (const uint8_t *)text, strlen(text), err, ERR_CAP) !=
+        VIGIL_OK)
+        fail_msg("%s", err);
+    assert_int_equal(cfg.n_secmon_profiles, 3);
+    config_secmon_profile(&cfg, 0, &sm);
+    assert_int_equal(sm.silence_factor, 4);
+    assert_int_equal(sm.flood_msgs_per_s, 120);
+    assert_true(sm.baseline_z == cfg.secmon.baseline_z);
+}
+
+static void test_error_secmon_profiles(void **state)
+{
+    char text[2048];
+    size_t len = 0;
+
+    (void)state;
+    expect_error("secmon:\n  profiles:\n    infusion-pump:\n      churn_connects: 5\n",
+                 "t.yaml:4: secmon.profiles.infusion-pump.churn_connects: this setting applies per "
+                 "source address or to the whole engine");
+    expect_error("secmon:\n  profiles:\n    infusion-pump:\n      monitor_prefixes: a\n",
+                 "t.yaml:4: secmon.profiles.infusion-pump.monitor_prefixes: this setting applies");
+    expect_error("secmon:\n  profiles:\n    infusion-pump:\n      flood: 5\n",
+                 "t.yaml:4: secmon.profiles.infusion-pump: unknown key 'flood'; expected one of: "
+                 "learning_s, flood_msgs_per_s");
+    expect_error("secmon:\n  profiles:\n    infusion-pump:\n      flood_msgs_per_s: 0\n",
+                 "t.yaml:4: secmon.profiles.infusion-pump.flood_msgs_per_s: expected an unsigned "
+                 "integer from 1 to 10000000, got '0'");
+    expect_error("secmon:\n  profiles:\n    infusion-pump:\n      silence_factor: 1\n",
+                 "t.yaml:4: secmon.profiles.infusion-pump.silence_factor: expected an unsigned "
+                 "integer from 2 to 1000");
+    expect_error("secmon:\n  profiles:\n    infusion-pump:\n      baseline_z: 0.5\n",
+                 "t.yaml:4: secmon.profiles.infusion-pump.baseline_z: expected a decimal number "
+                 "from 1 to 100");
+    expect_error("secmon:\n  profiles:\n    infusion-pump: 5\n",
+                 "t.yaml:3: secmon.profiles.infusion-pump: expected a mapping");
+    expect_error("secmon:\n  profiles: [infusion-pump]\n",
+                 "t.yaml:2: secmon.profiles: expected a mapping");
+    expect_error("secmon:\n  profiles:\n    a:\n      learning_s: 5\n    a:\n      learning_s: 6\n",
+                 "t.yaml:5: secmon.profiles: duplicate key 'a'");
+    expect_error("secmon:\n  profiles:\n    0123456789012345678901234567890123: {}\n",
+                 "t.yaml:3: secmon.profiles: invalid device type '0123456789012345678901234567890123'");
+
+    len += (size_t)snprintf(text, sizeof text, "secmon:\n  profiles:\n");
+    for (int i = 0; i <= CONFIG_MAX_SECMON_PROFILES; i++)
+        len += (size_t)snprintf(text + len, sizeof text - len, "    type-%d: {}\n", i);
+    expect_error(text, "t.yaml:19: secmon.profiles: more than 16 profiles; at most 16 are supported");
+}
+
 static void test_error_secmon(void **state)
 {
     expect_error("secmon:\n  learning: 10\n",
@@ -1212,6 +1315,8 @@ int main(void)
         cmocka_unit_test(test_secmon_defaults),
         cmocka_unit_test(test_load_secmon),
         cmocka_unit_test(test_error_secmon),
+        cmocka_unit_test(test_load_secmon_profiles),
+        cmocka_unit_test(test_error_secmon_profiles),
         cmocka_unit_test(test_validate_secmon),
         cmocka_unit_test(test_sniff_defaults),
         cmocka_unit_test(test_load_sniff),
