@@ -45,8 +45,8 @@ static void assert_msg_equal(const struct sn_msg *a, const struct sn_msg *b)
     assert_str_equal(a->inner, b->inner);
 }
 
-/* Encodes msg in the form it asks for and in the 3-byte Length form, and
- * checks that each decodes to msg again. */
+/* Encodes msg in the 1-byte and in the 3-byte Length form, and checks that
+ * each decodes to msg again. */
 static void roundtrip(const struct sn_msg *msg)
 {
     uint8_t buf[512];
@@ -208,7 +208,7 @@ static void test_known_bytes(void **state)
     assert_memory_equal(buf, wire_long, sizeof wire_long);
 }
 
-/* A message above 255 bytes needs the 3-byte form even when not asked. */
+/* A message above 255 bytes gets the 3-byte form even without long_length. */
 static void test_long_message(void **state)
 {
     static uint8_t data[300];

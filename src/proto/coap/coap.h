@@ -91,15 +91,14 @@ enum coap_option_number {
 /* Largest option value length the option header can express: 65535 + 269. */
 #define COAP_MAX_OPTION_LEN 65804u
 
-/* What RFC 7252 section 4.2 and 4.3 and 5.4.1 tell a receiver to do with a
- * message that failed decoding or the critical option check. The front end
- * decides whether to follow the suggestion. */
+/* Suggested response to a message that failed decoding or the critical
+ * option check, from RFC 7252 sections 4.2, 4.3 and 5.4.1. The front end
+ * decides whether to follow it. */
 enum coap_action {
     COAP_ACTION_NONE = 0,   /* the message is valid */
     COAP_ACTION_DROP,       /* silently ignore: malformed NON, ACK or RST, or too short to reply */
     COAP_ACTION_RST,        /* reject a CON with a Reset carrying its message ID */
-    COAP_ACTION_BAD_OPTION, /* answer a CON request with 4.02 Bad Option */
-    COAP_ACTION_BAD_REQUEST, /* answer a CON request with 4.00 Bad Request */
+    COAP_ACTION_BAD_OPTION, /* respond to a CON request with 4.02 Bad Option */
 };
 
 /* Reason for a rejected message. rule names the RFC and section, text is a
@@ -139,9 +138,9 @@ struct coap_block {
 };
 
 /* Decodes one datagram of len bytes into *out. Returns VIGIL_OK, or
- * VIGIL_ERR_PROTOCOL with err filled (action tells the suggested response),
- * or VIGIL_ERR_LIMIT when the message has more than COAP_MAX_OPTIONS
- * options. */
+ * VIGIL_ERR_PROTOCOL with err filled and err->action set to the suggested
+ * response, or VIGIL_ERR_LIMIT (err filled the same way) when the message
+ * has more than COAP_MAX_OPTIONS options. */
 vigil_err coap_decode(const uint8_t *buf, size_t len, struct coap_msg *out,
                       struct coap_error *err);
 
@@ -152,7 +151,8 @@ bool coap_is_request(const struct coap_msg *msg);
  * Returns VIGIL_OK when all are known, otherwise VIGIL_ERR_PROTOCOL with
  * err->option set to the first unknown critical option and err->action set
  * as RFC 7252 section 5.4.1 requires: 4.02 for a CON request, RST for any
- * other CON, silent drop for NON, ACK and RST. Elective options never fail. */
+ * other CON, silent drop for NON, ACK and RST. Unknown elective options
+ * (even numbers) are ignored. */
 vigil_err coap_check_critical(const struct coap_msg *msg, const uint16_t *known, size_t n_known,
                               struct coap_error *err);
 
@@ -173,7 +173,7 @@ const struct coap_option *coap_find_option(const struct coap_msg *msg, uint16_t 
  * bytes. Returns VIGIL_ERR_INVALID when len is above 4. */
 vigil_err coap_uint_decode(const uint8_t *value, uint32_t len, uint32_t *out);
 
-/* Writes v in the shortest form (0 is zero bytes) to out; returns the length. */
+/* Writes v in the shortest form to out and returns the length (0 for v 0). */
 uint32_t coap_uint_encode(uint32_t v, uint8_t out[4]);
 
 /* Reads the unsigned option num of msg. Returns VIGIL_ERR_NOT_FOUND when it
@@ -203,9 +203,9 @@ vigil_err coap_block_decode(const uint8_t *value, uint32_t len, struct coap_bloc
  * as coap_block_decode() plus VIGIL_ERR_NOT_FOUND. */
 vigil_err coap_get_block(const struct coap_msg *msg, uint16_t num, struct coap_block *out);
 
-/* Writes block in the shortest form to out; returns the length (0..3), or 0
- * with nothing meaningful written when num or szx is out of range. Callers
- * tell the two zero cases apart with coap_block_valid(). */
+/* Writes block in the shortest form to out and returns the length (0..3).
+ * It also returns 0, writing nothing, when num or szx is out of range, so
+ * callers check coap_block_valid() first. */
 uint32_t coap_block_encode(const struct coap_block *block, uint8_t out[3]);
 bool coap_block_valid(const struct coap_block *block);
 

@@ -56,8 +56,8 @@ static struct sn_str rd_rest(struct sn_dec *d)
     return s;
 }
 
-/* Splits a Flags byte; QoS 0b11 is allowed only where qos_minus_one is set
- * and TopicIdType 0b11 never. */
+/* Splits a Flags byte. QoS 0b11 is allowed only where qos_minus_one is set,
+ * and TopicIdType 0b11 is always rejected. */
 static vigil_err dec_flags(struct sn_dec *d, struct sn_flags *out, bool qos_minus_one)
 {
     uint8_t byte = rd_u8(d);
@@ -189,7 +189,7 @@ static vigil_err dec_msg_id(struct sn_dec *d, struct sn_msg *out)
 }
 
 /* SUBSCRIBE and UNSUBSCRIBE: Flags, MsgId, then a topic name or a 2-byte
- * predefined topic id or short topic name, as TopicIdType says. */
+ * predefined topic id or short topic name, as TopicIdType selects. */
 static vigil_err dec_subscribe(struct sn_dec *d, struct sn_msg *out)
 {
     vigil_err rc = dec_flags(d, &out->flags, false);

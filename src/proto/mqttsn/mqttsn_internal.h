@@ -4,8 +4,8 @@
 
 #include "proto/mqttsn/mqttsn.h"
 
-/* Layout of one message type. Body lengths exclude Length and MsgType;
- * max_body of -1 means the body may run to SN_MAX_LENGTH. */
+/* Layout of one message type. Body lengths exclude Length and MsgType, and
+ * a max_body of -1 means the body may run to SN_MAX_LENGTH. */
 struct sn_layout {
     uint8_t type;
     const char *name;
