@@ -323,6 +323,31 @@ static void test_critical_check(void **state)
                      VIGIL_OK);
 }
 
+/* A known critical option with a value length out of range counts as
+ * unrecognized; an elective one does not fail the check. */
+static void test_critical_length(void **state)
+{
+    struct coap_msg msg = {.type = COAP_CON, .code = COAP_GET};
+    struct coap_error err;
+
+    assert_false(coap_option_length_valid(COAP_OPT_URI_HOST, 0));
+    assert_true(coap_option_length_valid(COAP_OPT_URI_HOST, 255));
+    assert_false(coap_option_length_valid(COAP_OPT_IF_NONE_MATCH, 1));
+    assert_false(coap_option_length_valid(COAP_OPT_PROXY_URI, 1035));
+    assert_true(coap_option_length_valid(65000, 9999));
+
+    coap_add_option(&msg, COAP_OPT_CONTENT_FORMAT, BYTES(1, 2, 3)); /* elective */
+    assert_int_equal(coap_check_critical(&msg, coap_registered_options,
+                                         coap_n_registered_options, &err),
+                     VIGIL_OK);
+    coap_add_option(&msg, COAP_OPT_BLOCK2, BYTES(1, 2, 3, 4));
+    assert_int_equal(coap_check_critical(&msg, coap_registered_options,
+                                         coap_n_registered_options, &err),
+                     VIGIL_ERR_PROTOCOL);
+    assert_int_equal(err.option, COAP_OPT_BLOCK2);
+    assert_int_equal(err.action, COAP_ACTION_BAD_OPTION);
+}
+
 static void test_find_option(void **state)
 {
     struct coap_msg msg = {.type = COAP_CON, .code = COAP_GET};
@@ -427,7 +452,8 @@ int main(void)
         cmocka_unit_test(test_uint_values),      cmocka_unit_test(test_typed_options),
         cmocka_unit_test(test_uri_path),         cmocka_unit_test(test_block_values),
         cmocka_unit_test(test_block_options),    cmocka_unit_test(test_critical_check),
-        cmocka_unit_test(test_find_option),      cmocka_unit_test(test_encode_invalid),
+        cmocka_unit_test(test_critical_length),  cmocka_unit_test(test_find_option),
+        cmocka_unit_test(test_encode_invalid),
     };
     enum { N_FIXED = sizeof fixed / sizeof fixed[0] };
     struct CMUnitTest tests[N_FIXED + N_REJECT];

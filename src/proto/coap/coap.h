@@ -149,17 +149,23 @@ bool coap_is_request(const struct coap_msg *msg);
 
 /* Checks every critical option of msg against known (n_known numbers).
  * Returns VIGIL_OK when all are known, otherwise VIGIL_ERR_PROTOCOL with
- * err->option set to the first unknown critical option and err->action set
+ * err->option set to the first critical option that is not in known or
+ * whose value length is out of range (coap_option_length_valid()), and
+ * err->action set
  * as RFC 7252 section 5.4.1 requires: 4.02 for a CON request, RST for any
  * other CON, silent drop for NON, ACK and RST. Unknown elective options
  * (even numbers) are ignored. */
 vigil_err coap_check_critical(const struct coap_msg *msg, const uint16_t *known, size_t n_known,
                               struct coap_error *err);
 
-/* Returns the first unknown critical option number of msg, or 0 when every
- * critical option is in known. */
+/* Returns the first unrecognized critical option number of msg, or 0 when
+ * every critical option is in known and has a value length in its range. */
 uint16_t coap_unknown_critical(const struct coap_msg *msg, const uint16_t *known,
                                size_t n_known);
+
+/* Returns false when len is outside the value length range that RFC 7252,
+ * 7641 or 7959 define for option num; true for unregistered options. */
+bool coap_option_length_valid(uint16_t num, uint32_t len);
 
 /* Option numbers of enum coap_option_number, for coap_check_critical(). */
 extern const uint16_t coap_registered_options[];

@@ -14,6 +14,36 @@ const uint16_t coap_registered_options[] = {
 const size_t coap_n_registered_options =
     sizeof coap_registered_options / sizeof coap_registered_options[0];
 
+/* Value length range of a registered option (RFC 7252 table 4, RFC 7641
+ * section 2, RFC 7959 section 2.1 and 4). */
+struct option_range {
+    uint16_t number;
+    uint16_t min;
+    uint16_t max;
+};
+
+static const struct option_range ranges[] = {
+    {COAP_OPT_IF_MATCH, 0, 8},         {COAP_OPT_URI_HOST, 1, 255},
+    {COAP_OPT_ETAG, 1, 8},             {COAP_OPT_IF_NONE_MATCH, 0, 0},
+    {COAP_OPT_OBSERVE, 0, 3},          {COAP_OPT_URI_PORT, 0, 2},
+    {COAP_OPT_LOCATION_PATH, 0, 255},  {COAP_OPT_URI_PATH, 0, 255},
+    {COAP_OPT_CONTENT_FORMAT, 0, 2},   {COAP_OPT_MAX_AGE, 0, 4},
+    {COAP_OPT_URI_QUERY, 0, 255},      {COAP_OPT_ACCEPT, 0, 2},
+    {COAP_OPT_LOCATION_QUERY, 0, 255}, {COAP_OPT_BLOCK2, 0, 3},
+    {COAP_OPT_BLOCK1, 0, 3},           {COAP_OPT_SIZE2, 0, 4},
+    {COAP_OPT_PROXY_URI, 1, 1034},     {COAP_OPT_PROXY_SCHEME, 1, 255},
+    {COAP_OPT_SIZE1, 0, 4},
+};
+
+bool coap_option_length_valid(uint16_t num, uint32_t len)
+{
+    for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++) {
+        if (ranges[i].number == num)
+            return len >= ranges[i].min && len <= ranges[i].max;
+    }
+    return true;
+}
+
 static bool is_known(uint16_t num, const uint16_t *known, size_t n_known)
 {
     for (size_t i = 0; i < n_known; i++) {
@@ -29,7 +59,12 @@ uint16_t coap_unknown_critical(const struct coap_msg *msg, const uint16_t *known
     for (unsigned i = 0; i < msg->n_options; i++) {
         uint16_t num = msg->options[i].number;
 
-        if (COAP_OPT_IS_CRITICAL(num) && !is_known(num, known, n_known))
+        /* A value length outside the option's range makes the option
+         * unrecognized (RFC 7252 section 5.4.3). */
+        if (!COAP_OPT_IS_CRITICAL(num))
+            continue;
+        if (!is_known(num, known, n_known) ||
+            !coap_option_length_valid(num, msg->options[i].len))
             return num;
     }
     return 0;
