@@ -37,9 +37,14 @@ import paho.mqtt.client as mqtt  # noqa: E402
 FLEET = 20
 # Devices of the attack cases. Their id prefixes differ from the fleet's
 # "mon-", so the fleet's type baselines do not score them.
-ATTACKERS = ["x1-probe", "x2-flood", "x3-qos", "x4-range", "mon-0021"]
+ATTACKERS = ["x1-probe", "x2-flood", "x3-qos", "x4-range", "mon-0021", "x5-pump"]
+# Inventory types of attack devices; the fleet has none.
+DEVICE_TYPES = {"x5-pump": "infusion-pump"}
 SECMON_YAML = ("secmon:\n"
                "  learning_s: 10\n"
+               "  profiles:\n"
+               "    infusion-pump:\n"
+               "      flood_msgs_per_s: 10\n"
                "limits:\n"
                "  connect_timeout_ms: 1000\n")
 ALERT_WAIT_S = 20.0
@@ -111,7 +116,10 @@ class Fixture:
         os.makedirs(self.template, mode=0o700)
         ids = [f"mon-{i:04d}" for i in range(1, FLEET + 1)] + ATTACKERS
         for device in ids:
-            out = run_vigil(["device", "add", device, "--data-dir", self.template, "--quiet"])
+            args = ["device", "add", device, "--data-dir", self.template, "--quiet"]
+            if device in DEVICE_TYPES:
+                args += ["--type", DEVICE_TYPES[device]]
+            out = run_vigil(args)
             self.passwords[device] = out.strip().splitlines()[-1].strip()
         fd = os.open(self.creds, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -246,6 +254,28 @@ def _(ctx):
         client.publish("north/icu3/room903/x3-qos/log", b"y" * 20, qos=1 + i % 2)
         time.sleep(1 / 80)
     expect_alerts(ctx, ["qos_flood"], "x3-qos")
+
+
+@case("flood by the infusion-pump profile", only="vigil")
+def _(ctx):
+    # About 30 per second: above the infusion-pump profile's
+    # flood_msgs_per_s (10), below the global 100.
+    password = fixture_of(ctx).passwords["x5-pump"]
+    client = paho_client(ctx, "x5-pump", "127.0.0.11", password)
+    for i in range(90):
+        client.publish("north/icu3/room905/x5-pump/log", b"z" * 20, qos=0)
+        time.sleep(1 / 30)
+    got = expect_alerts(ctx, ["message_flood"], "x5-pump")
+    flood = [a for a in got if a["rule"] == "message_flood"]
+    check(all("at most 10 " in a["explanation"] for a in flood),
+          f"flood not judged by the profile: {[a['explanation'] for a in flood]}")
+    events = [e for e in ctx.hub.broker.events() if e.get("device") == "x5-pump"]
+    check(events, "no events of x5-pump in events.jsonl")
+    check(all(e.get("device_type") == "infusion-pump" for e in events),
+          f"events of x5-pump without its type: {events[:3]}")
+    others = [e for e in ctx.hub.broker.events() if e.get("device") == "mon-0001"]
+    check(others and all("device_type" not in e for e in others),
+          "events of an untyped device carry a device_type")
 
 
 @case("slow connections", only="vigil")
