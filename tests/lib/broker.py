@@ -334,6 +334,10 @@ class Broker:
         try:
             with open(self.events_path, encoding="utf-8") as f:
                 for line in f:
+                    # The sink may be writing the last line right now: a line
+                    # without its newline is not complete yet.
+                    if not line.endswith("\n"):
+                        break
                     line = line.strip()
                     if line:
                         out.append(json.loads(line))

@@ -163,7 +163,8 @@ def read_events(ctx):
     if not os.path.exists(path):
         return []
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        # A last line without its newline is still being written.
+        return [json.loads(line) for line in f if line.endswith("\n") and line.strip()]
 
 
 def observed(events, etype):
