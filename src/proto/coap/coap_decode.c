@@ -149,6 +149,8 @@ vigil_err coap_decode(const uint8_t *buf, size_t len, struct coap_msg *out,
         if (out->token_len != 0 || d.p != d.end)
             return dec_fail(&d, "RFC7252-4.1",
                             "Empty message has a token, options or payload");
+        if (err != NULL)
+            *err = (struct coap_error){.action = COAP_ACTION_NONE};
         return VIGIL_OK;
     }
     rc = dec_options_payload(&d, out);
