@@ -1,3 +1,0 @@
-/* Temporary entry points until each subcommand lands. */
-#include <stdio.h>
-#include "cli/cli.h"
