@@ -300,7 +300,7 @@ void conn_protocol_error(struct conn *c, const struct mqtt_error *err, uint8_t t
 /* handle_*.c: one per packet type; each returns false when the connection
  * was closed. */
 bool handle_connect(struct conn *c, const struct mqtt_packet *pkt);
-/* Answers a CONNECT that failed to decode as its protocol level requires. */
+/* Rejects a CONNECT that failed to decode, as its protocol level requires. */
 void connect_malformed(struct conn *c, const struct mqtt_packet *pkt, const struct mqtt_error *err);
 bool handle_publish(struct conn *c, const struct mqtt_packet *pkt);
 bool handle_puback(struct conn *c, const struct mqtt_packet *pkt);

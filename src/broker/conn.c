@@ -117,8 +117,8 @@ void conn_close(struct conn *c, uint8_t reason, const char *why)
               c->client_id, why);
     c->state = CONN_CLOSING;
     c->holds = 0;
-    /* A password check that has not started yet is dropped, so closing
-     * (and shutting down) never waits for a queue of them. */
+    /* A password check that has not started yet is cancelled, so closing
+     * (and shutting down) waits at most for the checks already running. */
     if (c->auth != NULL)
         uv_cancel((uv_req_t *)&c->auth_work);
     uv_read_stop((uv_stream_t *)&c->tcp);
@@ -479,7 +479,7 @@ void conn_resume_read(struct conn *c)
     if (c->closing_handles)
         return;
     conn_ref(c);
-    /* Plaintext the TLS session still holds is pulled as well. */
+    /* Plaintext still buffered in the TLS session is pulled as well. */
     if (c->tls != NULL)
         conn_tls_input(c, NULL, 0);
     else

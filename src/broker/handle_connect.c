@@ -75,8 +75,8 @@ static void connect_refuse(struct conn *c, uint8_t reason, const char *rule, con
     conn_close(c, 0xFF, why);
 }
 
-/* Answers a CONNECT with a protocol level this broker does not speak, in
- * the MQTT 3.1.1 CONNACK form that every client version can read. */
+/* Rejects a CONNECT with a protocol level this broker does not speak, with
+ * a CONNACK in the MQTT 3.1.1 form that every client version can read. */
 static bool connect_bad_version(struct conn *c, uint8_t level)
 {
     char why[64];
@@ -592,7 +592,7 @@ void connect_malformed(struct conn *c, const struct mqtt_packet *pkt, const stru
         c->version = MQTT_V311;
         conn_send(c, &ack);
     }
-    /* Anything else closes without an answer: with an unknown protocol name
-     * the peer may not speak MQTT at all (MQTT 3.1.1, MQTT-3.1.2-1). */
+    /* Anything else closes without a CONNACK, because with an unknown
+     * protocol name the peer may not speak MQTT at all (MQTT-3.1.2-1). */
     conn_protocol_error(c, err, MQTT_CONNECT);
 }
