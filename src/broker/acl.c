@@ -32,7 +32,7 @@ static size_t acl_expand(const char *pattern, const char *device, char *out, siz
 
 /* Checks the rules stored with `vigil acl` for the device and its role. */
 struct acl_stored_ctx {
-    const struct conn *conn;
+    const char *device;
     const char *topic;
     size_t len;
     bool subscribe;
@@ -47,43 +47,56 @@ static void acl_stored_pattern(void *ctx, const char *pattern)
 
     if (a->allowed)
         return;
-    n = acl_expand(pattern, a->conn->device, pat, sizeof pat);
+    n = acl_expand(pattern, a->device, pat, sizeof pat);
     if (n == 0)
         return;
     a->allowed = a->subscribe ? topic_filter_covers(pat, n, a->topic, a->len)
                               : topic_match(pat, n, a->topic, a->len);
 }
 
-static bool acl_stored_allows(const struct conn *c, const char *topic, size_t len, bool subscribe)
+static bool acl_stored_allows(const struct hub *hub, const struct config_role *role,
+                              const char *device, const char *topic, size_t len, bool subscribe)
 {
-    struct acl_stored_ctx a = {c, topic, len, subscribe, false};
+    struct acl_stored_ctx a = {device, topic, len, subscribe, false};
 
-    if (c->hub->snap == NULL || c->device[0] == '\0')
+    if (hub->snap == NULL || device[0] == '\0')
         return false;
-    device_snapshot_patterns(c->hub->snap, c->device, c->role->name,
+    device_snapshot_patterns(hub->snap, device, role->name,
                              subscribe ? ACL_SUBSCRIBE : ACL_PUBLISH, acl_stored_pattern, &a);
     return a.allowed;
 }
 
-bool acl_can_publish(const struct conn *c, const char *topic, size_t len)
+bool acl_check_publish(const struct hub *hub, const struct config_role *role, const char *device,
+                       const char *topic, size_t len)
 {
     char pat[512];
 
     /* Topics starting with '$' belong to the server ($SYS). */
     if (len > 0 && topic[0] == '$')
         return false;
-    if (c->role == NULL)
+    if (role == NULL)
         return true;
-    for (size_t i = 0; i < c->role->n_publish; i++) {
-        size_t n = acl_expand(c->role->publish[i], c->device, pat, sizeof pat);
+    for (size_t i = 0; i < role->n_publish; i++) {
+        size_t n = acl_expand(role->publish[i], device, pat, sizeof pat);
 
         if (n > 0 && topic_match(pat, n, topic, len))
             return true;
     }
-    return acl_stored_allows(c, topic, len, false);
+    return acl_stored_allows(hub, role, device, topic, len, false);
+}
+
+bool acl_can_publish(const struct conn *c, const char *topic, size_t len)
+{
+    return acl_check_publish(c->hub, c->role, c->device, topic, len);
 }
 
 bool acl_can_subscribe(const struct conn *c, const char *filter, size_t len)
+{
+    return acl_check_subscribe(c->hub, c->role, c->device, filter, len);
+}
+
+bool acl_check_subscribe(const struct hub *hub, const struct config_role *role,
+                         const char *device, const char *filter, size_t len)
 {
     char pat[512];
     const char *group, *inner;
@@ -93,13 +106,13 @@ bool acl_can_subscribe(const struct conn *c, const char *filter, size_t len)
         filter = inner;
         len = ilen;
     }
-    if (c->role == NULL)
+    if (role == NULL)
         return true;
-    for (size_t i = 0; i < c->role->n_subscribe; i++) {
-        size_t n = acl_expand(c->role->subscribe[i], c->device, pat, sizeof pat);
+    for (size_t i = 0; i < role->n_subscribe; i++) {
+        size_t n = acl_expand(role->subscribe[i], device, pat, sizeof pat);
 
         if (n > 0 && topic_filter_covers(pat, n, filter, len))
             return true;
     }
-    return acl_stored_allows(c, filter, len, true);
+    return acl_stored_allows(hub, role, device, filter, len, true);
 }

@@ -28,6 +28,8 @@ struct alerts_db;
 struct audit_log;
 struct siem_exporter;
 struct conn;
+struct gw_front;
+struct gw_client;
 
 /* An application message, immutable once routed, shared by reference
  * between the deliveries, the retained tree and pending publishes. Topic,
@@ -106,6 +108,10 @@ struct session {
     struct msg *will;
     uint32_t will_delay;
     uint64_t will_due_ms;      /* monotonic, 0 = not scheduled */
+
+    /* Set for a client of a UDP front end: deliveries go to it instead of
+     * an MQTT connection, and the session is in no session map. */
+    struct gw_client *gw;
 
     /* Per-publish scratch for merging overlapping subscriptions. */
     uint64_t match_gen;
@@ -224,6 +230,10 @@ struct hub {
     struct vigil_map sessions;   /* client id -> struct session */
     struct session *offline_head;
     uv_tcp_t listeners[CONFIG_MAX_LISTENERS];
+    /* Per configured listener: a TCP handle (MQTT, MQTTS) or a front end
+     * (CoAP, MQTT-SN); listener_open[i] says whether slot i was opened. */
+    struct gw_front *fronts[CONFIG_MAX_LISTENERS];
+    bool listener_open[CONFIG_MAX_LISTENERS];
     /* Zero trust: the TLS context of the MQTTS listeners (replaced on
      * reload), the CA, the inventory snapshot read on this thread, and the
      * failed-login limiters. */
@@ -278,6 +288,11 @@ void hub_emit(struct hub *hub, const struct conn *c, enum vigil_event_type type,
               const char *topic, size_t topic_len, const char *rule, const char *detail);
 void hub_emit_ev(struct hub *hub, const struct conn *c, struct vigil_event *ev);
 void hub_emit_suppressed(struct hub *hub, struct conn *c);
+/* Event types kept whatever the budget (logins, disconnects, TLS). */
+bool hub_event_always_kept(uint8_t type);
+/* Takes one event from a client's token bucket (thousandths of an event);
+ * false when none is left. */
+bool hub_event_budget_take(struct hub *hub, uint64_t *tokens, uint64_t *last_ms);
 int64_t hub_now_s(void);
 
 /* conn.c */
@@ -317,6 +332,9 @@ void conn_ack_ready(struct conn *c, struct pending_ack *ack);
 /* session.c */
 struct session *session_find(struct hub *hub, const char *client_id);
 struct session *session_create(struct hub *hub, const char *client_id, uint8_t version);
+/* A session in no session map and never stored, for a client of a UDP
+ * front end; its owner removes its subscriptions and drops the reference. */
+struct session *session_new_detached(struct hub *hub, const char *name);
 void session_ref(struct session *s);
 void session_unref(struct session *s);
 /* Removes the session from the map, the subscription tree and the store. */
@@ -359,6 +377,12 @@ void router_free(struct hub *hub);
 /* acl.c */
 bool acl_can_publish(const struct conn *c, const char *topic, size_t len);
 bool acl_can_subscribe(const struct conn *c, const char *filter, size_t len);
+/* The same checks for any client: role NULL means full access, device ""
+ * an anonymous client. */
+bool acl_check_publish(const struct hub *hub, const struct config_role *role, const char *device,
+                       const char *topic, size_t len);
+bool acl_check_subscribe(const struct hub *hub, const struct config_role *role,
+                         const char *device, const char *filter, size_t len);
 
 /* persist.c */
 vigil_err persist_load(struct hub *hub);

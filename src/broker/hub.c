@@ -6,10 +6,12 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "broker/broker.h"
+#include "broker/gateway.h"
 #include "broker/topic.h"
 #include "core/alloc.h"
 #include "core/log.h"
@@ -26,7 +28,7 @@ int64_t hub_now_s(void)
 #define EVENT_BURST 1000u
 #define EVENT_RATE_PER_S 200u
 
-static bool event_always_kept(uint8_t type)
+bool hub_event_always_kept(uint8_t type)
 {
     return type == VIGIL_EV_CONNECT_ATTEMPT || type == VIGIL_EV_AUTH_SUCCESS ||
            type == VIGIL_EV_AUTH_FAILURE || type == VIGIL_EV_DISCONNECT ||
@@ -34,22 +36,21 @@ static bool event_always_kept(uint8_t type)
            type == VIGIL_EV_RATE_LIMIT || type == VIGIL_EV_ADMIN;
 }
 
-/* Takes one event from the connection's budget; false when none is left. */
-static bool event_budget_take(struct hub *hub, struct conn *c)
+bool hub_event_budget_take(struct hub *hub, uint64_t *tokens, uint64_t *last_ms)
 {
     uint64_t now = uv_now(hub->loop);
     uint64_t cap = (uint64_t)EVENT_BURST * 1000;
 
-    if (c->ev_last_ms == 0)
-        c->ev_tokens = cap;
+    if (*last_ms == 0)
+        *tokens = cap;
     else
-        c->ev_tokens += (now - c->ev_last_ms) * EVENT_RATE_PER_S;
-    if (c->ev_tokens > cap)
-        c->ev_tokens = cap;
-    c->ev_last_ms = now;
-    if (c->ev_tokens < 1000)
+        *tokens += (now - *last_ms) * EVENT_RATE_PER_S;
+    if (*tokens > cap)
+        *tokens = cap;
+    *last_ms = now;
+    if (*tokens < 1000)
         return false;
-    c->ev_tokens -= 1000;
+    *tokens -= 1000;
     return true;
 }
 
@@ -94,8 +95,8 @@ void hub_emit_ev(struct hub *hub, const struct conn *cc, struct vigil_event *ev)
 
     if (hub->events == NULL)
         return;
-    if (c != NULL && !event_always_kept(ev->type)) {
-        if (!event_budget_take(hub, c)) {
+    if (c != NULL && !hub_event_always_kept(ev->type)) {
+        if (!hub_event_budget_take(hub, &c->ev_tokens, &c->ev_last_ms)) {
             c->ev_suppressed++;
             return;
         }
@@ -140,32 +141,87 @@ static void listener_address(const struct config_listener *l, char *out, size_t 
         snprintf(out, cap, "%s:%u", l->host, l->port);
 }
 
+/* Binds and listens on addr; false with rc set on failure. */
+static int hub_bind_tcp(struct hub *hub, size_t i, const char *host, uint16_t port)
+{
+    struct sockaddr_storage addr;
+    int rc;
+
+    if (strchr(host, ':') != NULL)
+        rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
+    else
+        rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
+    if (rc != 0)
+        return rc;
+    rc = uv_tcp_init(hub->loop, &hub->listeners[i]);
+    if (rc != 0)
+        return rc;
+    hub->listener_open[i] = true;
+    /* No UV_TCP_IPV6ONLY: "::" takes IPv4 too where the system allows it. */
+    rc = uv_tcp_bind(&hub->listeners[i], (const struct sockaddr *)&addr, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&hub->listeners[i], 1024, on_connection);
+    return rc;
+}
+
+/* Returns host, or "0.0.0.0" for the IPv6 wildcard "::" on a system
+ * without IPv6, which is logged. */
+static const char *hub_wildcard_host(const char *host, const char *where)
+{
+    int fd;
+
+    if (strcmp(host, "::") != 0)
+        return host;
+    fd = socket(AF_INET6, SOCK_STREAM, 0);
+    if (fd >= 0) {
+        close(fd);
+        return host;
+    }
+    log_warn("listener %s: IPv6 is not available (%s); listening on IPv4 0.0.0.0 instead", where,
+             strerror(errno));
+    return "0.0.0.0";
+}
+
+static vigil_err hub_listen_udp(struct hub *hub, size_t i, const char *where)
+{
+    const struct config_listener *l = &hub->cfg.listeners[i];
+    bool coap = l->transport == CONFIG_TRANSPORT_COAP || l->transport == CONFIG_TRANSPORT_COAPS;
+    vigil_err rc;
+
+    hub->n_listeners = i + 1;
+    rc = coap ? coap_front_open(hub, l, &hub->fronts[i]) : mqttsn_front_open(hub, l, &hub->fronts[i]);
+    if (rc != VIGIL_OK) {
+        log_error("listener %s (%s): cannot start: %s", where, config_transport_name(l->transport),
+                  vigil_strerror(rc));
+        return rc;
+    }
+    hub->listener_open[i] = true;
+    if (!config_listener_is_tls(l) && !config_host_is_loopback(l->host))
+        log_warn("listener %s: plaintext %s on a non-loopback address (plaintext_public); "
+                 "vital signs cross the network unencrypted",
+                 where, config_transport_name(l->transport));
+    log_info("listening for %s on UDP %s%s%s", coap ? "CoAP" : "MQTT-SN", where,
+             config_listener_is_tls(l) ? (l->allow_psk ? " (DTLS: client certificates, PSK)"
+                                                       : " (DTLS: client certificates)")
+                                       : "",
+             l->allow_anonymous ? " (anonymous access allowed)" : "");
+    return VIGIL_OK;
+}
+
 static vigil_err hub_listen(struct hub *hub, size_t i)
 {
     const struct config_listener *l = &hub->cfg.listeners[i];
-    struct sockaddr_storage addr;
     char where[80];
     int rc;
 
     listener_address(l, where, sizeof where);
-
-    if (strchr(l->host, ':') != NULL)
-        rc = uv_ip6_addr(l->host, l->port, (struct sockaddr_in6 *)&addr);
-    else
-        rc = uv_ip4_addr(l->host, l->port, (struct sockaddr_in *)&addr);
-    if (rc == 0)
-        rc = uv_tcp_init(hub->loop, &hub->listeners[i]);
-    if (rc != 0) {
-        log_error("listener %s: invalid address: %s", where, uv_strerror(rc));
-        return VIGIL_ERR_CONFIG;
-    }
+    if (config_listener_is_udp(l))
+        return hub_listen_udp(hub, i, where);
     hub->n_listeners = i + 1;
-    rc = uv_tcp_bind(&hub->listeners[i], (const struct sockaddr *)&addr, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&hub->listeners[i], 1024, on_connection);
+    rc = hub_bind_tcp(hub, i, hub_wildcard_host(l->host, where), l->port);
     if (rc != 0) {
         log_error("listener %s: cannot listen: %s", where, uv_strerror(rc));
-        return VIGIL_ERR_IO;
+        return rc == UV_EINVAL ? VIGIL_ERR_CONFIG : VIGIL_ERR_IO;
     }
     if (l->transport == CONFIG_TRANSPORT_MQTT && !config_host_is_loopback(l->host))
         log_warn("listener %s: plaintext MQTT on a non-loopback address (plaintext_public); "
@@ -228,14 +284,31 @@ static void close_cb_noop(uv_handle_t *h)
     (void)h;
 }
 
+/* Closes the TCP listeners and the front ends (which close their clients). */
+static void hub_close_listeners(struct hub *hub)
+{
+    for (size_t i = 0; i < hub->n_listeners; i++) {
+        if (!hub->listener_open[i])
+            continue;
+        hub->listener_open[i] = false;
+        if (hub->fronts[i] != NULL) {
+            struct gw_front *f = hub->fronts[i];
+
+            hub->fronts[i] = NULL;
+            f->close(f);
+        } else {
+            uv_close((uv_handle_t *)&hub->listeners[i], close_cb_noop);
+        }
+    }
+}
+
 static void hub_stop(struct hub *hub, const char *why)
 {
     if (hub->stopping)
         return;
     hub->stopping = true;
     log_info("stopping: %s", why);
-    for (size_t i = 0; i < hub->n_listeners; i++)
-        uv_close((uv_handle_t *)&hub->listeners[i], close_cb_noop);
+    hub_close_listeners(hub);
     for (size_t i = 0; i < hub->n_conn_slots; i++)
         if (hub->conns[i] != NULL)
             conn_close(hub->conns[i], MQTT_RC_SERVER_SHUTTING_DOWN, "server shutting down");
@@ -359,8 +432,7 @@ vigil_err hub_create(const struct vigil_config *cfg, struct hub **out)
 fail:
     hub->stopping = true;
     zt_shutdown(hub);
-    for (size_t i = 0; i < hub->n_listeners; i++)
-        uv_close((uv_handle_t *)&hub->listeners[i], close_cb_noop);
+    hub_close_listeners(hub);
     hub_destroy(hub);
     return rc;
 }

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "broker/broker.h"
+#include "broker/gateway.h"
 #include "broker/topic.h"
 #include "core/alloc.h"
 #include "core/log.h"
@@ -31,6 +32,8 @@ static bool route_eligible(void *ctx, void *subscriber)
     uint32_t window;
 
     (void)ctx;
+    if (s->gw != NULL)
+        return s->gw->ops->online(s->gw);
     if (c == NULL || c->state != CONN_ACTIVE)
         return false;
     window = c->client_receive_max < c->hub->cfg.limits.max_inflight_out

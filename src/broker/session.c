@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "broker/broker.h"
+#include "broker/gateway.h"
 #include "broker/topic.h"
 #include "core/alloc.h"
 #include "core/log.h"
@@ -31,6 +32,24 @@ struct session *session_create(struct hub *hub, const char *client_id, uint8_t v
     if (s->client_id == NULL ||
         vigil_map_put(&hub->sessions, client_id, strlen(client_id), s) != VIGIL_OK) {
         vigil_free(s->client_id);
+        vigil_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+struct session *session_new_detached(struct hub *hub, const char *name)
+{
+    struct session *s = vigil_calloc(1, sizeof *s);
+
+    if (s == NULL)
+        return NULL;
+    s->hub = hub;
+    s->refs = 1;
+    s->version = MQTT_V5;
+    s->removed = true;
+    s->client_id = vigil_strdup(name);
+    if (s->client_id == NULL) {
         vigil_free(s);
         return NULL;
     }
@@ -377,6 +396,16 @@ void session_enqueue(struct session *s, struct msg *msg, uint8_t qos, bool retai
 {
     struct delivery *d;
 
+    if (s->gw != NULL) {
+        /* A UDP front end keeps its own delivery state. */
+        static const uint32_t no_id = 0;
+
+        if (n_sub_ids == 0)
+            s->gw->ops->deliver(s->gw, msg, qos, retain, &no_id, 1);
+        else
+            s->gw->ops->deliver(s->gw, msg, qos, retain, sub_ids, n_sub_ids);
+        return;
+    }
     if (qos == 0) {
         session_send_qos0(s, msg, retain, sub_ids, n_sub_ids);
         return;

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "broker/broker.h"
+#include "broker/gateway.h"
 #include "core/alloc.h"
 #include "core/log.h"
 
@@ -36,10 +37,12 @@ static struct zt_file_stamp zt_stamp(const char *path)
     return st;
 }
 
+/* True when some listener uses TLS or DTLS, so the certificate files and
+ * the local CA are needed. */
 static bool zt_any_tls(const struct hub *hub)
 {
     for (size_t i = 0; i < hub->cfg.n_listeners; i++)
-        if (hub->cfg.listeners[i].transport == CONFIG_TRANSPORT_MQTTS)
+        if (config_listener_is_tls(&hub->cfg.listeners[i]))
             return true;
     return false;
 }
@@ -65,7 +68,7 @@ static vigil_err zt_resolve_files(struct hub *hub)
     }
     if (t->cert_file[0] == '\0') {
         for (size_t i = 0; i < hub->cfg.n_listeners; i++)
-            if (hub->cfg.listeners[i].transport == CONFIG_TRANSPORT_MQTTS)
+            if (config_listener_is_tls(&hub->cfg.listeners[i]))
                 hosts[n++] = hub->cfg.listeners[i].host;
         rc = pki_ensure_server_cert(hub->pki, hosts, n);
         if (rc != VIGIL_OK) {
@@ -234,9 +237,18 @@ void zt_free(struct hub *hub)
     vigil_map_free(&hub->cert_warned);
 }
 
+/* Asks every front end to close the clients whose identity was revoked. */
+static void zt_fronts_revoked(struct hub *hub)
+{
+    for (size_t i = 0; i < hub->n_listeners; i++)
+        if (hub->fronts[i] != NULL && hub->fronts[i]->revoked != NULL)
+            hub->fronts[i]->revoked(hub->fronts[i], NULL, NULL);
+}
+
 /* Closes connections whose certificate the CRL now lists. */
 static void zt_close_revoked(struct hub *hub)
 {
+    zt_fronts_revoked(hub);
     for (size_t i = 0; i < hub->n_conn_slots; i++) {
         struct conn *c = hub->conns[i];
 
@@ -256,8 +268,13 @@ void zt_reload(struct hub *hub, const char *why)
     struct tls_server *fresh[CONFIG_MAX_LISTENERS];
     char err[512], detail[160];
 
-    if (!zt_any_tls(hub))
+    for (size_t i = 0; i < hub->n_listeners; i++)
+        if (hub->fronts[i] != NULL && hub->fronts[i]->reload != NULL)
+            hub->fronts[i]->reload(hub->fronts[i]);
+    if (!zt_any_tls(hub)) {
+        zt_fronts_revoked(hub);
         return;
+    }
     if (zt_build(hub, fresh, err, sizeof err) != VIGIL_OK) {
         log_error("TLS reload (%s) failed, keeping the previous certificates: %s", why, err);
         snprintf(detail, sizeof detail, "TLS reload failed: %s", err);
@@ -304,6 +321,7 @@ static void zt_close_removed(struct hub *hub)
     struct session **gone = NULL;
     size_t n = 0, cap = 0, pos = 0;
 
+    zt_fronts_revoked(hub);
     for (size_t i = 0; i < hub->n_conn_slots; i++) {
         struct conn *c = hub->conns[i];
 

@@ -15,8 +15,9 @@ static void serve_usage(FILE *out)
     fputs("usage: vigil serve [options]\n"
           "\n"
           "Runs the hub. Without options it uses the embedded default: data in\n"
-          "./vigil-data, MQTT on 127.0.0.1:1883, MQTT over TLS with client\n"
-          "certificates from the local CA on 0.0.0.0:8883, no anonymous access.\n"
+          "./vigil-data, MQTT on 127.0.0.1:1883 and [::1]:1883, MQTT over TLS with\n"
+          "client certificates from the local CA on [::]:8883 (IPv4 too where the\n"
+          "system allows dual-stack sockets), no anonymous access.\n"
           "\n"
           "options:\n"
           "  -c, --config FILE     read the configuration from FILE (YAML)\n"
@@ -25,7 +26,15 @@ static void serve_usage(FILE *out)
           "                        listeners of the configuration\n"
           "      --mqtts ADDR:PORT MQTT over TLS listener with mutual TLS; repeat for\n"
           "                        several; replaces the listeners of the configuration\n"
-          "      --psk             also accept TLS-PSK on the --mqtts listeners\n"
+          "      --coap ADDR:PORT  plaintext CoAP listener (UDP, loopback only)\n"
+          "      --coaps ADDR:PORT CoAP over DTLS listener with client certificates\n"
+          "      --mqttsn ADDR:PORT  plaintext MQTT-SN listener (UDP, loopback only)\n"
+          "      --mqttsn-dtls ADDR:PORT  MQTT-SN over DTLS listener with client\n"
+          "                        certificates\n"
+          "                        Each listener option may be repeated and, given at\n"
+          "                        all, replaces the listeners of the configuration.\n"
+          "                        ADDR is numeric IPv4 or bracketed IPv6 ([::1]).\n"
+          "      --psk             also accept PSK on the TLS and DTLS listeners\n"
           "      --password-over-tls  also accept user name and password without a\n"
           "                        client certificate on the --mqtts listeners\n"
           "      --tls-cert FILE   server certificate chain (PEM); default: issued by\n"
@@ -33,7 +42,7 @@ static void serve_usage(FILE *out)
           "      --tls-key FILE    private key of --tls-cert\n"
           "      --tls-ca FILE     CA of client certificates; default: the local CA\n"
           "      --tls-crl FILE    CRL of that CA, reloaded when the file changes\n"
-          "      --anonymous       allow clients without credentials on the --mqtt\n"
+          "      --anonymous       allow clients without credentials on the plaintext\n"
           "                        listeners (loopback addresses only)\n"
           "      --sniff IFACE     also watch MQTT traffic between other hosts on the\n"
           "                        network interface IFACE (libpcap; root or\n"
@@ -51,9 +60,9 @@ struct serve_opts {
     const char *config;
     const char *data_dir;
     const char *log_level;
-    const char *mqtt[CONFIG_MAX_LISTENERS];
-    bool mqtt_tls[CONFIG_MAX_LISTENERS];
-    size_t n_mqtt;
+    const char *listen[CONFIG_MAX_LISTENERS];
+    uint8_t listen_transport[CONFIG_MAX_LISTENERS];  /* enum config_transport */
+    size_t n_listen;
     bool anonymous;
     bool psk;
     bool password_over_tls;
@@ -106,6 +115,10 @@ static int serve_parse(int argc, char **argv, struct serve_opts *o)
         {"tls-ca", required_argument, NULL, 3},    {"tls-crl", required_argument, NULL, 4},
         {"sniff", required_argument, NULL, 5},     {"sniff-port", required_argument, NULL, 6},
         {"sniff-promiscuous", no_argument, NULL, 7},
+        {"coap", required_argument, NULL, 20 + CONFIG_TRANSPORT_COAP},
+        {"coaps", required_argument, NULL, 20 + CONFIG_TRANSPORT_COAPS},
+        {"mqttsn", required_argument, NULL, 20 + CONFIG_TRANSPORT_MQTTSN},
+        {"mqttsn-dtls", required_argument, NULL, 20 + CONFIG_TRANSPORT_MQTTSN_DTLS},
         {NULL, 0, NULL, 0},
     };
     int ch;
@@ -119,13 +132,19 @@ static int serve_parse(int argc, char **argv, struct serve_opts *o)
         case 'a': o->anonymous = true; break;
         case 'm':
         case 'M':
-            if (o->n_mqtt == CONFIG_MAX_LISTENERS) {
-                fprintf(stderr, "vigil serve: at most %d --mqtt and --mqtts listeners\n",
+        case 20 + CONFIG_TRANSPORT_COAP:
+        case 20 + CONFIG_TRANSPORT_COAPS:
+        case 20 + CONFIG_TRANSPORT_MQTTSN:
+        case 20 + CONFIG_TRANSPORT_MQTTSN_DTLS:
+            if (o->n_listen == CONFIG_MAX_LISTENERS) {
+                fprintf(stderr, "vigil serve: at most %d listener options\n",
                         CONFIG_MAX_LISTENERS);
                 return 2;
             }
-            o->mqtt_tls[o->n_mqtt] = ch == 'M';
-            o->mqtt[o->n_mqtt++] = optarg;
+            o->listen_transport[o->n_listen] = ch == 'm'   ? CONFIG_TRANSPORT_MQTT
+                                               : ch == 'M' ? CONFIG_TRANSPORT_MQTTS
+                                                           : (uint8_t)(ch - 20);
+            o->listen[o->n_listen++] = optarg;
             break;
         case 'P': o->psk = true; break;
         case 'W': o->password_over_tls = true; break;
@@ -206,24 +225,23 @@ static int serve_config(const struct serve_opts *o, struct vigil_config *cfg)
         snprintf(cfg->data_dir, sizeof cfg->data_dir, "%s", o->data_dir);
     if (o->log_level != NULL)
         snprintf(cfg->log_level, sizeof cfg->log_level, "%s", o->log_level);
-    if (o->n_mqtt > 0)
+    if (o->n_listen > 0)
         cfg->n_listeners = 0;
-    for (size_t i = 0; i < o->n_mqtt; i++) {
+    for (size_t i = 0; i < o->n_listen; i++) {
         struct config_listener *l = &cfg->listeners[cfg->n_listeners];
 
         memset(l, 0, sizeof *l);
-        if (config_parse_listener(o->mqtt[i], l, err, sizeof err) != VIGIL_OK) {
-            fprintf(stderr, "vigil serve: %s %s: %s\n", o->mqtt_tls[i] ? "--mqtts" : "--mqtt",
-                    o->mqtt[i], err);
+        l->transport = o->listen_transport[i];
+        if (config_parse_listener(o->listen[i], l, err, sizeof err) != VIGIL_OK) {
+            fprintf(stderr, "vigil serve: --%s %s: %s\n", config_transport_name(l->transport),
+                    o->listen[i], err);
             return 2;
         }
-        if (o->mqtt_tls[i]) {
-            l->transport = CONFIG_TRANSPORT_MQTTS;
+        if (config_listener_is_tls(l)) {
             l->require_client_cert = true;
             l->allow_psk = o->psk;
-            l->allow_password = o->password_over_tls;
+            l->allow_password = o->password_over_tls && !config_listener_is_udp(l);
         } else {
-            l->transport = CONFIG_TRANSPORT_MQTT;
             l->allow_anonymous = o->anonymous;
         }
         cfg->n_listeners++;
@@ -231,10 +249,14 @@ static int serve_config(const struct serve_opts *o, struct vigil_config *cfg)
     serve_tls_files(o, cfg);
     if (serve_sniff(o, cfg) != 0)
         return 2;
-    if (o->anonymous && o->n_mqtt == 0)
+    if (o->anonymous && o->n_listen == 0)
         for (size_t i = 0; i < cfg->n_listeners; i++)
-            if (cfg->listeners[i].transport == CONFIG_TRANSPORT_MQTT)
+            if (!config_listener_is_tls(&cfg->listeners[i]))
                 cfg->listeners[i].allow_anonymous = true;
+    if (o->psk && o->n_listen == 0)
+        for (size_t i = 0; i < cfg->n_listeners; i++)
+            if (config_listener_is_tls(&cfg->listeners[i]))
+                cfg->listeners[i].allow_psk = true;
     if (config_validate(cfg, err, sizeof err) != VIGIL_OK) {
         fprintf(stderr, "vigil serve: %s\n", err);
         return 1;

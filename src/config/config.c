@@ -60,6 +60,14 @@ static const struct config_number numbers[] = {
     NUMBER("audit.checkpoint_every", audit.checkpoint_every, 1, 10000000),
     NUMBER("audit.checkpoint_interval", audit.checkpoint_interval_s, 1, 86400),
     NUMBER("audit.segment_max_bytes", audit.segment_max_bytes, 65536, 1099511627776),
+    NUMBER("gateway.max_peers", gateway.max_peers, 1, 1000000),
+    NUMBER("gateway.handshake_burst", gateway.handshake_burst, 1, 100000),
+    NUMBER("gateway.handshakes_per_minute", gateway.handshakes_per_minute, 1, 6000000),
+    NUMBER("gateway.coap_max_body", gateway.coap_max_body, 1024, 16777216),
+    NUMBER("gateway.coap_idle", gateway.coap_idle_s, 10, 86400),
+    NUMBER("gateway.mqttsn_sleep_queue", gateway.mqttsn_sleep_queue, 1, 100000),
+    NUMBER("gateway.mqttsn_gateway_id", gateway.mqttsn_gateway_id, 0, 255),
+    NUMBER("gateway.mqttsn_advertise", gateway.mqttsn_advertise_s, 0, 86400),
 };
 
 const struct config_number *config_numbers(size_t *count)
@@ -137,21 +145,26 @@ static void defaults_roles(struct vigil_config *cfg)
     cfg->n_roles = 2;
 }
 
-/* Plaintext MQTT for local tools on loopback, and MQTT over TLS with client
- * certificates for devices on the network. */
+static void default_listener(struct vigil_config *cfg, const char *host, uint16_t port,
+                             uint8_t transport)
+{
+    struct config_listener *l = &cfg->listeners[cfg->n_listeners++];
+
+    snprintf(l->host, sizeof l->host, "%s", host);
+    l->port = port;
+    l->transport = transport;
+    l->require_client_cert = config_listener_is_tls(l);
+}
+
+/* Plaintext MQTT for local tools on both loopback addresses; for devices on
+ * the network MQTT over TLS with client certificates on "::", which also
+ * accepts IPv4 where the system allows dual-stack sockets. */
 static void defaults_listeners(struct vigil_config *cfg)
 {
-    struct config_listener *local = &cfg->listeners[0];
-    struct config_listener *tls = &cfg->listeners[1];
-
-    snprintf(local->host, sizeof local->host, "127.0.0.1");
-    local->port = 1883;
-    local->transport = CONFIG_TRANSPORT_MQTT;
-    snprintf(tls->host, sizeof tls->host, "0.0.0.0");
-    tls->port = 8883;
-    tls->transport = CONFIG_TRANSPORT_MQTTS;
-    tls->require_client_cert = true;
-    cfg->n_listeners = 2;
+    cfg->n_listeners = 0;
+    default_listener(cfg, "127.0.0.1", 1883, CONFIG_TRANSPORT_MQTT);
+    default_listener(cfg, "::1", 1883, CONFIG_TRANSPORT_MQTT);
+    default_listener(cfg, "::", 8883, CONFIG_TRANSPORT_MQTTS);
 }
 
 void config_defaults(struct vigil_config *cfg)
@@ -187,6 +200,16 @@ void config_defaults(struct vigil_config *cfg)
     cfg->sniff.ports[0] = 1883;
     cfg->sniff.n_ports = 1;
     cfg->sniff.buffer_size = 4 * 1024 * 1024;
+
+    snprintf(cfg->gateway.topic_base, sizeof cfg->gateway.topic_base, "hospital/%%u/%%t/%%d/");
+    cfg->gateway.max_peers = 10000;
+    cfg->gateway.handshake_burst = 10;
+    cfg->gateway.handshakes_per_minute = 60;
+    cfg->gateway.coap_max_body = 64 * 1024;
+    cfg->gateway.coap_idle_s = 300;
+    cfg->gateway.mqttsn_sleep_queue = 100;
+    cfg->gateway.mqttsn_gateway_id = 1;
+    cfg->gateway.mqttsn_advertise_s = 900;
 
     cfg->audit.checkpoint_every = 1000;
     cfg->audit.checkpoint_interval_s = 60;
@@ -396,7 +419,21 @@ bool config_role_name_valid(const char *name)
 
 bool config_listener_is_tls(const struct config_listener *l)
 {
-    return l->transport == CONFIG_TRANSPORT_MQTTS;
+    return l->transport == CONFIG_TRANSPORT_MQTTS || l->transport == CONFIG_TRANSPORT_COAPS ||
+           l->transport == CONFIG_TRANSPORT_MQTTSN_DTLS;
+}
+
+bool config_listener_is_udp(const struct config_listener *l)
+{
+    return l->transport >= CONFIG_TRANSPORT_COAP && l->transport <= CONFIG_TRANSPORT_MQTTSN_DTLS;
+}
+
+const char *config_transport_name(uint8_t transport)
+{
+    static const char *const names[] = {"mqtt", "mqtts", "coap", "coaps", "mqttsn",
+                                        "mqttsn-dtls"};
+
+    return transport < sizeof names / sizeof names[0] ? names[transport] : "unknown";
 }
 
 enum config_listener_rule config_listener_check(const struct config_listener *l, char *err,
@@ -408,9 +445,9 @@ enum config_listener_rule config_listener_check(const struct config_listener *l,
     config_format_listener(l, spec, sizeof spec);
     if (l->allow_anonymous && config_listener_is_tls(l)) {
         snprintf(err, errcap,
-                 "listener %s: anonymous access is not allowed on MQTTS listeners; devices "
-                 "there authenticate with a client certificate, a PSK or a password",
-                 spec);
+                 "listener %s (%s): anonymous access is not allowed on TLS and DTLS listeners; "
+                 "devices there authenticate with a client certificate, a PSK or a password",
+                 spec, config_transport_name(l->transport));
         return CONFIG_LISTENER_ANONYMOUS;
     }
     if (l->allow_anonymous && !loopback) {
@@ -421,18 +458,32 @@ enum config_listener_rule config_listener_check(const struct config_listener *l,
         return CONFIG_LISTENER_ANONYMOUS;
     }
     if (!config_listener_is_tls(l) && !loopback && !l->plaintext_public) {
+        bool coap = l->transport == CONFIG_TRANSPORT_COAP;
+        bool sn = l->transport == CONFIG_TRANSPORT_MQTTSN;
+
         snprintf(err, errcap,
-                 "listener %s: plaintext MQTT on a non-loopback address requires "
-                 "plaintext_public: true; use an mqtts listener instead",
-                 spec);
+                 "listener %s: plaintext %s on a non-loopback address requires "
+                 "plaintext_public: true; use %s listener instead",
+                 spec, coap ? "CoAP" : sn ? "MQTT-SN" : "MQTT",
+                 coap ? "a coaps" : sn ? "an mqttsn-dtls" : "an mqtts");
         return CONFIG_LISTENER_PLAINTEXT;
     }
-    if (config_listener_is_tls(l) && !l->require_client_cert && !l->allow_psk &&
+    if (l->transport == CONFIG_TRANSPORT_MQTTS && !l->require_client_cert && !l->allow_psk &&
         !l->allow_password) {
         snprintf(err, errcap,
                  "listener %s: an MQTTS listener must accept client certificates, PSK or "
                  "passwords; set require_client_cert, psk or password to true",
                  spec);
+        return CONFIG_LISTENER_NO_AUTH;
+    }
+    /* Passwords exist only in MQTT, so a DTLS listener needs certificates or
+     * PSK. */
+    if (config_listener_is_tls(l) && config_listener_is_udp(l) && !l->require_client_cert &&
+        !l->allow_psk) {
+        snprintf(err, errcap,
+                 "listener %s: a %s listener must accept client certificates or PSK; set "
+                 "require_client_cert or psk to true",
+                 spec, config_transport_name(l->transport));
         return CONFIG_LISTENER_NO_AUTH;
     }
     return CONFIG_LISTENER_OK;
@@ -448,13 +499,16 @@ static vigil_err validate_listener(const struct vigil_config *cfg, size_t i, cha
     config_format_listener(l, spec, sizeof spec);
     if (config_parse_listener(spec, &parsed, err, errcap) != VIGIL_OK)
         return VIGIL_ERR_CONFIG;
-    if (l->transport != CONFIG_TRANSPORT_MQTT && l->transport != CONFIG_TRANSPORT_MQTTS) {
+    if (l->transport > CONFIG_TRANSPORT_MQTTSN_DTLS) {
         snprintf(err, errcap, "listener %s: unknown transport %u", spec, (unsigned)l->transport);
         return VIGIL_ERR_CONFIG;
     }
     if (config_listener_check(l, err, errcap) != CONFIG_LISTENER_OK)
         return VIGIL_ERR_CONFIG;
     for (size_t j = 0; j < i; j++) {
+        /* TCP and UDP have separate port spaces. */
+        if (config_listener_is_udp(&cfg->listeners[j]) != config_listener_is_udp(l))
+            continue;
         if (cfg->listeners[j].port == l->port && strcmp(cfg->listeners[j].host, l->host) == 0) {
             snprintf(err, errcap, "listener %s is configured twice; remove one of them", spec);
             return VIGIL_ERR_CONFIG;

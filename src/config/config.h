@@ -18,9 +18,15 @@
 #define CONFIG_MAX_SNIFF_PORTS 16
 #define CONFIG_MAX_SECMON_PROFILES 16    /* equal to SECMON_PROFILES_MAX */
 
+#define CONFIG_MAX_PREDEFINED_TOPICS 64
+
 enum config_transport {
-    CONFIG_TRANSPORT_MQTT = 0,  /* plaintext MQTT over TCP */
-    CONFIG_TRANSPORT_MQTTS,     /* MQTT over TLS 1.2/1.3 */
+    CONFIG_TRANSPORT_MQTT = 0,    /* plaintext MQTT over TCP */
+    CONFIG_TRANSPORT_MQTTS,       /* MQTT over TLS 1.2/1.3 */
+    CONFIG_TRANSPORT_COAP,        /* plaintext CoAP over UDP; default port 5683 */
+    CONFIG_TRANSPORT_COAPS,       /* CoAP over DTLS 1.2; default port 5684 */
+    CONFIG_TRANSPORT_MQTTSN,      /* plaintext MQTT-SN over UDP; default port 1884 */
+    CONFIG_TRANSPORT_MQTTSN_DTLS, /* MQTT-SN over DTLS 1.2; default port 1885 */
 };
 
 struct config_listener {
@@ -28,7 +34,7 @@ struct config_listener {
     uint16_t port;
     bool allow_anonymous;   /* only ever true on loopback listeners */
     uint8_t transport;      /* enum config_transport */
-    /* MQTTS only. require_client_cert: mutual TLS, the device identity comes
+    /* MQTTS, CoAPS and MQTT-SN over DTLS. require_client_cert: mutual TLS, the device identity comes
      * from the certificate (default true). allow_psk: TLS-PSK with the
      * device id as PSK identity (default false). allow_password: user name
      * and password over TLS without a client certificate (default false). */
@@ -51,6 +57,31 @@ struct config_tls {
     uint32_t device_cert_days;      /* validity of device certificates; default 365 */
     uint32_t rotation_overlap_s;    /* old certificate stays valid after a rotation; default 7 days */
     uint32_t expiry_warning_days;   /* expiry events this long before; default 30 */
+};
+
+/* An MQTT-SN predefined topic id; "%d" in topic is the device id. */
+struct config_predefined_topic {
+    uint16_t id;
+    char topic[256];
+};
+
+/* The UDP front ends (CoAP and MQTT-SN) and what they share. */
+struct config_gateway {
+    /* Topic prefix of a device's measurements: "%d" device id, "%t" device
+     * type ("device" if unset), "%u" care unit ("unassigned" if unset).
+     * Default "hospital/%u/%t/%d/", so the device id is the fourth level as
+     * the default device role expects. */
+    char topic_base[128];
+    uint32_t max_peers;             /* peers per UDP listener; default 10000 */
+    uint32_t handshake_burst;       /* DTLS handshakes at once per source address; default 10 */
+    uint32_t handshakes_per_minute; /* refill of that budget; default 60 */
+    uint32_t coap_max_body;         /* block-wise total size, both directions; default 64 KiB */
+    uint32_t coap_idle_s;           /* CoAP peer without observations kept; default 300 */
+    uint32_t mqttsn_sleep_queue;    /* messages buffered for a sleeping client; default 100 */
+    uint32_t mqttsn_gateway_id;     /* GwId of ADVERTISE and GWINFO; default 1 */
+    uint32_t mqttsn_advertise_s;    /* ADVERTISE period to known peers, 0 = never; default 900 */
+    struct config_predefined_topic predefined[CONFIG_MAX_PREDEFINED_TOPICS]; /* none by default */
+    size_t n_predefined;
 };
 
 /* Failed-login limits, per peer address and per identity. */
@@ -136,6 +167,7 @@ struct vigil_config {
     struct config_secmon_profile secmon_profiles[CONFIG_MAX_SECMON_PROFILES];
     size_t n_secmon_profiles;
     struct config_audit audit;
+    struct config_gateway gateway;
 };
 
 /* Fills cfg with the embedded default. */
@@ -157,8 +189,12 @@ vigil_err config_parse_listener(const char *spec, struct config_listener *l, cha
  * together, limits in range). Writes the first problem into err. */
 vigil_err config_validate(const struct vigil_config *cfg, char *err, size_t errcap);
 bool config_host_is_loopback(const char *host);
-/* True for an MQTTS listener. */
+/* True for an MQTTS, CoAPS or MQTT-SN over DTLS listener. */
 bool config_listener_is_tls(const struct config_listener *l);
+/* True for the UDP transports (coap, coaps, mqttsn, mqttsn-dtls). */
+bool config_listener_is_udp(const struct config_listener *l);
+/* Name of a transport as the configuration writes it ("mqtts", "coaps"). */
+const char *config_transport_name(uint8_t transport);
 /* Fills out with cfg->secmon, its monitor_prefixes pointing into cfg, so
  * cfg must outlive every user of out. */
 void config_secmon(const struct vigil_config *cfg, struct secmon_config *out);

@@ -23,7 +23,10 @@
 #define TOP_KEYS                                                                               \
     "data_dir, listeners, tls, auth, roles, limits, store, secmon, siem, sys_interval, "             \
     "event_queue_capacity, "                                                                   \
-    "log_level, sniff, sniff_ports, sniff_promiscuous, sniff_buffer_size, audit"
+    "log_level, sniff, sniff_ports, sniff_promiscuous, sniff_buffer_size, audit, gateway"
+#define GATEWAY_KEYS                                                                           \
+    "topic_base, max_peers, handshake_burst, handshakes_per_minute, coap_max_body, "           \
+    "coap_idle, mqttsn_sleep_queue, mqttsn_gateway_id, mqttsn_advertise, predefined_topics"
 #define TLS_KEYS                                                                               \
     "cert_file, key_file, ca_file, crl_file, identity, device_cert_days, rotation_overlap, "   \
     "expiry_warning_days"
@@ -410,8 +413,9 @@ static vigil_err roles_value(struct loader *ld, const struct mapping_walk *walk,
     return walk_mapping(ld, &role_walk);
 }
 
-#define LISTENER_KEYS \
-    "mqtt, mqtts, anonymous, plaintext_public, require_client_cert, psk, password"
+#define LISTENER_KEYS                                                                          \
+    "mqtt, mqtts, coap, coaps, mqttsn, mqttsn-dtls, anonymous, plaintext_public, "             \
+    "require_client_cert, psk, password"
 
 enum listener_flag {
     FLAG_ANONYMOUS,
@@ -422,22 +426,38 @@ enum listener_flag {
     N_LISTENER_FLAGS
 };
 
-/* Boolean listener keys, each of which applies to one transport only. */
+/* Boolean listener keys; each applies either to the plaintext transports
+ * (mqtt, coap, mqttsn) or to the secured ones (mqtts, coaps, mqttsn-dtls). */
 static const struct {
     const char *key;
-    uint8_t transport;
+    bool secured;
     size_t offset;          /* of the bool in struct config_listener */
 } listener_flags[N_LISTENER_FLAGS] = {
-    [FLAG_ANONYMOUS] = {"anonymous", CONFIG_TRANSPORT_MQTT,
-                        offsetof(struct config_listener, allow_anonymous)},
-    [FLAG_PLAINTEXT_PUBLIC] = {"plaintext_public", CONFIG_TRANSPORT_MQTT,
+    [FLAG_ANONYMOUS] = {"anonymous", false, offsetof(struct config_listener, allow_anonymous)},
+    [FLAG_PLAINTEXT_PUBLIC] = {"plaintext_public", false,
                                offsetof(struct config_listener, plaintext_public)},
-    [FLAG_REQUIRE_CLIENT_CERT] = {"require_client_cert", CONFIG_TRANSPORT_MQTTS,
+    [FLAG_REQUIRE_CLIENT_CERT] = {"require_client_cert", true,
                                   offsetof(struct config_listener, require_client_cert)},
-    [FLAG_PSK] = {"psk", CONFIG_TRANSPORT_MQTTS, offsetof(struct config_listener, allow_psk)},
-    [FLAG_PASSWORD] = {"password", CONFIG_TRANSPORT_MQTTS,
-                       offsetof(struct config_listener, allow_password)},
+    [FLAG_PSK] = {"psk", true, offsetof(struct config_listener, allow_psk)},
+    [FLAG_PASSWORD] = {"password", true, offsetof(struct config_listener, allow_password)},
 };
+
+/* Address keys of a listener, one per transport, indexed by enum
+ * config_transport. */
+static const char *const listener_address_keys[] = {
+    [CONFIG_TRANSPORT_MQTT] = "mqtt",   [CONFIG_TRANSPORT_MQTTS] = "mqtts",
+    [CONFIG_TRANSPORT_COAP] = "coap",   [CONFIG_TRANSPORT_COAPS] = "coaps",
+    [CONFIG_TRANSPORT_MQTTSN] = "mqttsn", [CONFIG_TRANSPORT_MQTTSN_DTLS] = "mqttsn-dtls",
+};
+#define N_LISTENER_ADDRESS_KEYS (sizeof listener_address_keys / sizeof listener_address_keys[0])
+
+static int listener_address_transport(const char *key)
+{
+    for (size_t i = 0; i < N_LISTENER_ADDRESS_KEYS; i++)
+        if (strcmp(key, listener_address_keys[i]) == 0)
+            return (int)i;
+    return -1;
+}
 
 struct listener_entry {
     struct config_listener *listener;
@@ -452,18 +472,20 @@ static vigil_err listener_address(struct loader *ld, struct listener_entry *entr
     char spec[128];
     char problem[256];
 
+    int transport = listener_address_transport(key);
+
     if (entry->address_key != NULL)
         return fail(ld, key_line,
-                    "%s: '%s' and '%s' are both set; a listener has exactly one of mqtt or mqtts",
+                    "%s: '%s' and '%s' are both set; a listener has exactly one address key "
+                    "(mqtt, mqtts, coap, coaps, mqttsn or mqttsn-dtls)",
                     path, entry->address_key, key);
     if (read_string(ld, path, spec, sizeof spec) != VIGIL_OK)
         return VIGIL_ERR_CONFIG;
     if (config_parse_listener(spec, entry->listener, problem, sizeof problem) != VIGIL_OK)
         return fail(ld, event_line(ld), "%s.%s: %s", path, key, problem);
-    entry->address_key = strcmp(key, "mqtt") == 0 ? "mqtt" : "mqtts";
+    entry->address_key = listener_address_keys[transport];
     entry->address_line = event_line(ld);
-    entry->listener->transport =
-        strcmp(key, "mqtt") == 0 ? CONFIG_TRANSPORT_MQTT : CONFIG_TRANSPORT_MQTTS;
+    entry->listener->transport = (uint8_t)transport;
     return VIGIL_OK;
 }
 
@@ -473,7 +495,7 @@ static vigil_err listener_value(struct loader *ld, const struct mapping_walk *wa
     struct listener_entry *entry = walk->ctx;
     char path[96];
 
-    if (strcmp(key, "mqtt") == 0 || strcmp(key, "mqtts") == 0)
+    if (listener_address_transport(key) >= 0)
         return listener_address(ld, entry, walk->path, key, key_line);
     snprintf(path, sizeof path, "%s.%s", walk->path, key);
     for (size_t i = 0; i < N_LISTENER_FLAGS; i++) {
@@ -492,18 +514,20 @@ static vigil_err listener_finish(struct loader *ld, struct listener_entry *entry
                                  const char *path)
 {
     struct config_listener *l = entry->listener;
-
-    const char *other = l->transport == CONFIG_TRANSPORT_MQTT ? "mqtts" : "mqtt";
+    bool secured = config_listener_is_tls(l);
 
     for (size_t i = 0; i < N_LISTENER_FLAGS; i++) {
-        if (entry->flag_lines[i] != 0 && listener_flags[i].transport != l->transport)
+        if (entry->flag_lines[i] != 0 && listener_flags[i].secured != secured)
             return fail(ld, entry->flag_lines[i],
-                        "%s: key '%s' applies only to %s listeners; remove it or change '%s' "
-                        "to '%s'",
-                        path, listener_flags[i].key, other, entry->address_key, other);
+                        "%s: key '%s' applies only to %s listeners; remove it from this '%s' "
+                        "listener",
+                        path, listener_flags[i].key,
+                        secured ? "mqtt, coap and mqttsn" : "mqtts, coaps and mqttsn-dtls",
+                        entry->address_key);
     }
-    /* Mutual TLS is the default of an MQTTS listener. */
-    if (l->transport == CONFIG_TRANSPORT_MQTTS && entry->flag_lines[FLAG_REQUIRE_CLIENT_CERT] == 0)
+    /* Mutual authentication with certificates is the default of a secured
+     * listener. */
+    if (secured && entry->flag_lines[FLAG_REQUIRE_CLIENT_CERT] == 0)
         l->require_client_cert = true;
     return VIGIL_OK;
 }
@@ -539,8 +563,8 @@ static vigil_err read_listener(struct loader *ld, size_t index)
         return rc;
     if (entry.address_key == NULL)
         return fail(ld, start_line,
-                    "%s: missing key 'mqtt' or 'mqtts'; expected mqtt: \"ADDRESS:PORT\" or "
-                    "mqtts: \"ADDRESS:PORT\"",
+                    "%s: missing address key; expected one of mqtt, mqtts, coap, coaps, mqttsn "
+                    "or mqttsn-dtls with \"ADDRESS:PORT\"",
                     path);
     rc = listener_finish(ld, &entry, path);
     if (rc != VIGIL_OK)
@@ -900,6 +924,83 @@ static vigil_err read_sniff_ports(struct loader *ld, size_t key_line)
     return VIGIL_OK;
 }
 
+/* Checks an expanded-later topic: one or more levels, no wildcard, not
+ * starting with '$'. */
+static const char *gateway_topic_problem(const char *topic)
+{
+    if (topic[0] == '\0')
+        return "must not be empty";
+    if (topic[0] == '$')
+        return "must not start with '$'";
+    if (strpbrk(topic, "+#") != NULL)
+        return "must not contain the wildcards '+' or '#'";
+    return NULL;
+}
+
+static vigil_err read_predefined_topic(struct loader *ld, const char *key, size_t key_line)
+{
+    struct config_gateway *gw = &ld->cfg->gateway;
+    struct config_predefined_topic *t;
+    char path[96];
+    char *end;
+    unsigned long id = strtoul(key, &end, 10);
+    const char *problem;
+
+    snprintf(path, sizeof path, "gateway.predefined_topics.%s", key);
+    if (*key == '\0' || *end != '\0' || id == 0 || id >= 0xFFFF)
+        return fail(ld, key_line, "%s: the topic id must be a number from 1 to 65534", path);
+    for (size_t i = 0; i < gw->n_predefined; i++)
+        if (gw->predefined[i].id == id)
+            return fail(ld, key_line, "%s: topic id %lu is defined twice", path, id);
+    if (gw->n_predefined == CONFIG_MAX_PREDEFINED_TOPICS)
+        return fail(ld, key_line, "%s: at most %d predefined topics are supported", path,
+                    CONFIG_MAX_PREDEFINED_TOPICS);
+    t = &gw->predefined[gw->n_predefined];
+    if (read_string(ld, path, t->topic, sizeof t->topic) != VIGIL_OK)
+        return VIGIL_ERR_CONFIG;
+    problem = gateway_topic_problem(t->topic);
+    if (problem != NULL)
+        return fail(ld, event_line(ld), "%s: the topic %s", path, problem);
+    t->id = (uint16_t)id;
+    gw->n_predefined++;
+    return VIGIL_OK;
+}
+
+static vigil_err predefined_value(struct loader *ld, const struct mapping_walk *walk,
+                                  const char *key, size_t key_line)
+{
+    (void)walk;
+    return read_predefined_topic(ld, key, key_line);
+}
+
+static vigil_err gateway_value(struct loader *ld, const struct mapping_walk *walk,
+                               const char *key, size_t key_line)
+{
+    struct config_gateway *gw = &ld->cfg->gateway;
+    struct mapping_walk predefined = {"gateway.predefined_topics", "topic ids from 1 to 65534",
+                                      predefined_value, NULL};
+    const char *problem;
+
+    if (strcmp(key, "predefined_topics") == 0) {
+        if (ld->event.type != YAML_MAPPING_START_EVENT)
+            return fail_type(ld, "gateway.predefined_topics", "a mapping of topic id to topic");
+        gw->n_predefined = 0;
+        return walk_mapping(ld, &predefined);
+    }
+    if (strcmp(key, "topic_base") != 0)
+        return nested_number_value(ld, walk, key, key_line);
+    if (read_string(ld, "gateway.topic_base", gw->topic_base, sizeof gw->topic_base) != VIGIL_OK)
+        return VIGIL_ERR_CONFIG;
+    problem = gateway_topic_problem(gw->topic_base);
+    if (problem == NULL && strstr(gw->topic_base, "%d") == NULL)
+        problem = "must contain %d, the device id, so that devices cannot write as each other";
+    if (problem == NULL && gw->topic_base[strlen(gw->topic_base) - 1] != '/')
+        problem = "must end with '/'; the metric name follows it";
+    if (problem != NULL)
+        return fail(ld, event_line(ld), "gateway.topic_base %s", problem);
+    return VIGIL_OK;
+}
+
 /* Passes over the `siem:` section: the SIEM exporter reads it from the same
  * file with its own checks (siem_config_load_file). */
 static vigil_err skip_value(struct loader *ld)
@@ -933,6 +1034,7 @@ static vigil_err top_value(struct loader *ld, const struct mapping_walk *walk, c
     struct mapping_walk audit = {"audit",
                                  "checkpoint_every, checkpoint_interval, segment_max_bytes",
                                  nested_number_value, NULL};
+    struct mapping_walk gateway = {"gateway", GATEWAY_KEYS, gateway_value, NULL};
 
     if (strcmp(key, "data_dir") == 0)
         return read_string(ld, key, ld->cfg->data_dir, sizeof ld->cfg->data_dir);
@@ -954,6 +1056,8 @@ static vigil_err top_value(struct loader *ld, const struct mapping_walk *walk, c
         return skip_value(ld);
     if (strcmp(key, "audit") == 0)
         return walk_mapping(ld, &audit);
+    if (strcmp(key, "gateway") == 0)
+        return walk_mapping(ld, &gateway);
     if (strcmp(key, "log_level") == 0)
         return read_log_level(ld);
     if (strcmp(key, "sniff") == 0)

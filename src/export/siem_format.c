@@ -124,20 +124,6 @@ static void out_param_uint(struct siem_out *o, const char *name, uint64_t v)
     siem_out_fmt(o, " %s=\"%" PRIu64 "\"", name, v);
 }
 
-static const char *proto_name(uint8_t proto)
-{
-    switch (proto) {
-    case VIGIL_PROTO_MQTT311:
-        return "mqtt3.1.1";
-    case VIGIL_PROTO_MQTT5:
-        return "mqtt5";
-    case VIGIL_PROTO_TLS:
-        return "tls";
-    default:
-        return NULL;
-    }
-}
-
 /* [vigil@32473 seq=".." ...] for an event; empty fields are left out. */
 static void out_event_sd(struct siem_out *o, const struct vigil_event *ev, uint64_t seq)
 {
@@ -145,8 +131,8 @@ static void out_event_sd(struct siem_out *o, const struct vigil_event *ev, uint6
 
     siem_out_str(o, "[" SIEM_SD_ID);
     out_param_uint(o, "seq", seq);
-    if (proto_name(ev->proto) != NULL)
-        out_param(o, "proto", proto_name(ev->proto));
+    if (vigil_proto_name(ev->proto) != NULL)
+        out_param(o, "proto", vigil_proto_name(ev->proto));
     if (ev->conn_id != 0)
         out_param_uint(o, "conn", ev->conn_id);
     out_param_text(o, "peer", ev->peer, sizeof ev->peer);

@@ -179,7 +179,7 @@ static void out_uint_field(struct json_out *o, const char *key, unsigned long lo
     out_str(o, num);
 }
 
-static const char *proto_name(uint8_t proto)
+const char *vigil_proto_name(uint8_t proto)
 {
     switch (proto) {
     case VIGIL_PROTO_MQTT311:
@@ -188,6 +188,12 @@ static const char *proto_name(uint8_t proto)
         return "mqtt5";
     case VIGIL_PROTO_TLS:
         return "tls";
+    case VIGIL_PROTO_COAP:
+        return "coap";
+    case VIGIL_PROTO_MQTTSN:
+        return "mqtt-sn";
+    case VIGIL_PROTO_DTLS:
+        return "dtls";
     default:
         return NULL;
     }
@@ -218,7 +224,7 @@ static void out_numbers(struct json_out *o, const struct vigil_event *ev)
 int vigil_event_to_json(const struct vigil_event *ev, char *out, size_t cap)
 {
     struct json_out o = {out, cap, 0};
-    const char *proto = proto_name(ev->proto);
+    const char *proto = vigil_proto_name(ev->proto);
     char stamp[40];
 
     vigil_time_format_rfc3339(ev->ts_us, stamp, sizeof stamp);

@@ -34,7 +34,13 @@ enum vigil_proto {
     VIGIL_PROTO_MQTT311,
     VIGIL_PROTO_MQTT5,
     VIGIL_PROTO_TLS,           /* a TLS-level event before MQTT started */
+    VIGIL_PROTO_COAP,          /* CoAP over UDP or DTLS */
+    VIGIL_PROTO_MQTTSN,        /* MQTT-SN 1.2 over UDP or DTLS */
+    VIGIL_PROTO_DTLS,          /* a DTLS-level event before CoAP or MQTT-SN started */
 };
+
+/* Name of a protocol as events show it ("mqtt5", "coap"), NULL for none. */
+const char *vigil_proto_name(uint8_t proto);
 
 struct vigil_event {
     uint8_t type;             /* enum vigil_event_type */

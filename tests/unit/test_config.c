@@ -59,21 +59,24 @@ static void test_defaults_values(void **state)
 
     config_defaults(&cfg);
     assert_string_equal(cfg.data_dir, "./vigil-data");
-    assert_int_equal(cfg.n_listeners, 2);
+    assert_int_equal(cfg.n_listeners, 3);
     assert_string_equal(cfg.listeners[0].host, "127.0.0.1");
     assert_int_equal(cfg.listeners[0].port, 1883);
     assert_int_equal(cfg.listeners[0].transport, CONFIG_TRANSPORT_MQTT);
     assert_false(config_listener_is_tls(&cfg.listeners[0]));
     assert_false(cfg.listeners[0].allow_anonymous);
     assert_false(cfg.listeners[0].plaintext_public);
-    assert_string_equal(cfg.listeners[1].host, "0.0.0.0");
-    assert_int_equal(cfg.listeners[1].port, 8883);
-    assert_int_equal(cfg.listeners[1].transport, CONFIG_TRANSPORT_MQTTS);
-    assert_true(config_listener_is_tls(&cfg.listeners[1]));
-    assert_true(cfg.listeners[1].require_client_cert);
-    assert_false(cfg.listeners[1].allow_psk);
-    assert_false(cfg.listeners[1].allow_password);
-    assert_false(cfg.listeners[1].allow_anonymous);
+    assert_string_equal(cfg.listeners[1].host, "::1");
+    assert_int_equal(cfg.listeners[1].port, 1883);
+    assert_int_equal(cfg.listeners[1].transport, CONFIG_TRANSPORT_MQTT);
+    assert_string_equal(cfg.listeners[2].host, "::");
+    assert_int_equal(cfg.listeners[2].port, 8883);
+    assert_int_equal(cfg.listeners[2].transport, CONFIG_TRANSPORT_MQTTS);
+    assert_true(config_listener_is_tls(&cfg.listeners[2]));
+    assert_true(cfg.listeners[2].require_client_cert);
+    assert_false(cfg.listeners[2].allow_psk);
+    assert_false(cfg.listeners[2].allow_password);
+    assert_false(cfg.listeners[2].allow_anonymous);
     assert_int_equal(cfg.n_roles, 2);
 
     device = config_find_role(&cfg, "device");
@@ -147,13 +150,14 @@ static void test_example_file_loads(void **state)
         fail_msg("%s", err);
     assert_int_equal(config_validate(&cfg, err, sizeof err), VIGIL_OK);
 
-    assert_int_equal(cfg.n_listeners, 3);
-    assert_memory_equal(&cfg.listeners[0], &defaults.listeners[0], sizeof cfg.listeners[0]);
-    assert_memory_equal(&cfg.listeners[1], &defaults.listeners[1], sizeof cfg.listeners[1]);
-    assert_string_equal(cfg.listeners[2].host, "::1");
-    assert_int_equal(cfg.listeners[2].port, 1884);
-    assert_int_equal(cfg.listeners[2].transport, CONFIG_TRANSPORT_MQTT);
-    assert_true(cfg.listeners[2].allow_anonymous);
+    assert_int_equal(cfg.n_listeners, defaults.n_listeners + 1);
+    for (size_t i = 0; i < defaults.n_listeners; i++)
+        assert_memory_equal(&cfg.listeners[i], &defaults.listeners[i], sizeof cfg.listeners[i]);
+    assert_string_equal(cfg.listeners[defaults.n_listeners].host, "::1");
+    assert_int_equal(cfg.listeners[defaults.n_listeners].port, 1884);
+    assert_int_equal(cfg.listeners[defaults.n_listeners].transport, CONFIG_TRANSPORT_MQTT);
+    assert_true(cfg.listeners[defaults.n_listeners].allow_anonymous);
+    assert_memory_equal(&cfg.gateway, &defaults.gateway, sizeof cfg.gateway);
     assert_memory_equal(&cfg.tls, &defaults.tls, sizeof cfg.tls);
     assert_memory_equal(&cfg.auth, &defaults.auth, sizeof cfg.auth);
     assert_int_equal(cfg.n_roles, 3);
@@ -331,7 +335,8 @@ static void test_error_unknown_keys(void **state)
                  "t.yaml:2: store: unknown key 'interval'; expected one of: commit_interval_us");
     expect_error("listeners:\n  - mqtt: 127.0.0.1:1883\n    tls: true\n",
                  "t.yaml:3: listeners[0]: unknown key 'tls'; expected one of: mqtt, mqtts, "
-                 "anonymous, plaintext_public, require_client_cert, psk, password");
+                 "coap, coaps, mqttsn, mqttsn-dtls, anonymous, plaintext_public, "
+                 "require_client_cert, psk, password");
     expect_error("tls:\n  cert: a.pem\n",
                  "t.yaml:2: tls: unknown key 'cert'; expected one of: cert_file, key_file, "
                  "ca_file, crl_file, identity, device_cert_days, rotation_overlap, "
@@ -498,8 +503,8 @@ static void test_error_listeners(void **state)
                  "t.yaml:2: listeners[0].mqtt: invalid listener '127.0.0.1:0': the port must be "
                  "a number from 1 to 65535");
     expect_error("listeners:\n  - anonymous: false\n",
-                 "t.yaml:2: listeners[0]: missing key 'mqtt' or 'mqtts'; expected mqtt: "
-                 "\"ADDRESS:PORT\" or mqtts: \"ADDRESS:PORT\"");
+                 "t.yaml:2: listeners[0]: missing address key; expected one of mqtt, mqtts, "
+                 "coap, coaps, mqttsn or mqttsn-dtls with \"ADDRESS:PORT\"");
     expect_error("listeners: []\n", "t.yaml:1: listeners: expected at least one listener");
     expect_error("listeners:\n"
                  "  - mqtt: 127.0.0.1:1883\n"
@@ -516,21 +521,44 @@ static void test_error_listener_transport(void **state)
 {
     expect_error("listeners:\n  - mqtt: 127.0.0.1:1883\n    mqtts: 127.0.0.1:8883\n",
                  "t.yaml:3: listeners[0]: 'mqtt' and 'mqtts' are both set; a listener has "
-                 "exactly one of mqtt or mqtts");
+                 "exactly one address key (mqtt, mqtts, coap, coaps, mqttsn or mqttsn-dtls)");
     expect_error("listeners:\n  - mqtt: 127.0.0.1:1883\n    psk: true\n",
-                 "t.yaml:3: listeners[0]: key 'psk' applies only to mqtts listeners; remove it "
-                 "or change 'mqtt' to 'mqtts'");
-    expect_error("listeners:\n  - require_client_cert: false\n    mqtt: 127.0.0.1:1883\n",
-                 "t.yaml:2: listeners[0]: key 'require_client_cert' applies only to mqtts "
-                 "listeners");
+                 "t.yaml:3: listeners[0]: key 'psk' applies only to mqtts, coaps and "
+                 "mqttsn-dtls listeners; remove it from this 'mqtt' listener");
+    expect_error("listeners:\n  - require_client_cert: false\n    coap: 127.0.0.1:5683\n",
+                 "t.yaml:2: listeners[0]: key 'require_client_cert' applies only to mqtts, "
+                 "coaps and mqttsn-dtls listeners");
     expect_error("listeners:\n  - mqtt: 127.0.0.1:1883\n    password: false\n",
-                 "t.yaml:3: listeners[0]: key 'password' applies only to mqtts listeners");
+                 "t.yaml:3: listeners[0]: key 'password' applies only to mqtts, coaps and "
+                 "mqttsn-dtls listeners");
     expect_error("listeners:\n  - mqtts: 127.0.0.1:8883\n    anonymous: false\n",
-                 "t.yaml:3: listeners[0]: key 'anonymous' applies only to mqtt listeners; "
-                 "remove it or change 'mqtts' to 'mqtt'");
-    expect_error("listeners:\n  - mqtts: 0.0.0.0:8883\n\n    plaintext_public: true\n",
-                 "t.yaml:4: listeners[0]: key 'plaintext_public' applies only to mqtt "
-                 "listeners");
+                 "t.yaml:3: listeners[0]: key 'anonymous' applies only to mqtt, coap and "
+                 "mqttsn listeners; remove it from this 'mqtts' listener");
+    expect_error("listeners:\n  - mqttsn-dtls: 0.0.0.0:1885\n\n    plaintext_public: true\n",
+                 "t.yaml:4: listeners[0]: key 'plaintext_public' applies only to mqtt, coap "
+                 "and mqttsn listeners");
+    expect_error("listeners:\n  - coap: 0.0.0.0:5683\n",
+                 "t.yaml:2: listeners[0]: listener 0.0.0.0:5683: plaintext CoAP on a "
+                 "non-loopback address requires plaintext_public: true; use a coaps listener");
+    expect_error("listeners:\n  - coaps: \"[::]:5684\"\n    require_client_cert: false\n"
+                 "    password: true\n",
+                 "t.yaml:2: listeners[0]: listener [::]:5684: a coaps listener must accept "
+                 "client certificates or PSK");
+    expect_error("gateway:\n  topic_base: \"hospital/%u/\"\n",
+                 "t.yaml:2: gateway.topic_base must contain %d");
+    expect_error("gateway:\n  topic_base: \"hospital/+/%d/\"\n",
+                 "t.yaml:2: gateway.topic_base must not contain the wildcards");
+    expect_error("gateway:\n  topic_base: \"hospital/%d\"\n",
+                 "t.yaml:2: gateway.topic_base must end with '/'");
+    expect_error("gateway:\n  predefined_topics:\n    0: a/b\n",
+                 "t.yaml:3: gateway.predefined_topics.0: the topic id must be a number from 1 "
+                 "to 65534");
+    expect_error("gateway:\n  predefined_topics:\n    7: a/#\n",
+                 "t.yaml:3: gateway.predefined_topics.7: the topic must not contain the "
+                 "wildcards");
+    expect_error("gateway:\n  mqttsn_gateway_id: 256\n",
+                 "t.yaml:2: gateway.mqttsn_gateway_id: expected an unsigned integer from 0 to "
+                 "255, got '256'");
     expect_error("listeners:\n  - mqtts: 0.0.0.0:8883\n    psk: yes\n",
                  "t.yaml:3: listeners[0].psk: expected true or false, got 'yes'");
     expect_error("listeners:\n  - mqtts: localhost:8883\n",
@@ -787,26 +815,26 @@ static void test_validate_listener_transport(void **state)
     assert_int_equal(config_validate(&cfg, (char[ERR_CAP]){0}, ERR_CAP), VIGIL_OK);
 
     config_defaults(&cfg);
-    cfg.listeners[1].allow_anonymous = true;
-    expect_invalid(&cfg, "listener 0.0.0.0:8883: anonymous access is not allowed on MQTTS "
-                         "listeners");
-    snprintf(cfg.listeners[1].host, sizeof cfg.listeners[1].host, "127.0.0.1");
-    expect_invalid(&cfg, "listener 127.0.0.1:8883: anonymous access is not allowed on MQTTS "
-                         "listeners");
+    cfg.listeners[2].allow_anonymous = true;
+    expect_invalid(&cfg, "listener [::]:8883 (mqtts): anonymous access is not allowed on TLS "
+                         "and DTLS listeners");
+    snprintf(cfg.listeners[2].host, sizeof cfg.listeners[2].host, "127.0.0.1");
+    expect_invalid(&cfg, "listener 127.0.0.1:8883 (mqtts): anonymous access is not allowed on "
+                         "TLS and DTLS listeners");
 
     config_defaults(&cfg);
-    cfg.listeners[1].require_client_cert = false;
-    expect_invalid(&cfg, "listener 0.0.0.0:8883: an MQTTS listener must accept client "
+    cfg.listeners[2].require_client_cert = false;
+    expect_invalid(&cfg, "listener [::]:8883: an MQTTS listener must accept client "
                          "certificates, PSK or passwords");
-    cfg.listeners[1].allow_psk = true;
+    cfg.listeners[2].allow_psk = true;
     assert_int_equal(config_validate(&cfg, (char[ERR_CAP]){0}, ERR_CAP), VIGIL_OK);
-    cfg.listeners[1].allow_psk = false;
-    cfg.listeners[1].allow_password = true;
+    cfg.listeners[2].allow_psk = false;
+    cfg.listeners[2].allow_password = true;
     assert_int_equal(config_validate(&cfg, (char[ERR_CAP]){0}, ERR_CAP), VIGIL_OK);
 
     config_defaults(&cfg);
-    cfg.listeners[1].transport = 7;
-    expect_invalid(&cfg, "listener 0.0.0.0:8883: unknown transport 7");
+    cfg.listeners[2].transport = 7;
+    expect_invalid(&cfg, "listener [::]:8883: unknown transport 7");
 }
 
 static void test_parse_listener_keeps_transport(void **state)

@@ -1,0 +1,87 @@
+/* UDP endpoints for the CoAP and MQTT-SN front ends: one socket per
+ * listener (IPv4 or IPv6), a table of peers keyed by source address, and
+ * on DTLS listeners a DTLS 1.2 session per peer. A DTLS peer gets state
+ * only after the stateless cookie exchange (HelloVerifyRequest) proved its
+ * address; handshakes per source address are rate limited; sessions can be
+ * resumed; the identity comes from the PSK identity or the client
+ * certificate exactly as on MQTTS listeners. Front ends see plaintext
+ * datagrams per peer and never touch DTLS. Everything here runs on the I/O
+ * loop thread. */
+#ifndef VIGIL_BROKER_UDP_H
+#define VIGIL_BROKER_UDP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "broker/broker.h"
+
+struct udp_endpoint;
+
+struct udp_peer {
+    struct udp_endpoint *ep;
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+    char name[64];                     /* "127.0.0.1:5683" or "[::1]:5683" */
+    bool secure;                       /* a DTLS session is established */
+    char identity[DEVICE_ID_MAX + 1];  /* proven by DTLS; "" otherwise */
+    char cert_serial[PKI_SERIAL_MAX];  /* client certificate serial, "" if none */
+    bool used_psk;
+    uint64_t last_rx_ms;               /* loop time of the last datagram */
+    void *user;                        /* the front end's state for this peer */
+};
+
+struct udp_handler {
+    /* A datagram from p: plaintext on plain endpoints, decrypted
+     * application data on DTLS ones. data is valid during the call. */
+    void (*datagram)(void *ctx, struct udp_peer *p, const uint8_t *data, size_t len);
+    /* The DTLS handshake of p completed; p->identity is set. */
+    void (*secured)(void *ctx, struct udp_peer *p);
+    /* p is about to be freed (udp_peer_close, DTLS close_notify or fatal
+     * alert, endpoint closing). The front end releases p->user here and
+     * must not use p afterwards. */
+    void (*closing)(void *ctx, struct udp_peer *p);
+    void *ctx;
+};
+
+/* Opens the socket of listener l (transports coap, coaps, mqttsn,
+ * mqttsn-dtls; DTLS for coaps and mqttsn-dtls, with the TLS files and PSK
+ * settings the hub uses for MQTTS). proto (VIGIL_PROTO_COAP or
+ * VIGIL_PROTO_MQTTSN) labels events. Logs and returns an error when the
+ * address cannot be bound. */
+vigil_err udp_endpoint_open(struct hub *hub, const struct config_listener *l, uint8_t proto,
+                            const struct udp_handler *h, struct udp_endpoint **out);
+
+/* Closes every peer (closing callbacks, DTLS close_notify), then the
+ * socket; the endpoint frees itself once libuv released the handle. */
+void udp_endpoint_close(struct udp_endpoint *ep);
+
+/* Rebuilds the DTLS context from the current files (SIGHUP); existing
+ * sessions keep the old one. No effect on plain endpoints. */
+void udp_endpoint_reload(struct udp_endpoint *ep);
+
+bool udp_endpoint_is_dtls(const struct udp_endpoint *ep);
+const struct config_listener *udp_endpoint_listener(const struct udp_endpoint *ep);
+struct hub *udp_endpoint_hub(const struct udp_endpoint *ep);
+uint32_t udp_endpoint_n_peers(const struct udp_endpoint *ep);
+
+/* Calls fn for every peer; fn may close the peer it is given. */
+void udp_endpoint_foreach(struct udp_endpoint *ep, void (*fn)(void *ctx, struct udp_peer *p),
+                          void *ctx);
+
+/* Sends one datagram to p, encrypted on DTLS endpoints (only once p is
+ * secure). Returns VIGIL_ERR_LIMIT when the datagram is too large for the
+ * path (over 1152 bytes of plaintext on DTLS, 65507 on plain UDP). */
+vigil_err udp_send(struct udp_peer *p, const uint8_t *data, size_t len);
+
+/* Sends one plaintext datagram to an address with no peer state; plain
+ * endpoints only (RST to an unknown source, GWINFO). */
+vigil_err udp_send_to(struct udp_endpoint *ep, const struct sockaddr *addr, const uint8_t *data,
+                      size_t len);
+
+/* Ends p: sends close_notify on DTLS, calls closing, and frees it once the
+ * current callback has returned. Safe to call more than once. */
+void udp_peer_close(struct udp_peer *p, const char *why);
+
+#endif
