@@ -23,7 +23,6 @@
 #define TLS12_PSK_CIPHERS \
     ":ECDHE-PSK-CHACHA20-POLY1305:PSK-AES256-GCM-SHA384:PSK-AES128-GCM-SHA256"
 #define TLS13_SUITES "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256"
-#define TLS_GROUPS "X25519:P-256:P-384"
 #define TLS_VERIFY_DEPTH 8
 
 void tls_format_time(const ASN1_TIME *t, char *out, size_t cap)
@@ -45,8 +44,7 @@ bool tls_time_to_unix(const ASN1_TIME *t, int64_t *out)
     return true;
 }
 
-/* Writes "what failed: OpenSSL reason" for a call that left an error queued. */
-static void format_openssl_error(char *err, size_t errcap, const char *what)
+void tls_format_openssl_error(char *err, size_t errcap, const char *what)
 {
     unsigned long e = ERR_peek_last_error();
     const char *reason = e != 0 ? ERR_reason_error_string(e) : NULL;
@@ -69,23 +67,23 @@ static vigil_err apply_policy(SSL_CTX *ctx, bool psk, char *err, size_t errcap)
     /* OpenSSL refuses to resume a session, which is how a TLS 1.3 PSK is
      * used, under SSL_VERIFY_PEER unless a session id context is set. */
     if (SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"vigil", 5) != 1) {
-        format_openssl_error(err, errcap, "TLS session id context");
+        tls_format_openssl_error(err, errcap, "TLS session id context");
         return VIGIL_ERR_CONFIG;
     }
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     if (SSL_CTX_set_num_tickets(ctx, 0) != 1 ||
         SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
         SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1) {
-        format_openssl_error(err, errcap, "TLS protocol versions");
+        tls_format_openssl_error(err, errcap, "TLS protocol versions");
         return VIGIL_ERR_CONFIG;
     }
     if (SSL_CTX_set_cipher_list(ctx, ciphers) != 1 ||
         SSL_CTX_set_ciphersuites(ctx, TLS13_SUITES) != 1) {
-        format_openssl_error(err, errcap, "TLS cipher suites");
+        tls_format_openssl_error(err, errcap, "TLS cipher suites");
         return VIGIL_ERR_CONFIG;
     }
     if (SSL_CTX_set1_groups_list(ctx, TLS_GROUPS) != 1) {
-        format_openssl_error(err, errcap, "TLS groups " TLS_GROUPS);
+        tls_format_openssl_error(err, errcap, "TLS groups " TLS_GROUPS);
         return VIGIL_ERR_CONFIG;
     }
     return VIGIL_OK;
@@ -98,17 +96,17 @@ static vigil_err use_server_material(SSL_CTX *ctx, const struct tls_server_opts 
     int i;
 
     if (SSL_CTX_use_certificate(ctx, m->leaf) != 1) {
-        format_openssl_error(err, errcap, opts->cert_file);
+        tls_format_openssl_error(err, errcap, opts->cert_file);
         return VIGIL_ERR_CONFIG;
     }
     for (i = 0; i < sk_X509_num(m->chain); i++) {
         if (SSL_CTX_add1_chain_cert(ctx, sk_X509_value(m->chain, i)) != 1) {
-            format_openssl_error(err, errcap, opts->cert_file);
+            tls_format_openssl_error(err, errcap, opts->cert_file);
             return VIGIL_ERR_CONFIG;
         }
     }
     if (SSL_CTX_use_PrivateKey(ctx, m->key) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
-        format_openssl_error(err, errcap, opts->key_file);
+        tls_format_openssl_error(err, errcap, opts->key_file);
         return VIGIL_ERR_CONFIG;
     }
     return VIGIL_OK;
@@ -126,13 +124,13 @@ static vigil_err use_client_ca(SSL_CTX *ctx, const struct tls_server_opts *opts,
         X509 *ca = sk_X509_value(m->cas, i);
 
         if (X509_STORE_add_cert(store, ca) != 1 || SSL_CTX_add_client_CA(ctx, ca) != 1) {
-            format_openssl_error(err, errcap, opts->ca_file);
+            tls_format_openssl_error(err, errcap, opts->ca_file);
             return VIGIL_ERR_CONFIG;
         }
     }
     for (i = 0; i < sk_X509_CRL_num(m->crls); i++) {
         if (X509_STORE_add_crl(store, sk_X509_CRL_value(m->crls, i)) != 1) {
-            format_openssl_error(err, errcap, opts->crl_file);
+            tls_format_openssl_error(err, errcap, opts->crl_file);
             return VIGIL_ERR_CONFIG;
         }
     }
@@ -174,17 +172,18 @@ static vigil_err check_opts(const struct tls_server_opts *opts, char *err, size_
 }
 
 static vigil_err build_ctx(struct tls_server *srv, const struct tls_server_opts *opts,
-                           struct tls_material *m, char *err, size_t errcap)
+                           const struct tls_policy *policy, struct tls_material *m, char *err,
+                           size_t errcap)
 {
     vigil_err rc;
 
-    srv->ctx = SSL_CTX_new(TLS_server_method());
+    srv->ctx = SSL_CTX_new(policy->method());
     if (srv->ctx == NULL) {
-        format_openssl_error(err, errcap, "cannot create the TLS context");
+        tls_format_openssl_error(err, errcap, "cannot create the TLS context");
         return VIGIL_ERR_NOMEM;
     }
     SSL_CTX_set_app_data(srv->ctx, srv);
-    rc = apply_policy(srv->ctx, opts->psk_lookup != NULL, err, errcap);
+    rc = policy->apply(srv->ctx, opts->psk_lookup != NULL, err, errcap);
     if (rc == VIGIL_OK)
         rc = use_server_material(srv->ctx, opts, m, err, errcap);
     if (rc == VIGIL_OK && opts->ca_file != NULL)
@@ -198,8 +197,8 @@ static vigil_err build_ctx(struct tls_server *srv, const struct tls_server_opts 
     return rc;
 }
 
-vigil_err tls_server_new(const struct tls_server_opts *opts, struct tls_server **out, char *err,
-                         size_t errcap)
+vigil_err tls_server_build(const struct tls_server_opts *opts, const struct tls_policy *policy,
+                           struct tls_server **out, char *err, size_t errcap)
 {
     struct tls_material m = {0};
     struct tls_server *srv = NULL;
@@ -225,7 +224,7 @@ vigil_err tls_server_new(const struct tls_server_opts *opts, struct tls_server *
     srv->psk_ctx = opts->psk_ctx;
     if (!tls_time_to_unix(X509_get0_notAfter(m.leaf), &srv->not_after))
         srv->not_after = 0;
-    rc = build_ctx(srv, opts, &m, err, errcap);
+    rc = build_ctx(srv, opts, policy, &m, err, errcap);
     if (rc != VIGIL_OK)
         goto cleanup;
     *out = srv;
@@ -239,6 +238,14 @@ cleanup:
     tls_files_free(&m);
     ERR_clear_error();
     return rc;
+}
+
+vigil_err tls_server_new(const struct tls_server_opts *opts, struct tls_server **out, char *err,
+                         size_t errcap)
+{
+    static const struct tls_policy policy = {TLS_server_method, apply_policy};
+
+    return tls_server_build(opts, &policy, out, err, errcap);
 }
 
 void tls_server_ref(struct tls_server *srv)

@@ -17,6 +17,9 @@ static const char *version_name(int version)
     case TLS1_1_VERSION: return "TLSv1.1";
     case TLS1_2_VERSION: return "TLSv1.2";
     case TLS1_3_VERSION: return "TLSv1.3";
+    case DTLS1_BAD_VER: return "DTLSv0.9";
+    case DTLS1_VERSION: return "DTLSv1";
+    case DTLS1_2_VERSION: return "DTLSv1.2";
     default: return NULL;
     }
 }

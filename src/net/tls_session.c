@@ -109,7 +109,7 @@ static void take_peer_serial(struct tls_session *s)
     BN_free(bn);
 }
 
-static void finish_handshake(struct tls_session *s)
+void tls_session_finish_handshake(struct tls_session *s)
 {
     const SSL_CIPHER *cipher = SSL_get_current_cipher(s->ssl);
 
@@ -130,7 +130,7 @@ static vigil_err drive_handshake(struct tls_session *s)
     int e;
 
     if (r == 1) {
-        finish_handshake(s);
+        tls_session_finish_handshake(s);
         return VIGIL_OK;
     }
     e = SSL_get_error(s->ssl, r);

@@ -72,6 +72,26 @@ static const char *identity_from_cn(X509 *cert, char *id)
     return problem;
 }
 
+const char *tls_cert_identity(X509 *cert, enum tls_identity_source source,
+                              char id[DEVICE_ID_MAX + 1])
+{
+    const char *problem;
+
+    /* A device certificate is a leaf: one that may sign others (CA:TRUE)
+     * or is marked for servers only is not a device identity. */
+    if (X509_check_ca(cert) != 0)
+        problem = "client certificate is a CA certificate";
+    else if (X509_check_purpose(cert, X509_PURPOSE_SSL_CLIENT, 0) != 1)
+        problem = "client certificate is not for client authentication";
+    else if (source == TLS_IDENTITY_CN)
+        problem = identity_from_cn(cert, id);
+    else
+        problem = identity_from_uri(cert, id);
+    if (problem != NULL)
+        id[0] = '\0';
+    return problem;
+}
+
 /* Called by OpenSSL for each certificate of the chain, the leaf (depth 0)
  * last. A leaf without a usable identity fails the handshake. */
 static int verify_client_cert(int ok, X509_STORE_CTX *store_ctx)
@@ -83,19 +103,9 @@ static int verify_client_cert(int ok, X509_STORE_CTX *store_ctx)
 
     if (!ok || X509_STORE_CTX_get_error_depth(store_ctx) != 0 || s == NULL || cert == NULL)
         return ok;
-    /* A device certificate is a leaf: one that may sign others (CA:TRUE)
-     * or is marked for servers only is not a device identity. */
-    if (X509_check_ca(cert) != 0)
-        problem = "client certificate is a CA certificate";
-    else if (X509_check_purpose(cert, X509_PURPOSE_SSL_CLIENT, 0) != 1)
-        problem = "client certificate is not for client authentication";
-    else if (s->srv->identity == TLS_IDENTITY_CN)
-        problem = identity_from_cn(cert, s->identity);
-    else
-        problem = identity_from_uri(cert, s->identity);
+    problem = tls_cert_identity(cert, s->srv->identity, s->identity);
     if (problem == NULL)
         return 1;
-    s->identity[0] = '\0';
     tls_session_set_error(s, problem);
     X509_STORE_CTX_set_error(store_ctx, X509_V_ERR_APPLICATION_VERIFICATION);
     return 0;
