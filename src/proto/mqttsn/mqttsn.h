@@ -140,4 +140,8 @@ size_t sn_encode(const struct sn_msg *msg, uint8_t *out, size_t cap);
  * reserved value. */
 const char *sn_type_name(unsigned type);
 
+/* Returns the rule name of the section that defines a MsgType's format
+ * ("MQTT-SN-1.2:5.4.12"), or the MsgType rule for a reserved value. */
+const char *sn_type_rule(unsigned type);
+
 #endif

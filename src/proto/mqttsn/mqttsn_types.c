@@ -51,3 +51,10 @@ const char *sn_type_name(unsigned type)
 
     return layout != NULL ? layout->name : NULL;
 }
+
+const char *sn_type_rule(unsigned type)
+{
+    const struct sn_layout *layout = sn_layout_of(type);
+
+    return layout != NULL ? layout->rule : "MQTT-SN-1.2:5.2.2";
+}
