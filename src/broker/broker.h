@@ -142,6 +142,7 @@ struct conn {
     uv_tcp_t tcp;
     uv_timer_t timer;          /* connect timeout, then keep-alive */
     uint64_t id;
+    uint32_t slot;             /* index in hub->conns */
     uint32_t refs;             /* libuv handles and in-flight requests */
     enum conn_state state;
     uint8_t version;           /* protocol level after CONNECT */
@@ -252,7 +253,7 @@ struct hub {
     uv_signal_t sig_hup;
     uv_fs_event_t devices_watch;     /* changes to devices.db and its WAL */
     bool devices_watch_on;
-    uint8_t tls_read_buf[65536];
+    uint8_t read_buf[65536];         /* shared input buffer of the loop (conn.c) */
     size_t n_listeners;
     uv_timer_t tick;             /* 1 s: expiry, wills, $SYS */
     uv_signal_t sig_int, sig_term;
@@ -276,8 +277,10 @@ struct hub {
     size_t flush_n, flush_cap;
     uv_check_t flush_check;
     uv_idle_t flush_idle;
-    struct conn **conns;         /* open connections, for shutdown */
+    struct conn **conns;         /* open connections, for shutdown; NULL = free slot */
     size_t n_conn_slots;
+    uint32_t *free_slots;        /* indexes of free slots in conns */
+    size_t n_free_slots;
 };
 
 /* hub.c */

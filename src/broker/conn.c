@@ -14,32 +14,41 @@
 
 static bool conn_tls_encrypt(struct conn *c);
 
+/* Keeps c in hub->conns (for shutdown and revocation sweeps) at the slot
+ * index it remembers, so adding and removing cost O(1). */
 static void conn_track(struct hub *hub, struct conn *c, bool add)
 {
     if (!add) {
-        for (size_t i = 0; i < hub->n_conn_slots; i++)
-            if (hub->conns[i] == c) {
-                hub->conns[i] = NULL;
-                return;
-            }
+        if (c->slot < hub->n_conn_slots && hub->conns[c->slot] == c) {
+            hub->conns[c->slot] = NULL;
+            hub->free_slots[hub->n_free_slots++] = c->slot;
+        }
         return;
     }
-    for (size_t i = 0; i < hub->n_conn_slots; i++)
-        if (hub->conns[i] == NULL) {
-            hub->conns[i] = c;
-            return;
-        }
-    {
+    if (hub->n_free_slots == 0) {
         size_t n = hub->n_conn_slots ? hub->n_conn_slots * 2 : 64;
         struct conn **p = vigil_realloc(hub->conns, n * sizeof *p);
+        uint32_t *f;
 
         if (p == NULL)
-            return; /* NOTE: an untracked connection is not closed at shutdown. */
-        memset(p + hub->n_conn_slots, 0, (n - hub->n_conn_slots) * sizeof *p);
-        p[hub->n_conn_slots] = c;
+            goto untracked;
         hub->conns = p;
+        f = vigil_realloc(hub->free_slots, n * sizeof *f);
+        if (f == NULL)
+            goto untracked;
+        hub->free_slots = f;
+        memset(p + hub->n_conn_slots, 0, (n - hub->n_conn_slots) * sizeof *p);
+        /* Lower slots are handed out first. */
+        for (size_t i = n; i > hub->n_conn_slots; i--)
+            hub->free_slots[hub->n_free_slots++] = (uint32_t)(i - 1);
         hub->n_conn_slots = n;
     }
+    c->slot = hub->free_slots[--hub->n_free_slots];
+    hub->conns[c->slot] = c;
+    return;
+untracked:
+    /* NOTE: an untracked connection is not closed at shutdown. */
+    c->slot = UINT32_MAX;
 }
 
 void conn_ref(struct conn *c)
@@ -286,11 +295,16 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     size_t want = 16384;
 
     (void)suggested;
-    if (c->tls != NULL) {
-        /* Ciphertext is consumed inside the read callback, so one buffer
-         * serves every TLS connection of the loop. */
-        buf->base = (char *)c->hub->tls_read_buf;
-        buf->len = sizeof c->hub->tls_read_buf;
+    if (c->tls != NULL || c->in.len == 0) {
+        /* Input is consumed inside the read callback, so one buffer serves
+         * every connection of the loop: ciphertext of TLS connections, and
+         * plaintext of connections with no partial packet pending. Only
+         * a partial packet is copied to the connection's own buffer, so
+         * idle connections hold no input buffer. */
+        buf->base = (char *)c->hub->read_buf;
+        buf->len = sizeof c->hub->read_buf;
+        if (c->tls == NULL && buf->len > c->in.limit)
+            buf->len = c->in.limit;
         return;
     }
     if (c->in.limit - c->in.len < want)
@@ -366,41 +380,65 @@ static bool conn_dispatch(struct conn *c, const uint8_t *p, size_t len)
     return handlers[pkt.type](c, &pkt);
 }
 
-/* Processes every complete packet in the input buffer. */
-static void conn_process(struct conn *c)
+/* Processes every complete packet of data (len bytes) and returns the
+ * bytes consumed. Stops early while a login is being checked or once the
+ * connection closes. */
+static size_t conn_process_bytes(struct conn *c, const uint8_t *data, size_t len)
 {
     size_t off = 0;
     uint32_t max_in = c->hub->cfg.limits.max_packet_size;
 
-    while (c->state != CONN_CLOSING && c->state != CONN_AUTH && off < c->in.len) {
+    while (c->state != CONN_CLOSING && c->state != CONN_AUTH && off < len) {
         size_t hdr;
         uint32_t rem;
         struct mqtt_error err = {0};
-        vigil_err rc = mqtt_frame(c->in.data + off, c->in.len - off, &hdr, &rem, &err);
+        vigil_err rc = mqtt_frame(data + off, len - off, &hdr, &rem, &err);
 
         if (rc == VIGIL_ERR_AGAIN)
             break;
         if (rc != VIGIL_OK) {
-            conn_protocol_error(c, &err, c->in.data[off] >> 4);
-            return;
+            conn_protocol_error(c, &err, data[off] >> 4);
+            return off;
         }
         if (hdr + rem > max_in) {
             err = (struct mqtt_error){MQTT_RC_PACKET_TOO_LARGE, "MQTT-3.2.2-15",
                                       "packet exceeds the maximum packet size"};
-            conn_protocol_error(c, &err, c->in.data[off] >> 4);
-            return;
+            conn_protocol_error(c, &err, data[off] >> 4);
+            return off;
         }
-        if (c->in.len - off < hdr + rem)
+        if (len - off < hdr + rem)
             break;
         c->hub->stats.bytes_received += hdr + rem;
-        if (!conn_dispatch(c, c->in.data + off, hdr + rem))
-            return;
+        if (!conn_dispatch(c, data + off, hdr + rem))
+            return off;
         off += hdr + rem;
     }
-    if (!c->closing_handles)
-        vigil_buf_consume(&c->in, off);
-    if (!c->closing_handles && c->in.len == 0 && c->in.cap > 65536)
+    return off;
+}
+
+/* Processes every complete packet in the input buffer. */
+static void conn_process(struct conn *c)
+{
+    size_t off = conn_process_bytes(c, c->in.data, c->in.len);
+
+    if (c->closing_handles)
+        return;
+    vigil_buf_consume(&c->in, off);
+    if (c->in.len == 0)
         vigil_buf_release(&c->in);
+}
+
+/* Processes plaintext read into the loop's shared buffer; what is left (a
+ * partial packet, or packets behind a CONNECT whose login is being
+ * checked) moves to the connection's own buffer. */
+static void conn_process_shared(struct conn *c, const uint8_t *data, size_t len)
+{
+    size_t off = conn_process_bytes(c, data, len);
+
+    if (c->closing_handles || off == len)
+        return;
+    if (vigil_buf_append(&c->in, data + off, len - off) != VIGIL_OK)
+        conn_close(c, MQTT_RC_PACKET_TOO_LARGE, "input buffer limit reached");
 }
 
 static void conn_tls_failed(struct conn *c, vigil_err rc)
@@ -463,9 +501,11 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     c->last_rx_ms = uv_now(c->hub->loop);
     conn_ref(c);
-    if (c->tls != NULL)
+    if (c->tls != NULL) {
         conn_tls_input(c, (const uint8_t *)buf->base, (size_t)nread);
-    else {
+    } else if (buf->base == (char *)c->hub->read_buf) {
+        conn_process_shared(c, (const uint8_t *)buf->base, (size_t)nread);
+    } else {
         c->in.len += (size_t)nread;
         conn_process(c);
     }

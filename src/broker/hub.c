@@ -459,6 +459,7 @@ void hub_destroy(struct hub *hub)
     subtree_free(hub->subs);
     vigil_map_free(&hub->sessions);
     vigil_free(hub->conns);
+    vigil_free(hub->free_slots);
     vigil_free(hub->flush_list);
     if (hub->devices != NULL)
         device_db_close(hub->devices);
