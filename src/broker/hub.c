@@ -93,7 +93,7 @@ void hub_emit_ev(struct hub *hub, const struct conn *cc, struct vigil_event *ev)
 {
     struct conn *c = (struct conn *)cc;
 
-    if (hub->events == NULL)
+    if (hub->events == NULL || !hub->cfg.secmon_enabled)
         return;
     if (c != NULL && !hub_event_always_kept(ev->type)) {
         if (!hub_event_budget_take(hub, &c->ev_tokens, &c->ev_last_ms)) {

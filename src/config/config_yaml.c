@@ -38,7 +38,7 @@
     "learning_s, auth_fail_burst, auth_fail_window_s, churn_connects, churn_window_s, "        \
     "identities_per_source, slow_keepalive_s, slow_conns, flood_msgs_per_s, "                  \
     "qos_flood_msgs_per_s, malformed_burst, malformed_window_s, silence_factor, baseline_z, "  \
-    "vital_max_msgs_per_s, alert_quiet_s, max_tracked, monitor_prefixes, profiles"
+    "vital_max_msgs_per_s, alert_quiet_s, max_tracked, monitor_prefixes, profiles, enabled"
 #define PROFILE_KEYS                                                                           \
     "learning_s, flood_msgs_per_s, qos_flood_msgs_per_s, silence_factor, baseline_z, "         \
     "vital_max_msgs_per_s"
@@ -789,6 +789,8 @@ static vigil_err secmon_value(struct loader *ld, const struct mapping_walk *walk
 
     if (strcmp(key, "profiles") == 0)
         return walk_mapping(ld, &profiles);
+    if (strcmp(key, "enabled") == 0)
+        return read_bool(ld, "secmon.enabled", &ld->cfg->secmon_enabled);
     if (strcmp(key, "baseline_z") == 0)
         return read_baseline_z(ld);
     if (strcmp(key, "monitor_prefixes") == 0)
