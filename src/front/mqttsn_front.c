@@ -363,8 +363,9 @@ vigil_err mqttsn_front_open(struct hub *hub, const struct config_listener *l,
     f->refs = 1;
     f->next_advertise_ms = sn_now(f);
     uv_timer_start(&f->timer, on_timer, SN_TICK_MS, SN_TICK_MS);
-    log_info("mqttsn: gateway %u listening on %s:%u (%s)", hub->cfg.gateway.mqttsn_gateway_id,
-             l->host, l->port, f->dtls ? "DTLS" : "plain UDP");
+    log_info(strchr(l->host, ':') != NULL ? "mqttsn: gateway %u on [%s]:%u (%s)"
+                                           : "mqttsn: gateway %u on %s:%u (%s)",
+             hub->cfg.gateway.mqttsn_gateway_id, l->host, l->port, f->dtls ? "DTLS" : "plain UDP");
     *out = &f->base;
     return VIGIL_OK;
 

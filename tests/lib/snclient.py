@@ -287,6 +287,7 @@ class Client:
         self.sent_log = []          # every datagram sent
         self.received_log = []      # every datagram received (decoded)
         self.inqos2 = {}            # msg id -> Received awaiting PUBREL
+        self.advertisements = []    # ADVERTISE messages, kept out of the replies
 
     def close(self):
         self.sock.close()
@@ -325,22 +326,38 @@ class Client:
         self._log("recv", raw.hex())
         return raw
 
+    def _read(self, deadline):
+        """Read one datagram before deadline; return (message, handled), or
+        (None, False) at the deadline. Deliveries are handled on the way."""
+        raw = self.recv_raw(max(0.0, deadline - time.monotonic()))
+        if raw is None:
+            return None, False
+        m = decode(raw)
+        self.received_log.append(m)
+        return m, self._handle(m)
+
     def recv(self, timeout=None):
-        """Return the next decoded message (handling deliveries), or None."""
+        """Return the next reply that is not a delivery, or None."""
+        if self.backlog:
+            return self.backlog.pop(0)
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        while True:
-            if self.backlog:
-                return self.backlog.pop(0)
-            left = deadline - time.monotonic()
-            if left <= 0:
+        while time.monotonic() < deadline:
+            m, handled = self._read(deadline)
+            if m is None:
                 return None
-            raw = self.recv_raw(left)
-            if raw is None:
-                return None
-            m = decode(raw)
-            self.received_log.append(m)
-            if not self._handle(m):
+            if not handled:
                 return m
+        return None
+
+    def _wait_for(self, done, timeout, what):
+        """Read until done() is true; replies go to the backlog."""
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() >= deadline:
+                raise SnError(f"{what} within {timeout} s")
+            m, handled = self._read(deadline)
+            if m is not None and not handled:
+                self.backlog.append(m)
 
     def expect(self, msg_type, timeout=None, msg_id=None):
         """Wait for a message of msg_type (and msg_id); keep the others."""
@@ -370,7 +387,10 @@ class Client:
     # -- deliveries from the gateway --
 
     def _handle(self, m):
-        """Handle REGISTER, PUBLISH and PUBREL; return True when consumed."""
+        """Handle ADVERTISE, REGISTER, PUBLISH and PUBREL; return True when consumed."""
+        if m.type == ADVERTISE:
+            self.advertisements.append(m)
+            return True
         if m.type == REGISTER:
             name = m.data.decode("utf-8", "replace")
             self.topics[m.topic_id] = name
@@ -411,19 +431,15 @@ class Client:
 
     def wait_messages(self, count, timeout=None):
         """Wait until count messages were delivered; return them all."""
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        while len(self.messages) < count:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise SnError(f"{len(self.messages)} of {count} messages within the timeout: "
-                              f"{self.messages}")
-            m = self.recv(left)
-            if m is not None:
-                self.backlog.append(m)
-                if len(self.backlog) > 100:
-                    raise SnError(f"unexpected replies while waiting: {self.backlog}")
-                time.sleep(0.01)
+        timeout = self.timeout if timeout is None else timeout
+        self._wait_for(lambda: len(self.messages) >= count, timeout,
+                       f"fewer than {count} messages ({self.messages})")
         return self.messages
+
+    def wait_advertise(self, timeout):
+        """Wait for an ADVERTISE; return it."""
+        self._wait_for(lambda: self.advertisements, timeout, "no ADVERTISE")
+        return self.advertisements[-1]
 
     # -- procedures --
 
