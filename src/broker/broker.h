@@ -185,7 +185,6 @@ struct conn {
     char device[DEVICE_ID_MAX + 1];
     char device_type[32];      /* inventory type of device, "" if none */
     char client_id[256];
-    char response_info[288];   /* sent in CONNACK when requested, else "" */
 
     /* Limits the client announced in CONNECT (v5). */
     uint16_t client_receive_max;
@@ -203,8 +202,7 @@ struct conn {
     uint32_t in_qos_pending;   /* received QoS 1/2 PUBLISHes not yet completed */
     struct pending_ack *acks_head, *acks_tail;
 
-    /* Auth in the thread pool. */
-    uv_work_t auth_work;
+    /* The password check running in the thread pool, NULL when none. */
     struct connect_auth *auth;
 };
 
@@ -320,6 +318,8 @@ void conn_protocol_error(struct conn *c, const struct mqtt_error *err, uint8_t t
 bool handle_connect(struct conn *c, const struct mqtt_packet *pkt);
 /* Rejects a CONNECT that failed to decode, as its protocol level requires. */
 void connect_malformed(struct conn *c, const struct mqtt_packet *pkt, const struct mqtt_error *err);
+/* Cancels a password check that has not started yet. */
+void connect_cancel_auth(struct conn *c);
 bool handle_publish(struct conn *c, const struct mqtt_packet *pkt);
 bool handle_puback(struct conn *c, const struct mqtt_packet *pkt);
 bool handle_pubrec(struct conn *c, const struct mqtt_packet *pkt);

@@ -128,8 +128,7 @@ void conn_close(struct conn *c, uint8_t reason, const char *why)
     c->holds = 0;
     /* A password check that has not started yet is cancelled, so closing
      * (and shutting down) waits at most for the checks already running. */
-    if (c->auth != NULL)
-        uv_cancel((uv_req_t *)&c->auth_work);
+    connect_cancel_auth(c);
     uv_read_stop((uv_stream_t *)&c->tcp);
     if (c->tls != NULL && tls_session_established(c->tls)) {
         conn_tls_encrypt(c);

@@ -17,6 +17,7 @@
 /* A CONNECT waiting for its password check. The raw packet is kept and
  * decoded again afterwards, because the input buffer moves on. */
 struct connect_auth {
+    uv_work_t work;
     struct conn *conn;
     uint8_t *raw;
     size_t raw_len;
@@ -143,9 +144,10 @@ static bool connect_precheck(struct conn *c, const struct mqtt_connect *cn, cons
     return true;
 }
 
+/* response_info ("" for none) must live until the CONNACK is encoded. */
 static void connack_props(struct conn *c, struct mqtt_packet *p, bool assigned,
                           const struct mqtt_connect *cn, uint32_t expiry, bool expiry_capped,
-                          uint16_t server_ka)
+                          uint16_t server_ka, const char *response_info)
 {
     const struct config_limits *lim = &c->hub->cfg.limits;
     struct mqtt_props *o = &p->props;
@@ -172,10 +174,10 @@ static void connack_props(struct conn *c, struct mqtt_packet *p, bool assigned,
         o->present |= MQTT_PROP_BIT(MQTT_PROP_SESSION_EXPIRY);
         o->session_expiry = expiry;
     }
-    if (c->response_info[0] != '\0') {
+    if (response_info[0] != '\0') {
         o->present |= MQTT_PROP_BIT(MQTT_PROP_RESPONSE_INFO);
-        o->response_info = (struct mqtt_str){(const uint8_t *)c->response_info,
-                                             (uint32_t)strlen(c->response_info)};
+        o->response_info = (struct mqtt_str){(const uint8_t *)response_info,
+                                             (uint32_t)strlen(response_info)};
     }
     if (server_ka != cn->keep_alive) {
         o->present |= MQTT_PROP_BIT(MQTT_PROP_SERVER_KEEP_ALIVE);
@@ -217,6 +219,7 @@ static bool connect_accept(struct conn *c, const struct mqtt_packet *pkt, bool a
     const struct config_limits *lim = &hub->cfg.limits;
     struct mqtt_packet ack = {.type = MQTT_CONNACK};
     struct session *s = session_find(hub, c->client_id);
+    char response_info[288] = "";
     uint32_t expiry = 0, will_delay;
     bool capped = false;
     uint16_t ka = cn->keep_alive;
@@ -245,7 +248,7 @@ static bool connect_accept(struct conn *c, const struct mqtt_packet *pkt, bool a
      * authenticated ones need a role that grants it. */
     if ((pkt->props.present & MQTT_PROP_BIT(MQTT_PROP_REQUEST_RESPONSE_INFO)) &&
         pkt->props.request_response_info == 1)
-        snprintf(c->response_info, sizeof c->response_info, "response/%s", c->client_id);
+        snprintf(response_info, sizeof response_info, "response/%s", c->client_id);
     c->request_problem_info = !(pkt->props.present & MQTT_PROP_BIT(MQTT_PROP_REQUEST_PROBLEM_INFO)) ||
                               pkt->props.request_problem_info != 0;
 
@@ -306,7 +309,7 @@ static bool connect_accept(struct conn *c, const struct mqtt_packet *pkt, bool a
         s->will->origin = s;
 
     if (c->version == MQTT_V5)
-        connack_props(c, &ack, assigned, cn, expiry, capped, ka);
+        connack_props(c, &ack, assigned, cn, expiry, capped, ka, response_info);
     c->state = CONN_ACTIVE;
     conn_send(c, &ack);
     hub_emit(hub, c, VIGIL_EV_AUTH_SUCCESS, NULL, 0, NULL,
@@ -382,6 +385,12 @@ static bool connect_authorize(struct conn *c, const struct mqtt_packet *pkt, boo
 }
 
 static void connect_finish(struct conn *c, struct connect_auth *a);
+
+void connect_cancel_auth(struct conn *c)
+{
+    if (c->auth != NULL)
+        uv_cancel((uv_req_t *)&c->auth->work);
+}
 
 static void auth_work(uv_work_t *req)
 {
@@ -477,12 +486,12 @@ static bool connect_start_auth(struct conn *c, const struct mqtt_packet *pkt, co
     if (!cn->has_password || cn->password.len > AUTH_PASSWORD_MAX)
         a->username_ok = false;
     c->auth = a;
-    c->auth_work.data = a;
+    a->work.data = a;
     c->state = CONN_AUTH;
     uv_read_stop((uv_stream_t *)&c->tcp);
     conn_ref(c);
     c->hub->n_auth_pending++;
-    if (uv_queue_work(c->hub->loop, &c->auth_work, auth_work, auth_done) != 0) {
+    if (uv_queue_work(c->hub->loop, &a->work, auth_work, auth_done) != 0) {
         c->hub->n_auth_pending--;
         conn_unref(c);
         c->auth = NULL;
