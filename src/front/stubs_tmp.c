@@ -3,15 +3,6 @@
 #include "broker/gateway.h"
 #include "core/log.h"
 
-vigil_err coap_front_open(struct hub *hub, const struct config_listener *l, struct gw_front **out)
-{
-    (void)hub;
-    (void)l;
-    *out = NULL;
-    log_error("the CoAP front end is not built in");
-    return VIGIL_ERR_CONFIG;
-}
-
 vigil_err mqttsn_front_open(struct hub *hub, const struct config_listener *l, struct gw_front **out)
 {
     (void)hub;
