@@ -33,10 +33,10 @@ def free_udp_port(host="127.0.0.1"):
         return s.getsockname()[1]
 
 
-def gateway_yaml(predefined=PREDEFINED):
+def gateway_yaml(advertise_s=ADVERTISE_S, predefined=PREDEFINED):
     lines = ["gateway:",
              f"  mqttsn_gateway_id: {GATEWAY_ID}",
-             f"  mqttsn_advertise: {ADVERTISE_S}",
+             f"  mqttsn_advertise: {advertise_s}",
              f"  mqttsn_sleep_queue: {SLEEP_QUEUE}",
              "  predefined_topics:"]
     lines += [f'    {k}: "{v}"' for k, v in sorted(predefined.items())]
@@ -48,9 +48,10 @@ def gateway_yaml(predefined=PREDEFINED):
 class SnBroker(Broker):
     """vigil with MQTT, MQTT-SN (IPv4 and IPv6) and optionally MQTT-SN over DTLS."""
 
-    def __init__(self, log_dir, name="mqttsn", anonymous=True, dtls=False, limits=None):
+    def __init__(self, log_dir, name="mqttsn", anonymous=True, dtls=False, limits=None,
+                 advertise_s=ADVERTISE_S):
         super().__init__(log_dir, name=name, anonymous=anonymous, limits=limits,
-                         extra_yaml=gateway_yaml(), kind="vigil")
+                         extra_yaml=gateway_yaml(advertise_s), kind="vigil")
         self.sn_port = free_udp_port()
         self.sn_port6 = free_udp_port("::1")
         self.dtls_port = free_udp_port() if dtls else None
