@@ -4,7 +4,7 @@
 # Usage: tests/run.sh [SUITE...]
 #   SUITE: unit, fuzz, raw, e2e (all of e2e/*), e2e/paho, e2e/node,
 #          e2e/shell, e2e/crash, e2e/tls, e2e/audit, e2e/capture, e2e/siem,
-#          e2e/sniff, e2e/engine.
+#          e2e/sniff, e2e/engine, mqttsn.
 #          Default: all of them.
 # Environment:
 #   VIGIL_TEST_BROKER   vigil (default) or mosquitto (reference broker)
@@ -32,7 +32,7 @@ RESULTS=$LOG_DIR/results.tsv
 export VIGIL_TEST_RESULTS=$RESULTS
 
 ALL_SUITES=(unit fuzz raw e2e/paho e2e/node e2e/shell e2e/crash e2e/tls e2e/audit e2e/capture
-            e2e/siem e2e/sniff e2e/engine)
+            e2e/siem e2e/sniff e2e/engine mqttsn)
 
 # Appends one result line: kind (pass|fail|skip), name, log path.
 record() {
@@ -355,6 +355,25 @@ suite_engine() {
     run_recording_suite e2e/engine 600 "$PY" "$ROOT/tests/e2e/engine/run.py"
 }
 
+# The MQTT-SN gateway: end-to-end cases with snclient.py and paho (DTLS
+# through build-asan/sn_dtls_client), then the raw-datagram cases.
+suite_mqttsn() {
+    if [[ ! -x $VIGIL ]]; then
+        missing mqttsn "vigil binary $VIGIL not found; run make asan"
+        return
+    fi
+    if [[ ! -x $ASAN_DIR/sn_dtls_client ]]; then
+        missing mqttsn "$ASAN_DIR/sn_dtls_client not found; run make asan"
+        return
+    fi
+    if ! "$PY" -c 'import paho.mqtt.client' 2>/dev/null; then
+        missing mqttsn "python3-paho-mqtt not importable by $PY; run make deps"
+        return
+    fi
+    run_recording_suite mqttsn 600 "$PY" "$ROOT/tests/e2e/mqttsn/run.py"
+    run_recording_suite mqttsn-raw 300 "$PY" "$ROOT/tests/raw/mqttsn_raw.py"
+}
+
 run_suite() {
     case $1 in
         unit) suite_unit ;;
@@ -371,6 +390,7 @@ run_suite() {
         e2e/siem) suite_siem ;;
         e2e/sniff) suite_sniff ;;
         e2e/engine) suite_engine ;;
+        mqttsn) suite_mqttsn ;;
         *)
             echo "tests/run.sh: unknown suite '$1'; expected one of: ${ALL_SUITES[*]} e2e" >&2
             exit 2
