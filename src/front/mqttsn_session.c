@@ -56,7 +56,7 @@ static uint8_t login(struct sn_client *c, const char *client_id)
     vigil_err rc;
 
     if (gw_peer_blocked(c->f->hub, c->gw.peer)) {
-        sn_event(c, VIGIL_EV_AUTH_FAILURE, NULL, 0, "peer blocked after repeated failures");
+        sn_event(c, VIGIL_EV_RATE_LIMIT, NULL, 0, "address blocked after repeated failed logins");
         return SN_RC_NOT_SUPPORTED;
     }
     if (p->identity[0] != '\0')
