@@ -299,33 +299,32 @@ static void front_reload(struct gw_front *base)
         udp_endpoint_reload(f->ep);
 }
 
-struct revoke_ctx {
-    const char *device;
-    const char *serial;
-};
-
+/* Ends the connection of a device client whose identity the inventory or
+ * the CRL no longer accepts. */
 static void revoke_peer(void *ctx, struct udp_peer *p)
 {
-    struct revoke_ctx *r = ctx;
+    struct sn_front *f = ctx;
     struct sn_client *c = p->user;
 
-    if (c == NULL || !c->gw.logged_in || strcmp(c->gw.device, r->device) != 0)
+    if (c == NULL || !c->gw.logged_in || c->gw.device[0] == '\0')
         return;
-    if (r->serial[0] != '\0' && strcmp(p->cert_serial, r->serial) != 0)
+    if (!gw_identity_revoked(f->hub, c->gw.device, p->cert_serial))
         return;
-    log_info("mqttsn %s: ending the connection of revoked device '%s'", p->name, r->device);
+    log_info("mqttsn %s: identity '%s' revoked; connection closed", p->name, c->gw.device);
+    sn_event(c, VIGIL_EV_CERT, NULL, 0, "identity revoked; connection closed");
     sn_send_simple(c, SN_DISCONNECT);
-    sn_end(c, "device revoked", false);
-    udp_peer_close(p, "device revoked");
+    sn_end(c, "identity revoked", false);
+    udp_peer_close(p, "identity revoked");
 }
 
+/* device and serial name the change when known; every client is checked
+ * either way. */
 static void front_revoked(struct gw_front *base, const char *device, const char *serial)
 {
     struct sn_front *f = (struct sn_front *)base;
-    struct revoke_ctx r = {.device = device, .serial = serial != NULL ? serial : ""};
 
     if (!f->closing)
-        udp_endpoint_foreach(f->ep, revoke_peer, &r);
+        udp_endpoint_foreach(f->ep, revoke_peer, f);
 }
 
 static uint32_t front_n_clients(const struct gw_front *base)

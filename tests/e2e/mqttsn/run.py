@@ -608,6 +608,17 @@ def t_dtls_bad_psk(ctx):
     check_equal(relay.proc.returncode, 1, "relay exit status")
 
 
+@case("removed device is disconnected", needs="dtls", only="vigil")
+def t_dtls_revoked(ctx):
+    dev, _, _, psk = dtls_device(ctx, "rm")
+    relay = Relay(ctx, ctx.broker.dtls_port, psk=(dev, psk))
+    c = relay_client(ctx, relay, dev)
+    check_equal(c.connect(30), sn.ACCEPTED, "CONNACK")
+    ctx.broker.remove_device(dev)
+    check_equal(c.expect(sn.DISCONNECT, timeout=10).type, sn.DISCONNECT, "DISCONNECT")
+    wait_event(ctx, lambda e: e.get("type") == "cert" and e.get("device") == dev, "cert")
+
+
 @case("sleeping sn client gets mqtt publish over dtls", needs="dtls", only="vigil")
 def t_dtls_sleep(ctx):
     dev, _, _, psk = dtls_device(ctx, "zz")
