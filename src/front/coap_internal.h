@@ -47,11 +47,17 @@
 /* ---- SenML (coap_senml.c, coap_senml_cbor.c; pure) ---- */
 
 #define SENML_MAX_RECORDS 64u
-#define SENML_NAME_MAX 64u    /* resolved name, NUL included */
+/* Resolved name, NUL included: room for a device id as base name and a
+ * metric, the names this front end writes itself. */
+#define SENML_NAME_MAX 160u
+#define SENML_METRIC_MAX 63u  /* bytes of a metric, the last topic level */
 #define SENML_UNIT_MAX 24u
 #define SENML_TEXT_MAX 256u   /* string value, or a data value as base64url */
 /* SenML times below 2^28 are relative to now (RFC 8428 section 4.5.3). */
 #define SENML_RELATIVE_LIMIT 268435456.0
+/* Resolved times from this one on (about the year 5138) are rejected, so
+ * that every accepted time prints as a JSON integer any reader takes. */
+#define SENML_TIME_MAX 1e11
 
 enum senml_kind {
     SENML_NONE = 0, /* only a sum */
@@ -146,6 +152,10 @@ bool senml_metric_valid(const char *metric, size_t len);
  * length (NUL excluded), or 0 when out is too small. */
 size_t senml_format_record(char *out, size_t cap, const char *device, const char *metric,
                            const struct senml_record *r);
+
+/* True when s is base64url (RFC 4648 section 5, padding optional) that
+ * decodes to at most SENML_TEXT_MAX bytes. */
+bool senml_base64url_valid(const char *s, size_t len);
 
 /* Converts a SenML JSON pack to SenML CBOR with the labels of RFC 8428
  * table 6, for a client that sent Accept 112. Returns the length, or 0

@@ -123,7 +123,9 @@ static uint8_t publish_records(struct coap_peer *cp, struct senml_pack *pack,
                                const char *uri_metric, uint8_t qos, const char **diag)
 {
     char topic[1024];
-    char payload[1024];
+    /* Room for the longest record: a string value of SENML_TEXT_MAX - 1
+     * bytes that all need \u escapes, with name, unit and time. */
+    char payload[4096];
 
     for (size_t i = 0; i < pack->n; i++) {
         struct senml_record *rec = &pack->recs[i];

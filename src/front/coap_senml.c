@@ -42,18 +42,6 @@ static bool senml_name_valid(const char *name)
     return true;
 }
 
-static bool senml_base64url_valid(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_' || c == '='))
-            return false;
-    }
-    return true;
-}
-
 static vigil_err senml_fail(const char **why, const char *text)
 {
     if (why != NULL)
@@ -180,6 +168,8 @@ vigil_err senml_resolve(struct senml_base *base, const struct senml_fields *f, d
     if (!isfinite(t))
         return senml_fail(why, "time is not a finite number");
     out->time = t < SENML_RELATIVE_LIMIT ? now_s + t : t;
+    if (out->time < 0 || out->time >= SENML_TIME_MAX)
+        return senml_fail(why, "time is before 1970 or too far in the future");
     return VIGIL_OK;
 }
 
@@ -365,7 +355,7 @@ const char *senml_metric(const char *name, size_t *len)
 
 bool senml_metric_valid(const char *metric, size_t len)
 {
-    if (len == 0 || len >= SENML_NAME_MAX)
+    if (len == 0 || len > SENML_METRIC_MAX)
         return false;
     for (size_t i = 0; i < len; i++) {
         char c = metric[i];

@@ -35,8 +35,9 @@ static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 static size_t base64url_encode(const uint8_t *in, size_t len, char *out, size_t cap)
 {
     size_t n = 0;
+    size_t need = len / 3 * 4 + (len % 3 != 0 ? len % 3 + 1 : 0) + 1;
 
-    if ((len + 2) / 3 * 4 + 1 > cap)
+    if (need > cap)
         return 0;
     for (size_t i = 0; i < len; i += 3) {
         uint32_t v = (uint32_t)in[i] << 16;
@@ -89,6 +90,14 @@ static bool base64url_decode(const char *in, size_t len, uint8_t *out, size_t ca
         }
     }
     return len % 4 != 1;
+}
+
+bool senml_base64url_valid(const char *s, size_t len)
+{
+    uint8_t scratch[SENML_TEXT_MAX];
+    size_t n;
+
+    return base64url_decode(s, len, scratch, sizeof scratch, &n);
 }
 
 /* ---- reading ---- */
