@@ -21,5 +21,6 @@ int cli_audit(int argc, char **argv);
 int cli_alerts(int argc, char **argv);
 int cli_report(int argc, char **argv);
 int cli_siem(int argc, char **argv);  /* siem-send: diagnostic, not in the usage list */
+int cli_bench(int argc, char **argv);
 
 #endif

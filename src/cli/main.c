@@ -21,6 +21,7 @@ static void usage(FILE *out)
           "  analyze   passive analysis of a pcap or pcapng capture\n"
           "  alerts    list, acknowledge and resolve security alerts\n"
           "  report    alert counts, mean time to detect and to resolve\n"
+          "  bench     benchmarks beside a peer broker (mosquitto) on loopback\n"
           "\n"
           "Run 'vigil <command> --help' for the options of a command.\n",
           out);
@@ -42,6 +43,7 @@ int main(int argc, char **argv)
         {"alerts", cli_alerts},
         {"report", cli_report},
         {"siem-send", cli_siem},
+        {"bench", cli_bench},
     };
 
     /* A peer that closes its socket must cost only its own connection: a
