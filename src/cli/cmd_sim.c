@@ -11,6 +11,8 @@
 #include "core/log.h"
 #include "proto/mqtt/mqtt.h"
 #include "sim/fleet.h"
+#include "sim/udp_link_dtls.h"
+#include "sim/udp_link.h"
 
 static void sim_usage(FILE *out)
 {
@@ -18,7 +20,9 @@ static void sim_usage(FILE *out)
           "\n"
           "Simulates bedside monitors that publish vital signs over MQTT: SenML\n"
           "measurements on <site>/<unit>/<room>/<device>/<metric>, a heartbeat on\n"
-          ".../status (QoS 1) and clinical alarms on .../alarm (QoS 2).\n"
+          ".../status (QoS 1) and clinical alarms on .../alarm (QoS 2). Beside them\n"
+          "it can run CoAP wearables and MQTT-SN sensors over DTLS or plain UDP\n"
+          "(see docs/simulator.md).\n"
           "\n"
           "options:\n"
           "  --host ADDR            broker address (default 127.0.0.1)\n"
@@ -42,6 +46,28 @@ static void sim_usage(FILE *out)
           "  --progress S           print a progress line every S seconds; 0 = never\n"
           "                         (default 10)\n"
           "  --log-level LEVEL      error, warn, info or debug (default info)\n"
+          "\n"
+          "CoAP and MQTT-SN devices:\n"
+          "  --coap-devices N       CoAP wearables wear-0001.. (default 0, max 9999)\n"
+          "  --mqttsn-devices N     MQTT-SN sensors sens-0001.. (default 0, max 9999)\n"
+          "  --coap ADDR:PORT       hub's CoAP listener (default [::1]:5684 with DTLS,\n"
+          "                         127.0.0.1:5683 with --anonymous)\n"
+          "  --mqttsn ADDR:PORT     hub's MQTT-SN listener (default [::1]:1885 with DTLS,\n"
+          "                         127.0.0.1:1884 with --anonymous)\n"
+          "  --psk-file FILE        \"<device-id> <hex key>\" lines: DTLS with PSK, the\n"
+          "                         device id as identity (keys from vigil device add --psk)\n"
+          "  --cert-dir DIR         DTLS with certificates: DIR/<id>.crt and DIR/<id>.key\n"
+          "                         as vigil device add writes them\n"
+          "  --ca-file FILE         CA of the hub's certificate (default\n"
+          "                         DIR/../pki/ca.crt for --cert-dir DIR)\n"
+          "                         Without --psk-file or --cert-dir, --anonymous makes\n"
+          "                         these devices use plain UDP without identity.\n"
+          "  --coap-topic-base PAT  the hub's gateway.topic_base, for the status and\n"
+          "                         alarm topics of wearables (default hospital/%u/%t/%d/)\n"
+          "  --coap-type TYPE       device type of the wearables in the inventory\n"
+          "                         (default wearable)\n"
+          "  --mqttsn-sleep S       sensors sleep S seconds between reports; 0 keeps\n"
+          "                         them awake (default 0)\n"
           "  -h, --help             show this help\n",
           out);
 }
@@ -50,6 +76,8 @@ enum {
     OPT_HOST = 256, OPT_PORT, OPT_VERSION, OPT_DEVICES, OPT_DURATION, OPT_SPEED, OPT_QOS,
     OPT_CREDENTIALS, OPT_ANONYMOUS, OPT_RECORDINGS, OPT_MODEL, OPT_SEED, OPT_SITE, OPT_UNIT,
     OPT_FIRST_ROOM, OPT_KEEP_ALIVE, OPT_STATUS, OPT_PROGRESS, OPT_LOG_LEVEL,
+    OPT_COAP_DEVICES, OPT_MQTTSN_DEVICES, OPT_COAP, OPT_MQTTSN, OPT_PSK_FILE, OPT_CERT_DIR,
+    OPT_CA_FILE, OPT_COAP_TOPIC_BASE, OPT_COAP_TYPE, OPT_MQTTSN_SLEEP,
 };
 
 struct sim_args {
@@ -58,7 +86,38 @@ struct sim_args {
     bool anonymous;
     const char *recordings;
     bool model_only;
+    const char *coap_addr;
+    const char *mqttsn_addr;
+    const char *psk_file;
+    const char *cert_dir;
+    const char *ca_file;
 };
+
+static int parse_udp_option(int opt, const char *arg, struct sim_args *a)
+{
+    struct simudp_options *u = &a->fleet.udp;
+    unsigned long v;
+
+    switch (opt) {
+    case OPT_COAP_DEVICES:
+    case OPT_MQTTSN_DEVICES:
+        if (simcli_parse_ulong(opt == OPT_COAP_DEVICES ? "--coap-devices" : "--mqttsn-devices",
+                               arg, 0, SIMUDP_MAX_DEVICES, &v) != 0)
+            return -1;
+        *(opt == OPT_COAP_DEVICES ? &u->coap_devices : &u->mqttsn_devices) = (uint32_t)v;
+        return 0;
+    case OPT_COAP: a->coap_addr = arg; return 0;
+    case OPT_MQTTSN: a->mqttsn_addr = arg; return 0;
+    case OPT_PSK_FILE: a->psk_file = arg; return 0;
+    case OPT_CERT_DIR: a->cert_dir = arg; return 0;
+    case OPT_CA_FILE: a->ca_file = arg; return 0;
+    case OPT_COAP_TOPIC_BASE: u->coap_topic_base = arg; return 0;
+    case OPT_COAP_TYPE: u->coap_type = arg; return simcli_check_topic_level("--coap-type", arg);
+    case OPT_MQTTSN_SLEEP:
+        return simcli_parse_double("--mqttsn-sleep", arg, 0, 30000, &u->mqttsn_sleep_s);
+    default: return -1;
+    }
+}
 
 static int parse_one(int opt, const char *arg, struct sim_args *a)
 {
@@ -105,8 +164,56 @@ static int parse_one(int opt, const char *arg, struct sim_args *a)
     case OPT_STATUS: return simcli_parse_double("--status-interval", arg, 1, 86400, &o->status_interval_s);
     case OPT_PROGRESS: return simcli_parse_double("--progress", arg, 0, 86400, &o->progress_interval_s);
     case OPT_LOG_LEVEL: return simcli_set_log_level(arg);
-    default: return -1;
+    default: return parse_udp_option(opt, arg, a);
     }
+}
+
+static int parse_address(const char *option, const char *text, uint16_t default_port,
+                         struct sockaddr_storage *out)
+{
+    if (sim_link_parse_address(text, default_port, out) == VIGIL_OK)
+        return 0;
+    fprintf(stderr, "vigil sim: %s %s: invalid address; use ADDR:PORT with a numeric IPv4 "
+            "address or a bracketed IPv6 one, such as [::1]:5684\n", option, text);
+    return -1;
+}
+
+/* Checks the options that depend on each other and fills in the default
+ * addresses; returns 0 or 2. */
+static int check_combination(struct sim_args *a)
+{
+    struct simudp_options *u = &a->fleet.udp;
+    bool dtls = a->psk_file != NULL || a->cert_dir != NULL;
+
+    if (a->credentials_path != NULL && a->anonymous) {
+        fputs("vigil sim: give either --credentials FILE or --anonymous, not both\n", stderr);
+        return 2;
+    }
+    if (a->fleet.devices > 0 && a->credentials_path == NULL && !a->anonymous) {
+        fputs("vigil sim: missing credentials: give either --credentials FILE or --anonymous\n", stderr);
+        return 2;
+    }
+    if (a->fleet.devices == 0 && u->coap_devices == 0 && u->mqttsn_devices == 0) {
+        fputs("vigil sim: no devices: give --devices, --coap-devices or --mqttsn-devices\n", stderr);
+        return 2;
+    }
+    if (a->psk_file != NULL && a->cert_dir != NULL) {
+        fputs("vigil sim: give either --psk-file FILE or --cert-dir DIR, not both\n", stderr);
+        return 2;
+    }
+    if (u->coap_devices + u->mqttsn_devices > 0 && !dtls && !a->anonymous) {
+        fputs("vigil sim: CoAP and MQTT-SN devices need --psk-file FILE or --cert-dir DIR for "
+              "DTLS, or --anonymous for plain UDP\n", stderr);
+        return 2;
+    }
+    if (a->coap_addr == NULL)
+        a->coap_addr = dtls ? "[::1]:5684" : "127.0.0.1:5683";
+    if (a->mqttsn_addr == NULL)
+        a->mqttsn_addr = dtls ? "[::1]:1885" : "127.0.0.1:1884";
+    if (parse_address("--coap", a->coap_addr, dtls ? 5684 : 5683, &u->coap_addr) != 0 ||
+        parse_address("--mqttsn", a->mqttsn_addr, dtls ? 1885 : 1884, &u->mqttsn_addr) != 0)
+        return 2;
+    return 0;
 }
 
 /* Returns 0 to run, 1 after --help, 2 for a usage error. */
@@ -132,6 +239,16 @@ static int parse_args(int argc, char **argv, struct sim_args *a)
         {"status-interval", required_argument, NULL, OPT_STATUS},
         {"progress", required_argument, NULL, OPT_PROGRESS},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"coap-devices", required_argument, NULL, OPT_COAP_DEVICES},
+        {"mqttsn-devices", required_argument, NULL, OPT_MQTTSN_DEVICES},
+        {"coap", required_argument, NULL, OPT_COAP},
+        {"mqttsn", required_argument, NULL, OPT_MQTTSN},
+        {"psk-file", required_argument, NULL, OPT_PSK_FILE},
+        {"cert-dir", required_argument, NULL, OPT_CERT_DIR},
+        {"ca-file", required_argument, NULL, OPT_CA_FILE},
+        {"coap-topic-base", required_argument, NULL, OPT_COAP_TOPIC_BASE},
+        {"coap-type", required_argument, NULL, OPT_COAP_TYPE},
+        {"mqttsn-sleep", required_argument, NULL, OPT_MQTTSN_SLEEP},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -152,11 +269,7 @@ static int parse_args(int argc, char **argv, struct sim_args *a)
         fprintf(stderr, "vigil sim: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
-    if ((a->credentials_path != NULL) == a->anonymous) {
-        fputs("vigil sim: missing credentials: give either --credentials FILE or --anonymous\n", stderr);
-        return 2;
-    }
-    return 0;
+    return check_combination(a);
 }
 
 static void describe_source(const struct recording_set *set, const char *dir, uint32_t devices)
@@ -176,6 +289,42 @@ static void describe_source(const struct recording_set *set, const char *dir, ui
         printf("note: %u devices but %zu recordings: recordings are reused, each reuse "
                "starting at a different time offset\n",
                devices, set->n);
+}
+
+static void print_udp_summary(const struct simudp_summary *u)
+{
+    const struct coap_dev_counters *c = &u->coap;
+    const struct sn_dev_counters *m = &u->mqttsn;
+
+    if (u->coap_devices + u->mqttsn_devices == 0)
+        return;
+    if (u->coap_devices > 0)
+        printf("  CoAP (%u wearables): confirmable %llu (%llu acknowledged, %llu rejected, "
+               "%llu timed out, %llu retransmissions), non-confirmable %llu\n",
+               u->coap_devices, (unsigned long long)c->con_sent,
+               (unsigned long long)c->acknowledged, (unsigned long long)c->rejected,
+               (unsigned long long)c->timed_out, (unsigned long long)c->retransmissions,
+               (unsigned long long)c->non_sent);
+    if (u->mqttsn_devices > 0)
+        printf("  MQTT-SN (%u sensors): QoS 0: %llu, QoS 1: %llu (%llu acknowledged), "
+               "QoS 2: %llu (%llu completed); %llu connects, %llu refused, %llu rejected, "
+               "%llu lost, %llu sleeps, %llu wakes\n",
+               u->mqttsn_devices, (unsigned long long)m->published[0],
+               (unsigned long long)m->published[1], (unsigned long long)m->delivered[1],
+               (unsigned long long)m->published[2], (unsigned long long)m->delivered[2],
+               (unsigned long long)m->connects, (unsigned long long)m->refused,
+               (unsigned long long)m->rejected, (unsigned long long)m->lost,
+               (unsigned long long)m->sleeps, (unsigned long long)m->wakes);
+    printf("  UDP links: %llu sessions (%llu resumed), %llu failed attempts, %llu datagrams "
+           "sent, %llu received, %llu send errors\n",
+           (unsigned long long)u->links.sessions, (unsigned long long)u->links.resumed,
+           (unsigned long long)u->links.failures, (unsigned long long)u->links.datagrams_sent,
+           (unsigned long long)u->links.datagrams_received,
+           (unsigned long long)u->links.send_errors);
+    printf("  UDP devices: alarms %llu raised, %llu cleared, %llu not sent; measurements not "
+           "sent while offline or asleep: %llu\n",
+           (unsigned long long)u->alarms_raised, (unsigned long long)u->alarms_cleared,
+           (unsigned long long)u->alarms_unsent, (unsigned long long)u->samples_offline);
 }
 
 static void print_summary(const struct fleet_summary *s)
@@ -200,6 +349,7 @@ static void print_summary(const struct fleet_summary *s)
            (unsigned long long)s->refused);
     printf("  measurements not sent while offline: %llu\n",
            (unsigned long long)s->samples_offline);
+    print_udp_summary(&s->udp);
 }
 
 static void set_defaults(struct sim_args *a)
@@ -220,60 +370,135 @@ static void set_defaults(struct sim_args *a)
     o->status_interval_s = 30.0;
     o->sustain_s = 10.0;
     o->progress_interval_s = 10.0;
+    o->udp.coap_topic_base = "hospital/%u/%t/%d/";
+    o->udp.coap_type = "wearable";
 }
 
-static int run(struct sim_args *a)
+static int load_keys(const char *path, const char *what, struct credentials **out)
 {
-    struct recording_set set = {0};
-    struct credentials *creds = NULL;
-    struct fleet_summary sum;
+    vigil_err rc = credentials_load(path, out);
+
+    if (rc == VIGIL_OK)
+        return 0;
+    /* VIGIL_ERR_IO comes straight from a failed fopen, so errno still holds
+     * its cause (for example "No such file or directory"). */
+    fprintf(stderr, "vigil sim: cannot read %s %s: %s\n", what, path,
+            rc == VIGIL_ERR_IO ? strerror(errno) : vigil_strerror(rc));
+    return -1;
+}
+
+/* Builds the DTLS client context of the UDP devices, if they use DTLS. */
+static int setup_dtls(struct sim_args *a, struct credentials **psk_keys, struct sim_dtls **dtls)
+{
+    char ca[4096];
+
+    if (a->fleet.udp.coap_devices + a->fleet.udp.mqttsn_devices == 0)
+        return 0;
+    if (a->psk_file != NULL) {
+        if (load_keys(a->psk_file, "PSK file", psk_keys) != 0)
+            return -1;
+        return sim_dtls_new_psk(*psk_keys, dtls) == VIGIL_OK ? 0 : -1;
+    }
+    if (a->cert_dir == NULL)
+        return 0;
+    if (a->ca_file == NULL)
+        snprintf(ca, sizeof ca, "%s/../pki/ca.crt", a->cert_dir);
+    if (sim_dtls_new_cert(a->cert_dir, a->ca_file ? a->ca_file : ca, dtls) != VIGIL_OK) {
+        fputs("vigil sim: cannot set up DTLS with certificates (see the message above)\n",
+              stderr);
+        return -1;
+    }
+    return 0;
+}
+
+static void describe_devices(const struct sim_args *a)
+{
+    const struct fleet_options *o = &a->fleet;
+    const char *security = a->psk_file ? "DTLS with PSK"
+                           : a->cert_dir ? "DTLS with certificates"
+                                         : "plain UDP";
+
+    if (o->devices > 0)
+        printf("devices: %u (mon-0001..mon-%04u) -> %s:%u, MQTT %s, vitals QoS %u, speed %gx\n",
+               o->devices, o->devices, o->host, (unsigned)o->port,
+               o->version == MQTT_V5 ? "5" : "3.1.1", o->qos, o->speed);
+    if (o->udp.coap_devices > 0)
+        printf("devices: %u (wear-0001..wear-%04u) -> %s, CoAP, %s\n", o->udp.coap_devices,
+               o->udp.coap_devices, a->coap_addr, security);
+    if (o->udp.mqttsn_devices > 0)
+        printf("devices: %u (sens-0001..sens-%04u) -> %s, MQTT-SN, %s%s\n",
+               o->udp.mqttsn_devices, o->udp.mqttsn_devices, a->mqttsn_addr, security,
+               o->udp.mqttsn_sleep_s > 0 ? ", sleeping between reports" : "");
+    fflush(stdout);
+}
+
+static void load_recordings(struct sim_args *a, struct recording_set *set)
+{
     char dir[4096];
     const char *found = NULL;
+    uint32_t devices = a->fleet.devices + a->fleet.udp.coap_devices + a->fleet.udp.mqttsn_devices;
     vigil_err rc;
 
-    if (a->credentials_path) {
-        rc = credentials_load(a->credentials_path, &creds);
-        if (rc != VIGIL_OK) {
-            /* VIGIL_ERR_IO comes straight from a failed fopen, so errno still
-             * holds its cause (for example "No such file or directory"). */
-            fprintf(stderr, "vigil sim: cannot read credentials file %s: %s\n",
-                    a->credentials_path, rc == VIGIL_ERR_IO ? strerror(errno) : vigil_strerror(rc));
-            return 1;
-        }
-    }
     if (!a->model_only && simcli_find_recordings(a->recordings, dir, sizeof dir) == 0) {
         found = dir;
-        rc = recording_scan(dir, &set);
+        rc = recording_scan(dir, set);
         if (rc != VIGIL_OK)
             log_warn("cannot scan recordings under %s: %s", dir, vigil_strerror(rc));
     }
     if (a->model_only)
         printf("source: built-in physiological model (--model)\n");
     else
-        describe_source(&set, found ? found : a->recordings, a->fleet.devices);
+        describe_source(set, found ? found : a->recordings, devices);
+}
+
+/* True when any device reached the hub: an accepted MQTT or MQTT-SN
+ * connection, or an acknowledged CoAP request. */
+static bool reached_hub(const struct fleet_summary *s)
+{
+    return s->connects + s->udp.mqttsn.connects + s->udp.coap.acknowledged > 0;
+}
+
+static int run(struct sim_args *a)
+{
+    struct recording_set set = {0};
+    struct credentials *creds = NULL;
+    struct credentials *psk_keys = NULL;
+    struct sim_dtls *dtls = NULL;
+    struct fleet_summary sum;
+    int status = 1;
+    vigil_err rc;
+
+    if (a->credentials_path && load_keys(a->credentials_path, "credentials file", &creds) != 0)
+        goto cleanup;
+    if (setup_dtls(a, &psk_keys, &dtls) != 0)
+        goto cleanup;
+    load_recordings(a, &set);
     a->fleet.credentials = creds;
     a->fleet.recordings = &set;
-    printf("devices: %u (mon-0001..mon-%04u) -> %s:%u, MQTT %s, vitals QoS %u, speed %gx\n",
-           a->fleet.devices, a->fleet.devices, a->fleet.host, (unsigned)a->fleet.port,
-           a->fleet.version == MQTT_V5 ? "5" : "3.1.1", a->fleet.qos, a->fleet.speed);
-    fflush(stdout);
+    a->fleet.udp.dtls = dtls;
+    describe_devices(a);
     rc = fleet_run(&a->fleet, &sum);
-    recording_set_free(&set);
-    credentials_free(creds);
     if (rc != VIGIL_OK) {
-        /* VIGIL_ERR_NOT_FOUND means a device without a password, which
-         * fleet_run has already logged with the line to add. */
-        if (rc != VIGIL_ERR_NOT_FOUND)
+        /* VIGIL_ERR_NOT_FOUND and VIGIL_ERR_INVALID mean a device without a
+         * password, key or certificate, which fleet_run has already logged
+         * with what to add. */
+        if (rc != VIGIL_ERR_NOT_FOUND && rc != VIGIL_ERR_INVALID)
             fprintf(stderr, "vigil sim: %s\n", vigil_strerror(rc));
-        return 1;
+        goto cleanup;
     }
     print_summary(&sum);
-    if (sum.connects == 0) {
-        fprintf(stderr, "vigil sim: no device could connect to %s:%u\n", a->fleet.host,
-                (unsigned)a->fleet.port);
-        return 1;
+    status = 0;
+    if (!reached_hub(&sum)) {
+        fprintf(stderr, "vigil sim: no device could connect to the hub\n");
+        status = 1;
     }
-    return 0;
+
+cleanup:
+    recording_set_free(&set);
+    sim_dtls_free(dtls);
+    credentials_free(psk_keys);
+    credentials_free(creds);
+    return status;
 }
 
 int cli_sim(int argc, char **argv)

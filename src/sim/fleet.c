@@ -14,15 +14,11 @@
 #include "core/log.h"
 #include "core/time.h"
 #include "sim/alarm.h"
-#include "sim/model.h"
+#include "sim/sampler.h"
 #include "sim/vitals.h"
 
 #define TICK_MS 50
-#define TEMPERATURE_PERIOD_S 10.0
 #define DRAIN_TIMEOUT_MS 3000
-/* Samples a device may lag behind the clock before it skips ahead, so a
- * stalled loop does not send a burst of old measurements. */
-#define MAX_CATCH_UP 600
 
 struct fleet;
 
@@ -33,13 +29,7 @@ struct sim_device {
     char prefix[256];           /* "<site>/<unit>/<room>/<device>/" */
     char base_name[40];         /* SenML base name "<device>/" */
     struct mqttc *client;
-    const struct recording *rec; /* NULL: the model supplies every vital */
-    size_t row_offset;
-    uint64_t sample_no;
-    double next_sample_t;       /* simulated seconds since the start */
-    double next_temp_t;
-    struct model_patient model; /* also the temperature source with recordings */
-    struct alarm_state alarms[ALARM_COUNT];
+    struct sampler src;
     uint64_t next_status_ms;
     bool refused_logged;
 };
@@ -67,6 +57,7 @@ struct fleet {
     bool connect_error_logged;
     uint32_t open_clients;
     uint32_t connected_at_stop;
+    struct simudp_fleet *udp;
     struct fleet_summary *sum;
 };
 
@@ -78,7 +69,7 @@ static void publish_status(struct sim_device *d, const char *state, const char *
 {
     struct fleet *f = d->fleet;
     char topic[300], payload[512];
-    const char *source = d->rec ? d->rec->name : "model";
+    const char *source = sampler_source_name(&d->src);
     int n;
 
     snprintf(topic, sizeof topic, "%sstatus", d->prefix);
@@ -123,7 +114,7 @@ static void publish_alarm(struct sim_device *d, enum alarm_kind k, enum alarm_ev
         f->sum->alarms_raised++;
     else
         f->sum->alarms_cleared++;
-    n = alarm_format(payload, sizeof payload, alarm_rule(k), &d->alarms[k], ev, d->id,
+    n = alarm_format(payload, sizeof payload, alarm_rule(k), &d->src.alarms[k], ev, d->id,
                      f->start_epoch + t, f->start_epoch, f->opt->sustain_s);
     snprintf(topic, sizeof topic, "%salarm", d->prefix);
     if (n == 0 || mqttc_publish(d->client, topic, payload, n, 2, false, NULL) != VIGIL_OK) {
@@ -135,71 +126,21 @@ static void publish_alarm(struct sim_device *d, enum alarm_kind k, enum alarm_ev
 
 /* ---- Sampling --------------------------------------------------------- */
 
-static double sample_period(const struct sim_device *d)
+static void on_sample(void *user, double t, const double values[VITAL_COUNT])
 {
-    return d->rec ? d->rec->period_s : 1.0;
+    for (int i = 0; i < VITAL_COUNT; i++)
+        if (!isnan(values[i]))
+            publish_vital(user, (enum vital)i, values[i], t);
 }
 
-/* Fills values with the sample due at simulated time t. */
-static void take_sample(struct sim_device *d, double t, double values[VITAL_COUNT])
+static void on_alarm(void *user, enum alarm_kind k, enum alarm_event ev,
+                     const struct alarm_state *st, double t)
 {
-    double model_values[VITAL_COUNT];
-    bool temp_due = t >= d->next_temp_t;
-
-    if (d->rec) {
-        for (int i = 0; i < VITAL_COUNT; i++)
-            values[i] = recording_value(d->rec, d->row_offset + d->sample_no, (enum vital)i);
-        values[VITAL_TEMP] = NAN;
-        /* Neither data set has a temperature, so the model supplies it. */
-        if (temp_due) {
-            model_step(&d->model, TEMPERATURE_PERIOD_S, model_values);
-            values[VITAL_TEMP] = model_values[VITAL_TEMP];
-        }
-    } else {
-        model_step(&d->model, 1.0, values);
-        if (!temp_due)
-            values[VITAL_TEMP] = NAN;
-    }
-    if (temp_due)
-        d->next_temp_t += TEMPERATURE_PERIOD_S;
-    d->sample_no++;
+    (void)st;
+    publish_alarm(user, k, ev, t);
 }
 
-static void feed_alarms(struct sim_device *d, const double values[VITAL_COUNT], double t)
-{
-    for (int k = 0; k < ALARM_COUNT; k++) {
-        const struct alarm_rule *r = alarm_rule((enum alarm_kind)k);
-        enum alarm_event ev = alarm_feed(&d->alarms[k], r, t, sample_period(d), values[r->metric],
-                                         d->fleet->opt->sustain_s);
-
-        if (ev != ALARM_EVENT_NONE)
-            publish_alarm(d, (enum alarm_kind)k, ev, t);
-    }
-}
-
-static void device_advance(struct sim_device *d, double now_t)
-{
-    double values[VITAL_COUNT];
-    double period = sample_period(d);
-    unsigned done = 0;
-
-    if (now_t - d->next_sample_t > MAX_CATCH_UP * period) {
-        uint64_t skip = (uint64_t)((now_t - d->next_sample_t) / period);
-
-        d->sample_no += skip;
-        d->next_sample_t += (double)skip * period;
-    }
-    while (d->next_sample_t <= now_t && done++ < MAX_CATCH_UP) {
-        double t = d->next_sample_t;
-
-        take_sample(d, t, values);
-        for (int i = 0; i < VITAL_COUNT; i++)
-            if (!isnan(values[i]))
-                publish_vital(d, (enum vital)i, values[i], t);
-        feed_alarms(d, values, t);
-        d->next_sample_t += period;
-    }
-}
+static const struct sampler_hooks monitor_hooks = {on_sample, on_alarm};
 
 static void print_progress(struct fleet *f)
 {
@@ -212,12 +153,16 @@ static void print_progress(struct fleet *f)
 
         sent += c->published[0] + c->published[1] + c->published[2];
         online += mqttc_connected(f->devices[i].client) ? 1 : 0;
-        for (int k = 0; k < ALARM_COUNT; k++)
-            active += f->devices[i].alarms[k].raised ? 1 : 0;
+        active += sampler_active_alarms(&f->devices[i].src);
     }
+    sent += simudp_messages_sent(f->udp);
+    online += simudp_online(f->udp);
+    active += simudp_active_alarms(f->udp);
     printf("sim: t=%.0fs simulated, %u/%u devices connected, %llu messages sent, "
            "%u alarms active\n",
-           f->sim_t, online, f->opt->devices, (unsigned long long)sent, active);
+           f->sim_t, online,
+           f->opt->devices + f->opt->udp.coap_devices + f->opt->udp.mqttsn_devices,
+           (unsigned long long)sent, active);
     fflush(stdout);
 }
 
@@ -230,12 +175,13 @@ static void on_tick(uv_timer_t *t)
     for (uint32_t i = 0; i < f->opt->devices; i++) {
         struct sim_device *d = &f->devices[i];
 
-        device_advance(d, f->sim_t);
+        sampler_advance(&d->src, f->sim_t, f->opt->sustain_s, &monitor_hooks, d);
         if (now >= d->next_status_ms && mqttc_connected(d->client)) {
             publish_status(d, "online", "heartbeat");
             d->next_status_ms = now + (uint64_t)(f->opt->status_interval_s * 1000.0);
         }
     }
+    simudp_tick(f->udp, f->sim_t, now);
     if (f->opt->progress_interval_s > 0 &&
         (double)(now - f->start_ms) / 1000.0 - f->last_progress_s >= f->opt->progress_interval_s) {
         f->last_progress_s = (double)(now - f->start_ms) / 1000.0;
@@ -286,27 +232,6 @@ static void on_disconnect(struct mqttc *c, vigil_err why, const char *detail, vo
 
 /* ---- Setup ------------------------------------------------------------ */
 
-static void init_source(struct fleet *f, struct sim_device *d)
-{
-    const struct recording_set *set = f->opt->recordings;
-
-    model_init(&d->model, f->opt->seed, d->index);
-    /* The first sample is due one second in, once the clients had time to
-     * connect. */
-    d->next_sample_t = 1.0;
-    d->next_temp_t = 1.0;
-    if (set == NULL || set->n == 0)
-        return;
-    d->rec = &set->items[d->index % set->n];
-    if (f->opt->devices > set->n) {
-        /* Devices that share a recording start at evenly spread rows. */
-        uint32_t rounds = (uint32_t)((f->opt->devices + set->n - 1) / set->n);
-        uint32_t round = (uint32_t)(d->index / set->n);
-
-        d->row_offset = d->rec->n_rows * round / rounds;
-    }
-}
-
 static vigil_err init_client(struct fleet *f, struct sim_device *d)
 {
     const struct fleet_options *o = f->opt;
@@ -349,6 +274,8 @@ static vigil_err init_devices(struct fleet *f)
 {
     const struct fleet_options *o = f->opt;
 
+    if (o->devices == 0)
+        return VIGIL_OK;
     f->devices = vigil_calloc(o->devices, sizeof *f->devices);
     if (f->devices == NULL)
         return VIGIL_ERR_NOMEM;
@@ -362,7 +289,7 @@ static vigil_err init_devices(struct fleet *f)
         snprintf(d->base_name, sizeof d->base_name, "%s/", d->id);
         snprintf(d->prefix, sizeof d->prefix, "%s/%s/room%u/%s/", o->site, o->unit,
                  o->first_room + i, d->id);
-        init_source(f, d);
+        sampler_init(&d->src, o->recordings, o->seed, i, o->devices);
         rc = init_client(f, d);
         if (rc != VIGIL_OK)
             return rc;
@@ -398,6 +325,7 @@ static void collect_summary(struct fleet *f)
         s->connection_errors += c->errors;
     }
     s->devices_connected_at_end = f->connected_at_stop;
+    simudp_summary(f->udp, &s->udp);
     s->simulated_s = f->sim_t;
     s->elapsed_s = (double)(vigil_time_mono_ms() - f->start_ms) / 1000.0;
 }
@@ -409,6 +337,8 @@ static void close_all(struct fleet *f)
     collect_summary(f);
     for (uint32_t i = 0; i < f->opt->devices; i++)
         mqttc_close(f->devices[i].client, on_client_closed, f);
+    simudp_close(f->udp);
+    f->udp = NULL;
     uv_close((uv_handle_t *)&f->tick, NULL);
     uv_close((uv_handle_t *)&f->stop_timer, NULL);
     uv_close((uv_handle_t *)&f->sigint, NULL);
@@ -428,7 +358,7 @@ static bool drained(const struct fleet *f)
         if (mqttc_connected(c) && (mqttc_inflight(c) > 0 || mqttc_pending_output(c) > 0))
             return false;
     }
-    return true;
+    return simudp_drained(f->udp);
 }
 
 static void on_drain_poll(uv_timer_t *t)
@@ -439,6 +369,7 @@ static void on_drain_poll(uv_timer_t *t)
         return;
     for (uint32_t i = 0; i < f->opt->devices; i++)
         mqttc_stop(f->devices[i].client);
+    simudp_finish(f->udp);
     uv_timer_stop(&f->stop_timer);
     /* mqttc_stop() writes DISCONNECT and closes the socket once it is out;
      * the clients are released after that. */
@@ -457,6 +388,8 @@ static void request_stop(struct fleet *f)
         f->connected_at_stop++;
         publish_status(&f->devices[i], "offline", "simulator stopped");
     }
+    f->connected_at_stop += simudp_online(f->udp);
+    simudp_stop(f->udp);
     f->drain_deadline = vigil_time_mono_ms() + DRAIN_TIMEOUT_MS;
     uv_timer_stop(&f->stop_timer);
     uv_timer_start(&f->stop_timer, on_drain_poll, 100, 100);
@@ -497,8 +430,11 @@ static void start_loop_handles(struct fleet *f)
 
 static vigil_err check_options(const struct fleet_options *o)
 {
-    if (o->devices == 0 || o->devices > 9999 || o->qos > 1 || !(o->speed > 0) ||
-        o->status_interval_s <= 0 || o->sustain_s < 0 || !o->site || !o->unit)
+    uint32_t udp_devices = o->udp.coap_devices + o->udp.mqttsn_devices;
+
+    if ((o->devices == 0 && udp_devices == 0) || o->devices > 9999 || o->qos > 1 ||
+        !(o->speed > 0) || o->status_interval_s <= 0 || o->sustain_s < 0 || !o->site ||
+        !o->unit)
         return VIGIL_ERR_INVALID;
     return VIGIL_OK;
 }
@@ -518,12 +454,15 @@ vigil_err fleet_run(const struct fleet_options *opt, struct fleet_summary *summa
     if (uv_loop_init(&f.loop) != 0)
         return VIGIL_ERR_IO;
     rc = init_devices(&f);
+    if (rc == VIGIL_OK)
+        rc = simudp_create(&f.loop, opt, &f.udp);
     if (rc != VIGIL_OK)
         goto cleanup;
     f.start_ms = vigil_time_mono_ms();
     f.start_epoch = floor((double)vigil_time_now_us() / 1e6);
     for (uint32_t i = 0; i < opt->devices; i++)
         mqttc_start(f.devices[i].client);
+    simudp_start(f.udp, f.start_ms, f.start_epoch);
     start_loop_handles(&f);
     uv_run(&f.loop, UV_RUN_DEFAULT);
 
@@ -531,6 +470,7 @@ cleanup:
     if (rc != VIGIL_OK) {
         for (uint32_t i = 0; i < f.open_clients; i++)
             mqttc_close(f.devices[i].client, on_client_closed, &f);
+        simudp_close(f.udp);
         uv_run(&f.loop, UV_RUN_DEFAULT);
     }
     uv_loop_close(&f.loop);

@@ -1,6 +1,7 @@
 /* The fleet simulator: N bedside monitors, each an MQTT client on one libuv
  * loop, publishing vital signs as SenML, a heartbeat on ".../status" and
- * clinical alarms on ".../alarm". */
+ * clinical alarms on ".../alarm"; beside them, on the same loop, the CoAP
+ * wearables and MQTT-SN sensors of sim/udp_fleet.h. */
 #ifndef VIGIL_SIM_FLEET_H
 #define VIGIL_SIM_FLEET_H
 
@@ -10,13 +11,14 @@
 #include "core/error.h"
 #include "sim/credentials.h"
 #include "sim/recording.h"
+#include "sim/udp_fleet.h"
 
 struct fleet_options {
     const char *host;                      /* broker address, numeric or "localhost" */
     uint16_t port;
     uint8_t version;                       /* MQTT_V311 or MQTT_V5 */
     uint8_t qos;                           /* QoS of vital-sign messages, 0 or 1 */
-    uint32_t devices;                      /* mon-0001 .. */
+    uint32_t devices;                      /* mon-0001 ..; 0 when only UDP devices run */
     double duration_s;                     /* wall-clock run time; 0 = until SIGINT/SIGTERM */
     double speed;                          /* simulated seconds per wall-clock second */
     const char *site;
@@ -29,6 +31,7 @@ struct fleet_options {
     double status_interval_s;              /* heartbeat period, wall clock */
     double sustain_s;                      /* alarm sustain window, simulated seconds */
     double progress_interval_s;            /* progress line period; 0 = none */
+    struct simudp_options udp;          /* CoAP and MQTT-SN devices; none when zeroed */
 };
 
 struct fleet_summary {
@@ -47,12 +50,14 @@ struct fleet_summary {
     uint32_t devices_connected_at_end; /* when the stop was requested */
     double simulated_s;
     double elapsed_s;
+    struct simudp_summary udp;
 };
 
 /* Runs the fleet until duration_s has passed or SIGINT/SIGTERM arrives,
- * then lets queued QoS 1/2 messages finish (up to 3 s), disconnects and
- * fills *summary. Fails before starting for an invalid option or when a
- * device has no password in credentials. */
+ * then lets queued QoS 1/2 and confirmable messages finish (up to 3 s),
+ * disconnects and fills *summary. Fails before starting for an invalid
+ * option, when a monitor has no password in credentials, or when a UDP
+ * device has no usable PSK or certificate. */
 vigil_err fleet_run(const struct fleet_options *opt, struct fleet_summary *summary);
 
 #endif
