@@ -164,7 +164,7 @@ static struct sn_route route_of(uint8_t type)
 }
 
 /* A message that needs a connection from a client without one gets
- * DISCONNECT, which tells the client to connect again. */
+ * DISCONNECT, so that the client connects again. */
 static void not_connected(struct sn_client *c, const struct sn_msg *m)
 {
     char detail[96];

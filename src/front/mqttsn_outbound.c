@@ -1,8 +1,8 @@
-/* MQTT-SN gateway, gateway to client (section 6.10): the router's
- * deliveries are queued per client and sent one at a time, each preceded
- * by a REGISTER when the client has no topic id for its topic, with
- * retransmission after T_retry (section 6.13). Messages for a sleeping
- * client wait in the same queue, capped by gateway.mqttsn_sleep_queue. */
+/* MQTT-SN gateway, gateway to client (section 6.10). The router's
+ * deliveries are queued per client and sent one at a time. Each is
+ * preceded by a REGISTER when the client has no topic id for its topic and
+ * sent again after T_retry (section 6.13). Messages for a sleeping client
+ * wait in the same queue, capped by gateway.mqttsn_sleep_queue. */
 #include <string.h>
 
 #include "core/log.h"

@@ -105,7 +105,8 @@ static void request_will(struct sn_client *c)
 
 /* A CONNECT with CleanSession 0 from the client already connected on this
  * address under the same ClientId keeps subscriptions, topic ids, queued
- * messages and, without the Will flag, the will (section 6.3). */
+ * messages and, without the Will flag, the will. Section 6.3 of the 1.2
+ * specification defines these rules. */
 static bool resumes(const struct sn_client *c, const struct sn_msg *m, const char *client_id)
 {
     return sn_connected(c) && c->gw.logged_in && !m->flags.clean_session &&
@@ -117,6 +118,10 @@ void sn_on_connect(struct sn_client *c, const struct sn_msg *m)
     char client_id[SN_MAX_CLIENT_ID + 1];
     uint8_t code;
 
+    if (memchr(m->client_id.p, '\0', m->client_id.len) != NULL) {
+        sn_malformed(c, "MQTT-SN-1.2:5.3.1", "ClientId contains U+0000", m->client_id.len);
+        return;
+    }
     memcpy(client_id, m->client_id.p, m->client_id.len);
     client_id[m->client_id.len] = '\0';
     c->gw.keep_alive = m->duration;
@@ -193,7 +198,7 @@ static vigil_err set_will_payload(struct sn_will *w, const struct sn_str *data)
     return VIGIL_OK;
 }
 
-/* A will message outside the exchange that asks for it. */
+/* A WILLTOPIC or WILLMSG that the gateway did not request. */
 static void will_out_of_order(struct sn_client *c, const struct sn_msg *m)
 {
     char detail[96];

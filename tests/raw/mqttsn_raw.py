@@ -231,6 +231,11 @@ def t_connect_id_23(ctx):
     Raw(ctx).connect("y" * 23)
 
 
+@case("connect client id with nul", only="vigil")
+def t_connect_nul_id(ctx):
+    silent_with_rule(ctx, sn.connect(b"a\x00b"), "MQTT-SN-1.2:5.3.1")
+
+
 @case("connect without client id", only="vigil")
 def t_connect_no_id(ctx):
     silent_with_rule(ctx, b"\x06\x04\x04\x01\x00\x3c", "MQTT-SN-1.2:5.4.4")
