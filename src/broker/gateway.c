@@ -417,7 +417,14 @@ vigil_err gw_subscribe(struct gw_client *c, const char *filter, size_t len, uint
     rc = session_add_sub(c->session, filter, len, options, sub_id, &existed);
     if (rc != VIGIL_OK)
         return rc;
-    gw_emit(c, VIGIL_EV_SUBSCRIBE, filter, len, NULL, NULL);
+    {
+        struct vigil_event ev;
+
+        vigil_event_init(&ev, VIGIL_EV_SUBSCRIBE);
+        VIGIL_EVENT_SET(&ev, topic, filter, len);
+        ev.qos = options;
+        gw_emit_ev(c, &ev);
+    }
     if (send_retained)
         router_send_retained(hub, c->session, filter, len, options, sub_id);
     return VIGIL_OK;
