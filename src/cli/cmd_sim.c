@@ -28,7 +28,8 @@ static void sim_usage(FILE *out)
           "  --host ADDR            broker address (default 127.0.0.1)\n"
           "  --port N               broker port (default 1883)\n"
           "  --mqtt-version V       5 or 3.1.1 (default 5)\n"
-          "  --devices N            number of monitors mon-0001.. (default 50, max 9999)\n"
+          "  --devices N            number of monitors mon-0001.. (default 50, max 9999;\n"
+          "                         0 runs only CoAP and MQTT-SN devices)\n"
           "  --duration S           seconds to run; 0 runs until Ctrl-C (default 0)\n"
           "  --speed N              simulated seconds per real second (default 1)\n"
           "  --qos 0|1              QoS of vital-sign messages (default 0)\n"
@@ -129,7 +130,7 @@ static int parse_one(int opt, const char *arg, struct sim_args *a)
     case OPT_PORT: return simcli_parse_port(arg, &o->port);
     case OPT_VERSION: return simcli_parse_mqtt_version(arg, &o->version);
     case OPT_DEVICES:
-        if (simcli_parse_ulong("--devices", arg, 1, 9999, &v) != 0)
+        if (simcli_parse_ulong("--devices", arg, 0, 9999, &v) != 0)
             return -1;
         o->devices = (uint32_t)v;
         return 0;
@@ -327,13 +328,17 @@ static void print_udp_summary(const struct simudp_summary *u)
            (unsigned long long)u->alarms_unsent, (unsigned long long)u->samples_offline);
 }
 
-static void print_summary(const struct fleet_summary *s)
+static void print_summary(const struct fleet_summary *s, uint32_t mqtt_devices)
 {
     uint64_t errors = s->publish_failed + s->rejected + s->lost + s->alarms_unsent +
                       s->connection_errors + s->refused;
 
     printf("summary: %.0f s simulated in %.1f s; %u devices connected at the end\n",
            s->simulated_s, s->elapsed_s, s->devices_connected_at_end);
+    if (mqtt_devices == 0) {
+        print_udp_summary(&s->udp);
+        return;
+    }
     printf("  published: QoS 0: %llu, QoS 1: %llu (%llu acknowledged), "
            "QoS 2: %llu (%llu completed)\n",
            (unsigned long long)s->published[0], (unsigned long long)s->published[1],
@@ -486,7 +491,7 @@ static int run(struct sim_args *a)
             fprintf(stderr, "vigil sim: %s\n", vigil_strerror(rc));
         goto cleanup;
     }
-    print_summary(&sum);
+    print_summary(&sum, a->fleet.devices);
     status = 0;
     if (!reached_hub(&sum)) {
         fprintf(stderr, "vigil sim: no device could connect to the hub\n");

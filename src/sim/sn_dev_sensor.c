@@ -28,7 +28,7 @@ struct sn_sensor {
     bool pinged;                  /* the half-way wake of this sleep is done */
     uint64_t slept_at_ms;
     double latest[VITAL_COUNT];   /* newest value of each metric, NaN when none */
-    double latest_t;
+    double latest_time[VITAL_COUNT]; /* its measurement time, Unix seconds */
 };
 
 static struct sn_sensor *sensor_of(struct simudp_device *d)
@@ -84,17 +84,23 @@ static void on_lost(void *user, const char *why)
 
 /* ---- Publishing --------------------------------------------------------- */
 
-static void publish_values(struct sn_sensor *s, double time_s, const double values[VITAL_COUNT])
+static void publish_metric(struct sn_sensor *s, size_t topic, double time_s, double value)
 {
-    struct simudp_device *d = &s->base;
     char payload[256];
+    size_t n = senml_format(payload, sizeof payload, s->base.base_name, time_s,
+                            simudp_device_metrics[topic], value);
 
+    if (n > 0)
+        sn_dev_publish(&s->sn, topic, 0, (const uint8_t *)payload, n, now_of(s));
+}
+
+/* Publishes the newest value of each metric, after a wake. */
+static void publish_latest(struct sn_sensor *s)
+{
     for (size_t i = 0; i < SIMUDP_DEVICE_N_METRICS; i++) {
         enum vital v = simudp_device_metrics[i];
-        size_t n = senml_format(payload, sizeof payload, d->base_name, time_s, v, values[v]);
 
-        if (n > 0)
-            sn_dev_publish(&s->sn, i, 0, (const uint8_t *)payload, n, now_of(s));
+        publish_metric(s, i, s->latest_time[v], s->latest[v]);
     }
     s->reported = true;
 }
@@ -104,14 +110,19 @@ static void sensor_sample(struct simudp_device *d, double t, const double values
     struct sn_sensor *s = sensor_of(d);
     double time_s = d->fleet->start_epoch + t;
 
-    for (int i = 0; i < VITAL_COUNT; i++)
-        if (!isnan(values[i]))
+    for (int i = 0; i < VITAL_COUNT; i++) {
+        if (!isnan(values[i])) {
             s->latest[i] = values[i];
-    s->latest_t = time_s;
-    if (sn_dev_state(&s->sn) == SN_DEV_ACTIVE && sim_link_is_up(d->link))
-        publish_values(s, time_s, values);
-    else
+            s->latest_time[i] = time_s;
+        }
+    }
+    if (sn_dev_state(&s->sn) != SN_DEV_ACTIVE || !sim_link_is_up(d->link)) {
         d->samples_offline++;
+        return;
+    }
+    for (size_t i = 0; i < SIMUDP_DEVICE_N_METRICS; i++)
+        publish_metric(s, i, time_s, values[simudp_device_metrics[i]]);
+    s->reported = true;
 }
 
 /* Leaves the asleep state so queued messages go out. */
@@ -152,7 +163,7 @@ static void run_sleep_cycle(struct sn_sensor *s)
         if (!sn_dev_idle(&s->sn))
             return;
         if (!s->reported) {
-            publish_values(s, s->latest_t, s->latest);
+            publish_latest(s);
             return;
         }
         s->slept_at_ms = now;
