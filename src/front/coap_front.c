@@ -94,7 +94,10 @@ bool coap_peer_login(struct coap_peer *cp)
         rc = gw_login_device(&cp->client, p->identity, "");
     else
         rc = gw_login_anonymous(&cp->client, f->listener, "");
-    return rc == VIGIL_OK;
+    if (rc != VIGIL_OK)
+        return false;
+    f->n_logged_in++;
+    return true;
 }
 
 static void front_secured(void *ctx, struct udp_peer *p)
@@ -121,6 +124,8 @@ static void front_closing(void *ctx, struct udp_peer *p)
     if (cp == NULL)
         return;
     cp->closing = true;
+    if (cp->client.logged_in)
+        f->n_logged_in--;
     coap_observe_free_all(cp);
     gw_client_close(&cp->client, cp->close_why != NULL ? cp->close_why : "peer closed");
     durable_detach(cp);
@@ -233,42 +238,39 @@ static void front_reload(struct gw_front *base)
         udp_endpoint_reload(f->ep);
 }
 
-struct revoke_ctx {
-    const char *device;
-    const char *serial;
-};
-
+/* Ends the session of a device whose identity the inventory or the CRL
+ * no longer accepts. */
 static void revoke_peer(void *ctx, struct udp_peer *p)
 {
-    const struct revoke_ctx *rv = ctx;
+    struct coap_front *f = ctx;
     struct coap_peer *cp = p->user;
 
-    if (cp == NULL || cp->client.device[0] == '\0')
+    if (cp == NULL || !cp->client.logged_in || cp->client.device[0] == '\0')
         return;
-    if (rv->device[0] != '\0' && strcmp(cp->client.device, rv->device) != 0)
+    if (!gw_identity_revoked(f->hub, cp->client.device, p->cert_serial))
         return;
-    if (rv->serial[0] != '\0' && strcmp(p->cert_serial, rv->serial) != 0)
-        return;
-    log_info("coap %s: device '%s' revoked; session closed", p->name, cp->client.device);
-    coap_peer_close(cp, "device revoked");
+    log_info("coap %s: identity '%s' revoked; session closed", p->name, cp->client.device);
+    gw_emit(&cp->client, VIGIL_EV_CERT, NULL, 0, NULL, "identity revoked; session closed");
+    coap_peer_close(cp, "identity revoked");
 }
 
+/* device and serial name the change when known; every client is checked
+ * either way, which is always correct. */
 static void front_revoked(struct gw_front *base, const char *device, const char *serial)
 {
     struct coap_front *f = (struct coap_front *)base;
-    struct revoke_ctx rv = {.device = device != NULL ? device : "",
-                            .serial = serial != NULL ? serial : ""};
 
-    if (f->closing || (rv.device[0] == '\0' && rv.serial[0] == '\0'))
-        return;
-    udp_endpoint_foreach(f->ep, revoke_peer, &rv);
+    (void)device;
+    (void)serial;
+    if (!f->closing && f->dtls)
+        udp_endpoint_foreach(f->ep, revoke_peer, f);
 }
 
 static uint32_t front_n_clients(const struct gw_front *base)
 {
     const struct coap_front *f = (const struct coap_front *)base;
 
-    return f->n_peers;
+    return f->n_logged_in;
 }
 
 vigil_err coap_front_open(struct hub *hub, const struct config_listener *l, struct gw_front **out)
@@ -300,8 +302,7 @@ vigil_err coap_front_open(struct hub *hub, const struct config_listener *l, stru
     f->retx.data = f;
     f->handles_open = 2;
     uv_timer_start(&f->tick, on_tick, COAP_TICK_MS, COAP_TICK_MS);
-    log_info("CoAP front end on %s:%u (%s%s)", l->host, l->port, f->dtls ? "DTLS" : "plain UDP",
-             l->allow_anonymous ? ", anonymous access allowed" : "");
+    log_debug("coap front end on listener %s port %u ready", l->host, l->port);
     *out = &f->base;
     return VIGIL_OK;
 }

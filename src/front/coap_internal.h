@@ -434,6 +434,7 @@ struct coap_front {
     unsigned handles_open;
     bool retx_running;
     uint32_t n_peers;             /* peers with state */
+    uint32_t n_logged_in;         /* of those, logged-in clients */
     uint32_t n_durable;           /* struct coap_durable not yet called back */
     struct coap_peer *retx_head;
     uint64_t rng;
