@@ -32,13 +32,15 @@ static bool queue_packet(struct lg_thread *t, struct lg_conn *c, const struct mq
     return true;
 }
 
+/* Subscribers are named like central stations ("station-..."), the
+ * monitoring clients vigil's engine expects to subscribe with wildcards. */
 bool lg_send_connect(struct lg_thread *t, struct lg_conn *c)
 {
     static const char kinds[] = {'p', 's', 'i'};
     struct mqtt_packet pkt = {.type = MQTT_CONNECT};
     char id[64];
-    int n = snprintf(id, sizeof id, "%s-%c%u", t->lg->opt.client_prefix, kinds[c->role],
-                     c->index);
+    int n = snprintf(id, sizeof id, "%s%s-%c%u", c->role == LG_SUB ? "station-" : "",
+                     t->lg->opt.client_prefix, kinds[c->role], c->index);
 
     pkt.connect.version = MQTT_V311;
     pkt.connect.clean_start = true;

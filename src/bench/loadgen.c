@@ -260,7 +260,7 @@ static void collect(struct lg *lg, struct lg_result *out)
 vigil_err lg_run_step(struct lg *lg, const struct lg_step *step, struct lg_result *out)
 {
     struct lg_cmd cmd = {.kind = LG_CMD_PUBLISH, .rate = step->rate};
-    uint64_t b0 = 0, b1 = 0, g0, g1;
+    uint64_t b0 = 0, b1 = 0, g0, g1, s0 = 0, s1 = 0;
 
     if (step->rate <= 0 || step->measure_ms == 0)
         return VIGIL_ERR_INVALID;
@@ -274,10 +274,12 @@ vigil_err lg_run_step(struct lg *lg, const struct lg_step *step, struct lg_resul
     if (step->broker_pid > 0)
         sample_cpu(step->broker_pid, &b0);
     sample_cpu(getpid(), &g0);
+    bench_system_busy(&s0);
     sleep_until(cmd.to_ns);
     if (step->broker_pid > 0)
         sample_cpu(step->broker_pid, &b1);
     sample_cpu(getpid(), &g1);
+    bench_system_busy(&s1);
     drain(lg, cmd.stop_ns + (uint64_t)step->drain_ms * 1000000u);
 
     cmd = (struct lg_cmd){.kind = LG_CMD_QUIET};
@@ -287,6 +289,7 @@ vigil_err lg_run_step(struct lg *lg, const struct lg_step *step, struct lg_resul
     out->measure_s = step->measure_ms / 1000.0;
     out->broker_cpu_ns = b1 > b0 ? b1 - b0 : 0;
     out->gen_cpu_ns = g1 > g0 ? g1 - g0 : 0;
+    out->system_cpu_ns = s1 > s0 ? s1 - s0 : 0;
     collect(lg, out);
     return VIGIL_OK;
 }

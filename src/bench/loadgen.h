@@ -39,7 +39,7 @@ struct lg_options {
     uint16_t max_inflight;    /* unacknowledged QoS 1/2 publishes per publisher */
     uint32_t tx_limit;        /* bytes queued per connection before publishes are dropped */
     uint32_t connect_window;  /* connection attempts under way per thread */
-    char client_prefix[32];   /* client ids are PREFIX-p<i>, -s<i>, -i<i> */
+    char client_prefix[32];   /* client ids PREFIX-p<i>, station-PREFIX-s<i>, PREFIX-i<i> */
 };
 
 struct lg_workload {
@@ -73,6 +73,7 @@ struct lg_result {
     uint64_t conn_lost;       /* connections closed by the broker or the network during the step */
     uint64_t broker_cpu_ns;   /* user + system time of broker_pid over the window */
     uint64_t gen_cpu_ns;      /* the same for this process */
+    uint64_t system_cpu_ns;   /* busy time of all CPUs over the window, every process */
     struct bench_hist hist;   /* publish-to-delivery latency of window messages, ns */
 };
 

@@ -62,6 +62,24 @@ static vigil_err read_memory(pid_t pid, uint64_t *rss_kb, uint64_t *hwm_kb)
     return VIGIL_OK;
 }
 
+vigil_err bench_system_busy(uint64_t *busy_ns)
+{
+    unsigned long long user, nice, sys, idle, iowait, irq, softirq, steal;
+    long ticks = sysconf(_SC_CLK_TCK);
+    FILE *f = fopen("/proc/stat", "r");
+    int n;
+
+    if (f == NULL)
+        return VIGIL_ERR_IO;
+    n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &user, &nice, &sys, &idle,
+               &iowait, &irq, &softirq, &steal);
+    fclose(f);
+    if (n != 8 || ticks <= 0)
+        return VIGIL_ERR_IO;
+    *busy_ns = (uint64_t)(user + nice + sys + irq + softirq + steal) * (1000000000u / (uint64_t)ticks);
+    return VIGIL_OK;
+}
+
 vigil_err bench_proc_read(pid_t pid, struct bench_proc_sample *out)
 {
     vigil_err rc;

@@ -17,6 +17,10 @@ struct bench_proc_sample {
  * gone, VIGIL_ERR_IO when its files cannot be parsed. */
 vigil_err bench_proc_read(pid_t pid, struct bench_proc_sample *out);
 
+/* Busy time of all CPUs together (every /proc/stat "cpu" field except
+ * idle and iowait), to tell how much else ran during a measurement. */
+vigil_err bench_system_busy(uint64_t *busy_ns);
+
 /* Monotonic clock (CLOCK_MONOTONIC) in nanoseconds. */
 uint64_t bench_now_ns(void);
 

@@ -328,7 +328,9 @@ static void flush_dirty(struct relay *r)
         c->dirty = false;
         if (c->fd >= 0 && !c->want_out)
             conn_flush(r, c);
-        if (c->fd < 0)
+        /* A connection closed by this flush was queued again and is freed
+         * when the loop reaches that entry. */
+        if (c->fd < 0 && !c->dirty)
             conn_free(c);
     }
     r->n_dirty = 0;

@@ -17,10 +17,11 @@ struct metric_def {
 
 static const struct metric_def metrics[] = {
     {BENCH_FANIN, "knee_per_s", "knee (deliveries/s, p99 <= limit, no loss)", true},
-    {BENCH_FANIN, "saturation_per_s", "delivered under overload (/s)", true},
+    {BENCH_FANIN, "knee_p99_us", "p99 at the knee (us)", false},
     {BENCH_FANIN, "knee_broker_cpu_pct", "broker CPU at the knee (%)", false},
     {BENCH_FANOUT, "knee_per_s", "knee (deliveries/s, p99 <= limit, no loss)", true},
-    {BENCH_FANOUT, "saturation_per_s", "delivered under overload (/s)", true},
+    {BENCH_FANOUT, "knee_p99_us", "p99 at the knee (us)", false},
+    {BENCH_FANOUT, "knee_broker_cpu_pct", "broker CPU at the knee (%)", false},
     {BENCH_STORM, "connects_per_s", "connections/s (CONNECT to CONNACK, closed loop)", true},
     {BENCH_STORM, "broker_cpu_us_per_conn", "broker CPU per connection (us)", false},
     {BENCH_IDLE, "bytes_per_connection", "broker memory per idle connection (bytes)", false},
@@ -246,18 +247,18 @@ void bench_print_summary(FILE *out, json_t *summary)
     }
 }
 
-static void csv_step(FILE *f, const char *scenario, const char *broker, const char *phase,
-                     json_t *st)
+static void csv_step(FILE *f, const char *scenario, const char *broker, json_t *st)
 {
     static const char *const fields[] = {"offered_per_s", "offered_deliveries_per_s",
                                          "delivered_per_s", "p50_us", "p99_us", "p999_us",
                                          "max_us", "lost", "gen_dropped", "conn_lost",
-                                         "broker_cpu_pct", "gen_cpu_pct"};
+                                         "broker_cpu_pct", "gen_cpu_pct", "other_cpu_pct"};
 
-    fprintf(f, "%s,%s,%s", scenario, broker, phase);
+    fprintf(f, "%s,%s", scenario, broker);
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
         fprintf(f, ",%.1f", json_number_value(json_object_get(st, fields[i])));
-    fprintf(f, ",%d\n", json_is_true(json_object_get(st, "pass")) ? 1 : 0);
+    fprintf(f, ",%d,%d\n", json_is_true(json_object_get(st, "pass")) ? 1 : 0,
+            json_is_true(json_object_get(st, "retried")) ? 1 : 0);
 }
 
 void bench_write_steps_csv(FILE *f, json_t *result, int with_header)
@@ -268,16 +269,14 @@ void bench_write_steps_csv(FILE *f, json_t *result, int with_header)
     size_t i;
 
     if (with_header)
-        fputs("scenario,broker,phase,offered_per_s,offered_deliveries_per_s,delivered_per_s,"
+        fputs("scenario,broker,offered_per_s,offered_deliveries_per_s,delivered_per_s,"
               "p50_us,p99_us,p999_us,max_us,lost,gen_dropped,conn_lost,broker_cpu_pct,"
-              "gen_cpu_pct,pass\n",
+              "gen_cpu_pct,other_cpu_pct,pass,retried\n",
               f);
     if (scenario == NULL || broker == NULL)
         return;
-    if (json_object_get(result, "overload") != NULL)
-        csv_step(f, scenario, broker, "overload", json_object_get(result, "overload"));
     json_array_foreach(json_object_get(result, "steps"), i, st)
-        csv_step(f, scenario, broker, "step", st);
+        csv_step(f, scenario, broker, st);
 }
 
 static void write_summary_csv(FILE *f, json_t *summary)

@@ -36,16 +36,15 @@ static void defaults_traffic(struct bench_scenario *s, bool quick)
     if (s->kind == BENCH_FANIN) {
         s->publishers = 1000;
         s->subscribers = 1;
-        s->probe_rate = 1000000;
+        s->start_rate = 2000;
     } else if (s->kind == BENCH_FANOUT) {
         s->publishers = 1;
         s->subscribers = 1000;
-        s->probe_rate = 2000;
+        s->start_rate = 10;
     } else {
         /* Hospital: every device publishes once a second. */
         s->publishers = quick ? 1000 : 10000;
         s->subscribers = quick ? 10 : 20;
-        s->rate = s->publishers;
         s->warmup_ms = 2000;
         s->measure_ms = quick ? 5000 : 30000;
         s->drain_ms = 3000;

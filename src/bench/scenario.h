@@ -27,8 +27,10 @@ struct bench_scenario {
     uint32_t concurrency;     /* storm, TLS: attempts under way per load thread */
     uint8_t qos;
     uint32_t payload;         /* bytes */
-    double rate;              /* publishes per second; 0 = sweep to find the knee */
-    double probe_rate;        /* sweep: offered rate of the saturation probe */
+    double rate;              /* publishes per second; 0 = sweep to find the knee, or for
+                               * the hospital profile one per device and second */
+    double start_rate;        /* sweep: offered publishes per second of the first step */
+    double max_rate;          /* sweep: no step above this; 0 for no cap */
     uint32_t warmup_ms, measure_ms, drain_ms;
     double p99_limit_us;      /* sweep: a step passes only with p99 at or below this */
     bool persistence;         /* the peer broker keeps a persistence file */

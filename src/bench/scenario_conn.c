@@ -40,14 +40,15 @@ static json_t *churn_json(const struct bench_scenario *s, const struct bench_tar
     const char *rate_key = s->kind == BENCH_TLS ? "handshakes_per_s" : "connects_per_s";
 
     return json_pack("{s:s, s:s, s:{s:s, s:i, s:i}, s:f, s:I, s:I, s:s, s:f, s:f, s:f, s:f, "
-                     "s:f, s:f, s:f}",
+                     "s:f, s:f, s:f, s:f}",
                      "scenario", s->name, "broker", t->name, "params", "kind",
                      bench_kind_name(s->kind), "connections", (int)s->connections,
                      "concurrency", (int)s->concurrency, rate_key,
                      (double)r->completed / secs, "completed", (json_int_t)r->completed,
                      "failed", (json_int_t)r->failed, "first_error", r->first_error,
                      "elapsed_s", r->elapsed_s, "p50_us", us(bench_hist_percentile(&r->hist, 50)),
-                     "p99_us", us(bench_hist_percentile(&r->hist, 99)), "max_us",
+                     "p99_us", us(bench_hist_percentile(&r->hist, 99)), "p999_us",
+                     us(bench_hist_percentile(&r->hist, 99.9)), "max_us",
                      us(r->hist.max), "broker_cpu_pct", (double)broker_ns / (secs * 1e7),
                      "gen_cpu_pct", (double)r->gen_cpu_ns / (secs * 1e7),
                      "broker_cpu_us_per_conn",

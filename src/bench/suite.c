@@ -167,6 +167,9 @@ static void run_one(struct suite_run *run, const struct bench_scenario *s, uint8
         return;
     }
     res = bench_run(s, &t, &o->env, err, sizeof err);
+    if (res == NULL && !bench_target_alive(&t))
+        snprintf(err + strlen(err), sizeof err - strlen(err), " (%s exited; see %s/broker.log)",
+                 t.name, t.dir);
     if (!bench_target_stop(&t) && res != NULL)
         json_object_set_new(res, "broker_exit", json_string("not clean: see broker.log"));
     if (res == NULL) {

@@ -25,7 +25,7 @@
 struct overrides {
     long long publishers, subscribers, connections, concurrency, qos, payload;
     long long warmup_ms, measure_ms;
-    double rate;
+    double rate, start_rate, max_rate;
 };
 
 struct bench_args {
@@ -68,6 +68,8 @@ static void usage(FILE *out)
           "      --qos 0|1|2        publish and subscription QoS (fan-in, fan-out)\n"
           "      --payload BYTES    16 to 65536 (default 100)\n"
           "      --rate R           fixed offered publishes/s instead of the sweep\n"
+          "      --start-rate R     first step of the sweep, publishes/s (x1.5 per step)\n"
+          "      --max-rate R       no sweep step above R publishes/s\n"
           "      --duration MS      measured time per step; --warmup MS before it\n"
           "      --p99-limit US     knee latency limit (default 2000; fan-out 50000)\n"
           "      --quick            shorter runs and fewer connections\n"
@@ -105,7 +107,7 @@ enum {
     OPT_CLIENT_ID, OPT_PUBLISHERS, OPT_SUBSCRIBERS, OPT_CONNECTIONS, OPT_CONCURRENCY, OPT_QOS,
     OPT_PAYLOAD, OPT_RATE, OPT_DURATION, OPT_WARMUP, OPT_P99, OPT_QUICK, OPT_COMPARE, OPT_ONLY,
     OPT_BROKERS, OPT_OUT, OPT_KEEP, OPT_LIST, OPT_THREADS, OPT_VIGIL, OPT_MOSQUITTO, OPT_JSON,
-    OPT_CSV, OPT_RELAY,
+    OPT_CSV, OPT_RELAY, OPT_START_RATE, OPT_MAX_RATE,
 };
 
 static const struct option longopts[] = {
@@ -125,6 +127,8 @@ static const struct option longopts[] = {
     {"qos", required_argument, NULL, OPT_QOS},
     {"payload", required_argument, NULL, OPT_PAYLOAD},
     {"rate", required_argument, NULL, OPT_RATE},
+    {"start-rate", required_argument, NULL, OPT_START_RATE},
+    {"max-rate", required_argument, NULL, OPT_MAX_RATE},
     {"duration", required_argument, NULL, OPT_DURATION},
     {"warmup", required_argument, NULL, OPT_WARMUP},
     {"p99-limit", required_argument, NULL, OPT_P99},
@@ -232,6 +236,8 @@ static int parse_option(struct bench_args *a, int opt, const char *arg)
     case OPT_KEY: copy_path(a->tls.client_key, sizeof a->tls.client_key, arg); break;
     case OPT_CLIENT_ID: copy_path(a->tls.client_id, sizeof a->tls.client_id, arg); break;
     case OPT_RATE: return parse_double("--rate", arg, 0.001, &a->ov.rate);
+    case OPT_START_RATE: return parse_double("--start-rate", arg, 0.001, &a->ov.start_rate);
+    case OPT_MAX_RATE: return parse_double("--max-rate", arg, 0.001, &a->ov.max_rate);
     case OPT_P99: return parse_double("--p99-limit", arg, 1, &a->env.p99_limit_us);
     case OPT_QUICK: a->quick = true; break;
     case OPT_COMPARE: a->compare = true; break;
@@ -255,7 +261,7 @@ static int parse_option(struct bench_args *a, int opt, const char *arg)
 static void args_defaults(struct bench_args *a)
 {
     memset(a, 0, sizeof *a);
-    a->ov = (struct overrides){-1, -1, -1, -1, -1, -1, -1, -1, 0};
+    a->ov = (struct overrides){-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0};
     a->host = "127.0.0.1";
     a->port = 1883;
     a->mosquitto_bin = "/usr/sbin/mosquitto";
@@ -314,6 +320,10 @@ static void apply_overrides(const struct overrides *ov, struct bench_scenario *s
         s->warmup_ms = (uint32_t)ov->warmup_ms;
     if (ov->rate > 0)
         s->rate = ov->rate;
+    if (ov->start_rate > 0)
+        s->start_rate = ov->start_rate;
+    if (ov->max_rate > 0)
+        s->max_rate = ov->max_rate;
 }
 
 static int run_relay(const char *spec)

@@ -1,0 +1,250 @@
+#!/usr/bin/python3
+"""Smoke test of `vigil bench`: every scenario runs briefly against a broker
+this suite starts, and the result must have the fields a report needs,
+with values that are consistent with each other. Nothing here checks a
+rate or a latency against a target: benchmarks never assert time.
+
+Usage: /usr/bin/python3 tests/e2e/bench/run.py [NAME-SUBSTRING...]
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "lib"))
+
+import harness  # noqa: E402
+from broker import Broker, free_port, vigil_binary, wait_port  # noqa: E402
+from harness import case, check, check_equal  # noqa: E402
+
+BENCH_TIMEOUT = 120  # seconds for one `vigil bench` run under the sanitizers
+LATENCY_KEYS = ("p50_us", "p99_us", "p999_us", "max_us")
+
+
+class Fixture:
+    """One broker per case, with a limit high enough for the idle case."""
+
+    def __init__(self, log_dir):
+        self.log_dir = log_dir
+        self.current = None
+
+    def before(self, c, ctx):
+        yaml = "secmon:\n  enabled: false\n" if c.needs == "engine-off" else None
+        self.current = Broker(self.log_dir, name=f"bench{c.number}",
+                              limits={"max_connections": 5000}, extra_yaml=yaml)
+        self.current.start()
+        ctx.broker = self.current
+        ctx.workdir = tempfile.mkdtemp(prefix=f"case{c.number}-", dir=self.log_dir)
+
+    def after(self, c, ctx):
+        b, self.current = self.current, None
+        b.check_alive()
+        b.stop()
+
+    def on_failure(self, c, ctx, exc):
+        b, self.current = self.current, None
+        if b is None:
+            return
+        ctx.log("broker stderr tail:\n" + b.stderr_tail())
+        if b.proc is not None:
+            b.proc.kill()
+            b.proc.wait()
+            b.proc = None
+
+    def close(self):
+        pass
+
+
+def run_bench(ctx, args, port=None, pid=None):
+    """Run `vigil bench ARGS --json FILE` against the case's broker and
+    return the parsed result."""
+    out = os.path.join(ctx.workdir, "result.json")
+    cmd = [vigil_binary(), "bench", *args, "--json", out]
+    if port is None and "--broker" not in args:
+        cmd += ["--port", str(ctx.broker.port), "--pid", str(ctx.broker.proc.pid)]
+    elif port is not None:
+        cmd += ["--port", str(port)] + (["--pid", str(pid)] if pid else [])
+    ctx.log("run:", " ".join(cmd))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BENCH_TIMEOUT)
+    ctx.log("exit status", proc.returncode, "\nstderr:\n" + proc.stderr)
+    check_equal(proc.returncode, 0, "vigil bench exit status")
+    with open(out, encoding="utf-8") as f:
+        result = json.load(f)
+    ctx.log("result:", json.dumps(result, indent=1))
+    return result
+
+
+def check_latencies(obj, what):
+    values = [obj[k] for k in LATENCY_KEYS]
+    check(all(v > 0 for v in values), f"{what}: latencies must be positive: {values}")
+    check(values == sorted(values), f"{what}: p50 <= p99 <= p99.9 <= max expected: {values}")
+
+
+def check_step(step, fanout=1):
+    """A fixed-rate step of a healthy broker delivers everything."""
+    check(step["sent"] > 0, f"nothing was sent: {step}")
+    check_equal(step["expected"], step["sent"] * fanout, "expected deliveries")
+    check_equal(step["received"], step["expected"], "deliveries received")
+    check_equal(step["lost"], 0, "lost messages")
+    check_equal(step["gen_dropped"], 0, "messages dropped by the generator")
+    check_equal(step["conn_lost"], 0, "connections lost")
+    check(step["delivered_per_s"] > 0, "delivered rate")
+    # CPU time comes in clock ticks (10 ms), so a short, light step may show 0.
+    check(step["broker_cpu_pct"] >= 0, f"broker CPU: {step['broker_cpu_pct']}")
+    check(step["gen_cpu_pct"] >= 0, f"generator CPU: {step['gen_cpu_pct']}")
+    check(isinstance(step["pass"], bool), "pass is a boolean")
+    check_latencies(step, "step")
+
+
+def check_memory(result):
+    check(result.get("broker_rss_kb", 0) > 0, "broker RSS missing")
+    check(result["broker_hwm_kb"] >= result["broker_rss_kb"], "VmHWM below VmRSS")
+
+
+def fixed(ctx, scenario, *extra, fanout=1):
+    res = run_bench(ctx, [scenario, "--rate", extra[0], "--duration", "500", "--warmup", "200",
+                          *extra[1:]])
+    check_equal(res["broker"], "external", "broker name")
+    check_equal(len(res["steps"]), 1, "steps of a fixed-rate run")
+    check_step(res["steps"][0], fanout)
+    check_memory(res)
+    return res
+
+
+@case("fan-in QoS 0 at a fixed rate")
+def fanin_qos0(ctx):
+    res = fixed(ctx, "fan-in", "300", "--publishers", "20")
+    check_equal(res["params"]["publishers"], 20, "publishers")
+    check_equal(res["params"]["fanout"], 1, "fan-in fanout")
+
+
+@case("fan-in QoS 1 at a fixed rate")
+def fanin_qos1(ctx):
+    res = fixed(ctx, "fan-in", "200", "--publishers", "10", "--qos", "1")
+    check_equal(res["params"]["qos"], 1, "QoS")
+
+
+@case("fan-in QoS 2 at a fixed rate")
+def fanin_qos2(ctx):
+    res = fixed(ctx, "fan-in", "200", "--publishers", "10", "--qos", "2")
+    check_equal(res["params"]["qos"], 2, "QoS")
+
+
+@case("fan-in 16 KiB payloads")
+def fanin_payload(ctx):
+    res = fixed(ctx, "fan-in", "100", "--publishers", "5", "--payload", "16384")
+    check_equal(res["params"]["payload"], 16384, "payload size")
+
+
+@case("fan-out at a fixed rate")
+def fanout(ctx):
+    fixed(ctx, "fan-out", "20", "--subscribers", "10", fanout=10)
+
+
+@case("fan-in sweep finds a knee")
+def fanin_sweep(ctx):
+    res = run_bench(ctx, ["fan-in", "--publishers", "5", "--start-rate", "100", "--max-rate",
+                          "260", "--duration", "400", "--warmup", "100", "--p99-limit",
+                          "1000000"])
+    rates = [s["offered_per_s"] for s in res["steps"]]
+    check_equal(rates, [100, 150, 225], "offered rates of the sweep")
+    check_equal(res["knee_offered_per_s"], 225, "knee with a limit nothing exceeds")
+    check(res["knee_per_s"] == res["knee_offered_per_s"], "fan-in knee in deliveries")
+    check(res["knee_p99_us"] > 0, "p99 at the knee")
+
+
+@case("hospital profile")
+def hospital(ctx):
+    res = run_bench(ctx, ["hospital", "--publishers", "60", "--subscribers", "3",
+                          "--duration", "2000", "--warmup", "1000"])
+    step = res["steps"][0]
+    check_step(step)
+    check_equal(res["params"]["rate"], 60, "one message per device and second")
+    check(isinstance(res["pass"], bool), "pass is a boolean")
+
+
+@case("connection storm")
+def storm(ctx):
+    res = run_bench(ctx, ["storm", "--connections", "200", "--concurrency", "8"])
+    check_equal(res["completed"], 200, "completed connections")
+    check_equal(res["failed"], 0, f"failed connections ({res['first_error']})")
+    check(res["connects_per_s"] > 0, "connections per second")
+    check(res["broker_cpu_us_per_conn"] >= 0, "broker CPU per connection")
+    check_latencies(res, "storm")
+
+
+@case("idle connections")
+def idle(ctx):
+    res = run_bench(ctx, ["idle", "--connections", "300"])
+    check_equal(res["connections"], 300, "connections held")
+    check(res["rss_after_kb"] > 0 and res["rss_before_kb"] > 0, "broker RSS sampled")
+    expected = (res["rss_after_kb"] - res["rss_before_kb"]) * 1024 / 300
+    check(abs(res["bytes_per_connection"] - expected) < 1, "bytes per connection from RSS")
+
+
+@case("TLS handshakes against vigil it starts", only="vigil")
+def tls(ctx):
+    res = run_bench(ctx, ["tls", "--broker", "vigil", "--vigil", vigil_binary(),
+                          "--connections", "20", "--concurrency", "4"])
+    check_equal(res["broker"], "vigil", "broker name")
+    check_equal(res["completed"], 20, "completed handshakes")
+    check_equal(res["failed"], 0, f"failed handshakes ({res['first_error']})")
+    check(res["handshakes_per_s"] > 0, "handshakes per second")
+    check_latencies(res, "tls")
+
+
+@case("engine off publishes without events", only="vigil", needs="engine-off")
+def engine_off(ctx):
+    fixed(ctx, "fan-in", "200", "--publishers", "5")
+    kinds = {e.get("type") for e in ctx.broker.events()}
+    check("publish" not in kinds and "connect_attempt" not in kinds,
+          f"events recorded with secmon.enabled: false: {sorted(kinds)}")
+
+
+@case("raw relay forwards and stops on SIGTERM")
+def relay(ctx):
+    port = free_port()
+    log = open(os.path.join(ctx.workdir, "relay.log"), "wb")
+    proc = subprocess.Popen([vigil_binary(), "bench", "--relay", f"127.0.0.1:{port}"],
+                            stdout=log, stderr=log)
+    log.close()
+    ctx.defer(lambda: proc.poll() is None and (proc.kill(), proc.wait()))
+    wait_port(port, proc=proc)
+    for qos in ("0", "1", "2"):
+        res = run_bench(ctx, ["fan-in", "--rate", "200", "--publishers", "5", "--qos", qos,
+                              "--duration", "400", "--warmup", "100"], port=port, pid=proc.pid)
+        check_step(res["steps"][0])
+    res = run_bench(ctx, ["fan-out", "--rate", "20", "--subscribers", "5", "--duration", "400",
+                          "--warmup", "100"], port=port, pid=proc.pid)
+    check_step(res["steps"][0], fanout=5)
+    proc.send_signal(signal.SIGTERM)
+    check_equal(proc.wait(timeout=10), 0, "relay exit status after SIGTERM")
+
+
+@case("compare writes every output file", only="vigil")
+def compare(ctx):
+    out = os.path.join(ctx.workdir, "results")
+    cmd = [vigil_binary(), "bench", "--compare", "--quick", "--only", "storm", "--brokers",
+           "vigil,relay", "--vigil", vigil_binary(), "--out", out]
+    ctx.log("run:", " ".join(cmd))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BENCH_TIMEOUT)
+    ctx.log("exit status", proc.returncode, "\nstdout:\n" + proc.stdout, "\nstderr:\n" + proc.stderr)
+    check_equal(proc.returncode, 0, "vigil bench --compare exit status")
+    for name in ("results.json", "steps.csv", "summary.csv", "summary.md"):
+        check(os.path.getsize(os.path.join(out, name)) > 0, f"{name} is empty")
+    with open(os.path.join(out, "results.json"), encoding="utf-8") as f:
+        doc = json.load(f)
+    check_equal(sorted(r["broker"] for r in doc["results"]), ["relay", "vigil"], "brokers run")
+    check(doc["machine"]["cores"] > 0 and doc["machine"]["cpu"], "machine description")
+    rows = [r for r in doc["summary"] if r["metric"].startswith("connections/s")]
+    check_equal(len(rows), 1, "summary row of the storm")
+    check(rows[0]["values"]["vigil"] > 0 and rows[0]["values"]["relay"] > 0, "storm values")
+    check("| storm |" in proc.stdout, "summary table printed")
+
+
+if __name__ == "__main__":
+    sys.exit(harness.run("e2e/bench", Fixture))
