@@ -8,7 +8,7 @@ DEBIAN_PACKAGES=(
     build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
     libuv1-dev libssl-dev libsqlite3-dev libjansson-dev libyaml-dev libcmocka-dev libpcap-dev
     mosquitto mosquitto-clients python3 python3-paho-mqtt nodejs npm sqlite3 openssl
-    rsyslog rsyslog-openssl iproute2
+    rsyslog rsyslog-openssl iproute2 libcoap3-bin
 )
 
 missing=()

@@ -4,7 +4,7 @@
 # Usage: tests/run.sh [SUITE...]
 #   SUITE: unit, fuzz, raw, e2e (all of e2e/*), e2e/paho, e2e/node,
 #          e2e/shell, e2e/crash, e2e/tls, e2e/audit, e2e/capture, e2e/siem,
-#          e2e/sniff, e2e/engine, mqttsn.
+#          e2e/sniff, e2e/engine, mqttsn, coap.
 #          Default: all of them.
 # Environment:
 #   VIGIL_TEST_BROKER   vigil (default) or mosquitto (reference broker)
@@ -32,7 +32,7 @@ RESULTS=$LOG_DIR/results.tsv
 export VIGIL_TEST_RESULTS=$RESULTS
 
 ALL_SUITES=(unit fuzz raw e2e/paho e2e/node e2e/shell e2e/crash e2e/tls e2e/audit e2e/capture
-            e2e/siem e2e/sniff e2e/engine mqttsn)
+            e2e/siem e2e/sniff e2e/engine mqttsn coap)
 
 # Appends one result line: kind (pass|fail|skip), name, log path.
 record() {
@@ -374,6 +374,33 @@ suite_mqttsn() {
     run_recording_suite mqttsn-raw 300 "$PY" "$ROOT/tests/raw/mqttsn_raw.py"
 }
 
+# The CoAP front end: libcoap's coap-client, npm coap and paho end to end,
+# then the raw-datagram cases (the slowest waits about 90 s for a
+# confirmable notification to time out).
+suite_coap() {
+    local tool
+    if [[ ! -x $VIGIL ]]; then
+        missing coap "vigil binary $VIGIL not found; run make asan"
+        return
+    fi
+    for tool in /usr/bin/coap-client-notls /usr/bin/coap-client-openssl node; do
+        if ! command -v "$tool" >/dev/null; then
+            missing coap "$tool not found; run make deps"
+            return
+        fi
+    done
+    if [[ ! -f $ROOT/tests/e2e/node_modules/coap/package.json ]]; then
+        missing coap "tests/e2e/node_modules/coap missing; run make deps"
+        return
+    fi
+    if ! "$PY" -c 'import paho.mqtt.client' 2>/dev/null; then
+        missing coap "python3-paho-mqtt not importable by $PY; run make deps"
+        return
+    fi
+    run_recording_suite coap 600 "$PY" "$ROOT/tests/e2e/coap/run.py"
+    run_recording_suite coap-raw 600 "$PY" "$ROOT/tests/raw/coap_raw.py"
+}
+
 run_suite() {
     case $1 in
         unit) suite_unit ;;
@@ -391,6 +418,7 @@ run_suite() {
         e2e/sniff) suite_sniff ;;
         e2e/engine) suite_engine ;;
         mqttsn) suite_mqttsn ;;
+        coap) suite_coap ;;
         *)
             echo "tests/run.sh: unknown suite '$1'; expected one of: ${ALL_SUITES[*]} e2e" >&2
             exit 2

@@ -492,6 +492,12 @@ void coap_handle_request(struct coap_peer *cp, const struct coap_msg *msg)
         reply_error(&q, COAP_CODE(5, 5), "this server is no proxy");
         return;
     }
+    /* RFC 7252 section 5.8: a method this server does not know (FETCH,
+     * PATCH and any other) gets 4.05. */
+    if (msg->code > COAP_DELETE) {
+        reply_error(&q, COAP_METHOD_NOT_ALLOWED, "use GET, POST, PUT or DELETE");
+        return;
+    }
     rc = coap_uri_path(msg, q.path, sizeof q.path, &q.path_len);
     if (rc != VIGIL_OK) {
         reply_error(&q, COAP_BAD_REQUEST,
