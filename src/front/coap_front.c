@@ -86,10 +86,17 @@ bool coap_peer_login(struct coap_peer *cp)
 
     if (cp->client.logged_in)
         return true;
-    /* A peer blocked after failed logins gets 4.01 without another try, so
-     * a flood of requests cannot flood the event log. */
-    if (gw_peer_blocked(f->hub, p->name))
+    /* A peer blocked after failed logins gets 4.01 without another try and
+     * one rate_limit event, so a flood of requests cannot flood the event
+     * log. */
+    if (gw_peer_blocked(f->hub, p->name)) {
+        if (!cp->block_reported)
+            gw_emit(&cp->client, VIGIL_EV_RATE_LIMIT, NULL, 0, "vigil-ratelimit",
+                    "peer blocked after repeated failed logins");
+        cp->block_reported = true;
         return false;
+    }
+    cp->block_reported = false;
     if (f->dtls)
         rc = gw_login_device(&cp->client, p->identity, "");
     else

@@ -397,6 +397,7 @@ struct coap_peer {
     struct gw_client client;
     bool closing;
     bool hold_notify;             /* a registration response is not sent yet */
+    bool block_reported;          /* rate_limit event sent for the current block */
     const char *close_why;        /* static; reason of a close this front end began */
     uint16_t next_mid;
     uint32_t observe_seq;
