@@ -40,7 +40,9 @@ struct udp_handler {
     void (*secured)(void *ctx, struct udp_peer *p);
     /* p is about to be freed (udp_peer_close, DTLS close_notify or fatal
      * alert, endpoint closing). The front end releases p->user here and
-     * must not use p afterwards. */
+     * must not use p afterwards. Called only for peers the front end has
+     * seen: after their first datagram on plain endpoints, after secured
+     * on DTLS ones. A DTLS peer whose handshake fails is freed silently. */
     void (*closing)(void *ctx, struct udp_peer *p);
     void *ctx;
 };
@@ -64,9 +66,22 @@ void udp_endpoint_reload(struct udp_endpoint *ep);
 bool udp_endpoint_is_dtls(const struct udp_endpoint *ep);
 const struct config_listener *udp_endpoint_listener(const struct udp_endpoint *ep);
 struct hub *udp_endpoint_hub(const struct udp_endpoint *ep);
+/* Peers with state, DTLS handshakes in progress included; at most
+ * gateway.max_peers. */
 uint32_t udp_endpoint_n_peers(const struct udp_endpoint *ep);
+/* The bound UDP port (the listener's, or the one the system chose for
+ * port 0). */
+uint16_t udp_endpoint_port(const struct udp_endpoint *ep);
 
-/* Calls fn for every peer; fn may close the peer it is given. */
+/* Forgets every resumable DTLS session of the endpoint, so that no revoked
+ * identity resumes. Then ends, with closing callbacks, the secured peers
+ * of device (any device when NULL or "") whose certificate serial is
+ * serial (any serial when NULL or ""). With both NULL or "", no peer is
+ * ended. Returns the number of peers ended; 0 on plain endpoints. */
+uint32_t udp_endpoint_revoke(struct udp_endpoint *ep, const char *device, const char *serial);
+
+/* Calls fn for every peer the front end has seen (on DTLS endpoints, the
+ * secured ones); fn may close the peer it is given. */
 void udp_endpoint_foreach(struct udp_endpoint *ep, void (*fn)(void *ctx, struct udp_peer *p),
                           void *ctx);
 

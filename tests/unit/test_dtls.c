@@ -1,11 +1,12 @@
-/* Tests for the DTLS server: an OpenSSL DTLS client talks to the listener
- * and sessions of net/dtls.h through a datagram socket pair, so every
- * datagram keeps its boundaries; then the UDP endpoints of broker/udp.h on
- * loopback sockets with a libuv loop. */
+/* Tests for the DTLS server and the UDP endpoints. First an OpenSSL DTLS
+ * client talks to the listener and sessions of net/dtls.h through a
+ * datagram socket pair, so every datagram keeps its boundaries. Then the
+ * endpoints of broker/udp.h run on loopback sockets with a libuv loop. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,7 +23,13 @@
 #include <openssl/ssl.h>
 
 #include "../support/tls_testpki.h"
+#include "auth/acl.h"
+#include "auth/device.h"
+#include "broker/broker.h"
+#include "broker/udp.h"
+#include "config/config.h"
 #include "net/dtls.h"
+#include "secmon/event.h"
 
 #define SERIAL_GOOD 0x2001
 #define SERIAL_REVOKED 0x20AB
@@ -92,7 +99,8 @@ static int setup_pki(void **state)
     make_server_files();
     pki.good = client_cert("bed-2", SERIAL_GOOD);
     pki.revoked = client_cert("bed-6", SERIAL_REVOKED);
-    *state = &pki;
+    if (state != NULL)
+        *state = &pki;
     return 0;
 }
 
@@ -554,7 +562,7 @@ static void test_dtls10_refused(void **state)
     dtls_server_free(srv);
 }
 
-/* Captures the client's ClientHello datagrams without answering. */
+/* Captures the client's next datagram without replying to it. */
 static size_t next_client_datagram(struct harness *h, uint8_t *buf, size_t cap)
 {
     ssize_t n;
@@ -603,7 +611,7 @@ static void test_bad_cookie_silent(void **state)
     hello[COOKIE_AT + 5] ^= 0x40;
     server_input(&h, hello, len);
     assert_int_equal(h.accepted, 1);
-    /* Anything but a ClientHello is dropped without an answer. */
+    /* Anything but a ClientHello is dropped without a reply. */
     h.server_datagrams = 0;
     assert_int_equal(dtls_listen(h.listener, (const struct sockaddr *)&h.addr, sizeof h.addr,
                                  (const uint8_t *)"garbage", 7, now_ms(), server_send, &h),
@@ -847,6 +855,593 @@ static void test_server_config_errors(void **state)
     assert_string_equal(err, "DTLS MTU 100 is below the minimum of 256");
 }
 
+/* UDP endpoints on loopback, driven by a libuv loop in this thread. */
+
+#define MAX_EVENTS 64
+#define MAX_FRONT_PEERS 8
+
+/* Events the sink's thread passed to the consumer. */
+struct event_log {
+    pthread_mutex_t lock;
+    struct vigil_event ev[MAX_EVENTS];
+    int n;
+};
+
+/* What the front-end callbacks saw. */
+struct front {
+    int datagrams, secured, closing;
+    struct udp_peer *last;
+    char last_name[64];
+    char identity[DEVICE_ID_MAX + 1];
+    bool used_psk;
+    bool echo;                  /* reply to each datagram with "ack:" and its data */
+    uint8_t data[256];
+    size_t len;
+};
+
+struct udp_fixture {
+    uv_loop_t loop;
+    struct hub *hub;
+    struct config_listener listener;
+    struct udp_endpoint *ep;
+    struct device_db *db;
+    char dir[64];
+    struct event_log events;
+    struct front front;
+    struct udp_handler handler;
+};
+
+static struct udp_fixture fx;
+
+static void on_event(void *ctx, const struct vigil_event *ev)
+{
+    struct event_log *log = ctx;
+
+    pthread_mutex_lock(&log->lock);
+    if (log->n < MAX_EVENTS)
+        log->ev[log->n++] = *ev;
+    pthread_mutex_unlock(&log->lock);
+}
+
+/* Waits up to two seconds for an event of type with detail (NULL: any);
+ * returns a copy in out. */
+static bool wait_event(uint8_t type, const char *detail, struct vigil_event *out)
+{
+    for (int i = 0; i < 200; i++) {
+        bool found = false;
+
+        uv_run(&fx.loop, UV_RUN_NOWAIT);
+        pthread_mutex_lock(&fx.events.lock);
+        for (int j = 0; j < fx.events.n && !found; j++) {
+            if (fx.events.ev[j].type == type &&
+                (detail == NULL || strcmp(fx.events.ev[j].detail, detail) == 0)) {
+                *out = fx.events.ev[j];
+                found = true;
+            }
+        }
+        pthread_mutex_unlock(&fx.events.lock);
+        if (found)
+            return true;
+        usleep(10000);
+    }
+    return false;
+}
+
+static void front_datagram(void *ctx, struct udp_peer *p, const uint8_t *data, size_t len)
+{
+    struct front *f = ctx;
+    uint8_t reply[300];
+
+    f->datagrams++;
+    f->last = p;
+    snprintf(f->last_name, sizeof f->last_name, "%s", p->name);
+    f->len = len < sizeof f->data ? len : sizeof f->data;
+    memcpy(f->data, data, f->len);
+    if (f->echo && len <= 200) {
+        memcpy(reply, "ack:", 4);
+        memcpy(reply + 4, data, len);
+        assert_int_equal(udp_send(p, reply, len + 4), VIGIL_OK);
+    }
+}
+
+static void front_secured(void *ctx, struct udp_peer *p)
+{
+    struct front *f = ctx;
+
+    f->secured++;
+    f->last = p;
+    snprintf(f->identity, sizeof f->identity, "%s", p->identity);
+    f->used_psk = p->used_psk;
+}
+
+static void front_closing(void *ctx, struct udp_peer *p)
+{
+    struct front *f = ctx;
+
+    f->closing++;
+    if (f->last == p)
+        f->last = NULL;
+}
+
+static void make_inventory(void)
+{
+    struct device_info info = {0};
+    char password[64];
+
+    snprintf(fx.dir, sizeof fx.dir, "/tmp/vigil-udp-XXXXXX");
+    assert_non_null(mkdtemp(fx.dir));
+    assert_int_equal(device_db_open(fx.dir, &fx.db), VIGIL_OK);
+    snprintf(info.id, sizeof info.id, "bed-1");
+    snprintf(info.role, sizeof info.role, "device");
+    assert_int_equal(device_db_add(fx.db, &info, password, sizeof password), VIGIL_OK);
+    assert_int_equal(device_db_set_psk(fx.db, "bed-1", psk_bed1, sizeof psk_bed1), VIGIL_OK);
+    assert_int_equal(device_snapshot_load(fx.db, &fx.hub->snap), VIGIL_OK);
+}
+
+static void open_events(void)
+{
+    struct vigil_event_consumer consumer = {.feed = on_event, .ctx = &fx.events};
+    char path[128];
+
+    snprintf(path, sizeof path, "%s/events.jsonl", fx.dir);
+    assert_int_equal(vigil_event_sink_open(path, 1024, &fx.hub->events), VIGIL_OK);
+    vigil_event_sink_set_consumer(fx.hub->events, &consumer);
+}
+
+/* A hub with what UDP endpoints use: loop, configuration, TLS files,
+ * inventory, failed-login limits and the event sink. */
+static int setup_udp(void **state)
+{
+    (void)state;
+    memset(&fx, 0, sizeof fx);
+    pthread_mutex_init(&fx.events.lock, NULL);
+    assert_int_equal(uv_loop_init(&fx.loop), 0);
+    fx.hub = calloc(1, sizeof *fx.hub);
+    assert_non_null(fx.hub);
+    fx.hub->loop = &fx.loop;
+    config_defaults(&fx.hub->cfg);
+    fx.hub->cfg.gateway.max_peers = 4;
+    snprintf(fx.hub->tls_cert, sizeof fx.hub->tls_cert, "%s", pki.server);
+    snprintf(fx.hub->tls_key, sizeof fx.hub->tls_key, "%s", pki.server_key);
+    snprintf(fx.hub->tls_ca, sizeof fx.hub->tls_ca, "%s", pki.ca);
+    snprintf(fx.hub->tls_crl, sizeof fx.hub->tls_crl, "%s", pki.crl);
+    fx.hub->rl_peer = ratelimit_new(50, 60, 1024);
+    fx.hub->rl_identity = ratelimit_new(50, 60, 1024);
+    make_inventory();
+    open_events();
+    fx.handler = (struct udp_handler){front_datagram, front_secured, front_closing, &fx.front};
+    fx.listener.port = 0;
+    fx.listener.allow_psk = true;
+    fx.listener.require_client_cert = true;
+    return 0;
+}
+
+static void close_endpoint(void)
+{
+    if (fx.ep == NULL)
+        return;
+    udp_endpoint_close(fx.ep);
+    fx.ep = NULL;
+    /* The endpoint's two handles close within a loop iteration or two. */
+    for (int i = 0; i < 10 && uv_run(&fx.loop, UV_RUN_NOWAIT) != 0; i++)
+        ;
+    assert_int_equal(uv_loop_alive(&fx.loop), 0);
+}
+
+static int teardown_udp(void **state)
+{
+    char cmd[128];
+
+    (void)state;
+    close_endpoint();
+    assert_int_equal(uv_loop_close(&fx.loop), 0);
+    vigil_event_sink_close(fx.hub->events);
+    device_snapshot_free(fx.hub->snap);
+    device_db_close(fx.db);
+    ratelimit_free(fx.hub->rl_peer);
+    ratelimit_free(fx.hub->rl_identity);
+    free(fx.hub);
+    pthread_mutex_destroy(&fx.events.lock);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx.dir);
+    assert_int_equal(system(cmd), 0);
+    return 0;
+}
+
+static void open_endpoint(const char *host, uint8_t transport)
+{
+    snprintf(fx.listener.host, sizeof fx.listener.host, "%s", host);
+    fx.listener.transport = transport;
+    assert_int_equal(udp_endpoint_open(fx.hub, &fx.listener, VIGIL_PROTO_COAP, &fx.handler, &fx.ep),
+                     VIGIL_OK);
+    assert_true(udp_endpoint_port(fx.ep) != 0);
+}
+
+/* A UDP socket connected to the endpoint. */
+static int client_socket(int family)
+{
+    struct sockaddr_storage ss = {0};
+    socklen_t len;
+    int fd = socket(family, SOCK_DGRAM, 0);
+
+    assert_true(fd >= 0);
+    if (family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+
+        a->sin6_family = AF_INET6;
+        a->sin6_addr = in6addr_loopback;
+        a->sin6_port = htons(udp_endpoint_port(fx.ep));
+        len = sizeof *a;
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+
+        a->sin_family = AF_INET;
+        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a->sin_port = htons(udp_endpoint_port(fx.ep));
+        len = sizeof *a;
+    }
+    assert_int_equal(connect(fd, (struct sockaddr *)&ss, len), 0);
+    assert_int_equal(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
+    return fd;
+}
+
+static uint16_t local_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+/* Runs the loop until the socket has a datagram or a second passed. With
+ * peek, the datagram stays for the DTLS client to read. */
+static ssize_t wait_datagram(int fd, uint8_t *buf, size_t cap, bool peek)
+{
+    for (int i = 0; i < 100; i++) {
+        ssize_t n;
+
+        uv_run(&fx.loop, UV_RUN_NOWAIT);
+        n = recv(fd, buf, cap, peek ? MSG_PEEK : 0);
+        if (n >= 0)
+            return n;
+        usleep(10000);
+    }
+    return -1;
+}
+
+static void run_loop_ms(int ms)
+{
+    for (int i = 0; i < ms; i += 5) {
+        uv_run(&fx.loop, UV_RUN_NOWAIT);
+        usleep(5000);
+    }
+}
+
+static void test_udp_plain_peers(void **state)
+{
+    struct udp_peer *peer;
+    int fd[5];
+    char name[64];
+    uint8_t buf[64];
+    struct vigil_event ev;
+
+    (void)state;
+    open_endpoint("127.0.0.1", CONFIG_TRANSPORT_COAP);
+    assert_false(udp_endpoint_is_dtls(fx.ep));
+    fx.front = (struct front){.echo = true};
+    for (int i = 0; i < 5; i++) {
+        fd[i] = client_socket(AF_INET);
+        assert_int_equal(send(fd[i], "hello", 5, 0), 5);
+    }
+    run_loop_ms(100);
+    /* The fifth source is over gateway.max_peers (4). */
+    assert_int_equal(udp_endpoint_n_peers(fx.ep), 4);
+    assert_int_equal(fx.front.datagrams, 4);
+    assert_true(wait_event(VIGIL_EV_LIMIT, "peer limit of the listener reached", &ev));
+    snprintf(name, sizeof name, "127.0.0.1:%u", local_port(fd[4]));
+    assert_string_equal(ev.peer, name);
+    assert_int_equal(ev.proto, VIGIL_PROTO_COAP);
+    assert_int_equal(wait_datagram(fd[0], buf, sizeof buf, false), 9);
+    assert_memory_equal(buf, "ack:hello", 9);
+
+    /* The same source keeps its peer. */
+    assert_int_equal(send(fd[0], "again", 5, 0), 5);
+    assert_int_equal(wait_datagram(fd[0], buf, sizeof buf, false), 9);
+    snprintf(name, sizeof name, "127.0.0.1:%u", local_port(fd[0]));
+    assert_string_equal(fx.front.last_name, name);
+    assert_int_equal(udp_endpoint_n_peers(fx.ep), 4);
+
+    peer = fx.front.last;
+    udp_peer_close(peer, "test");
+    udp_peer_close(peer, "closed twice");
+    assert_int_equal(fx.front.closing, 1);
+    assert_int_equal(udp_endpoint_n_peers(fx.ep), 3);
+    assert_int_equal(udp_send_to(fx.ep, NULL, buf, 65508), VIGIL_ERR_LIMIT);
+    close_endpoint();
+    assert_int_equal(fx.front.closing, 4);
+    for (int i = 0; i < 5; i++)
+        close(fd[i]);
+}
+
+static void test_udp_plain_ipv6(void **state)
+{
+    int fd;
+    char name[64];
+    uint8_t buf[64];
+
+    (void)state;
+    fd = socket(AF_INET6, SOCK_DGRAM, 0);
+    if (fd < 0) {
+        skip();
+        return;
+    }
+    close(fd);
+    open_endpoint("::1", CONFIG_TRANSPORT_MQTTSN);
+    fx.front = (struct front){.echo = true};
+    fd = client_socket(AF_INET6);
+    assert_int_equal(send(fd, "hi", 2, 0), 2);
+    assert_int_equal(wait_datagram(fd, buf, sizeof buf, false), 6);
+    snprintf(name, sizeof name, "[::1]:%u", local_port(fd));
+    assert_string_equal(fx.front.last_name, name);
+    close_endpoint();
+    close(fd);
+}
+
+/* A DTLS client over a connected UDP socket. */
+static SSL *udp_client(int fd, SSL_CTX *ctx, const char *identity, const uint8_t *key,
+                       size_t key_len)
+{
+    BIO *bio = BIO_new_dgram(fd, BIO_NOCLOSE);
+    SSL *ssl = SSL_new(ctx);
+    BIO_ADDR *peer = BIO_ADDR_new();
+    struct in_addr loopback = {htonl(INADDR_LOOPBACK)};
+
+    assert_non_null(bio);
+    assert_non_null(ssl);
+    /* Connected: the BIO writes with send() to the socket's peer. */
+    assert_int_equal(BIO_ADDR_rawmake(peer, AF_INET, &loopback, 4, htons(udp_endpoint_port(fx.ep))),
+                     1);
+    BIO_ctrl(bio, BIO_CTRL_DGRAM_SET_CONNECTED, 0, peer);
+    BIO_ADDR_free(peer);
+    SSL_set_bio(ssl, bio, bio);
+    SSL_set_mtu(ssl, DTLS_MTU_DEFAULT);
+    if (identity != NULL) {
+        static struct harness h;
+
+        memset(&h, 0, sizeof h);
+        h.psk_identity = identity;
+        h.psk_key = key;
+        h.psk_len = key_len;
+        current = &h;
+        SSL_set_psk_client_callback(ssl, client_psk);
+    }
+    SSL_set_connect_state(ssl);
+    return ssl;
+}
+
+/* Drives the client's handshake and the loop for up to a second. */
+static int udp_handshake(SSL *ssl)
+{
+    for (int i = 0; i < 100; i++) {
+        int r = SSL_do_handshake(ssl);
+
+        if (r == 1)
+            return 1;
+        if (SSL_get_error(ssl, r) != SSL_ERROR_WANT_READ)
+            return r;
+        uv_run(&fx.loop, UV_RUN_NOWAIT);
+        usleep(10000);
+    }
+    return 0;
+}
+
+static void test_udp_dtls_psk(void **state)
+{
+    SSL_CTX *ctx = client_ctx(NULL, DTLS1_2_VERSION);
+    int fd;
+    SSL *ssl;
+    uint8_t buf[64];
+    size_t got = 0;
+
+    (void)state;
+    open_endpoint("127.0.0.1", CONFIG_TRANSPORT_COAPS);
+    assert_true(udp_endpoint_is_dtls(fx.ep));
+    fx.front = (struct front){.echo = true};
+    fd = client_socket(AF_INET);
+    ssl = udp_client(fd, ctx, "bed-1", psk_bed1, sizeof psk_bed1);
+    assert_int_equal(udp_handshake(ssl), 1);
+    run_loop_ms(20);
+    assert_int_equal(fx.front.secured, 1);
+    assert_string_equal(fx.front.identity, "bed-1");
+    assert_true(fx.front.used_psk);
+    assert_int_equal(SSL_write(ssl, "reading", 7), 7);
+    for (int i = 0; i < 100 && got == 0; i++) {
+        uv_run(&fx.loop, UV_RUN_NOWAIT);
+        if (SSL_read_ex(ssl, buf, sizeof buf, &got) != 1)
+            usleep(10000);
+    }
+    assert_int_equal(got, 11);
+    assert_memory_equal(buf, "ack:reading", 11);
+    assert_int_equal(fx.front.datagrams, 1);
+    /* Plaintext to a DTLS endpoint from the same source is not delivered. */
+    assert_int_equal(send(fd, "plain", 5, 0), 5);
+    run_loop_ms(20);
+    assert_int_equal(fx.front.datagrams, 1);
+
+    /* Revocation ends the session and forgets resumable ones. */
+    assert_int_equal(udp_endpoint_revoke(fx.ep, "bed-2", NULL), 0);
+    assert_int_equal(fx.front.closing, 0);
+    assert_int_equal(udp_endpoint_revoke(fx.ep, "bed-1", NULL), 1);
+    assert_int_equal(fx.front.closing, 1);
+    assert_int_equal(udp_endpoint_n_peers(fx.ep), 0);
+    SSL_free(ssl);
+    close(fd);
+    close_endpoint();
+    SSL_CTX_free(ctx);
+}
+
+static void test_udp_dtls_restart(void **state)
+{
+    SSL_CTX *ctx = client_ctx(NULL, DTLS1_2_VERSION);
+    int fd;
+    SSL *ssl;
+
+    (void)state;
+    open_endpoint("127.0.0.1", CONFIG_TRANSPORT_MQTTSN_DTLS);
+    fx.front = (struct front){0};
+    fd = client_socket(AF_INET);
+    ssl = udp_client(fd, ctx, "bed-1", psk_bed1, sizeof psk_bed1);
+    assert_int_equal(udp_handshake(ssl), 1);
+    SSL_free(ssl);
+    /* A restarted client on the same port replaces its old session once
+     * its cookie proved the address. */
+    ssl = udp_client(fd, ctx, "bed-1", psk_bed1, sizeof psk_bed1);
+    assert_int_equal(udp_handshake(ssl), 1);
+    run_loop_ms(20);
+    assert_int_equal(fx.front.secured, 2);
+    assert_int_equal(fx.front.closing, 1);
+    assert_int_equal(udp_endpoint_n_peers(fx.ep), 1);
+    SSL_free(ssl);
+    close(fd);
+    close_endpoint();
+    assert_int_equal(fx.front.closing, 2);
+    SSL_CTX_free(ctx);
+}
+
+static void test_udp_dtls_wrong_psk(void **state)
+{
+    static const uint8_t wrong[16] = {9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9};
+    SSL_CTX *ctx = client_ctx(NULL, DTLS1_2_VERSION);
+    struct vigil_event ev;
+    char name[64];
+    int fd;
+    SSL *ssl;
+
+    (void)state;
+    open_endpoint("127.0.0.1", CONFIG_TRANSPORT_COAPS);
+    fx.front = (struct front){0};
+    fd = client_socket(AF_INET);
+    ssl = udp_client(fd, ctx, "bed-1", wrong, sizeof wrong);
+    assert_int_not_equal(udp_handshake(ssl), 1);
+    assert_true(wait_event(VIGIL_EV_TLS_FAILURE, "PSK key mismatch", &ev));
+    snprintf(name, sizeof name, "127.0.0.1:%u", local_port(fd));
+    assert_string_equal(ev.peer, name);
+    assert_int_equal(ev.proto, VIGIL_PROTO_DTLS);
+    assert_int_equal(fx.front.secured, 0);
+    /* The front end never saw the peer, so it gets no closing call. */
+    assert_int_equal(fx.front.closing, 0);
+    assert_int_equal(udp_endpoint_n_peers(fx.ep), 0);
+    SSL_free(ssl);
+    close(fd);
+    close_endpoint();
+    SSL_CTX_free(ctx);
+}
+
+static void test_udp_dtls_rate_limit(void **state)
+{
+    SSL_CTX *ctx = client_ctx(NULL, DTLS1_2_VERSION);
+    struct vigil_event ev;
+    int fd[3];
+    SSL *ssl[3];
+
+    (void)state;
+    fx.hub->cfg.gateway.handshake_burst = 2;
+    fx.hub->cfg.gateway.handshakes_per_minute = 1;
+    open_endpoint("127.0.0.1", CONFIG_TRANSPORT_COAPS);
+    fx.front = (struct front){0};
+    for (int i = 0; i < 3; i++) {
+        fd[i] = client_socket(AF_INET);
+        ssl[i] = udp_client(fd[i], ctx, "bed-1", psk_bed1, sizeof psk_bed1);
+    }
+    assert_int_equal(udp_handshake(ssl[0]), 1);
+    assert_int_equal(udp_handshake(ssl[1]), 1);
+    /* The third handshake from 127.0.0.1 gets its cookie, then nothing. */
+    assert_int_not_equal(udp_handshake(ssl[2]), 1);
+    assert_true(wait_event(VIGIL_EV_RATE_LIMIT, "DTLS handshake rate limit of this address reached",
+                           &ev));
+    assert_string_equal(ev.rule, "vigil-ratelimit");
+    assert_int_equal(fx.front.secured, 2);
+    assert_int_equal(udp_endpoint_n_peers(fx.ep), 2);
+    for (int i = 0; i < 3; i++) {
+        SSL_free(ssl[i]);
+        close(fd[i]);
+    }
+    close_endpoint();
+    fx.hub->cfg.gateway.handshake_burst = 10;
+    fx.hub->cfg.gateway.handshakes_per_minute = 60;
+    SSL_CTX_free(ctx);
+}
+
+static void test_udp_dtls_handshake_timeout(void **state)
+{
+    SSL_CTX *ctx = client_ctx(NULL, DTLS1_2_VERSION);
+    struct vigil_event ev;
+    uint8_t buf[2048];
+    int fd;
+    SSL *ssl;
+
+    (void)state;
+    fx.hub->cfg.limits.connect_timeout_ms = 300;
+    open_endpoint("127.0.0.1", CONFIG_TRANSPORT_COAPS);
+    fx.front = (struct front){0};
+    fd = client_socket(AF_INET);
+    ssl = udp_client(fd, ctx, "bed-1", psk_bed1, sizeof psk_bed1);
+    /* ClientHello, HelloVerifyRequest, ClientHello with the cookie; then
+     * the client goes silent. */
+    (void)SSL_do_handshake(ssl);
+    assert_true(wait_datagram(fd, buf, sizeof buf, true) > 0);
+    (void)SSL_do_handshake(ssl);
+    assert_true(wait_datagram(fd, buf, sizeof buf, true) > 0);
+    assert_int_equal(udp_endpoint_n_peers(fx.ep), 1);
+    assert_true(wait_event(VIGIL_EV_TLS_FAILURE, "DTLS handshake timed out", &ev));
+    assert_int_equal(udp_endpoint_n_peers(fx.ep), 0);
+    SSL_free(ssl);
+    close(fd);
+    close_endpoint();
+    fx.hub->cfg.limits.connect_timeout_ms = 10000;
+    SSL_CTX_free(ctx);
+}
+
+static void test_udp_dtls_reload(void **state)
+{
+    SSL_CTX *ctx = client_ctx(NULL, DTLS1_2_VERSION);
+    int fd;
+    SSL *ssl;
+
+    (void)state;
+    open_endpoint("127.0.0.1", CONFIG_TRANSPORT_COAPS);
+    fx.front = (struct front){0};
+    fd = client_socket(AF_INET);
+    ssl = udp_client(fd, ctx, "bed-1", psk_bed1, sizeof psk_bed1);
+    assert_int_equal(udp_handshake(ssl), 1);
+    /* The session made before the reload keeps working. */
+    udp_endpoint_reload(fx.ep);
+    run_loop_ms(20);
+    assert_int_equal(udp_send(fx.front.last, (const uint8_t *)"x", 1), VIGIL_OK);
+    assert_int_equal(fx.front.closing, 0);
+    SSL_free(ssl);
+    ssl = udp_client(fd, ctx, "bed-1", psk_bed1, sizeof psk_bed1);
+    assert_int_equal(udp_handshake(ssl), 1);
+    SSL_free(ssl);
+    close(fd);
+    close_endpoint();
+    SSL_CTX_free(ctx);
+}
+
+static void test_udp_bad_host(void **state)
+{
+    struct udp_endpoint *ep = NULL;
+
+    (void)state;
+    snprintf(fx.listener.host, sizeof fx.listener.host, "localhost");
+    fx.listener.transport = CONFIG_TRANSPORT_COAP;
+    assert_int_equal(udp_endpoint_open(fx.hub, &fx.listener, VIGIL_PROTO_COAP, &fx.handler, &ep),
+                     VIGIL_ERR_CONFIG);
+    assert_null(ep);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -871,5 +1466,22 @@ int main(void)
         cmocka_unit_test(test_server_config_errors),
     };
 
-    return cmocka_run_group_tests(tests, setup_pki, teardown_pki);
+    const struct CMUnitTest udp_tests[] = {
+        cmocka_unit_test(test_udp_plain_peers),
+        cmocka_unit_test(test_udp_plain_ipv6),
+        cmocka_unit_test(test_udp_dtls_psk),
+        cmocka_unit_test(test_udp_dtls_restart),
+        cmocka_unit_test(test_udp_dtls_wrong_psk),
+        cmocka_unit_test(test_udp_dtls_rate_limit),
+        cmocka_unit_test(test_udp_dtls_handshake_timeout),
+        cmocka_unit_test(test_udp_dtls_reload),
+        cmocka_unit_test(test_udp_bad_host),
+    };
+    int failed;
+
+    setup_pki(NULL);
+    failed = cmocka_run_group_tests_name("dtls", tests, NULL, NULL);
+    failed += cmocka_run_group_tests_name("udp", udp_tests, setup_udp, teardown_udp);
+    teardown_pki(NULL);
+    return failed;
 }
