@@ -2,7 +2,7 @@
 # Runs vigil's test suites and counts every test case as one pass or fail.
 #
 # Usage: tests/run.sh [SUITE...]
-#   SUITE: unit, fuzz, raw, e2e (all of e2e/*), e2e/paho, e2e/node,
+#   SUITE: unit, fuzz, raw, e2e (all of e2e/*), e2e/paho, e2e/node, e2e/bench,
 #          e2e/shell, e2e/crash, e2e/tls, e2e/audit, e2e/capture, e2e/siem,
 #          e2e/sniff, e2e/engine, mqttsn, coap.
 #          Default: all of them.
@@ -31,7 +31,7 @@ RESULTS=$LOG_DIR/results.tsv
 : >"$RESULTS"
 export VIGIL_TEST_RESULTS=$RESULTS
 
-ALL_SUITES=(unit fuzz raw e2e/paho e2e/node e2e/shell e2e/crash e2e/tls e2e/audit e2e/capture
+ALL_SUITES=(unit fuzz raw e2e/paho e2e/node e2e/shell e2e/crash e2e/tls e2e/audit e2e/capture e2e/bench
             e2e/siem e2e/sniff e2e/engine mqttsn coap)
 
 # Appends one result line: kind (pass|fail|skip), name, log path.
@@ -355,6 +355,16 @@ suite_engine() {
     run_recording_suite e2e/engine 600 "$PY" "$ROOT/tests/e2e/engine/run.py"
 }
 
+# vigil bench: each scenario briefly against a vigil the suite starts, and
+# the raw relay and the side-by-side runner once; fields only, never timing.
+suite_bench() {
+    if [[ ! -x $VIGIL ]]; then
+        missing e2e/bench "vigil binary $VIGIL not found; run make asan"
+        return
+    fi
+    run_recording_suite e2e/bench 600 "$PY" "$ROOT/tests/e2e/bench/run.py"
+}
+
 # The MQTT-SN gateway: end-to-end cases with snclient.py and paho (DTLS
 # through build-asan/sn_dtls_client), then the raw-datagram cases.
 suite_mqttsn() {
@@ -406,7 +416,7 @@ run_suite() {
         unit) suite_unit ;;
         fuzz) suite_fuzz ;;
         raw) suite_raw ;;
-        e2e) for s in paho node shell crash tls audit capture siem sniff engine; do run_suite "e2e/$s"; done ;;
+        e2e) for s in paho node shell crash tls audit capture siem sniff engine bench; do run_suite "e2e/$s"; done ;;
         e2e/paho) suite_paho ;;
         e2e/node) suite_node ;;
         e2e/shell) suite_shell ;;
@@ -417,6 +427,7 @@ run_suite() {
         e2e/siem) suite_siem ;;
         e2e/sniff) suite_sniff ;;
         e2e/engine) suite_engine ;;
+        e2e/bench) suite_bench ;;
         mqttsn) suite_mqttsn ;;
         coap) suite_coap ;;
         *)
