@@ -4,7 +4,7 @@
 # Usage: tests/run.sh [SUITE...]
 #   SUITE: unit, fuzz, raw, e2e (all of e2e/*), e2e/paho, e2e/node, e2e/bench,
 #          e2e/shell, e2e/crash, e2e/tls, e2e/audit, e2e/capture, e2e/siem,
-#          e2e/sniff, e2e/engine, mqttsn, coap.
+#          e2e/sniff, e2e/engine, mqttsn, coap, sim.
 #          Default: all of them.
 # Environment:
 #   VIGIL_TEST_BROKER   vigil (default) or mosquitto (reference broker)
@@ -32,7 +32,7 @@ RESULTS=$LOG_DIR/results.tsv
 export VIGIL_TEST_RESULTS=$RESULTS
 
 ALL_SUITES=(unit fuzz raw e2e/paho e2e/node e2e/shell e2e/crash e2e/tls e2e/audit e2e/capture e2e/bench
-            e2e/siem e2e/sniff e2e/engine mqttsn coap)
+            e2e/siem e2e/sniff e2e/engine mqttsn coap sim)
 
 # Appends one result line: kind (pass|fail|skip), name, log path.
 record() {
@@ -411,6 +411,20 @@ suite_coap() {
     run_recording_suite coap-raw 600 "$PY" "$ROOT/tests/raw/coap_raw.py"
 }
 
+# vigil sim's mixed fleet (MQTT, CoAP and MQTT-SN over DTLS and plain UDP)
+# against a vigil serve each case starts, with a paho subscriber.
+suite_sim() {
+    if [[ ! -x $VIGIL ]]; then
+        missing sim "vigil binary $VIGIL not found; run make asan"
+        return
+    fi
+    if ! "$PY" -c 'import paho.mqtt.client' 2>/dev/null; then
+        missing sim "python3-paho-mqtt not importable by $PY; run make deps"
+        return
+    fi
+    run_recording_suite sim 300 "$PY" "$ROOT/tests/e2e/sim/run.py"
+}
+
 run_suite() {
     case $1 in
         unit) suite_unit ;;
@@ -430,6 +444,7 @@ run_suite() {
         e2e/bench) suite_bench ;;
         mqttsn) suite_mqttsn ;;
         coap) suite_coap ;;
+        sim) suite_sim ;;
         *)
             echo "tests/run.sh: unknown suite '$1'; expected one of: ${ALL_SUITES[*]} e2e" >&2
             exit 2

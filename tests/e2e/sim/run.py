@@ -484,7 +484,7 @@ def main():
     except ImportError:
         print("python3-paho-mqtt is missing; run make deps", file=sys.stderr)
         return 1
-    return harness.run("e2e/sim", Fixture)
+    return harness.run("sim", Fixture)
 
 
 if __name__ == "__main__":
