@@ -59,7 +59,7 @@ static void test_defaults_values(void **state)
 
     config_defaults(&cfg);
     assert_string_equal(cfg.data_dir, "./vigil-data");
-    assert_int_equal(cfg.n_listeners, 3);
+    assert_int_equal(cfg.n_listeners, 5);
     assert_string_equal(cfg.listeners[0].host, "127.0.0.1");
     assert_int_equal(cfg.listeners[0].port, 1883);
     assert_int_equal(cfg.listeners[0].transport, CONFIG_TRANSPORT_MQTT);
@@ -77,6 +77,15 @@ static void test_defaults_values(void **state)
     assert_false(cfg.listeners[2].allow_psk);
     assert_false(cfg.listeners[2].allow_password);
     assert_false(cfg.listeners[2].allow_anonymous);
+    assert_string_equal(cfg.listeners[3].host, "::");
+    assert_int_equal(cfg.listeners[3].port, 5684);
+    assert_int_equal(cfg.listeners[3].transport, CONFIG_TRANSPORT_COAPS);
+    assert_true(cfg.listeners[3].require_client_cert);
+    assert_true(config_listener_is_udp(&cfg.listeners[3]));
+    assert_string_equal(cfg.listeners[4].host, "::");
+    assert_int_equal(cfg.listeners[4].port, 1885);
+    assert_int_equal(cfg.listeners[4].transport, CONFIG_TRANSPORT_MQTTSN_DTLS);
+    assert_true(cfg.listeners[4].require_client_cert);
     assert_int_equal(cfg.n_roles, 2);
 
     device = config_find_role(&cfg, "device");
