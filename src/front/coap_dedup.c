@@ -80,7 +80,7 @@ struct coap_dedup_entry *coap_dedup_add(struct coap_dedup *d, uint16_t mid, uint
 }
 
 /* Drops the response of the oldest entry other than keep; false when no
- * other entry holds one. */
+ * other entry has one. */
 static bool dedup_evict_oldest(struct coap_dedup *d, const struct coap_dedup_entry *keep)
 {
     struct coap_dedup_entry *old = NULL;

@@ -1,8 +1,7 @@
 /* CoAP front end (RFC 7252, Observe of RFC 7641, block-wise transfers of
  * RFC 7959): the state its files share. A client is identified by its UDP
- * source address (struct udp_peer); its struct coap_peer hangs off
- * udp_peer.user and embeds the struct gw_client through which it reaches
- * the broker. The first half of this header is pure code (SenML, CBOR,
+ * source address (struct udp_peer). Its struct coap_peer is udp_peer.user
+ * and embeds the struct gw_client through which it reaches the broker. The first half of this header is pure code (SenML, CBOR,
  * block-wise reassembly, deduplication, timers) that the unit tests and
  * fuzzers call without a hub. Everything runs on the I/O loop thread. */
 #ifndef VIGIL_FRONT_COAP_INTERNAL_H
@@ -185,7 +184,7 @@ enum cbor_type {
 };
 
 /* One data item header. For bytes and text, data points to the len bytes
- * in the input; for an array or map, len counts its items (pairs for a
+ * in the input. For an array or map, len counts the items (pairs for a
  * map) that follow. */
 struct cbor_item {
     uint8_t type;  /* enum cbor_type */
@@ -250,8 +249,8 @@ enum coap_block1_status coap_reassembly_feed(struct coap_reassembly *r, const ch
 void coap_reassembly_reset(struct coap_reassembly *r);
 bool coap_reassembly_expired(const struct coap_reassembly *r, uint64_t now_ms);
 
-/* Selects the block of a representation of len bytes that req (NULL: none
- * requested) asks for, with szx capped at COAP_BLOCK_SZX_MAX. Sets *out,
+/* Selects the block of a representation of len bytes that req requests
+ * (NULL: none requested), with szx capped at COAP_BLOCK_SZX_MAX. Sets *out,
  * *off and *n. Returns false when req->num lies past the end. */
 bool coap_block2_slice(size_t len, const struct coap_block *req, struct coap_block *out,
                        size_t *off, size_t *n);
@@ -317,9 +316,9 @@ bool coap_ps_topic(const char *path, size_t path_len, const char **topic, size_t
  * confirmable one to be acknowledged. */
 #define COAP_MAX_OBSERVATIONS 64u
 #define COAP_NOTIFY_QUEUE 32u
-/* A confirmable notification goes out at least every this many (RFC 7641
- * section 4.5: a client must be checked at least every 24 hours; counting
- * is simpler and tighter). */
+/* At least every this many notifications of an observation one is
+ * confirmable. RFC 7641 section 4.5 requires a check of the client at
+ * least every 24 hours, and a count meets that for any message rate. */
 #define COAP_CON_EVERY 20u
 /* Max-Age of a notification whose message does not expire. */
 #define COAP_MAX_AGE_DEFAULT 60u
@@ -375,7 +374,6 @@ struct coap_durable {
     struct coap_front *front;
     struct coap_peer *peer;
     struct coap_durable *next;    /* in the peer's list */
-    uint8_t type;                 /* of the request */
     uint16_t mid;
     uint8_t token[COAP_MAX_TOKEN];
     uint8_t token_len;
@@ -423,7 +421,7 @@ struct coap_peer {
 };
 
 struct coap_front {
-    struct gw_front base;         /* first: the hub holds a struct gw_front * */
+    struct gw_front base;         /* first, so the hub's struct gw_front * converts back */
     struct hub *hub;
     const struct config_listener *listener;
     struct udp_endpoint *ep;      /* NULL once closing */
@@ -503,8 +501,8 @@ void coap_durable_done(void *arg, vigil_err rc);
 
 /* coap_response.c */
 /* Adds the options and payload of rep to r, as block req_b2 (NULL for the
- * whole representation when it fits one block); false when req_b2 lies
- * past the end. */
+ * whole representation when it fits one block). Returns false when req_b2
+ * lies past the end. */
 bool coap_fill_representation(struct coap_peer *cp, struct coap_reply *r, const char *path,
                               const struct coap_repr *rep, const struct coap_block *req_b2);
 /* 2.05 with body (in blocks when large) and an ETag. */

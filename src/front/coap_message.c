@@ -119,7 +119,7 @@ static void send_empty(struct udp_peer *p, uint8_t type, uint16_t mid)
 /* ---- rejection ---- */
 
 /* Rejects a message that failed decoding or a message-layer rule: a Reset
- * for a CON when the codec says so, silence otherwise, and an event. */
+ * for a CON when the codec suggests it, silence otherwise, and an event. */
 static void reject(struct coap_front *f, struct udp_peer *p, const struct coap_msg *msg,
                    enum coap_action action, const char *rule, const char *text, size_t len)
 {
@@ -176,8 +176,8 @@ static void on_non_request(struct coap_front *f, struct udp_peer *p, const struc
     enum coap_action action = msg->type == COAP_CON ? COAP_ACTION_RST : COAP_ACTION_DROP;
 
     if (msg->code == COAP_EMPTY) {
-        /* A CON Empty message is a ping, answered with a Reset (section
-         * 4.3); a NON must never be Empty. */
+        /* A CON Empty message is a ping and gets a Reset (section 4.3).
+         * A NON must never be Empty. */
         if (msg->type == COAP_CON)
             send_empty(p, COAP_RST, msg->message_id);
         else

@@ -78,7 +78,6 @@ static void reply_changed(struct coap_req *q, uint8_t code)
         }
         d->front = f;
         d->peer = q->cp;
-        d->type = q->msg->type;
         d->mid = q->msg->message_id;
         d->token_len = q->msg->token_len;
         memcpy(d->token, q->msg->token, q->msg->token_len);

@@ -1,7 +1,7 @@
 /* Representations sent by the CoAP front end: Content-Format, Accept
- * (with SenML JSON converted to CBOR), ETag and Max-Age, and Block2
- * (RFC 7959) for anything larger than one block, with the last large
- * representation kept per peer for the requests of its later blocks. */
+ * (with SenML JSON converted to CBOR), ETag, Max-Age, and Block2 (RFC
+ * 7959) for anything larger than one block. The last large representation
+ * is kept per peer for the requests of its later blocks. */
 #include <string.h>
 
 #include "core/alloc.h"

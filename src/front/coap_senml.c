@@ -54,8 +54,8 @@ static vigil_err senml_fail(const char **why, const char *text)
 static vigil_err senml_take_base(struct senml_base *base, const struct senml_fields *f,
                                  const char **why)
 {
-    /* Version 10 is RFC 8428's; a later one may change the meaning of
-     * fields this reader knows. */
+    /* Version 10 is RFC 8428's. A later one may change the meaning of
+     * fields this reader reads. */
     if (f->has_bver && (f->bver < 1 || f->bver > 10))
         return senml_fail(why, "unsupported SenML version (bver)");
     if (f->has_bn && !senml_copy(base->bn, sizeof base->bn, f->bn, f->bn_len)) {

@@ -161,9 +161,9 @@ static bool cbor_label_value(struct senml_fields *f, int64_t label, const struct
     }
 }
 
-/* Reads one key and its value. Known labels are read, other integer
+/* Reads one key and its value. Known labels are read, and other integer
  * labels and text keys skipped, except a text key ending in '_', which
- * RFC 8428 section 4.4 says must be understood. */
+ * RFC 8428 section 4.4 requires a reader to understand. */
 static vigil_err cbor_pair(struct cbor_reader *r, struct senml_fields *f, uint32_t *seen,
                            char *vd_buf, size_t vd_cap, const char **why)
 {

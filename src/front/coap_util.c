@@ -76,8 +76,8 @@ size_t coap_core_links(char *out, size_t cap)
     ok = links_put(out, cap, &n,
                    "</t>;ct=\"110 112\";title=\"SenML pack of this device\","
                    "</ps>;rt=\"core.ps\";ct=\"0 42 110 112\";title=\"MQTT topics\"");
-    /* One observable resource per vital sign `vigil sim` knows; a device
-     * may use any other metric name as well. */
+    /* One observable resource per vital sign of `vigil sim`. A device may
+     * use any other metric name as well. */
     for (int v = 0; ok && v < VITAL_COUNT; v++) {
         snprintf(link, sizeof link, ",</t/%s>;obs;ct=\"0 110 112\";rt=\"senml\"",
                  vital_info((enum vital)v)->name);

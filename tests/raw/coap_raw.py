@@ -2,7 +2,7 @@
 """Raw-datagram tests of vigil's CoAP front end.
 
 Each case sends hand-built CoAP datagrams from its own UDP socket to the
-anonymous plaintext listener and checks the exact reply (a Reset with the
+anonymous plaintext listener. It checks the exact reply (a Reset with the
 same message ID, a piggybacked response with its code, message ID and
 token), or that nothing comes back within 0.5 s, and the event in
 events.jsonl: a "malformed" event with the rule ("RFC7252-<section>") the
