@@ -37,8 +37,8 @@ struct coap_dev_counters {
     uint64_t con_sent;        /* confirmable requests sent (first transmissions) */
     uint64_t non_sent;        /* non-confirmable requests sent */
     uint64_t retransmissions;
-    uint64_t acknowledged;    /* confirmable requests answered with 2.xx */
-    uint64_t rejected;        /* requests answered with 4.xx/5.xx or Reset */
+    uint64_t acknowledged;    /* confirmable requests with a 2.xx response */
+    uint64_t rejected;        /* requests with a 4.xx/5.xx response or a Reset */
     uint64_t timed_out;       /* confirmable requests given up */
     uint64_t dropped;         /* confirmable requests not queued: queue full */
 };
@@ -97,10 +97,10 @@ size_t coap_dev_encode_post(uint8_t *out, size_t cap, uint8_t type, uint16_t mid
                             uint16_t format, const uint8_t *payload, size_t len);
 
 /* Sends a POST. A non-confirmable one goes out at once and returns
- * VIGIL_ERR_CLOSED while offline; a confirmable one is queued (sent when
- * nothing is outstanding and the device is online) and returns
- * VIGIL_ERR_LIMIT when the queue is full. VIGIL_ERR_INVALID for a payload
- * over COAP_DEV_MAX_PAYLOAD or a bad path. */
+ * VIGIL_ERR_CLOSED while offline. A confirmable one is queued, sent once
+ * nothing is outstanding and the device is online, and returns
+ * VIGIL_ERR_LIMIT when the queue is full. Returns VIGIL_ERR_INVALID for a
+ * payload over COAP_DEV_MAX_PAYLOAD or an invalid path. */
 vigil_err coap_dev_post(struct coap_dev *d, bool confirmable, const char *path, uint16_t format,
                         const uint8_t *payload, size_t len, uint64_t now_ms);
 

@@ -19,7 +19,7 @@
 #define FORMAT_SENML_JSON 110u
 
 struct coap_wearable {
-    struct simudp_device base;       /* first: the fleet holds &base */
+    struct simudp_device base;       /* first: the fleet stores &base */
     struct coap_dev coap;
     bool has_identity;            /* DTLS: /t names the device's topics */
 };
@@ -46,8 +46,8 @@ static void on_done(void *user, enum coap_dev_outcome outcome, uint8_t code, con
                  (unsigned)(code >> 5), (unsigned)(code & 0x1F));
         simudp_device_log_reject(&w->base, what);
     } else if (outcome == COAP_DEV_TIMED_OUT && !w->base.fleet->closing) {
-        /* The hub no longer answers this session: it restarted, or dropped
-         * the DTLS session. A new handshake makes a new one. */
+        /* The hub no longer responds on this session, because it restarted
+         * or dropped the DTLS session. A new handshake makes a new one. */
         sim_link_restart(w->base.link, "confirmable request timed out");
     }
 }

@@ -1,7 +1,8 @@
-/* The vital-sign source of one simulated device: a recording replayed from
- * a row offset, or the built-in model; body temperature from the model
- * every 10 simulated seconds; and the clinical alarms derived from the
- * samples. The MQTT monitors and the CoAP and MQTT-SN devices share it. */
+/* The vital-sign source of one simulated device. It replays a recording
+ * from a row offset or runs the built-in model, takes body temperature
+ * from the model every 10 simulated seconds, and derives the clinical
+ * alarms from the samples. The MQTT monitors and the CoAP and MQTT-SN
+ * devices share it. */
 #ifndef VIGIL_SIM_SAMPLER_H
 #define VIGIL_SIM_SAMPLER_H
 
@@ -28,8 +29,8 @@ struct sampler {
     struct alarm_state alarms[ALARM_COUNT];
 };
 
-/* What a device does with its samples. values holds NaN where nothing was
- * measured at t; st is the alarm's state after the event. */
+/* Callbacks that receive a device's samples. values contains NaN where
+ * nothing was measured at t, and st is the alarm's state after the event. */
 struct sampler_hooks {
     void (*sample)(void *user, double t, const double values[VITAL_COUNT]);
     void (*alarm)(void *user, enum alarm_kind k, enum alarm_event ev,

@@ -62,9 +62,9 @@ struct sn_dev_config {
     vigil_err (*send)(void *user, const uint8_t *data, size_t len);
     /* CONNACK accepted (every registration still to come). Optional. */
     void (*connected)(void *user);
-    /* The gateway refused the connection, stopped answering, or ended the
-     * connection itself; the device is OFFLINE. why is a short phrase.
-     * Optional. */
+    /* The gateway rejected the connection, stopped responding, or ended
+     * the connection itself. The device is OFFLINE and why is a short
+     * phrase. Optional. */
     void (*lost)(void *user, const char *why);
     void *user;
     uint64_t seed;                   /* first MsgId */
@@ -91,9 +91,9 @@ struct sn_dev {
     uint8_t state;          /* enum sn_dev_state */
     bool sleeping;          /* the DISCONNECT sent carries a Duration */
     uint16_t next_msg_id;
-    /* The outstanding transaction: the message type it waits for an answer
-     * to (SN_CONNECT, SN_REGISTER, SN_PUBLISH, SN_PUBREL, SN_DISCONNECT,
-     * SN_PINGREQ when waking), or 0. */
+    /* The type of the message whose reply the outstanding transaction
+     * waits for (SN_CONNECT, SN_REGISTER, SN_PUBLISH, SN_PUBREL,
+     * SN_DISCONNECT, SN_PINGREQ when waking), or 0. */
     uint8_t waiting;
     uint16_t msg_id;
     uint8_t topic_index;    /* of a REGISTER */
@@ -148,8 +148,7 @@ void sn_dev_tick(struct sn_dev *d, uint64_t now_ms);
 void sn_dev_disconnect(struct sn_dev *d, uint16_t sleep_s, uint64_t now_ms);
 
 /* From ASLEEP: sends PINGREQ with the client id, so the gateway sends what
- * it buffered and answers PINGRESP, after which the device is ASLEEP
- * again. */
+ * it buffered and then PINGRESP, after which the device is ASLEEP again. */
 void sn_dev_wake(struct sn_dev *d, uint64_t now_ms);
 
 /* True when every topic has an id (or was refused) and nothing is

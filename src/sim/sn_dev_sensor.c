@@ -3,7 +3,8 @@
  * QoS 1 (also its will) and alarms at QoS 2. With a sleep period it sleeps
  * between reports: it publishes the newest values, sends DISCONNECT with a
  * Duration, wakes half-way with PINGREQ carrying its client id, and
- * reconnects after the period. An alarm wakes it at once. */
+ * reconnects after the period. A QoS 1/2 message (an alarm or a status)
+ * wakes it at once. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -19,7 +20,7 @@
 #define N_TOPICS (SIMUDP_DEVICE_N_METRICS + 2)
 
 struct sn_sensor {
-    struct simudp_device base;       /* first: the fleet holds &base */
+    struct simudp_device base;       /* first: the fleet stores &base */
     struct sn_dev sn;
     bool announced;               /* "online" status sent on this link */
     /* Sleep cycle; sleep_ms 0 keeps the sensor active. */
@@ -173,7 +174,8 @@ static void run_sleep_cycle(struct sn_sensor *s)
         sn_dev_disconnect(&s->sn, (uint16_t)(s->sleep_ms * 2 / 1000 + 1), now);
         break;
     case SN_DEV_ASLEEP:
-        if (slept >= s->sleep_ms)
+        /* A message queued while awake for PINGRESP waits until here. */
+        if (slept >= s->sleep_ms || s->sn.q_len > 0)
             sn_dev_connect(&s->sn, now);
         else if (!s->pinged && slept >= s->sleep_ms / 2) {
             s->pinged = true;

@@ -1,7 +1,7 @@
 /* The simulator's devices on UDP: CoAP wearables (wear-0001..) and MQTT-SN
- * sensors (sens-0001..), each with a link of its own (plain UDP, or DTLS
- * 1.2 with the device id as identity), fed by the same recordings or model
- * as the MQTT monitors and run on the fleet's libuv loop by fleet_run(). */
+ * sensors (sens-0001..). Each has a link of its own, plain UDP or DTLS 1.2
+ * with the device id as identity. They are fed by the same recordings or
+ * model as the MQTT monitors, and fleet_run() runs them on its loop. */
 #ifndef VIGIL_SIM_UDP_FLEET_H
 #define VIGIL_SIM_UDP_FLEET_H
 
@@ -67,7 +67,7 @@ void simudp_tick(struct simudp_fleet *u, double sim_t, uint64_t now_ms);
 
 /* Stops sampling and sends each online device's "offline" status. */
 void simudp_stop(struct simudp_fleet *u);
-/* True when no confirmable or QoS 1/2 message is waiting for an answer. */
+/* True when no confirmable or QoS 1/2 message waits for its acknowledgement. */
 bool simudp_drained(const struct simudp_fleet *u);
 /* Ends the MQTT-SN connections with DISCONNECT. */
 void simudp_finish(struct simudp_fleet *u);

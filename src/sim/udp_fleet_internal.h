@@ -1,5 +1,5 @@
-/* What the UDP fleet shares with its two device kinds: the common device
- * state, the operations each kind implements, and pure helpers. */
+/* Internals shared by the UDP fleet and its two device kinds: the common
+ * device state, the operations each kind implements, and pure helpers. */
 #ifndef VIGIL_SIM_UDP_FLEET_INTERNAL_H
 #define VIGIL_SIM_UDP_FLEET_INTERNAL_H
 

@@ -25,7 +25,7 @@ enum link_state {
     LINK_CLOSED,    /* sim_link_close() was called */
 };
 
-/* A socket and its poll handle, freed once libuv released the handle; a
+/* A socket and its poll handle, freed once libuv released the handle. A
  * restarted link opens a new one while the old one is still closing. */
 struct link_socket {
     uv_poll_t poll;

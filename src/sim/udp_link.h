@@ -1,11 +1,11 @@
 /* A simulated device's datagram link to the hub: a connected UDP socket of
  * its own, plain or with a DTLS 1.2 client session, on a libuv loop. Many
  * links share one loop and one thread. OpenSSL reads and writes the socket
- * itself through a datagram BIO; libuv only reports readability (uv_poll_t)
- * and drives the handshake retransmission timer. A link that fails or is
- * restarted opens a new socket (a new source port, so the hub sees a new
- * peer) after an exponential backoff with jitter, and resumes the previous
- * DTLS session when the hub still has it. */
+ * itself through a datagram BIO, and libuv only reports readability
+ * (uv_poll_t) and drives the handshake retransmission timer. A link that
+ * fails or is restarted waits an exponential backoff with jitter, then
+ * opens a new socket, so the hub treats it as a new peer, and offers the
+ * previous DTLS session for resumption. */
 #ifndef VIGIL_SIM_UDP_LINK_H
 #define VIGIL_SIM_UDP_LINK_H
 
@@ -81,9 +81,10 @@ vigil_err sim_link_create(const struct sim_link_options *opt, struct sim_link **
 /* Opens the socket and starts the handshake (DTLS) or reports up (plain). */
 void sim_link_start(struct sim_link *l);
 
-/* Sends one datagram. VIGIL_ERR_CLOSED when the link is not up,
- * VIGIL_ERR_LIMIT above SIM_LINK_MAX_DATAGRAM, VIGIL_ERR_IO when the socket
- * or DTLS refused it (counted; the datagram is lost as on a real network). */
+/* Sends one datagram. Returns VIGIL_ERR_CLOSED when the link is not up and
+ * VIGIL_ERR_LIMIT above SIM_LINK_MAX_DATAGRAM. VIGIL_ERR_IO means the
+ * socket or DTLS rejected it: it is counted and lost, as on a real
+ * network. */
 vigil_err sim_link_send(struct sim_link *l, const uint8_t *data, size_t len);
 
 /* Drops the current socket and session (the device judged the hub lost

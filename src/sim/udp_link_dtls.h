@@ -22,7 +22,7 @@ struct sim_dtls;
  * add ID --psk` prints; it is borrowed and must outlive the context. */
 vigil_err sim_dtls_new_psk(const struct credentials *keys, struct sim_dtls **out);
 
-/* Certificate mode. cert_dir holds <id>.crt and <id>.key as `vigil device
+/* Certificate mode. cert_dir contains <id>.crt and <id>.key as `vigil device
  * add` writes them (<data-dir>/provision); ca_file (PEM) verifies the hub.
  * Fails with a logged reason when ca_file cannot be loaded. */
 vigil_err sim_dtls_new_cert(const char *cert_dir, const char *ca_file, struct sim_dtls **out);

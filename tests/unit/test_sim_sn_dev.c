@@ -108,7 +108,7 @@ static void feed_simple(struct harness *h, uint8_t type, uint16_t topic_id, uint
     feed(h, &m, now);
 }
 
-/* Answers every REGISTER with topic id index + 1. */
+/* Acknowledges every REGISTER with topic id index + 1. */
 static void register_all(struct harness *h, uint64_t now)
 {
     struct sn_msg m;

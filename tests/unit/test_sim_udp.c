@@ -394,7 +394,7 @@ static void plain_link_unreachable(void **state)
 
     (void)state;
     assert_int_equal(uv_loop_init(&t->loop), 0);
-    /* A port that was just free: nothing listens, so the kernel answers
+    /* A port that was just free: nothing listens, so the kernel replies
      * with ICMP port unreachable. */
     uv_ip4_addr("127.0.0.1", 0, &any);
     uv_udp_init(&t->loop, &probe);

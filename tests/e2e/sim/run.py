@@ -4,12 +4,12 @@
 Usage: /usr/bin/python3 tests/e2e/sim/run.py [NAME-SUBSTRING...]
 
 Each case starts its own `vigil serve` with an MQTT listener on 127.0.0.1
-and CoAP and MQTT-SN listeners (over DTLS on [::1] with --psk, or plain on
-127.0.0.1 with --anonymous), runs a small fleet with `vigil sim`, and checks
-that a paho subscriber on `#` receives SenML measurements and statuses from
-devices of all three protocols, that the simulator's summary shows every
-confirmable and QoS 1/2 message acknowledged, and that events.jsonl
-recorded the logins. The fleet uses the built-in model (--model) so the
+and CoAP and MQTT-SN listeners, over DTLS on [::1] with --psk or plain on
+127.0.0.1 with --anonymous, and runs a small fleet with `vigil sim`. A paho
+subscriber on `#` must receive SenML measurements and statuses from
+devices of all three protocols, the simulator's summary must show every
+confirmable and QoS 1/2 message acknowledged, and events.jsonl must
+record the logins. The fleet uses the built-in model (--model) so the
 values do not depend on recordings being present. Every case is vigil-only.
 """
 
