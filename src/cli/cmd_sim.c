@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "proto/mqtt/mqtt.h"
 #include "sim/fleet.h"
+#include "sim/udp_fleet_internal.h"
 #include "sim/udp_link_dtls.h"
 #include "sim/udp_link.h"
 
@@ -94,25 +95,48 @@ struct sim_args {
     const char *ca_file;
 };
 
+static int parse_device_count(const char *option, const char *arg, uint32_t *out)
+{
+    unsigned long v;
+
+    if (simcli_parse_ulong(option, arg, 0, SIMUDP_MAX_DEVICES, &v) != 0)
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+/* Accepts a pattern the hub would accept as gateway.topic_base: "%d"
+ * included, a trailing '/', and no '%' sequence other than %d, %t, %u. */
+static int parse_topic_base(const char *arg, const char **out)
+{
+    char expanded[256];
+    size_t len = strlen(arg);
+
+    if (strstr(arg, "%d") == NULL || len == 0 || arg[len - 1] != '/' ||
+        simudp_expand_topic_base(arg, "u", "t", "d", expanded, sizeof expanded) == 0) {
+        fprintf(stderr, "vigil sim: invalid --coap-topic-base '%s': use the hub's "
+                "gateway.topic_base, with %%d, ending in '/', and no '%%' other than %%d, %%t "
+                "and %%u\n", arg);
+        return -1;
+    }
+    *out = arg;
+    return 0;
+}
+
 static int parse_udp_option(int opt, const char *arg, struct sim_args *a)
 {
     struct simudp_options *u = &a->fleet.udp;
-    unsigned long v;
 
     switch (opt) {
-    case OPT_COAP_DEVICES:
+    case OPT_COAP_DEVICES: return parse_device_count("--coap-devices", arg, &u->coap_devices);
     case OPT_MQTTSN_DEVICES:
-        if (simcli_parse_ulong(opt == OPT_COAP_DEVICES ? "--coap-devices" : "--mqttsn-devices",
-                               arg, 0, SIMUDP_MAX_DEVICES, &v) != 0)
-            return -1;
-        *(opt == OPT_COAP_DEVICES ? &u->coap_devices : &u->mqttsn_devices) = (uint32_t)v;
-        return 0;
+        return parse_device_count("--mqttsn-devices", arg, &u->mqttsn_devices);
     case OPT_COAP: a->coap_addr = arg; return 0;
     case OPT_MQTTSN: a->mqttsn_addr = arg; return 0;
     case OPT_PSK_FILE: a->psk_file = arg; return 0;
     case OPT_CERT_DIR: a->cert_dir = arg; return 0;
     case OPT_CA_FILE: a->ca_file = arg; return 0;
-    case OPT_COAP_TOPIC_BASE: u->coap_topic_base = arg; return 0;
+    case OPT_COAP_TOPIC_BASE: return parse_topic_base(arg, &u->coap_topic_base);
     case OPT_COAP_TYPE: u->coap_type = arg; return simcli_check_topic_level("--coap-type", arg);
     case OPT_MQTTSN_SLEEP:
         return simcli_parse_double("--mqttsn-sleep", arg, 0, 30000, &u->mqttsn_sleep_s);

@@ -325,6 +325,18 @@ def check_logins(hub, devices):
         raise AssertionError(f"auth_success events missing; expected {devices}, seen {seen}")
 
 
+def check_publish_events(hub):
+    """The security engine saw the UDP devices' publishes, by protocol."""
+    wanted = {("coap", "wear-0001"), ("mqtt-sn", "sens-0001")}
+
+    def done(evs):
+        seen = {(e.get("proto"), e.get("device")) for e in evs if e.get("type") == "publish"}
+        return wanted <= seen
+
+    check(hub.wait_events(done, timeout=5) is not None,
+          f"events.jsonl has no publish events of {sorted(wanted)}")
+
+
 def udp_devices():
     return [("coap", d) for d in WEARABLES] + [("mqtt-sn", d) for d in SENSORS]
 
@@ -350,6 +362,7 @@ def mixed_psk(ctx):
     time.sleep(0.5)
     check_all_protocols(ctx, sub.by_topic(), NORTH_BASE, 303)
     check_logins(hub, udp_devices())
+    check_publish_events(hub)
 
 
 @case("station shows all three protocols", only="vigil")
@@ -463,6 +476,8 @@ def usage_errors(ctx):
          "not both"),
         (["--devices", "0"], "no devices"),
         (["--anonymous", "--coap", "hub.example:5683", "--coap-devices", "1"], "invalid address"),
+        (["--anonymous", "--coap-devices", "1", "--coap-topic-base", "x/%q/"],
+         "invalid --coap-topic-base"),
     ]
     for args, text in cases:
         out = subprocess.run([vigil_binary(), "sim"] + args, capture_output=True, text=True,
