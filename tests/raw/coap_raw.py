@@ -546,6 +546,48 @@ def block2(ctx):
     check_equal(r.code_text, "4.02", "block past the end")
 
 
+# -- representations ---------------------------------------------------------------
+
+
+@case("accept senml cbor and 4.06")
+def accept(ctx):
+    raw = Raw(ctx)
+    senml = b'[{"bn":"d1/","bt":1700000000,"n":"spo2","u":"/","v":0.97}]'
+    r = raw.request(CON, PUT, 0xD0, "ps/raw/senml", b"\x01", [(CONTENT_FORMAT, uint_opt(110))],
+                    senml)
+    check_equal(r.code_text, "2.04", "PUT")
+    r = raw.request(CON, GET, 0xD1, "ps/raw/senml", b"\x02")
+    check_equal((r.uint(CONTENT_FORMAT), r.payload), (110, senml), "SenML JSON as stored")
+    r = raw.request(CON, GET, 0xD2, "ps/raw/senml", b"\x03", [(17, uint_opt(112))])
+    check_equal((r.code_text, r.uint(CONTENT_FORMAT)), ("2.05", 112), "Accept 112")
+    # [{-2: "d1/", -3: 1700000000, 0: "spo2", 1: "/", 2: 0.97}]
+    want = (bytes([0x81, 0xA5, 0x21, 0x63]) + b"d1/" + bytes([0x22, 0x1A, 0x65, 0x53, 0xF1, 0x00,
+                                                              0x00, 0x64]) + b"spo2" +
+            bytes([0x01, 0x61]) + b"/" + bytes([0x02, 0xFB]) + struct.pack(">d", 0.97))
+    check_equal(r.payload, want, "SenML CBOR")
+    r = raw.request(CON, GET, 0xD3, "ps/raw/senml", b"\x04", [(17, uint_opt(50))])
+    check_equal(r.code_text, "4.06", "Accept application/json")
+
+
+@case("etag valid and preconditions")
+def etag(ctx):
+    raw = Raw(ctx)
+    raw.request(CON, PUT, 0xD8, "ps/raw/etag", b"\x01", [], b"v1")
+    r = raw.request(CON, GET, 0xD9, "ps/raw/etag", b"\x02")
+    tag = r.opt(4)
+    check(tag is not None and len(tag) == 4, f"ETag {tag}")
+    r = raw.request(CON, GET, 0xDA, "ps/raw/etag", b"\x03", [(4, tag)])
+    check_equal((r.code_text, r.payload, r.opt(4)), ("2.03", b"", tag), "2.03 Valid")
+    r = raw.request(CON, PUT, 0xDB, "ps/raw/etag", b"\x04", [(5, b"")], b"v2")
+    check_equal(r.code_text, "4.12", "If-None-Match on an existing topic")
+    r = raw.request(CON, PUT, 0xDC, "ps/raw/etag", b"\x05", [(1, b"nope")], b"v2")
+    check_equal(r.code_text, "4.12", "If-Match with another ETag")
+    r = raw.request(CON, PUT, 0xDD, "ps/raw/etag", b"\x06", [(1, tag)], b"v2")
+    check_equal(r.code_text, "2.04", "If-Match with the current ETag")
+    r = raw.request(CON, GET, 0xDE, "ps/raw/etag", b"\x07", [(4, tag)])
+    check_equal((r.code_text, r.payload), ("2.05", b"v2"), "new content after a change")
+
+
 # -- Observe (RFC 7641) -----------------------------------------------------------
 
 

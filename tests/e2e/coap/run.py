@@ -15,6 +15,7 @@ Usage: /usr/bin/python3 tests/e2e/coap/run.py [NAME-SUBSTRING...]
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -205,6 +206,30 @@ def no_credentials(ctx):
     check("4.01" in res.both, f"output {res.both!r}")
     ev = coap_event(ctx, "auth_failure")
     check(ev.get("peer", "").startswith("127.0.0.1:"), f"peer {ev.get('peer')}")
+
+
+@case("failed logins rate limited")
+def rate_limited(ctx):
+    broker = CoapBroker(ctx.broker.workdir, name="coap-ratelimit", auth_burst=3)
+    ctx.defer(broker.stop)
+    broker.start()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    ctx.defer(sock.close)
+    sock.connect(("127.0.0.1", broker.closed_port))
+    sock.settimeout(3)
+    peer = "127.0.0.1:%d" % sock.getsockname()[1]
+    for mid in range(8):
+        # CON GET /ps/x with token 0x01
+        sock.send(bytes([0x41, 0x01, 0, mid, 0x01, 0xB2]) + b"ps" + bytes([0x01]) + b"x")
+        reply = sock.recv(2048)
+        check_equal((reply[1], reply[3]), (0x81, mid), f"4.01 to request {mid}")
+    time.sleep(0.5)
+    evs = [e for e in broker.events() if e.get("peer") == peer]
+    failures = [e for e in evs if e.get("type") == "auth_failure"]
+    limits = [e for e in evs if e.get("type") == "rate_limit"]
+    ctx.log("events:", evs)
+    check(1 <= len(failures) < 8, f"{len(failures)} auth_failure events for 8 requests")
+    check_equal(len(limits), 1, "rate_limit events")
 
 
 # -- measurements over DTLS -----------------------------------------------
