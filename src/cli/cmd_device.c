@@ -106,7 +106,9 @@ static void action_usage(const struct device_opts *o, FILE *out)
               "      --out DIR         directory for ID.crt and ID.key (default\n"
               "                        <data-dir>/provision, created with mode 0700)\n"
               "      --no-cert         issue no certificate\n"
-              "      --psk             also create a 32-byte TLS-PSK key and print it as hex\n"
+              "      --psk             also create a 32-byte pre-shared key for TLS and DTLS\n"
+              "                        and print it as hex and as text (the key bytes\n"
+              "                        are printable)\n"
               "  -q, --quiet           print only the password (and the PSK on a second\n"
               "                        line), for scripts\n",
               out);
@@ -356,17 +358,38 @@ static int add_device(const struct device_opts *o, struct device_db *db, const c
     return -1;
 }
 
-/* Stores a new random TLS-PSK key for the device and writes it as hex. */
-static int add_psk(const struct device_opts *o, struct device_db *db, char *hex, size_t cap)
+/* Fills key with PSK_BYTES printable characters of the base64url alphabet
+ * (6 random bits each, 192 bits in all), so that clients which take a PSK
+ * as text (libcoap's coap-client -k) and clients which take it as hex
+ * (openssl -psk) can both use the same key. */
+static bool psk_generate(uint8_t key[PSK_BYTES])
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    uint8_t rnd[PSK_BYTES];
+
+    if (RAND_bytes(rnd, sizeof rnd) != 1)
+        return false;
+    for (size_t i = 0; i < PSK_BYTES; i++)
+        key[i] = (uint8_t)alphabet[rnd[i] & 63];
+    OPENSSL_cleanse(rnd, sizeof rnd);
+    return true;
+}
+
+/* Stores a new random PSK for the device and writes its bytes as hex into
+ * hex and as text into text. */
+static int add_psk(const struct device_opts *o, struct device_db *db, char *hex, size_t cap,
+                   char *text, size_t text_cap)
 {
     uint8_t key[PSK_BYTES];
     vigil_err rc = VIGIL_ERR_IO;
 
-    if (RAND_bytes(key, sizeof key) == 1)
+    if (psk_generate(key))
         rc = device_db_set_psk(db, o->id, key, sizeof key);
     if (rc == VIGIL_OK) {
         for (size_t i = 0; i < sizeof key && 2 * i + 2 < cap; i++)
             snprintf(hex + 2 * i, cap - 2 * i, "%02x", key[i]);
+        snprintf(text, text_cap, "%.*s", PSK_BYTES, (const char *)key);
     }
     OPENSSL_cleanse(key, sizeof key);
     if (rc == VIGIL_OK)
@@ -377,7 +400,7 @@ static int add_psk(const struct device_opts *o, struct device_db *db, char *hex,
 }
 
 static void print_added(const struct device_opts *o, const struct device_info *info,
-                        const char *password, const char *psk_hex,
+                        const char *password, const char *psk_hex, const char *psk_text,
                         const struct device_cert_job *job)
 {
     if (o->quiet) {
@@ -388,7 +411,7 @@ static void print_added(const struct device_opts *o, const struct device_info *i
     }
     printf("device %s created with role %s\npassword: %s\n", info->id, info->role, password);
     if (o->psk)
-        printf("psk: %s\n", psk_hex);
+        printf("psk: %s\npsk-text: %s\n", psk_hex, psk_text);
     if (!o->no_cert)
         device_cert_print(job);
     fputs("The password is shown only this once; put it in the device's configuration "
@@ -427,6 +450,7 @@ static int run_add(const struct device_opts *o, const struct vigil_config *cfg,
     struct device_info info;
     char password[PASSWORD_CAP];
     char psk_hex[2 * PSK_BYTES + 1] = "";
+    char psk_text[PSK_BYTES + 1] = "";
     int status = -1;
 
     if (!o->no_cert)
@@ -437,17 +461,18 @@ static int run_add(const struct device_opts *o, const struct vigil_config *cfg,
     if (status >= 0)
         goto out;
     if (o->psk)
-        status = add_psk(o, db, psk_hex, sizeof psk_hex);
+        status = add_psk(o, db, psk_hex, sizeof psk_hex, psk_text, sizeof psk_text);
     if (status < 0 && !o->no_cert)
         status = device_cert_issue(o, cfg, &job, false, 0);
     if (status >= 0) {
         device_db_remove(db, o->id);
     } else {
-        print_added(o, &info, password, psk_hex, &job);
+        print_added(o, &info, password, psk_hex, psk_text, &job);
         status = fflush(stdout) == 0 ? 0 : 1;
     }
     OPENSSL_cleanse(password, sizeof password);
     OPENSSL_cleanse(psk_hex, sizeof psk_hex);
+    OPENSSL_cleanse(psk_text, sizeof psk_text);
     if (status == 0)
         status = record_added(o, cfg, &info, &job);
 
