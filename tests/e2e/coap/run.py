@@ -399,9 +399,10 @@ def npm_coap(ctx):
     ctx.log("stdout:", proc.stdout)
     ctx.log("stderr:", proc.stderr)
     check_equal(proc.returncode, 0, f"node exit status ({proc.stderr.strip()[-500:]})")
-    check("ok get" in proc.stdout and "ok observe" in proc.stdout and "ok put" in proc.stdout,
-          f"node output {proc.stdout!r}")
-    coap_event(ctx, "publish", topic="e2e/node/put")
+    for step in ("put", "get", "post", "observe"):
+        check(f"ok {step}" in proc.stdout, f"node step {step} missing: {proc.stdout!r}")
+    coap_event(ctx, "publish", topic="e2e/node/put", retain=True, qos=1)
+    coap_event(ctx, "publish", topic="e2e/node/post", retain=False, qos=0)
 
 
 # -- block-wise ---------------------------------------------------------------

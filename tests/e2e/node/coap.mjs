@@ -1,5 +1,5 @@
 // The npm coap client against vigil's CoAP front end: PUT and GET of a
-// /ps/ topic over IPv4 and IPv6, and an observation that receives a
+// /ps/ topic over IPv4 and IPv6, a NON POST, and an observation that gets a
 // message published with MQTT.js. Run by tests/e2e/coap/run.py with
 // VIGIL_TEST_COAP_PORT, VIGIL_TEST_COAP_PORT6 and VIGIL_TEST_PORT (MQTT);
 // prints "ok <step>" per step and exits 1 on the first failure.
@@ -41,6 +41,9 @@ async function putGet () {
   res = await request({ hostname: '::1', port: port6, method: 'GET', pathname: '/ps/e2e/node/put' })
   expect(res.payload.toString() === 'from node', `GET over IPv6 payload ${res.payload}`)
   console.log('ok get')
+  res = await request({ hostname: '127.0.0.1', port, method: 'POST', pathname: '/ps/e2e/node/post', confirmable: false }, 'posted')
+  expect(res.code === '2.04', `NON POST code ${res.code}`)
+  console.log('ok post')
 }
 
 async function observe () {
