@@ -721,6 +721,42 @@ def observe_timeout(ctx):
     raw.nothing()
 
 
+# -- robustness --------------------------------------------------------------------
+
+
+@case("mutated datagrams keep server running")
+def mutated(ctx):
+    import random
+    rng = random.Random(7252)
+    seeds = [
+        encode(CON, GET, 1, b"\x01", path_opts(".well-known/core")),
+        encode(CON, PUT, 2, b"\x02", path_opts("ps/raw/fuzz") + [(BLOCK1, block_opt(0, True, 0))],
+               b"x" * 16),
+        encode(CON, GET, 3, b"\x03", path_opts("ps/raw/fuzz/+") + [(OBSERVE, b"")]),
+        encode(NON, POST, 4, b"\x04", path_opts("t") + [(CONTENT_FORMAT, uint_opt(112))],
+               bytes([0x81, 0xA2, 0x00, 0x61, 0x61, 0x02, 0x01])),
+        encode(CON, GET, 5, b"\x05", path_opts("ps/raw/b2") + [(BLOCK2, block_opt(1, False, 2))]),
+        bytes([0x60, 0x00, 0x00, 0x07]),
+        bytes([0x70, 0x00, 0x00, 0x08]),
+    ]
+    socks = [Raw(ctx) for _ in range(4)]
+    for i in range(3000):
+        data = bytearray(rng.choice(seeds))
+        for _ in range(rng.randint(1, 4)):
+            op = rng.randint(0, 2)
+            if op == 0 and data:
+                data[rng.randrange(len(data))] = rng.randrange(256)
+            elif op == 1:
+                data.insert(rng.randrange(len(data) + 1), rng.randrange(256))
+            elif data:
+                del data[rng.randrange(len(data))]
+        socks[i % 4].sock.send(bytes(data))
+        if i % 200 == 199:
+            for s in socks:
+                s.replies(0.05)
+    ctx.broker.check_alive()
+
+
 # -- IPv6 ---------------------------------------------------------------------------
 
 
