@@ -284,6 +284,8 @@ static void test_senml_json_rejects(void **state)
         "[{\"n\":\"a\",\"vd\":\"a+b\"}]",             /* not base64url */
         "[{\"n\":\"a\",\"v\":1e999}]",
         "[{\"bn\":\"x\"}]",                           /* no measurement */
+        "[{\"n\":\"a\",\"v\":1,\"bt\":1e12}]",          /* after SENML_TIME_MAX */
+        "[{\"n\":\"a\",\"v\":1,\"t\":-1e10}]",          /* before 1970 */
     };
     struct senml_pack pack;
     const char *why;
