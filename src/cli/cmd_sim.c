@@ -215,11 +215,13 @@ static int check_combination(struct sim_args *a)
         return 2;
     }
     if (a->fleet.devices > 0 && a->credentials_path == NULL && !a->anonymous) {
-        fputs("vigil sim: missing credentials: give either --credentials FILE or --anonymous\n", stderr);
+        fputs("vigil sim: missing credentials: give either --credentials FILE or --anonymous\n",
+              stderr);
         return 2;
     }
     if (a->fleet.devices == 0 && u->coap_devices == 0 && u->mqttsn_devices == 0) {
-        fputs("vigil sim: no devices: give --devices, --coap-devices or --mqttsn-devices\n", stderr);
+        fputs("vigil sim: no devices: give --devices, --coap-devices or --mqttsn-devices\n",
+              stderr);
         return 2;
     }
     if (a->psk_file != NULL && a->cert_dir != NULL) {

@@ -89,7 +89,7 @@ static void send_pack(struct coap_wearable *w, double time_s, const double value
     static const enum vital pack_metrics[] = {VITAL_HR, VITAL_SPO2, VITAL_RESP};
     char payload[512];
     size_t n = simudp_senml_pack(payload, sizeof payload, w->base.base_name, time_s, values,
-                              pack_metrics, sizeof pack_metrics / sizeof pack_metrics[0]);
+                                 pack_metrics, sizeof pack_metrics / sizeof pack_metrics[0]);
     int len;
 
     if (n > 0)
@@ -204,7 +204,8 @@ static void wearable_destroy(struct simudp_device *d)
     vigil_free(w);
 }
 
-static const struct simsimudp_device_ops wearable_ops = {
+static const struct simudp_device_ops wearable_ops = {
+    .kind = SIMUDP_COAP,
     .protocol = "CoAP",
     .up = wearable_up,
     .down = wearable_down,
@@ -242,7 +243,7 @@ vigil_err coap_wearable_new(struct simudp_fleet *u, uint32_t index, uint32_t pat
     *out = &w->base;
     snprintf(id, sizeof id, "wear-%04u", index + 1);
     if (simudp_expand_topic_base(o->udp.coap_topic_base, o->unit, o->udp.coap_type, id,
-                              w->base.prefix, sizeof w->base.prefix) == 0) {
+                                 w->base.prefix, sizeof w->base.prefix) == 0) {
         log_error("--coap-topic-base %s: only %%d, %%t and %%u may follow '%%'",
                   o->udp.coap_topic_base);
         return VIGIL_ERR_INVALID;

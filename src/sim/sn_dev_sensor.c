@@ -268,7 +268,8 @@ static void sensor_destroy(struct simudp_device *d)
     vigil_free(s);
 }
 
-static const struct simsimudp_device_ops sensor_ops = {
+static const struct simudp_device_ops sensor_ops = {
+    .kind = SIMUDP_MQTTSN,
     .protocol = "MQTT-SN",
     .up = sensor_up,
     .down = sensor_down,

@@ -17,7 +17,7 @@ const enum vital simudp_device_metrics[SIMUDP_DEVICE_N_METRICS] = {VITAL_HR, VIT
 /* ---- Pure helpers ------------------------------------------------------- */
 
 size_t simudp_expand_topic_base(const char *pattern, const char *unit, const char *type,
-                             const char *id, char *out, size_t cap)
+                                const char *id, char *out, size_t cap)
 {
     size_t n = 0;
 
@@ -55,15 +55,16 @@ static int append_record(char *out, size_t cap, bool first, const char *base_nam
     double senml = value * info->senml_scale;
 
     if (first)
-        return snprintf(out, cap, "[{\"bn\":\"%s\",\"bt\":%.3f,\"n\":\"%s\",\"u\":\"%s\",\"v\":%.10g}",
+        return snprintf(out, cap,
+                        "[{\"bn\":\"%s\",\"bt\":%.3f,\"n\":\"%s\",\"u\":\"%s\",\"v\":%.10g}",
                         base_name, time_s, info->name, info->senml_unit, senml);
     return snprintf(out, cap, ",{\"n\":\"%s\",\"u\":\"%s\",\"v\":%.10g}", info->name,
                     info->senml_unit, senml);
 }
 
 size_t simudp_senml_pack(char *out, size_t cap, const char *base_name, double time_s,
-                      const double values[VITAL_COUNT], const enum vital *metrics,
-                      size_t n_metrics)
+                         const double values[VITAL_COUNT], const enum vital *metrics,
+                         size_t n_metrics)
 {
     size_t used = 0;
     int n;
@@ -101,17 +102,15 @@ static void on_link_down(struct sim_link *l, void *user, bool was_up, const char
 {
     struct simudp_device *d = user;
     struct simudp_fleet *u = d->fleet;
-    int kind = strcmp(d->ops->protocol, "CoAP") == 0 ? 0 : 1;
+    bool *logged = &u->problem_logged[d->ops->kind];
     char addr[64];
 
-    if (!u->problem_logged[kind] && !u->stopping) {
-        sim_link_format_address(
-            (const struct sockaddr *)(kind == 0 ? &u->opt->udp.coap_addr : &u->opt->udp.mqttsn_addr),
-            addr, sizeof addr);
+    if (!*logged && !u->stopping) {
+        sim_link_format_address((const struct sockaddr *)d->hub, addr, sizeof addr);
         log_warn("%s: %s%s link to %s %s: %s; devices retry with backoff", d->id,
                  d->ops->protocol, sim_link_is_dtls(l) ? " over DTLS" : "", addr,
                  was_up ? "lost" : "failed", why);
-        u->problem_logged[kind] = true;
+        *logged = true;
     }
     d->ops->down(d, was_up);
 }
@@ -130,7 +129,7 @@ static const struct sim_link_callbacks link_callbacks = {on_link_up, on_link_dow
 /* ---- Devices ------------------------------------------------------------ */
 
 vigil_err simudp_device_setup(struct simudp_fleet *u, struct simudp_device *d, const char *id,
-                           uint32_t patient, const struct sockaddr_storage *addr)
+                              uint32_t patient, const struct sockaddr_storage *addr)
 {
     const struct fleet_options *o = u->opt;
     uint32_t total = o->devices + o->udp.coap_devices + o->udp.mqttsn_devices;
@@ -138,6 +137,7 @@ vigil_err simudp_device_setup(struct simudp_fleet *u, struct simudp_device *d, c
     vigil_err rc;
 
     d->fleet = u;
+    d->hub = addr;
     d->patient = patient;
     snprintf(d->id, sizeof d->id, "%s", id);
     snprintf(d->base_name, sizeof d->base_name, "%s/", id);
@@ -158,8 +158,8 @@ vigil_err simudp_device_setup(struct simudp_fleet *u, struct simudp_device *d, c
     return sim_link_create(&lo, &d->link);
 }
 
-size_t simudp_device_status_json(const struct simudp_device *d, const char *state, const char *reason,
-                              char *out, size_t cap)
+size_t simudp_device_status_json(const struct simudp_device *d, const char *state,
+                                 const char *reason, char *out, size_t cap)
 {
     const struct simudp_fleet *u = d->fleet;
     int n = snprintf(out, cap,
@@ -248,7 +248,7 @@ static vigil_err create_devices(struct simudp_fleet *u)
 }
 
 vigil_err simudp_create(uv_loop_t *loop, const struct fleet_options *opt,
-                           struct simudp_fleet **out)
+                        struct simudp_fleet **out)
 {
     uint32_t total = opt->udp.coap_devices + opt->udp.mqttsn_devices;
     struct simudp_fleet *u;

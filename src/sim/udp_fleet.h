@@ -55,7 +55,7 @@ struct simudp_fleet;
  * fleet with simudp_close(), also after a failure here (*out is then
  * NULL or partly built). opt must outlive the fleet. */
 vigil_err simudp_create(uv_loop_t *loop, const struct fleet_options *opt,
-                           struct simudp_fleet **out);
+                        struct simudp_fleet **out);
 
 /* Starts every link. start_ms is the fleet's monotonic start time and
  * start_epoch the Unix time of simulated second 0. */

@@ -20,7 +20,14 @@ extern const enum vital simudp_device_metrics[SIMUDP_DEVICE_N_METRICS];
 
 struct simudp_device;
 
-struct simsimudp_device_ops {
+enum simudp_kind {
+    SIMUDP_COAP,
+    SIMUDP_MQTTSN,
+    SIMUDP_KINDS,
+};
+
+struct simudp_device_ops {
+    enum simudp_kind kind;
     const char *protocol;  /* "CoAP" or "MQTT-SN", for messages */
     void (*up)(struct simudp_device *d);
     void (*down)(struct simudp_device *d, bool was_up);
@@ -50,12 +57,13 @@ struct simudp_fleet {
     double start_epoch;
     bool stopping;
     bool closing;
-    bool problem_logged[2];       /* first link problem of CoAP, MQTT-SN */
+    bool problem_logged[SIMUDP_KINDS]; /* the first link problem was logged */
 };
 
 struct simudp_device {
-    const struct simsimudp_device_ops *ops;
+    const struct simudp_device_ops *ops;
     struct simudp_fleet *fleet;
+    const struct sockaddr_storage *hub; /* the hub's listener, in the fleet's options */
     uint32_t patient;             /* model index */
     char id[DEVICE_ID_MAX + 1];
     char base_name[DEVICE_ID_MAX + 2]; /* SenML base name "<device>/" */
@@ -73,11 +81,11 @@ struct simudp_device {
 /* Fills the common part of d and creates its link to addr; d->ops and
  * the kind's own state are set by the caller. */
 vigil_err simudp_device_setup(struct simudp_fleet *u, struct simudp_device *d, const char *id,
-                           uint32_t patient, const struct sockaddr_storage *addr);
+                              uint32_t patient, const struct sockaddr_storage *addr);
 
 /* Formats the status message of d, as the MQTT monitors send it. */
-size_t simudp_device_status_json(const struct simudp_device *d, const char *state, const char *reason,
-                              char *out, size_t cap);
+size_t simudp_device_status_json(const struct simudp_device *d, const char *state,
+                                 const char *reason, char *out, size_t cap);
 
 /* Logs a rejection from the hub once per device. */
 void simudp_device_log_reject(struct simudp_device *d, const char *what);
@@ -94,14 +102,14 @@ vigil_err sn_sensor_new(struct simudp_fleet *u, uint32_t index, uint32_t patient
  * empty), "%u" unit ("unassigned" when empty). Returns the length, or 0
  * for another '%' sequence or when out (capacity cap) is too small. */
 size_t simudp_expand_topic_base(const char *pattern, const char *unit, const char *type,
-                             const char *id, char *out, size_t cap);
+                                const char *id, char *out, size_t cap);
 
 /* Formats a SenML JSON pack (RFC 8428) with one record per metric of
  * metrics that has a value: the first record carries the base name and
  * base time, every record its name, SenML unit and value. Returns the
  * length, or 0 when no metric has a value or out is too small. */
 size_t simudp_senml_pack(char *out, size_t cap, const char *base_name, double time_s,
-                      const double values[VITAL_COUNT], const enum vital *metrics,
-                      size_t n_metrics);
+                         const double values[VITAL_COUNT], const enum vital *metrics,
+                         size_t n_metrics);
 
 #endif

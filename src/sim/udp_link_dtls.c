@@ -184,7 +184,8 @@ static vigil_err use_device_cert(const struct sim_dtls *d, SSL *ssl, const char 
                   sim_dtls_error_reason("unreadable or not PEM", why, sizeof why));
         return VIGIL_ERR_INVALID;
     }
-    if (SSL_use_PrivateKey_file(ssl, key, SSL_FILETYPE_PEM) != 1 || SSL_check_private_key(ssl) != 1) {
+    if (SSL_use_PrivateKey_file(ssl, key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_check_private_key(ssl) != 1) {
         log_error("%s: cannot use the key %s: %s", identity, key,
                   sim_dtls_error_reason("unreadable, not PEM or not the certificate's key", why,
                                         sizeof why));
