@@ -1,12 +1,11 @@
-/* MQTT-SN 1.2 client side of a simulated sensor: CONNECT with a will,
- * REGISTER of its topic names, PUBLISH at QoS 0, 1 and 2, PINGREQ
- * keep-alive, and the sleeping state (DISCONNECT with a Duration, woken by
- * PINGREQ with the client id). One transaction is outstanding at a time
- * (CONNECT, REGISTER, a QoS 1/2 PUBLISH or DISCONNECT), retried every
- * SN_DEV_RETRY_MS up to SN_DEV_RETRIES times as section 6.13 of the
- * specification describes. No I/O and no clock of its own: the caller
- * passes the time and a send function, so the tests drive it without a
- * network. */
+/* MQTT-SN 1.2 client side of a simulated sensor. It sends CONNECT with a
+ * will, REGISTERs its topic names, publishes at QoS 0, 1 and 2, keeps the
+ * connection alive with PINGREQ, and can sleep (DISCONNECT with a
+ * Duration, woken by PINGREQ with the client id). One transaction is
+ * outstanding at a time (CONNECT, REGISTER, a QoS 1/2 PUBLISH or
+ * DISCONNECT), retried every SN_DEV_RETRY_MS up to SN_DEV_RETRIES times.
+ * There is no I/O and no clock of its own: the caller passes the time and
+ * a send function, so the tests drive it without a network. */
 #ifndef VIGIL_SIM_SN_DEV_H
 #define VIGIL_SIM_SN_DEV_H
 
@@ -17,9 +16,9 @@
 #include "core/error.h"
 #include "proto/mqttsn/mqttsn.h"
 
-/* T_retry and N_retry. The specification suggests 10-15 s and 3-5; a
- * simulated sensor on loopback uses a shorter T_retry so a lost hub is
- * noticed within seconds. */
+/* T_retry and N_retry of the specification. T_retry is shorter than the
+ * gateway's 10 s (src/front/mqttsn_internal.h), so a simulated sensor on
+ * loopback notices a lost hub within seconds. */
 #define SN_DEV_RETRY_MS 3000u
 #define SN_DEV_RETRIES 3u
 #define SN_DEV_MAX_TOPICS 8u

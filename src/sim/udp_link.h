@@ -23,9 +23,8 @@
 #define SIM_LINK_MAX_DATAGRAM 2048
 /* A DTLS handshake that has not completed after this time is abandoned.
  * OpenSSL retransmits after 1, 2 and 4 s, so a flight gets four tries. A
- * wrong PSK ends this way: the hub cannot decrypt the client's Finished
- * and drops it without an alert, as RFC 6347 section 4.1.2.7 allows for
- * records that fail authentication. */
+ * wrong PSK ends this way, because vigil's DTLS listeners drop the
+ * client's Finished they cannot decrypt without sending an alert. */
 #define SIM_LINK_HANDSHAKE_TIMEOUT_MS 10000u
 #define SIM_LINK_BACKOFF_MIN_MS 500u
 #define SIM_LINK_BACKOFF_MAX_MS 30000u

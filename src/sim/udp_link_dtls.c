@@ -12,9 +12,9 @@
 #include "core/alloc.h"
 #include "core/log.h"
 
-/* The suites offered with a PSK: the one RFC 7252 requires of CoAP PSK
- * devices (PSK-AES128-CCM8), an ECDHE one for forward secrecy, and a GCM
- * one. vigil's DTLS listeners accept all three. */
+/* The suites offered with a PSK: one with ECDHE for forward secrecy, the
+ * CCM_8 suite of constrained CoAP devices, and a GCM one. vigil's DTLS
+ * listeners accept all three (src/net/dtls_ctx.c). */
 #define PSK_CIPHERS "ECDHE-PSK-CHACHA20-POLY1305:PSK-AES128-CCM8:PSK-AES128-GCM-SHA256"
 #define CERT_CIPHERS                                                                     \
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-CCM8:" \
