@@ -10,7 +10,6 @@ case is vigil-only: mosquitto has no CoAP front end.
 
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -80,32 +79,33 @@ class CoapBroker(Broker):
     def ca_file(self):
         return os.path.join(self.data_dir, "pki", "ca.crt")
 
-    def add_coap_device(self, device_id, psk=None, role=None, dev_type="bedside-monitor",
+    def add_coap_device(self, device_id, psk=False, role=None, dev_type="bedside-monitor",
                         unit="icu3"):
-        """Provision a device with a certificate; return (cert, key).
+        """Provision a device with a certificate; return (cert, key, psk text).
 
-        psk: a printable key to store for the device. coap-client of
-        libcoap 4.3.1 takes -k as the key bytes themselves, so the random
-        key `vigil device add --psk` prints in hex cannot be given to it.
+        psk: also create a PSK. `vigil device add --quiet` prints it in hex
+        on its second line, and its bytes are printable, which is the form
+        coap-client takes with -k. The PSK text is None without psk.
         """
         cmd = [vigil_binary(), "device", "add", device_id, "--data-dir", self.data_dir,
                "--out", self.devices_dir, "--quiet", "--type", dev_type, "--unit", unit]
-        if psk is not None:
+        if psk:
             cmd.append("--psk")
         if role:
             cmd += ["--role", role]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         if out.returncode != 0:
             raise BrokerError(f"'{' '.join(cmd)}' failed: {out.stderr.strip()}")
-        if psk is not None:
-            db = sqlite3.connect(os.path.join(self.data_dir, "devices.db"), timeout=10)
-            with db:
-                db.execute("UPDATE devices SET psk = ? WHERE id = ?", (psk.encode(), device_id))
-            db.close()
+        key = None
+        if psk:
+            lines = [ln.strip() for ln in out.stdout.splitlines() if ln.strip()]
+            if len(lines) < 2:
+                raise BrokerError(f"vigil device add {device_id} --psk printed no PSK")
+            key = bytes.fromhex(lines[1]).decode("ascii")
         # vigil rereads its inventory about once a second.
         time.sleep(1.5)
         return (os.path.join(self.devices_dir, f"{device_id}.crt"),
-                os.path.join(self.devices_dir, f"{device_id}.key"))
+                os.path.join(self.devices_dir, f"{device_id}.key"), key)
 
     def coap_events(self, since=0):
         return [e for e in self.events()[since:] if e.get("proto") in ("coap", "dtls")]

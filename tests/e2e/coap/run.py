@@ -32,7 +32,6 @@ from harness import case, check, check_equal  # noqa: E402
 
 ROOT = coapbroker.ROOT
 PSK_DEVICE = "mon-0001"
-PSK_KEY = "coap-e2e-psk-mon-0001-0123456789"
 CERT_DEVICE = "mon-0002"
 REVOKED_DEVICE = "mon-0003"
 OTHER_UNIT_DEVICE = "pump-0004"
@@ -47,18 +46,20 @@ class Fixture:
         self.log_dir = log_dir
         self.broker = None
         self.certs = {}
+        self.psk = None
 
     def before(self, c, ctx):
         if self.broker is None or not self.broker.alive():
             self.broker = CoapBroker(self.log_dir, name="coap-e2e")
             self.broker.start()
-            self.broker.add_coap_device(PSK_DEVICE, psk=PSK_KEY)
-            self.certs[CERT_DEVICE] = self.broker.add_coap_device(CERT_DEVICE)
-            self.certs[REVOKED_DEVICE] = self.broker.add_coap_device(REVOKED_DEVICE)
+            self.psk = self.broker.add_coap_device(PSK_DEVICE, psk=True)[2]
+            for device in (CERT_DEVICE, REVOKED_DEVICE):
+                self.certs[device] = self.broker.add_coap_device(device)[:2]
             self.certs[OTHER_UNIT_DEVICE] = self.broker.add_coap_device(
-                OTHER_UNIT_DEVICE, dev_type="infusion-pump", unit="ward2")
+                OTHER_UNIT_DEVICE, dev_type="infusion-pump", unit="ward2")[:2]
         ctx.broker = self.broker
         ctx.certs = self.certs
+        ctx.psk = self.psk
         ctx.events_before = len(self.broker.events())
 
     def after(self, c, ctx):
@@ -85,8 +86,8 @@ def uri(ctx, path, v6=False, dtls=False, closed=False):
     return f"coap://[::1]:{b.coap_port6}{path}" if v6 else f"coap://127.0.0.1:{b.coap_port}{path}"
 
 
-def psk_args():
-    return ["-k", PSK_KEY, "-u", PSK_DEVICE]
+def psk_args(ctx):
+    return ["-k", ctx.psk, "-u", PSK_DEVICE]
 
 
 def cert_args(ctx, device=CERT_DEVICE):
@@ -240,14 +241,14 @@ def psk_post(ctx):
     topic = device_topic(PSK_DEVICE, "heart_rate")
     sub = mqtt_client(ctx, "coap-e2e-sub1")
     sub.subscribe(topic, qos=1)
-    res = coap_client(ctx, psk_args() + ["-m", "post", "-e", "72", uri(ctx, "/t/heart_rate",
+    res = coap_client(ctx, psk_args(ctx) + ["-m", "post", "-e", "72", uri(ctx, "/t/heart_rate",
                                                                        dtls=True)], dtls=True)
     check_equal(res.out, b"", "POST output")
     msg = sub.recv()
     check_equal(msg.topic, topic, "topic")
     check_equal(msg.qos, 1, "QoS of a confirmable POST")
     check_sim_shape(ctx, msg.payload, PSK_DEVICE, "heart_rate", "beat/min", 72)
-    res = coap_client(ctx, psk_args() + ["-m", "get", uri(ctx, "/t/heart_rate", dtls=True)],
+    res = coap_client(ctx, psk_args(ctx) + ["-m", "get", uri(ctx, "/t/heart_rate", dtls=True)],
                       dtls=True)
     check_equal(res.out, msg.payload, "GET returns the retained measurement")
     coap_event(ctx, "auth_success", device=PSK_DEVICE)
@@ -259,7 +260,7 @@ def psk_non_post(ctx):
     topic = device_topic(PSK_DEVICE, "spo2")
     sub = mqtt_client(ctx, "coap-e2e-sub2")
     sub.subscribe(topic, qos=1)
-    coap_client(ctx, psk_args() + ["-N", "-m", "put", "-e", "97", uri(ctx, "/t/spo2", dtls=True)],
+    coap_client(ctx, psk_args(ctx) + ["-N", "-m", "put", "-e", "97", uri(ctx, "/t/spo2", dtls=True)],
                 dtls=True)
     msg = sub.recv()
     check_equal(msg.qos, 0, "QoS of a non-confirmable PUT")
@@ -300,17 +301,17 @@ def cbor_post(ctx):
     path = os.path.join(ctx.broker.workdir, "pack.cbor")
     with open(path, "wb") as f:
         f.write(body)
-    coap_client(ctx, psk_args() + ["-m", "post", "-t", "112", "-f", path,
+    coap_client(ctx, psk_args(ctx) + ["-m", "post", "-t", "112", "-f", path,
                                    uri(ctx, "/t", dtls=True)], dtls=True)
     check_sim_shape(ctx, sub.recv().payload, PSK_DEVICE, "temperature", "Cel", 37.5)
 
 
 @case("unsupported content format 4.15")
 def unsupported_format(ctx):
-    res = coap_client(ctx, psk_args() + ["-m", "post", "-t", "50", "-e", "{}",
+    res = coap_client(ctx, psk_args(ctx) + ["-m", "post", "-t", "50", "-e", "{}",
                                          uri(ctx, "/t/heart_rate", dtls=True)], dtls=True)
     check("4.15" in res.both, f"output {res.both!r}")
-    res = coap_client(ctx, psk_args() + ["-m", "post", "-t", "0", "-e", "abc",
+    res = coap_client(ctx, psk_args(ctx) + ["-m", "post", "-t", "0", "-e", "abc",
                                          uri(ctx, "/t/heart_rate", dtls=True)], dtls=True)
     check("4.00" in res.both, f"non-numeric text: {res.both!r}")
     coap_event(ctx, "malformed", rule="RFC8428")
@@ -319,11 +320,11 @@ def unsupported_format(ctx):
 @case("acl deny other device 4.03")
 def acl_deny(ctx):
     other = device_topic(CERT_DEVICE, "heart_rate")
-    res = coap_client(ctx, psk_args() + ["-m", "put", "-e", "1",
+    res = coap_client(ctx, psk_args(ctx) + ["-m", "put", "-e", "1",
                                          uri(ctx, "/ps/" + other, dtls=True)], dtls=True)
     check("4.03" in res.both, f"output {res.both!r}")
     coap_event(ctx, "acl_deny", device=PSK_DEVICE, topic=other)
-    res = coap_client(ctx, psk_args() + ["-m", "get", "-s", "1",
+    res = coap_client(ctx, psk_args(ctx) + ["-m", "get", "-s", "1",
                                          uri(ctx, "/ps/hospital/#", dtls=True)], dtls=True)
     check("4.03" in res.both, f"observe output {res.both!r}")
 
@@ -446,7 +447,7 @@ def block_dtls(ctx):
     pub = mqtt_client(ctx, "coap-e2e-pub3")
     topic = device_topic(PSK_DEVICE, "waveform")
     pub.publish(topic, body, qos=1, retain=True)
-    res = coap_client(ctx, psk_args() + ["-m", "get", uri(ctx, "/ps/" + topic, dtls=True)],
+    res = coap_client(ctx, psk_args(ctx) + ["-m", "get", uri(ctx, "/ps/" + topic, dtls=True)],
                       dtls=True)
     check_equal(res.out, body, "GET over DTLS in blocks")
 
@@ -463,7 +464,7 @@ def ipv6(ctx):
     check_equal(res.out, b"v6", "GET over IPv6")
     sub = mqtt_client(ctx, "coap-e2e-sub6")
     sub.subscribe(device_topic(PSK_DEVICE, "resp_rate"), qos=1)
-    coap_client(ctx, psk_args() + ["-m", "post", "-e", "16",
+    coap_client(ctx, psk_args(ctx) + ["-m", "post", "-e", "16",
                                    uri(ctx, "/t/resp_rate", v6=True, dtls=True)], dtls=True)
     check_sim_shape(ctx, sub.recv().payload, PSK_DEVICE, "resp_rate", "1/min", 16)
     proc = start_coap_client(ctx, ["-m", "get", "-s", "3", "-w", uri(ctx, "/ps/e2e/v6", v6=True)])
