@@ -42,7 +42,7 @@ struct udp_handler {
      * alert, endpoint closing). The front end releases p->user here and
      * must not use p afterwards. Called only for peers the front end has
      * seen: after their first datagram on plain endpoints, after secured
-     * on DTLS ones. A DTLS peer whose handshake fails is freed silently. */
+     * on DTLS ones, so a DTLS peer whose handshake fails gets no call. */
     void (*closing)(void *ctx, struct udp_peer *p);
     void *ctx;
 };
