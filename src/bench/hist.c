@@ -66,7 +66,9 @@ uint64_t bench_hist_percentile(const struct bench_hist *h, double p)
         return 0;
     if (p >= 100.0)
         return h->max;
-    rank = (uint64_t)ceil(p / 100.0 * (double)h->count);
+    /* The small subtraction keeps 99.9% of 1000 at rank 999 despite
+     * rounding in the product. */
+    rank = (uint64_t)ceil(p / 100.0 * (double)h->count - 1e-6);
     if (rank == 0)
         rank = 1;
     for (unsigned i = 0; i < BENCH_HIST_BUCKETS; i++) {
