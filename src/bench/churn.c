@@ -72,10 +72,10 @@ static void slot_close(struct churn_thread *t, struct churn_slot *s)
     s->in_len = 0;
 }
 
-static void slot_fail(struct churn_thread *t, struct churn_slot *s, const char *why)
+static void slot_fail(struct churn_thread *t, struct churn_slot *s, const char *reason)
 {
     if (t->first_error[0] == '\0')
-        snprintf(t->first_error, sizeof t->first_error, "%s", why);
+        snprintf(t->first_error, sizeof t->first_error, "%s", reason);
     t->failed++;
     slot_close(t, s);
 }

@@ -128,7 +128,7 @@ struct lg {
 
 /* lg_thread.c */
 void *lg_thread_main(void *arg);
-void lg_conn_lost(struct lg_thread *t, struct lg_conn *c, const char *why);
+void lg_conn_lost(struct lg_thread *t, struct lg_conn *c, const char *reason);
 void lg_conn_ready(struct lg_thread *t, struct lg_conn *c);
 void lg_mark_dirty(struct lg_thread *t, struct lg_conn *c);
 

@@ -45,7 +45,7 @@ static void conn_close(struct lg_thread *t, struct lg_conn *c)
     vigil_buf_consume(&c->partial, c->partial.len);
 }
 
-void lg_conn_lost(struct lg_thread *t, struct lg_conn *c, const char *why)
+void lg_conn_lost(struct lg_thread *t, struct lg_conn *c, const char *reason)
 {
     if (c->fd < 0)
         return;
@@ -55,7 +55,7 @@ void lg_conn_lost(struct lg_thread *t, struct lg_conn *c, const char *why)
         c->state = LG_CLOSED;
     } else {
         if (t->last_error[0] == '\0')
-            snprintf(t->last_error, sizeof t->last_error, "%s", why);
+            snprintf(t->last_error, sizeof t->last_error, "%s", reason);
         atomic_fetch_add(&t->sh.failed, 1);
         t->connecting--;
         c->state = LG_FAILED;

@@ -198,14 +198,14 @@ vigil_err lg_connect(struct lg *lg, uint32_t timeout_ms, char *err, size_t errca
 {
     struct lg_cmd cmd = {.kind = LG_CMD_CONNECT};
     uint64_t deadline = bench_now_ns() + (uint64_t)timeout_ms * 1000000u;
-    char why[128];
+    char reason[128];
 
     send_command(lg, &cmd);
     while (SUM(lg, ready) < lg->n_conns) {
         if (SUM(lg, failed) > 0) {
-            first_error(lg, why, sizeof why);
+            first_error(lg, reason, sizeof reason);
             snprintf(err, errcap, "%llu of %zu connections failed: %s",
-                     (unsigned long long)SUM(lg, failed), lg->n_conns, why);
+                     (unsigned long long)SUM(lg, failed), lg->n_conns, reason);
             return VIGIL_ERR_IO;
         }
         if (bench_now_ns() > deadline) {
@@ -260,7 +260,8 @@ static void collect(struct lg *lg, struct lg_result *out)
 vigil_err lg_run_step(struct lg *lg, const struct lg_step *step, struct lg_result *out)
 {
     struct lg_cmd cmd = {.kind = LG_CMD_PUBLISH, .rate = step->rate};
-    uint64_t b0 = 0, b1 = 0, g0, g1, s0 = 0, s1 = 0;
+    struct bench_system_sample s0 = {0}, s1 = {0};
+    uint64_t b0 = 0, b1 = 0, g0, g1;
 
     if (step->rate <= 0 || step->measure_ms == 0)
         return VIGIL_ERR_INVALID;
@@ -274,12 +275,12 @@ vigil_err lg_run_step(struct lg *lg, const struct lg_step *step, struct lg_resul
     if (step->broker_pid > 0)
         sample_cpu(step->broker_pid, &b0);
     sample_cpu(getpid(), &g0);
-    bench_system_busy(&s0);
+    bench_system_read(&s0);
     sleep_until(cmd.to_ns);
     if (step->broker_pid > 0)
         sample_cpu(step->broker_pid, &b1);
     sample_cpu(getpid(), &g1);
-    bench_system_busy(&s1);
+    bench_system_read(&s1);
     drain(lg, cmd.stop_ns + (uint64_t)step->drain_ms * 1000000u);
 
     cmd = (struct lg_cmd){.kind = LG_CMD_QUIET};
@@ -289,7 +290,9 @@ vigil_err lg_run_step(struct lg *lg, const struct lg_step *step, struct lg_resul
     out->measure_s = step->measure_ms / 1000.0;
     out->broker_cpu_ns = b1 > b0 ? b1 - b0 : 0;
     out->gen_cpu_ns = g1 > g0 ? g1 - g0 : 0;
-    out->system_cpu_ns = s1 > s0 ? s1 - s0 : 0;
+    out->system_task_ns = s1.task_ns - s0.task_ns;
+    out->system_irq_ns = s1.irq_ns - s0.irq_ns;
+    out->system_steal_ns = s1.steal_ns - s0.steal_ns;
     collect(lg, out);
     return VIGIL_OK;
 }

@@ -3,8 +3,8 @@
  * subscribers and idle clients), never a process or thread per client.
  *
  * Publishing follows a fixed schedule: message j of a thread is due at
- * start + j / rate, whether or not earlier messages were answered, and its
- * payload carries that due time (CLOCK_MONOTONIC ns). Latency is measured
+ * start + j / rate, whether or not earlier messages were acknowledged or
+ * delivered, and its payload carries that due time (CLOCK_MONOTONIC ns). Latency is measured
  * from the due time to the delivery at a subscriber, so time a message
  * waits in the generator because the broker pushed back counts too (no
  * coordinated omission). Payload layout: due time (8 bytes, little
@@ -73,7 +73,9 @@ struct lg_result {
     uint64_t conn_lost;       /* connections closed by the broker or the network during the step */
     uint64_t broker_cpu_ns;   /* user + system time of broker_pid over the window */
     uint64_t gen_cpu_ns;      /* the same for this process */
-    uint64_t system_cpu_ns;   /* busy time of all CPUs over the window, every process */
+    uint64_t system_task_ns;  /* user + system time of every process over the window */
+    uint64_t system_irq_ns;   /* interrupt and softirq time over the window */
+    uint64_t system_steal_ns; /* time the hypervisor took over the window */
     struct bench_hist hist;   /* publish-to-delivery latency of window messages, ns */
 };
 

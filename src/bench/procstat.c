@@ -62,7 +62,7 @@ static vigil_err read_memory(pid_t pid, uint64_t *rss_kb, uint64_t *hwm_kb)
     return VIGIL_OK;
 }
 
-vigil_err bench_system_busy(uint64_t *busy_ns)
+vigil_err bench_system_read(struct bench_system_sample *out)
 {
     unsigned long long user, nice, sys, idle, iowait, irq, softirq, steal;
     long ticks = sysconf(_SC_CLK_TCK);
@@ -76,8 +76,55 @@ vigil_err bench_system_busy(uint64_t *busy_ns)
     fclose(f);
     if (n != 8 || ticks <= 0)
         return VIGIL_ERR_IO;
-    *busy_ns = (uint64_t)(user + nice + sys + irq + softirq + steal) * (1000000000u / (uint64_t)ticks);
+    out->task_ns = (uint64_t)(user + nice + sys) * (1000000000u / (uint64_t)ticks);
+    out->irq_ns = (uint64_t)(irq + softirq) * (1000000000u / (uint64_t)ticks);
+    out->steal_ns = (uint64_t)steal * (1000000000u / (uint64_t)ticks);
     return VIGIL_OK;
+}
+
+static uint64_t proc_cpu(pid_t pid)
+{
+    struct bench_proc_sample s;
+
+    return pid > 0 && bench_proc_read(pid, &s) == VIGIL_OK ? s.cpu_ns : 0;
+}
+
+double bench_other_cpu_pct(pid_t broker, unsigned window_ms)
+{
+    struct bench_system_sample s0, s1;
+    uint64_t b0 = proc_cpu(broker), g0 = proc_cpu(getpid()), b1, g1;
+    struct timespec ts = {(time_t)(window_ms / 1000), (long)(window_ms % 1000) * 1000000L};
+    double other;
+
+    if (bench_system_read(&s0) != VIGIL_OK)
+        return -1;
+    nanosleep(&ts, NULL);
+    b1 = proc_cpu(broker);
+    g1 = proc_cpu(getpid());
+    if (bench_system_read(&s1) != VIGIL_OK)
+        return -1;
+    other = (double)(s1.task_ns - s0.task_ns) - (double)(b1 - b0) - (double)(g1 - g0);
+    return other > 0 ? other / ((double)window_ms * 1e4) : 0;
+}
+
+bool bench_wait_machine_quiet(pid_t broker, double max_pct, unsigned max_wait_ms, bool verbose)
+{
+    double pct = 0;
+    bool reported = false;
+
+    for (unsigned waited = 0; waited < max_wait_ms; waited += 250) {
+        pct = bench_other_cpu_pct(broker, 250);
+        if (pct < max_pct)
+            return true;
+        if (verbose && !reported) {
+            fprintf(stderr, "  waiting for other processes to go quiet (%.0f%% of a core)\n",
+                    pct);
+            reported = true;
+        }
+    }
+    if (verbose)
+        fprintf(stderr, "  other processes still use %.0f%% of a core; measuring anyway\n", pct);
+    return false;
 }
 
 vigil_err bench_proc_read(pid_t pid, struct bench_proc_sample *out)

@@ -1,8 +1,8 @@
 /* The raw reference relay: a single-threaded epoll loop that accepts MQTT
  * 3.1.1 clients on loopback and copies each PUBLISH, byte for byte, to the
  * connections whose filters match its topic. It reads nothing past the
- * fixed header except the topic, packet identifiers and SUBSCRIBE filters,
- * answers CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ and the QoS 1/2
+ * fixed header except the topic, packet identifiers and SUBSCRIBE filters.
+ * It replies to CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ and the QoS 1/2
  * acknowledgements with minimal packets, and keeps no session, retained
  * message, QoS state or store. It shows how fast this machine moves the
  * same bytes through one process, not what a broker can do. */

@@ -19,7 +19,7 @@ json_t *bench_summarize(json_t *results);
 void bench_print_summary(FILE *out, json_t *summary);
 
 /* Writes results.json (doc as given), steps.csv, summary.csv and
- * summary.md into dir, which must exist. doc holds "results" and
+ * summary.md into dir, which must exist. doc contains "results" and
  * "summary". On failure writes the reason into err. */
 vigil_err bench_write_outputs(const char *dir, json_t *doc, char *err, size_t errcap);
 

@@ -13,6 +13,8 @@
 #define CHURN_TIMEOUT_MS 120000
 #define IDLE_CONNECT_TIMEOUT_MS 300000
 #define IDLE_SETTLE_MS 2000
+#define QUIET_OTHER_PCT 10.0     /* other processes: the machine counts as quiet below this */
+#define QUIET_WAIT_MS 60000
 
 static void sleep_ms(unsigned ms)
 {
@@ -62,6 +64,7 @@ static json_t *run_churn(const struct bench_scenario *s, const struct bench_targ
                                 .concurrency = s->concurrency, .timeout_ms = CHURN_TIMEOUT_MS,
                                 .source_addrs = env->source_addrs};
     struct churn_result *r = vigil_malloc(sizeof *r);
+    struct bench_system_sample s0 = {0}, s1 = {0};
     uint64_t b0, b1;
     json_t *res = NULL;
     vigil_err rc;
@@ -78,9 +81,12 @@ static json_t *run_churn(const struct bench_scenario *s, const struct bench_targ
         opt.tls = t->tls;
         snprintf(opt.client_prefix, sizeof opt.client_prefix, "%s", t->tls->client_id);
     }
+    bench_wait_machine_quiet(t->pid, QUIET_OTHER_PCT, QUIET_WAIT_MS, env->verbose);
+    bench_system_read(&s0);
     b0 = broker_cpu(t);
     rc = churn_run(&opt, r);
     b1 = broker_cpu(t);
+    bench_system_read(&s1);
     if (rc != VIGIL_OK)
         snprintf(err, errcap, "connection loop: %s%s%s", vigil_strerror(rc),
                  r->first_error[0] ? ": " : "", r->first_error);
@@ -88,6 +94,14 @@ static json_t *run_churn(const struct bench_scenario *s, const struct bench_targ
         snprintf(err, errcap, "%s stopped during the run", t->name);
     else
         res = churn_json(s, t, r, b1 > b0 ? b1 - b0 : 0);
+    if (res != NULL) {
+        double other = (double)(s1.task_ns - s0.task_ns) - (double)(b1 - b0) -
+                       (double)r->gen_cpu_ns;
+
+        json_object_set_new(res, "other_cpu_pct",
+                            json_real(other > 0 && r->elapsed_s > 0
+                                          ? other / (r->elapsed_s * 1e7) : 0));
+    }
     if (res != NULL && env->verbose)
         fprintf(stderr, "  %-16s %-9s %8.0f/s completed %llu failed %llu p99 %.0f us\n", t->name,
                 s->name, (double)r->completed / (r->elapsed_s > 0 ? r->elapsed_s : 1),
@@ -143,6 +157,7 @@ static json_t *run_idle(const struct bench_scenario *s, const struct bench_targe
         return NULL;
     }
     sleep_ms(IDLE_SETTLE_MS / 2);
+    bench_wait_machine_quiet(t->pid, QUIET_OTHER_PCT, QUIET_WAIT_MS, env->verbose);
     bench_proc_read(t->pid, &before);
     t0 = bench_now_ns();
     if (lg_connect(lg, IDLE_CONNECT_TIMEOUT_MS, err, errcap) == VIGIL_OK) {

@@ -140,12 +140,12 @@ struct suite_run {
 };
 
 static void record_error(struct suite_run *run, const char *scenario, const char *broker,
-                         const char *why)
+                         const char *reason)
 {
-    fprintf(stderr, "vigil bench: %s on %s: %s\n", scenario, broker, why);
+    fprintf(stderr, "vigil bench: %s on %s: %s\n", scenario, broker, reason);
     json_array_append_new(run->results,
                           json_pack("{s:s, s:s, s:s}", "scenario", scenario, "broker", broker,
-                                    "error", why));
+                                    "error", reason));
     run->failures++;
 }
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -92,6 +93,8 @@ static pid_t spawn(char *const argv[], const char *log_path, const char *cwd)
         if (cwd != NULL && chdir(cwd) != 0)
             _exit(126);
         signal(SIGPIPE, SIG_DFL);
+        /* The broker must not outlive a benchmark that is killed. */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
         execv(argv[0], argv);
         fprintf(stderr, "bench: cannot run %s: %s\n", argv[0], strerror(errno));
         _exit(127);
@@ -166,7 +169,7 @@ static pid_t start_vigil(const struct bench_launch *l, struct bench_target *t, b
         return -1;
     snprintf(data, sizeof data, "%s/data", t->dir);
     if (l->tls != NULL)
-        data_dir = l->tls->data_dir; /* the inventory that holds the TLS device */
+        data_dir = l->tls->data_dir; /* the inventory that contains the TLS device */
     snprintf(mqtt, sizeof mqtt, "127.0.0.1:%u", t->port);
     snprintf(mqtts, sizeof mqtts, "127.0.0.1:%u", t->tls_port);
     snprintf(log, sizeof log, "%s/broker.log", t->dir);
@@ -203,10 +206,10 @@ static void mosquitto_tls_lines(const struct bench_launch *l, const struct bench
 }
 
 /* Debian's mosquitto 2.0 with its defaults, except the listener, anonymous
- * access, persistence, TCP_NODELAY (vigil sets it on every connection;
- * without it Nagle's algorithm holds small deliveries back for tens of
- * milliseconds) and running as root (it would switch to the user
- * "mosquitto", which cannot read the temporary directory). */
+ * access, persistence, set_tcp_nodelay and running as root. vigil sets
+ * TCP_NODELAY on every connection, and without it Nagle's algorithm delays
+ * small deliveries by tens of milliseconds. As root mosquitto would switch
+ * to the user "mosquitto", which cannot read the temporary directory. */
 static pid_t start_mosquitto(const struct bench_launch *l, struct bench_target *t)
 {
     char conf[600], text[4096], tls[3000], log[600];

@@ -78,10 +78,10 @@ def run_bench(ctx, args, port=None, pid=None):
     return result
 
 
-def check_latencies(obj, what):
+def check_latencies(obj, label):
     values = [obj[k] for k in LATENCY_KEYS]
-    check(all(v > 0 for v in values), f"{what}: latencies must be positive: {values}")
-    check(values == sorted(values), f"{what}: p50 <= p99 <= p99.9 <= max expected: {values}")
+    check(all(v > 0 for v in values), f"{label}: latencies must be positive: {values}")
+    check(values == sorted(values), f"{label}: p50 <= p99 <= p99.9 <= max expected: {values}")
 
 
 def check_step(step, fanout=1):
