@@ -14,7 +14,14 @@
 #include "secmon/event.h"
 
 /* Events taken from the ring per lock; bounds the writer's private copy. */
-#define SINK_BATCH_MAX 64
+#define SINK_BATCH_MAX 512
+/* The writer wakes this often to take what was queued, so a busy hub
+ * hands over events in batches instead of waking the writer (a futex call
+ * and a context switch) for every event. */
+#define SINK_WAKE_US 5000
+/* Queued events at which an emitter wakes a sleeping writer at once, so
+ * bursts do not wait for the next wake-up and the ring does not fill. */
+#define SINK_KICK 256
 
 struct vigil_event_sink {
     pthread_mutex_t mu;
@@ -25,6 +32,7 @@ struct vigil_event_sink {
     size_t count;
     bool closing;
     bool paused;
+    bool sleeping;              /* the writer waits on cond; guarded by mu */
     pthread_t thread;
     FILE *file;                 /* owned; opened with O_APPEND */
     struct vigil_event *batch;  /* owned; the writer's copy, SINK_BATCH_MAX slots */
@@ -106,6 +114,27 @@ static void sink_consume(struct vigil_event_sink *sink, const struct vigil_event
         cons->tick(cons->ctx, sink_now_us());
 }
 
+/* Waits for events, called with mu held: up to SINK_WAKE_US while some
+ * are queued, so more can join the batch; otherwise until an emitter wakes
+ * the writer, or a second at most when a consumer needs its tick. */
+static void sink_wait(struct vigil_event_sink *sink)
+{
+    struct timespec until;
+    int64_t wait_us = sink->count > 0 ? SINK_WAKE_US : 1000000;
+
+    /* With a consumer, wake at least once a second for its tick. */
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += (wait_us % 1000000) * 1000;
+    until.tv_sec += wait_us / 1000000 + until.tv_nsec / 1000000000;
+    until.tv_nsec %= 1000000000;
+    sink->sleeping = true;
+    if (sink->consumer.feed == NULL && sink->count == 0)
+        pthread_cond_wait(&sink->cond, &sink->mu);
+    else
+        pthread_cond_timedwait(&sink->cond, &sink->mu, &until);
+    sink->sleeping = false;
+}
+
 static void *sink_main(void *arg)
 {
     struct vigil_event_sink *sink = arg;
@@ -115,19 +144,8 @@ static void *sink_main(void *arg)
         struct vigil_event_consumer cons;
         size_t n = 0;
 
-        while (!sink->closing && (sink->count == 0 || sink->paused)) {
-            struct timespec until;
-
-            if (sink->consumer.feed == NULL) {
-                pthread_cond_wait(&sink->cond, &sink->mu);
-                continue;
-            }
-            /* With a consumer, wake at least once a second for its tick. */
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_sec += 1;
-            if (pthread_cond_timedwait(&sink->cond, &sink->mu, &until) == ETIMEDOUT)
-                break;
-        }
+        if (!sink->closing && (sink->count < SINK_BATCH_MAX || sink->paused))
+            sink_wait(sink);
         if (sink->count == 0 && sink->closing)
             break; /* closing and drained */
         if (!sink->paused || sink->closing)
@@ -223,6 +241,8 @@ fail:
 
 void vigil_event_sink_emit(struct vigil_event_sink *sink, const struct vigil_event *ev)
 {
+    bool kick;
+
     pthread_mutex_lock(&sink->mu);
     if (sink->count == sink->capacity || sink->closing) {
         pthread_mutex_unlock(&sink->mu);
@@ -231,8 +251,13 @@ void vigil_event_sink_emit(struct vigil_event_sink *sink, const struct vigil_eve
     }
     sink->ring[(sink->head + sink->count) % sink->capacity] = *ev;
     sink->count++;
+    /* The first event wakes a writer waiting on an empty ring; later ones
+     * join the batch it gathers, unless a burst reaches SINK_KICK. */
+    kick = sink->sleeping && (sink->count == 1 || sink->count == SINK_KICK ||
+                              sink->count * 2 >= sink->capacity);
     pthread_mutex_unlock(&sink->mu);
-    pthread_cond_signal(&sink->cond);
+    if (kick)
+        pthread_cond_signal(&sink->cond);
 }
 
 uint64_t vigil_event_sink_dropped(const struct vigil_event_sink *sink)
