@@ -169,25 +169,81 @@ static json_t *metric_row(json_t *results, const char *scenario, const struct me
                      have_vigil && have_mosq && mosq > 0 ? json_real(vigil / mosq) : json_null());
 }
 
+static json_t *engine_row(const char *scenario, const char *metric, double on, double off,
+                          double cost)
+{
+    return json_pack("{s:s, s:s, s:s, s:{s:f, s:f}, s:f}", "scenario", scenario, "metric", metric,
+                     "better", "lower", "values", "vigil", on, "vigil-engine-off", off, "ratio",
+                     cost);
+}
+
+/* True when step passed and is the counted attempt at its rate. */
+static bool counted_pass(json_t *step)
+{
+    return json_is_true(json_object_get(step, "pass")) &&
+           !json_is_true(json_object_get(step, "retried"));
+}
+
+/* Broker CPU of the passing step of result at rate, or -1. */
+static double cpu_at_rate(json_t *result, double rate)
+{
+    json_t *step;
+    size_t i;
+
+    json_array_foreach(json_object_get(result, "steps"), i, step) {
+        if (counted_pass(step) &&
+            json_number_value(json_object_get(step, "offered_per_s")) == rate)
+            return json_number_value(json_object_get(step, "broker_cpu_pct"));
+    }
+    return -1;
+}
+
+/* Extra broker CPU with the engine at the highest offered rate that both
+ * runs passed. */
+static void engine_cpu_row(json_t *on, json_t *off, const char *scenario, json_t *rows)
+{
+    double best = 0, con = 0, coff = 0;
+    char metric[96];
+    json_t *step;
+    size_t i;
+
+    json_array_foreach(json_object_get(on, "steps"), i, step) {
+        double rate = json_number_value(json_object_get(step, "offered_per_s"));
+        double c_off = cpu_at_rate(off, rate);
+
+        if (counted_pass(step) && rate > best && c_off > 0) {
+            best = rate;
+            con = json_number_value(json_object_get(step, "broker_cpu_pct"));
+            coff = c_off;
+        }
+    }
+    if (best <= 0)
+        return;
+    snprintf(metric, sizeof metric, "engine cost: extra broker CPU at %.0f/s (%%)", best);
+    json_array_append_new(rows, engine_row(scenario, metric, con, coff, (con - coff) / coff * 100));
+}
+
 /* Adds "engine cost" rows where vigil also ran with secmon.enabled: false. */
 static void engine_rows(json_t *results, const char *scenario, uint8_t kind, json_t *rows)
 {
     json_t *on = find_result(results, scenario, "vigil");
     json_t *off = find_result(results, scenario, "vigil-engine-off");
-    const char *key = kind == BENCH_HOSPITAL ? "steps.0.broker_cpu_pct" : "knee_per_s";
-    double von, voff, cost;
+    double von, voff;
 
-    if (on == NULL || off == NULL || !metric_value(on, key, &von) ||
-        !metric_value(off, key, &voff) || voff <= 0)
+    if (on == NULL || off == NULL)
         return;
-    /* Cost in percent: lost throughput, or extra CPU at the same load. */
-    cost = kind == BENCH_HOSPITAL ? (von - voff) / voff * 100.0 : (voff - von) / voff * 100.0;
-    json_array_append_new(
-        rows, json_pack("{s:s, s:s, s:s, s:{s:f, s:f}, s:f}", "scenario", scenario, "metric",
-                        kind == BENCH_HOSPITAL ? "engine cost: extra broker CPU (%)"
-                                               : "engine cost: knee lost to the engine (%)",
-                        "better", "lower", "values", "vigil", von, "vigil-engine-off", voff,
-                        "ratio", cost));
+    if (kind == BENCH_HOSPITAL) {
+        if (metric_value(on, "steps.0.broker_cpu_pct", &von) &&
+            metric_value(off, "steps.0.broker_cpu_pct", &voff) && voff > 0)
+            json_array_append_new(rows, engine_row(scenario, "engine cost: extra broker CPU (%)",
+                                                   von, voff, (von - voff) / voff * 100));
+        return;
+    }
+    if (metric_value(on, "knee_per_s", &von) && metric_value(off, "knee_per_s", &voff) &&
+        voff > 0)
+        json_array_append_new(rows, engine_row(scenario, "engine cost: knee lost to the engine (%)",
+                                               von, voff, (voff - von) / voff * 100));
+    engine_cpu_row(on, off, scenario, rows);
 }
 
 json_t *bench_summarize(json_t *results)

@@ -32,6 +32,7 @@ struct bench_args {
     const char *scenario;     /* positional SCENARIO, NULL with --compare or --relay */
     bool compare, quick, keep, list;
     const char *relay;        /* --relay HOST:PORT */
+    const char *report;       /* --report RESULTS.json */
     const char *broker;       /* --broker: start this broker for a single scenario */
     const char *host;
     long long port, pid;
@@ -80,6 +81,8 @@ static void usage(FILE *out)
           "      --out DIR          results directory (default bench-results)\n"
           "      --keep             keep the brokers' temporary directories\n"
           "      --list             print the suite's scenarios and exit\n"
+          "      --report FILE      rebuild the summary and the CSV files of an earlier\n"
+          "                         results.json into --out\n"
           "common:\n"
           "      --threads N        load generator threads, 1 to 4 (default 1)\n"
           "      --vigil PATH       vigil binary to start (default: this one)\n"
@@ -107,7 +110,7 @@ enum {
     OPT_CLIENT_ID, OPT_PUBLISHERS, OPT_SUBSCRIBERS, OPT_CONNECTIONS, OPT_CONCURRENCY, OPT_QOS,
     OPT_PAYLOAD, OPT_RATE, OPT_DURATION, OPT_WARMUP, OPT_P99, OPT_QUICK, OPT_COMPARE, OPT_ONLY,
     OPT_BROKERS, OPT_OUT, OPT_KEEP, OPT_LIST, OPT_THREADS, OPT_VIGIL, OPT_MOSQUITTO, OPT_JSON,
-    OPT_CSV, OPT_RELAY, OPT_START_RATE, OPT_MAX_RATE,
+    OPT_CSV, OPT_RELAY, OPT_START_RATE, OPT_MAX_RATE, OPT_REPORT,
 };
 
 static const struct option longopts[] = {
@@ -145,6 +148,7 @@ static const struct option longopts[] = {
     {"json", required_argument, NULL, OPT_JSON},
     {"csv", required_argument, NULL, OPT_CSV},
     {"relay", required_argument, NULL, OPT_RELAY},
+    {"report", required_argument, NULL, OPT_REPORT},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -252,6 +256,7 @@ static int parse_option(struct bench_args *a, int opt, const char *arg)
     case OPT_JSON: a->json_path = arg; break;
     case OPT_CSV: a->csv_path = arg; break;
     case OPT_RELAY: a->relay = arg; break;
+    case OPT_REPORT: a->report = arg; break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
     }
@@ -292,8 +297,8 @@ static int parse_args(int argc, char **argv, struct bench_args *a)
         fprintf(stderr, "vigil bench: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
-    if (!a->compare && !a->list && a->relay == NULL && a->scenario == NULL) {
-        fprintf(stderr, "vigil bench: name a SCENARIO, or give --compare or --relay\n");
+    if (!a->compare && !a->list && a->relay == NULL && a->report == NULL && a->scenario == NULL) {
+        fprintf(stderr, "vigil bench: name a SCENARIO, or give --compare, --report or --relay\n");
         usage(stderr);
         return 2;
     }
@@ -487,6 +492,32 @@ static int run_single(struct bench_args *a)
     return st;
 }
 
+/* Rebuilds the summary of an earlier run, for example after the summary
+ * rules changed, without running anything. */
+static int run_report(const struct bench_args *a)
+{
+    json_error_t jerr;
+    json_t *doc = json_load_file(a->report, 0, &jerr);
+    char err[512];
+    int status = 0;
+
+    if (doc == NULL || !json_is_array(json_object_get(doc, "results"))) {
+        fprintf(stderr, "vigil bench: %s: %s\n", a->report,
+                doc == NULL ? jerr.text : "no \"results\" array");
+        json_decref(doc);
+        return 1;
+    }
+    json_object_set_new(doc, "summary", bench_summarize(json_object_get(doc, "results")));
+    if (bench_write_outputs(a->out_dir, doc, err, sizeof err) != VIGIL_OK) {
+        fprintf(stderr, "vigil bench: %s\n", err);
+        status = 1;
+    } else {
+        bench_print_summary(stdout, json_object_get(doc, "summary"));
+    }
+    json_decref(doc);
+    return status;
+}
+
 int cli_bench(int argc, char **argv)
 {
     struct bench_args a;
@@ -501,6 +532,8 @@ int cli_bench(int argc, char **argv)
         bench_list_suite(a.quick);
         return 0;
     }
+    if (a.report != NULL)
+        return run_report(&a);
     if (a.compare)
         return run_compare(&a, argc - 1, argv + 1);
     return run_single(&a);
