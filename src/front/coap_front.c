@@ -269,8 +269,11 @@ static void front_revoked(struct gw_front *base, const char *device, const char 
 
     (void)device;
     (void)serial;
-    if (!f->closing && f->dtls)
-        udp_endpoint_foreach(f->ep, revoke_peer, f);
+    if (f->closing || !f->dtls)
+        return;
+    udp_endpoint_foreach(f->ep, revoke_peer, f);
+    /* A revoked or removed identity must not resume a cached session. */
+    udp_endpoint_revoke(f->ep, NULL, NULL);
 }
 
 static uint32_t front_n_clients(const struct gw_front *base)

@@ -323,8 +323,12 @@ static void front_revoked(struct gw_front *base, const char *device, const char 
 {
     struct sn_front *f = (struct sn_front *)base;
 
-    if (!f->closing)
-        udp_endpoint_foreach(f->ep, revoke_peer, f);
+    if (f->closing)
+        return;
+    udp_endpoint_foreach(f->ep, revoke_peer, f);
+    /* A revoked or removed identity must not resume a cached session. */
+    if (f->dtls)
+        udp_endpoint_revoke(f->ep, NULL, NULL);
 }
 
 static uint32_t front_n_clients(const struct gw_front *base)
