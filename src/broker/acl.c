@@ -116,3 +116,16 @@ bool acl_check_subscribe(const struct hub *hub, const struct config_role *role,
     }
     return acl_stored_allows(hub, role, device, filter, len, true);
 }
+
+bool acl_client_id_names_device(const struct hub *hub, const char *client_id)
+{
+    char id[DEVICE_ID_MAX + 1];
+    const char *colon = strchr(client_id, ':');
+    size_t n = colon ? (size_t)(colon - client_id) : strlen(client_id);
+
+    if (hub->snap == NULL || n == 0 || n > DEVICE_ID_MAX)
+        return false;
+    memcpy(id, client_id, n);
+    id[n] = '\0';
+    return device_snapshot_find(hub->snap, id) != NULL;
+}

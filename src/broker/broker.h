@@ -386,6 +386,9 @@ bool acl_check_publish(const struct hub *hub, const struct config_role *role, co
                        const char *topic, size_t len);
 bool acl_check_subscribe(const struct hub *hub, const struct config_role *role,
                          const char *device, const char *filter, size_t len);
+/* True when client_id is a device id of the inventory, alone or followed
+ * by ":<suffix>"; such ids are reserved for that device. */
+bool acl_client_id_names_device(const struct hub *hub, const char *client_id);
 
 /* persist.c */
 vigil_err persist_load(struct hub *hub);

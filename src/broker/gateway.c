@@ -187,6 +187,10 @@ vigil_err gw_login_anonymous(struct gw_client *c, const struct config_listener *
     if (!l->allow_anonymous)
         return gw_refuse(c, NULL, "vigil-anonymous",
                          "credentials required: use the DTLS listener with a certificate or PSK");
+    /* As on MQTT, an anonymous client may not pose as a provisioned device. */
+    if (acl_client_id_names_device(c->hub, c->client_id))
+        return gw_refuse(c, NULL, "vigil-identity",
+                         "client id names a provisioned device; the device must use DTLS");
     c->logged_in = true;
     c->full_access = true;
     c->role = NULL;

@@ -325,19 +325,9 @@ static bool connect_accept(struct conn *c, const struct mqtt_packet *pkt, bool a
     return true;
 }
 
-/* True when the client id is a device id of the inventory, alone or
- * followed by ":<suffix>". */
 static bool connect_names_device(const struct conn *c)
 {
-    char id[DEVICE_ID_MAX + 1];
-    const char *colon = strchr(c->client_id, ':');
-    size_t n = colon ? (size_t)(colon - c->client_id) : strlen(c->client_id);
-
-    if (c->hub->snap == NULL || n == 0 || n > DEVICE_ID_MAX)
-        return false;
-    memcpy(id, c->client_id, n);
-    id[n] = '\0';
-    return device_snapshot_find(c->hub->snap, id) != NULL;
+    return acl_client_id_names_device(c->hub, c->client_id);
 }
 
 /* Applies the identity rules once the credentials are known. */

@@ -156,6 +156,15 @@ def t_connect_rejected(ctx):
     check_equal(c.expect(sn.DISCONNECT).type, sn.DISCONNECT, "reply")
 
 
+@case("anonymous may not use a device id", only="vigil")
+def t_anonymous_device_id(ctx):
+    c = sn_client(ctx, "dev")
+    ctx.broker.add_dtls_device(c.client_id)
+    check_equal(c.connect(), sn.NOT_SUPPORTED, "CONNACK return code")
+    ev = peer_event(ctx, c, "auth_failure", rule="vigil-identity")
+    check_equal(ev.get("device", ""), "", "no device identity")
+
+
 @case("qos -1 rejected without anonymous", needs="auth", only="vigil")
 def t_qos_minus_one_rejected(ctx):
     c = sn_client(ctx, "q")
