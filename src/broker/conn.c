@@ -9,7 +9,7 @@
 #include "core/log.h"
 
 /* Output a connection may buffer at most; session.c stops sending to a
- * slow reader well before (SESSION_BACKLOG_LIMIT). */
+ * slow reader well before (limits.max_output_bytes). */
 #define CONN_OUT_HARD_LIMIT (64u * 1024 * 1024)
 
 static bool conn_tls_encrypt(struct conn *c);

@@ -12,7 +12,7 @@ size_t conn_backlog(const struct conn *c);
 
 /* Output backlog beyond which QoS 0 messages to a connection are dropped
  * and queued QoS 1/2 deliveries wait for the socket to drain. */
-#define SESSION_BACKLOG_LIMIT (4u * 1024 * 1024)
+#define SESSION_BACKLOG_LIMIT(s) ((size_t)(s)->hub->cfg.limits.max_output_bytes)
 
 struct session *session_find(struct hub *hub, const char *client_id)
 {
@@ -326,7 +326,7 @@ void session_send_qos0(struct session *s, struct msg *msg, bool retain, const ui
                        uint8_t n_sub_ids)
 {
     if (s->conn == NULL || s->conn->state != CONN_ACTIVE ||
-        conn_backlog(s->conn) > SESSION_BACKLOG_LIMIT) {
+        conn_backlog(s->conn) > SESSION_BACKLOG_LIMIT(s)) {
         s->hub->stats.msgs_dropped++;
         return;
     }
@@ -508,7 +508,7 @@ void session_pump(struct session *s)
         next = d->next;
         if (d->sent)
             continue;
-        if (conn_backlog(c) > SESSION_BACKLOG_LIMIT)
+        if (conn_backlog(c) > SESSION_BACKLOG_LIMIT(s))
             break;
         if (msg_expired(d->msg, now)) {
             session_drop(s, d);

@@ -100,7 +100,7 @@ struct config_role {
 };
 
 struct config_limits {
-    uint32_t max_packet_size;       /* bytes, both directions; default 1 MiB */
+    uint32_t max_packet_size;       /* bytes, both directions; default 256 KiB */
     uint16_t receive_maximum;       /* inflight QoS 1/2 from a client; default 64 */
     uint16_t max_inflight_out;      /* inflight QoS 1/2 to a client, capped by its Receive Maximum; default 64 */
     uint32_t max_queued_messages;   /* per session, offline or over inflight; default 1000 */
@@ -113,6 +113,8 @@ struct config_limits {
     uint32_t max_session_expiry;    /* seconds; default 7 days */
     uint32_t max_client_id_length;  /* default 128 */
     uint32_t connect_timeout_ms;    /* time allowed between accept and CONNECT; default 10000 */
+    uint32_t max_output_bytes;      /* unsent output per connection before QoS 0 messages are
+                                     * dropped and QoS 1/2 wait; default 256 KiB */
 };
 
 /* Live capture of MQTT traffic between devices and other brokers, fed
