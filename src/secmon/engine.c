@@ -196,10 +196,17 @@ void secmon_engine_feed(struct secmon_engine *e, const struct vigil_event *ev)
     }
 }
 
+/* Silence is judged in seconds, so the pass over every tracked device runs
+ * at most once a second however often the sink delivers batches. */
+#define ENGINE_SILENCE_PERIOD_US 1000000
+
 void secmon_engine_tick(struct secmon_engine *e, int64_t now_us)
 {
     advance(e, now_us);
-    engine_silence_tick(e);
+    if (now_us - e->silence_checked_us >= ENGINE_SILENCE_PERIOD_US || now_us < e->silence_checked_us) {
+        e->silence_checked_us = now_us;
+        engine_silence_tick(e);
+    }
     engine_alerts_tick(e);
 }
 

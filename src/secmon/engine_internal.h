@@ -154,6 +154,7 @@ struct secmon_engine {
     void *ctx;
     struct engine_table devices, types, sources, idents, conns, alerts;
     int64_t now_us;                      /* latest event or tick time */
+    int64_t silence_checked_us;          /* time of the last pass over every device */
     uint64_t events, alerts_opened, dropped;
 };
 
