@@ -130,6 +130,8 @@ static vigil_err thread_init(struct lg *lg, struct lg_thread *t, unsigned id)
         if (lg->conns[i].role == LG_PUB)
             t->pubs[t->n_pubs++] = &lg->conns[i];
     }
+    /* Nothing connects before lg_connect(). */
+    t->connect_cursor = t->n_conns;
     return VIGIL_OK;
 }
 

@@ -59,14 +59,14 @@ void bench_scenario_defaults(struct bench_scenario *s, uint8_t kind, bool quick)
     snprintf(s->name, sizeof s->name, "%s", bench_kind_name(kind));
     switch (kind) {
     case BENCH_STORM:
-        s->connections = quick ? 2000 : 10000;
+        s->connections = quick ? 5000 : 40000;
         s->concurrency = 64;
         break;
     case BENCH_IDLE:
         s->connections = quick ? 2000 : 50000;
         break;
     case BENCH_TLS:
-        s->connections = quick ? 300 : 2000;
+        s->connections = quick ? 1000 : 5000;
         s->concurrency = 16;
         break;
     default:

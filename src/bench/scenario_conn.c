@@ -13,7 +13,7 @@
 #define CHURN_TIMEOUT_MS 120000
 #define IDLE_CONNECT_TIMEOUT_MS 300000
 #define IDLE_SETTLE_MS 2000
-#define QUIET_OTHER_PCT 10.0     /* other processes: the machine counts as quiet below this */
+#define QUIET_OTHER_PCT 5.0      /* other processes: the machine counts as quiet below this */
 #define QUIET_WAIT_MS 60000
 
 static void sleep_ms(unsigned ms)
