@@ -222,7 +222,7 @@ void config_defaults(struct vigil_config *cfg)
 
     cfg->store_commit_interval_us = 2000;
     cfg->sys_interval_s = 10;
-    cfg->event_queue_capacity = 65536;
+    cfg->event_queue_capacity = 16384;
     cfg->secmon_enabled = true;
     snprintf(cfg->log_level, sizeof cfg->log_level, "info");
     secmon_config_defaults(&cfg->secmon);

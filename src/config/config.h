@@ -157,7 +157,7 @@ struct vigil_config {
     struct config_sniff sniff;
     uint32_t store_commit_interval_us;                /* group commit window; default 2000 */
     uint32_t sys_interval_s;                          /* $SYS publish period; default 10, 0 = off */
-    size_t event_queue_capacity;                      /* default 65536 */
+    size_t event_queue_capacity;                      /* default 16384 */
     char log_level[16];                               /* default "info" */
     char source_path[512];                            /* the -c file, "" for the default */
     /* Security engine thresholds; defaults from secmon_config_defaults().

@@ -23,7 +23,7 @@ struct secmon_engine;
 /* Head of every tracked object: its key and its place in the recency list. */
 struct engine_node {
     struct engine_node *prev, *next;     /* prev is more recent */
-    char key[ENGINE_KEY_MAX];
+    char *key;                           /* NUL-terminated, in the same allocation */
     size_t key_len;
 };
 

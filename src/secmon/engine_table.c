@@ -91,9 +91,11 @@ void *engine_table_touch(struct secmon_engine *e, struct engine_table *t, const 
             t->on_evict(e, old);
         engine_table_remove(t, old);
     }
-    n = vigil_calloc(1, t->obj_size);
+    /* The key follows the object, so a short key costs only its length. */
+    n = vigil_calloc(1, t->obj_size + len + 1);
     if (n == NULL)
         return NULL;
+    n->key = (char *)n + t->obj_size;
     memcpy(n->key, key, len);
     n->key[len] = '\0';
     n->key_len = len;

@@ -119,7 +119,7 @@ static void test_defaults_values(void **state)
     assert_int_equal(cfg.limits.max_output_bytes, 256 * 1024);
     assert_int_equal(cfg.store_commit_interval_us, 2000);
     assert_int_equal(cfg.sys_interval_s, 10);
-    assert_int_equal(cfg.event_queue_capacity, 65536);
+    assert_int_equal(cfg.event_queue_capacity, 16384);
     assert_string_equal(cfg.log_level, "info");
 
     assert_string_equal(cfg.tls.cert_file, "");
