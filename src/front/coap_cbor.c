@@ -211,7 +211,8 @@ bool cbor_put_text(uint8_t *out, size_t cap, size_t *n, const char *s, size_t le
 {
     if (!cbor_put_head(out, cap, n, 3, len) || cap - *n < len)
         return false;
-    memcpy(out + *n, s, len);
+    if (len > 0)
+        memcpy(out + *n, s, len);
     *n += len;
     return true;
 }

@@ -161,7 +161,8 @@ static struct coap_observation *obs_new(struct coap_peer *cp, const struct coap_
         return NULL;
     }
     o->token_len = req->token_len;
-    memcpy(o->token, req->token, req->token_len);
+    if (req->token_len > 0)
+        memcpy(o->token, req->token, req->token_len);
     coap_get_uint(req, COAP_OPT_ACCEPT, 2, &accept);
     o->accept = (uint16_t)(accept == COAP_FORMAT_NONE ? 0xFFFF : accept);
     o->szx = coap_get_block(req, COAP_OPT_BLOCK2, &b2) == VIGIL_OK && b2.szx < COAP_BLOCK_SZX_MAX

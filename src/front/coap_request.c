@@ -80,7 +80,8 @@ static void reply_changed(struct coap_req *q, uint8_t code)
         d->peer = q->cp;
         d->mid = q->msg->message_id;
         d->token_len = q->msg->token_len;
-        memcpy(d->token, q->msg->token, q->msg->token_len);
+        if (q->msg->token_len > 0)
+            memcpy(d->token, q->msg->token, q->msg->token_len);
         d->code = code;
         d->has_block1 = q->has_block1;
         d->block1 = q->block1;
