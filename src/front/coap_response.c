@@ -127,7 +127,7 @@ uint32_t coap_max_age(const struct msg *m)
 
 bool coap_negotiate(uint32_t accept, struct coap_repr *rep, uint8_t **converted)
 {
-    size_t n;
+    size_t n, cap;
 
     *converted = NULL;
     if (accept == COAP_FORMAT_NONE || accept == rep->format)
@@ -138,10 +138,15 @@ bool coap_negotiate(uint32_t accept, struct coap_repr *rep, uint8_t **converted)
     }
     if (accept != COAP_FORMAT_SENML_CBOR || rep->format != COAP_FORMAT_SENML_JSON)
         return false;
-    *converted = vigil_malloc(rep->len + 16);
+    /* Every number becomes a float64 (9 bytes) with a 1-byte label, and
+     * takes at least 6 JSON bytes (`,"v":1`); a string or boolean field
+     * grows by at most 3 bytes over its 7 or more JSON bytes. Twice the
+     * JSON length, plus the array head, bounds the CBOR pack. */
+    cap = 2 * rep->len + 16;
+    *converted = vigil_malloc(cap);
     if (*converted == NULL)
         return false;
-    n = senml_json_to_cbor(rep->body, rep->len, *converted, rep->len + 16);
+    n = senml_json_to_cbor(rep->body, rep->len, *converted, cap);
     if (n == 0) {
         vigil_free(*converted);
         *converted = NULL;
