@@ -340,7 +340,7 @@ struct coap_peer;
 struct coap_observation {
     uint8_t token[COAP_MAX_TOKEN];
     uint8_t token_len;
-    uint32_t sub_id;      /* shared by observations of the same filter */
+    uint32_t sub_id;      /* shared by observations of the same filter; 0 = none */
     char *filter;         /* owned, NUL-terminated topic or filter */
     char *path;           /* owned Uri-Path, for the requests of later blocks */
     uint16_t accept;      /* requested Content-Format, 0xFFFF for any */

@@ -116,7 +116,8 @@ static void obs_remove(struct coap_peer *cp, struct coap_observation *o, const c
         }
     }
     unlink_notifications(cp, o);
-    if (!shared && !cp->closing)
+    /* sub_id 0: the subscription was rejected, so there is none to end. */
+    if (!shared && !cp->closing && o->sub_id != 0)
         gw_unsubscribe(&cp->client, o->filter, strlen(o->filter));
     log_debug("coap %s: observation of '%s' ended: %s", cp->udp->name, o->filter, why);
     vigil_free(o->filter);
@@ -234,6 +235,7 @@ static void obs_register(struct coap_peer *cp, const struct coap_msg *req, const
     if (rc != VIGIL_OK) {
         uint8_t code = subscribe_result(rc, &diag);
 
+        o->sub_id = 0;
         obs_remove(cp, o, "subscription rejected");
         coap_reply_error(cp, req, code, diag);
         return;
