@@ -255,6 +255,19 @@ static bool preconditions_hold(const struct coap_msg *msg, const struct msg *m)
     return false;
 }
 
+/* Checks the conditions of a PUT, POST or DELETE against the retained
+ * message of topic (len 0: a resource without one); false when 4.12
+ * Precondition Failed went out and the method must not be performed. */
+static bool conditions_met(struct coap_req *q, const char *topic, size_t len)
+{
+    const struct msg *m = len > 0 ? gw_retained(q->cp->front->hub, topic, len) : NULL;
+
+    if (preconditions_hold(q->msg, m))
+        return true;
+    reply_error(q, COAP_PRECONDITION_FAILED, "precondition failed");
+    return false;
+}
+
 static bool read_allowed(struct coap_req *q, const char *topic, size_t len)
 {
     if (gw_can_subscribe(&q->cp->client, topic, len))
@@ -306,11 +319,8 @@ static void publish_topic(struct coap_req *q, const char *topic, size_t len)
     size_t body_len = code == COAP_DELETE ? 0 : q->body_len;
     uint8_t result;
 
-    if (code == COAP_PUT &&
-        !preconditions_hold(q->msg, gw_retained(q->cp->front->hub, topic, len))) {
-        reply_error(q, COAP_PRECONDITION_FAILED, "precondition failed");
+    if (!conditions_met(q, topic, len))
         return;
-    }
     result = publish_result(gw_publish(&q->cp->client, topic, len, q->body, body_len, qos, retain),
                             &diag);
     if (result != COAP_CHANGED) {
@@ -341,9 +351,9 @@ static void route_t(struct coap_req *q)
     if (!has_device(q))
         return;
     if (q->path_len == 1) {
-        if (q->msg->code == COAP_POST)
+        if (q->msg->code == COAP_POST && conditions_met(q, NULL, 0))
             publish_measurements(q, NULL);
-        else
+        else if (q->msg->code != COAP_POST)
             reply_error(q, COAP_METHOD_NOT_ALLOWED, "POST a SenML pack to /t");
         return;
     }
@@ -351,11 +361,7 @@ static void route_t(struct coap_req *q)
         reply_error(q, COAP_NOT_FOUND, "no such resource");
         return;
     }
-    if (q->msg->code == COAP_PUT || q->msg->code == COAP_POST) {
-        publish_measurements(q, metric);
-        return;
-    }
-    if (q->msg->code != COAP_GET) {
+    if (q->msg->code != COAP_GET && q->msg->code != COAP_PUT && q->msg->code != COAP_POST) {
         reply_error(q, COAP_METHOD_NOT_ALLOWED, "use GET, PUT or POST");
         return;
     }
@@ -364,7 +370,10 @@ static void route_t(struct coap_req *q)
         reply_error(q, COAP_BAD_REQUEST, "metric does not fit a topic");
         return;
     }
-    get_topic(q, topic, tlen);
+    if (q->msg->code == COAP_GET)
+        get_topic(q, topic, tlen);
+    else if (conditions_met(q, topic, tlen))
+        publish_measurements(q, metric);
 }
 
 static void route_ps(struct coap_req *q)
