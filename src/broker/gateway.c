@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "broker/gateway.h"
 #include "broker/topic.h"
 #include "core/alloc.h"
@@ -164,6 +166,12 @@ vigil_err gw_login_device(struct gw_client *c, const char *device, const char *c
     info = hub->snap != NULL ? device_snapshot_find(hub->snap, device) : NULL;
     if (info == NULL)
         return gw_refuse(c, device, "vigil-identity", "device is not in the inventory");
+    /* As on MQTT, the client id is the device id or "<device id>:<suffix>". */
+    if (strcmp(c->client_id, device) != 0 &&
+        !(strncmp(c->client_id, device, strlen(device)) == 0 &&
+          c->client_id[strlen(device)] == ':'))
+        return gw_refuse(c, device, "vigil-identity",
+                         "client id must be the device id or start with '<device id>:'");
     c->role = config_find_role(&hub->cfg, info->role);
     if (c->role == NULL)
         return gw_refuse(c, device, "vigil-acl-role", "device role is not configured");
@@ -200,11 +208,20 @@ vigil_err gw_login_anonymous(struct gw_client *c, const struct config_listener *
 
 bool gw_identity_revoked(struct hub *hub, const char *device, const char *serial)
 {
-    if (device != NULL && device[0] != '\0' &&
-        (hub->snap == NULL || device_snapshot_find(hub->snap, device) == NULL))
+    uint8_t key[64];
+    size_t key_len;
+
+    if (device == NULL || device[0] == '\0')
+        return false;
+    if (hub->snap == NULL || device_snapshot_find(hub->snap, device) == NULL)
         return true;
-    return serial != NULL && serial[0] != '\0' && hub->tls_crl[0] != '\0' &&
-           tls_crl_contains(hub->tls_crl, serial) == VIGIL_OK;
+    if (serial != NULL && serial[0] != '\0')
+        return hub->tls_crl[0] != '\0' && tls_crl_contains(hub->tls_crl, serial) == VIGIL_OK;
+    /* No certificate: the session was keyed by the device's PSK, which
+     * `vigil device revoke` deletes. */
+    key_len = device_snapshot_psk(hub->snap, device, key, sizeof key);
+    OPENSSL_cleanse(key, sizeof key);
+    return key_len == 0;
 }
 
 void gw_client_close(struct gw_client *c, const char *why)
@@ -274,6 +291,12 @@ static enum gw_pub_result gw_route(struct gw_client *c, const char *topic, size_
     if (len == 0 || !topic_name_valid(topic, len)) {
         gw_publish_event(c, VIGIL_EV_MALFORMED, topic, len, payload, payload_len, qos, retain,
                          "vigil-topic", "topic name is empty or contains a wildcard");
+        return GW_PUB_BAD_TOPIC;
+    }
+    /* MQTT subscribers reject a topic that is not UTF-8 (MQTT-1.5.4-1). */
+    if (!mqtt_utf8_valid((const uint8_t *)topic, len)) {
+        gw_publish_event(c, VIGIL_EV_MALFORMED, "", 0, payload, payload_len, qos, retain,
+                         "MQTT-1.5.4-1", "topic name is not well-formed UTF-8");
         return GW_PUB_BAD_TOPIC;
     }
     if (len > lim->max_topic_length || topic_levels(topic, len) > lim->max_topic_levels) {
@@ -390,6 +413,11 @@ vigil_err gw_subscribe(struct gw_client *c, const char *filter, size_t len, uint
         (len >= 7 && memcmp(filter, "$share/", 7) == 0)) {
         gw_emit(c, VIGIL_EV_MALFORMED, filter, len, "vigil-topic-filter",
                 "invalid topic filter");
+        return VIGIL_ERR_INVALID;
+    }
+    if (!mqtt_utf8_valid((const uint8_t *)filter, len)) {
+        gw_emit(c, VIGIL_EV_MALFORMED, NULL, 0, "MQTT-1.5.4-1",
+                "topic filter is not well-formed UTF-8");
         return VIGIL_ERR_INVALID;
     }
     if (len > hub->cfg.limits.max_topic_length ||

@@ -56,9 +56,11 @@ void gw_client_init(struct gw_client *c, struct hub *hub, const struct gw_client
 
 /* Logs c in as device id, an identity a DTLS handshake proved (PSK
  * identity or certificate). client_id is the protocol's client id ("" for
- * CoAP, which then uses the device id). Fails, with an auth_failure event
- * and VIGIL_ERR_AUTH, when the device is not in the inventory, its role is
- * not configured, or the identity is blocked by the failed-login limits.
+ * CoAP, which then uses the device id); as on MQTT it must be the device
+ * id or "<device id>:<suffix>". Fails, with an auth_failure event and
+ * VIGIL_ERR_AUTH, when the client id names something else, the device is
+ * not in the inventory, its role is not configured, or the identity is
+ * blocked by the failed-login limits.
  * On success emits auth_success. */
 vigil_err gw_login_device(struct gw_client *c, const char *device, const char *client_id);
 
@@ -143,8 +145,9 @@ bool gw_peer_blocked(struct hub *hub, const char *peer);
 void gw_login_failed(struct hub *hub, const char *peer, const char *identity);
 
 /* True when a DTLS peer's identity must not stay connected: the device
- * left the inventory, or its certificate serial (may be "") is in the
- * current CRL. */
+ * left the inventory, its certificate serial is in the current CRL, or,
+ * for a session without a certificate (serial NULL or ""), which a PSK
+ * keyed, the device no longer has a PSK. False for device "" (anonymous). */
 bool gw_identity_revoked(struct hub *hub, const char *device, const char *serial);
 
 /* Front ends. Each listener of transport coap/coaps or mqttsn/mqttsn-dtls

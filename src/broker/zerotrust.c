@@ -7,6 +7,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <openssl/crypto.h>
+
 #include "broker/broker.h"
 #include "broker/gateway.h"
 #include "core/alloc.h"
@@ -331,6 +333,15 @@ static void snap_work(uv_work_t *req)
 /* Closes connections of devices that left the inventory and discards
  * their sessions, so a device provisioned later under the same id starts
  * with nothing of the old one's. */
+static bool zt_device_has_psk(const struct hub *hub, const char *device)
+{
+    uint8_t key[64];
+    size_t len = device_snapshot_psk(hub->snap, device, key, sizeof key);
+
+    OPENSSL_cleanse(key, sizeof key);
+    return len > 0;
+}
+
 static void zt_close_removed(struct hub *hub)
 {
     struct vigil_map_slot *slot;
@@ -343,10 +354,15 @@ static void zt_close_removed(struct hub *hub)
 
         if (c == NULL || c->device[0] == '\0' || c->state != CONN_ACTIVE)
             continue;
-        if (device_snapshot_find(hub->snap, c->device) != NULL)
+        if (device_snapshot_find(hub->snap, c->device) == NULL) {
+            hub_emit(hub, c, VIGIL_EV_ADMIN, NULL, 0, NULL, "device removed; connection closed");
+            conn_close(c, MQTT_RC_ADMIN_ACTION, "device removed from the inventory");
             continue;
-        hub_emit(hub, c, VIGIL_EV_ADMIN, NULL, 0, NULL, "device removed; connection closed");
-        conn_close(c, MQTT_RC_ADMIN_ACTION, "device removed from the inventory");
+        }
+        if (c->tls != NULL && tls_session_used_psk(c->tls) && !zt_device_has_psk(hub, c->device)) {
+            hub_emit(hub, c, VIGIL_EV_CERT, NULL, 0, NULL, "PSK revoked; connection closed");
+            conn_close(c, MQTT_RC_ADMIN_ACTION, "pre-shared key revoked");
+        }
     }
     while ((slot = vigil_map_next(&hub->sessions, &pos)) != NULL) {
         struct session *s = slot->value;

@@ -36,7 +36,8 @@ static void device_usage(FILE *out)
           "  list        print every device\n"
           "  remove ID   delete a device and revoke its certificates\n"
           "  rotate ID   issue a new certificate; the old one stays valid for an overlap\n"
-          "  revoke ID   revoke every certificate of a device and rewrite the CRL\n"
+          "  revoke ID   revoke every certificate of a device, rewrite the CRL and\n"
+          "              delete its pre-shared key\n"
           "  certs [ID]  print the certificate records\n"
           "\n"
           "Run 'vigil device <command> --help' for the options of a command.\n",
@@ -69,8 +70,10 @@ static void cert_action_usage(const struct device_opts *o, FILE *out)
     else if (o->action == ACTION_REVOKE)
         fputs("usage: vigil device revoke ID [options]\n"
               "\n"
-              "Revokes every certificate of device ID and rewrites <data-dir>/pki/crl.pem,\n"
-              "which a running vigil serve reloads.\n"
+              "Revokes every certificate of device ID, rewrites <data-dir>/pki/crl.pem,\n"
+              "which a running vigil serve reloads, and deletes the device's pre-shared\n"
+              "key. Sessions keyed by either end within about a second; the password\n"
+              "stays (use remove to delete the device).\n"
               "\n"
               "options:\n",
               out);

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth/acl.h"
 #include "cli/admin_record.h"
 #include "cli/cmd_device.h"
 #include "core/alloc.h"
@@ -414,9 +415,14 @@ int device_run_revoke(const struct device_opts *o, const struct vigil_config *cf
         fprintf(stderr, "vigil device revoke: failed to revoke the certificates of '%s': %s\n",
                 o->id, vigil_strerror(rc));
         status = 1;
+    } else if (device_db_get(db, o->id, &info) == VIGIL_OK &&
+               (rc = device_db_set_psk(db, o->id, NULL, 0)) != VIGIL_OK) {
+        fprintf(stderr, "vigil device revoke: revoked the certificates of '%s' but failed to "
+                "delete its pre-shared key: %s\n", o->id, vigil_strerror(rc));
+        status = 1;
     } else {
-        printf("revoked %d certificate(s) of device %s\ncrl: %s\n", count.live, o->id,
-               pki_crl_file(pki));
+        printf("revoked %d certificate(s) of device %s\ncrl: %s\npre-shared key: deleted\n",
+               count.live, o->id, pki_crl_file(pki));
         status = fflush(stdout) == 0 ? 0 : 1;
         if (status == 0)
             status = device_record(o, cfg, "cert_revoked",

@@ -705,6 +705,21 @@ def _(ctx):
     wait_event(ctx, "auth_failure", device_id=dev.id)
 
 
+@case("revoke closes a TLS-PSK connection and deletes the key", needs="psk", only="vigil")
+def _(ctx):
+    dev = device(ctx, psk=True)
+    topic = own_topic(dev)
+    psk_args = ["-h", "127.0.0.1", "-p", str(ctx.port)]
+    ToolSub(ctx, psk_args + ["--psk", dev.psk, "--psk-identity", dev.id, "-i", dev.id,
+                             "-t", topic], 1)
+    wait_event(ctx, "auth_success", device_id=dev.id)
+    ctx.broker.revoke(dev.id)
+    wait_event(ctx, "cert", device_id=dev.id, detail="PSK revoked")
+    out = run_tool(ctx, ["mosquitto_pub"] + psk_args + [
+        "--psk", dev.psk, "--psk-identity", dev.id, "-i", dev.id, "-t", topic, "-m", "1"])
+    check(out.returncode != 0, "mosquitto_pub with the revoked PSK succeeded")
+
+
 @case("mosquitto_pub --psk right and wrong key", needs="psk")
 def _(ctx):
     dev = device(ctx, psk=True)
