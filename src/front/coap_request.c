@@ -29,6 +29,24 @@ static void reply_error(struct coap_req *q, uint8_t code, const char *diagnostic
     coap_reply_error(q->cp, q->msg, code, diagnostic);
 }
 
+/* Rules of the events of rejected requests. An unknown resource, method or
+ * format, a proxy request and a broken block sequence are answered by the
+ * response code sections; they show a peer probing the server. */
+#define RULE_NOT_FOUND "RFC7252-5.9.2.5"
+#define RULE_METHOD "RFC7252-5.9.2.6"
+#define RULE_PROXY "RFC7252-5.9.3.6"
+#define RULE_INCOMPLETE "RFC7959-2.9.2"
+#define RULE_BLOCK "RFC7959-2.2"
+#define RULE_URI_PATH "RFC7252-5.10.1"
+
+/* Sends code with a diagnostic and leaves a malformed event naming rule. */
+static void reject(struct coap_req *q, uint8_t code, const char *rule, const char *diagnostic)
+{
+    coap_emit(q->cp->front, q->cp->udp, VIGIL_EV_MALFORMED, rule, diagnostic,
+              (uint32_t)q->msg->payload_len);
+    reply_error(q, code, diagnostic);
+}
+
 static double now_seconds(void)
 {
     return floor((double)vigil_time_now_us() / 1000.0) / 1000.0;
@@ -354,15 +372,15 @@ static void route_t(struct coap_req *q)
         if (q->msg->code == COAP_POST && conditions_met(q, NULL, 0))
             publish_measurements(q, NULL);
         else if (q->msg->code != COAP_POST)
-            reply_error(q, COAP_METHOD_NOT_ALLOWED, "POST a SenML pack to /t");
+            reject(q, COAP_METHOD_NOT_ALLOWED, RULE_METHOD, "POST a SenML pack to /t");
         return;
     }
     if (!senml_metric_valid(metric, q->path_len - 2)) {
-        reply_error(q, COAP_NOT_FOUND, "no such resource");
+        reject(q, COAP_NOT_FOUND, RULE_NOT_FOUND, "no such resource");
         return;
     }
     if (q->msg->code != COAP_GET && q->msg->code != COAP_PUT && q->msg->code != COAP_POST) {
-        reply_error(q, COAP_METHOD_NOT_ALLOWED, "use GET, PUT or POST");
+        reject(q, COAP_METHOD_NOT_ALLOWED, RULE_METHOD, "use GET, PUT or POST");
         return;
     }
     tlen = gw_device_topic(&q->cp->client, metric, q->path_len - 2, topic, sizeof topic);
@@ -382,7 +400,7 @@ static void route_ps(struct coap_req *q)
     size_t len;
 
     if (!coap_ps_topic(q->path, q->path_len, &topic, &len)) {
-        reply_error(q, COAP_NOT_FOUND, "name a topic below /ps/");
+        reject(q, COAP_NOT_FOUND, RULE_NOT_FOUND, "name a topic below /ps/");
         return;
     }
     if (q->msg->code == COAP_GET)
@@ -397,7 +415,7 @@ static void route_well_known(struct coap_req *q)
     size_t n;
 
     if (q->msg->code != COAP_GET) {
-        reply_error(q, COAP_METHOD_NOT_ALLOWED, "use GET");
+        reject(q, COAP_METHOD_NOT_ALLOWED, RULE_METHOD, "use GET");
         return;
     }
     n = coap_core_links(links, sizeof links);
@@ -415,7 +433,7 @@ static void route(struct coap_req *q)
     else if (strcmp(p, "ps") == 0 || strncmp(p, "ps/", 3) == 0)
         route_ps(q);
     else
-        reply_error(q, COAP_NOT_FOUND, "no such resource");
+        reject(q, COAP_NOT_FOUND, RULE_NOT_FOUND, "no such resource");
 }
 
 /* ---- request bodies ---- */
@@ -450,10 +468,11 @@ static bool block1_step(struct coap_req *q, uint32_t max_body, uint32_t size1)
         coap_reply_send(cp, &r);
         return false;
     case COAP_B1_INCOMPLETE:
-        reply_error(q, COAP_REQUEST_ENTITY_INCOMPLETE, "block out of sequence");
+        reject(q, COAP_REQUEST_ENTITY_INCOMPLETE, RULE_INCOMPLETE, "block out of sequence");
         return false;
     case COAP_B1_BAD:
-        reply_error(q, COAP_BAD_REQUEST, "block size and payload length disagree");
+        reject(q, COAP_BAD_REQUEST, RULE_BLOCK,
+               "block with M set shorter than its size, or payload longer than the block");
         return false;
     default:
         reply_error(q, COAP_SERVICE_UNAVAILABLE, "no memory");
@@ -483,7 +502,7 @@ static bool take_body(struct coap_req *q)
         return false;
     }
     if (rc != VIGIL_OK) {
-        reply_error(q, COAP_BAD_REQUEST, "invalid Block1 option");
+        reject(q, COAP_BAD_REQUEST, RULE_BLOCK, "invalid Block1 option (SZX 7 is reserved)");
         return false;
     }
     coap_get_size1(q->msg, &size1);
@@ -498,19 +517,20 @@ void coap_handle_request(struct coap_peer *cp, const struct coap_msg *msg)
 
     if (coap_find_option(msg, COAP_OPT_PROXY_URI, 0) != NULL ||
         coap_find_option(msg, COAP_OPT_PROXY_SCHEME, 0) != NULL) {
-        reply_error(&q, COAP_CODE(5, 5), "this server is no proxy");
+        reject(&q, COAP_CODE(5, 5), RULE_PROXY, "this server is no proxy");
         return;
     }
     /* RFC 7252 section 5.8: a method this server does not know (FETCH,
      * PATCH and any other) gets 4.05. */
     if (msg->code > COAP_DELETE) {
-        reply_error(&q, COAP_METHOD_NOT_ALLOWED, "use GET, POST, PUT or DELETE");
+        reject(&q, COAP_METHOD_NOT_ALLOWED, RULE_METHOD, "use GET, POST, PUT or DELETE");
         return;
     }
     rc = coap_uri_path(msg, q.path, sizeof q.path, &q.path_len);
     if (rc != VIGIL_OK) {
-        reply_error(&q, COAP_BAD_REQUEST,
-                    rc == VIGIL_ERR_LIMIT ? "Uri-Path is too long" : "Uri-Path segment has '/' or NUL");
+        reject(&q, COAP_BAD_REQUEST, RULE_URI_PATH,
+               rc == VIGIL_ERR_LIMIT ? "Uri-Path longer than vigil accepts"
+                                     : "Uri-Path segment has '/' or NUL");
         return;
     }
     if (!coap_peer_login(cp)) {

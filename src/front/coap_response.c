@@ -193,6 +193,8 @@ void coap_send_message(struct coap_peer *cp, const struct coap_msg *req, const c
     }
     coap_get_uint(req, COAP_OPT_ACCEPT, 2, &accept);
     if (m != NULL && !coap_negotiate(accept, &rep, &converted)) {
+        coap_emit(cp->front, cp->udp, VIGIL_EV_MALFORMED, "RFC7252-5.9.2.7",
+                  "Accept names a format not available", 0);
         coap_reply_error(cp, req, COAP_NOT_ACCEPTABLE, "Accept names a format not available");
         return;
     }
