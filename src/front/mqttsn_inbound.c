@@ -7,6 +7,7 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "front/mqttsn_internal.h"
+#include "proto/mqtt/mqtt.h"
 
 const char *sn_resolve_topic(struct sn_client *c, uint8_t type, uint16_t id, char *buf,
                              size_t cap, size_t *len)
@@ -123,6 +124,21 @@ static bool ack_pending(const struct sn_client *c, uint16_t msg_id)
     return false;
 }
 
+/* Checks that topic, a name or filter from the client, is well-formed
+ * UTF-8 without U+0000, as MQTT requires of every topic, and emits a
+ * malformed event naming the message type when it is not. */
+static bool topic_utf8_valid(struct sn_client *c, const char *type, const char *topic, size_t len)
+{
+    char detail[96];
+
+    if (mqtt_utf8_valid((const uint8_t *)topic, len))
+        return true;
+    snprintf(detail, sizeof detail, "%s topic is not well-formed UTF-8 or contains U+0000",
+             type);
+    sn_malformed(c, "MQTT-SN-1.2:5.3.12", detail, len);
+    return false;
+}
+
 /* ---- PUBLISH ---- */
 
 static void unknown_topic_id(struct sn_client *c, const struct sn_msg *m)
@@ -233,6 +249,11 @@ void sn_on_publish(struct sn_client *c, const struct sn_msg *m)
             send_msg_id(c, SN_PUBREC, m->msg_id);
         return;
     }
+    if (m->flags.topic_id_type == SN_TOPIC_SHORT && !topic_utf8_valid(c, "PUBLISH", topic, len)) {
+        if (m->flags.qos >= 0)
+            send_puback(c, m->topic_id, m->msg_id, SN_RC_INVALID_TOPIC_ID);
+        return;
+    }
     publish(c, m, topic, len);
 }
 
@@ -266,6 +287,12 @@ void sn_on_register(struct sn_client *c, const struct sn_msg *m)
     uint16_t id = 0;
     vigil_err rc;
 
+    /* 0x03 "not supported", as for any other invalid name: 0x02 "invalid
+     * topic id" is about an id, and this client has none for the name. */
+    if (!topic_utf8_valid(c, "REGISTER", name, m->topic_name.len)) {
+        send_regack(c, 0, m->msg_id, SN_RC_NOT_SUPPORTED);
+        return;
+    }
     if (!name_acceptable(c, name, m->topic_name.len)) {
         sn_malformed(c, "MQTT-SN-1.2:5.3.12", "REGISTER TopicName is not a valid topic name",
                      m->topic_name.len);
@@ -349,8 +376,7 @@ void sn_on_subscribe(struct sn_client *c, const struct sn_msg *m)
         send_suback(c, m, 0, m->topic_id, SN_RC_INVALID_TOPIC_ID);
         return;
     }
-    if (memchr(filter, '\0', len) != NULL) {
-        sn_malformed(c, "MQTT-SN-1.2:5.3.12", "SUBSCRIBE TopicName contains U+0000", len);
+    if (!topic_utf8_valid(c, "SUBSCRIBE", filter, len)) {
         send_suback(c, m, 0, 0, SN_RC_INVALID_TOPIC_ID);
         return;
     }

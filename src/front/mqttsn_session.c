@@ -7,6 +7,7 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "front/mqttsn_internal.h"
+#include "proto/mqtt/mqtt.h"
 
 void sn_will_clear(struct sn_will *w)
 {
@@ -118,8 +119,11 @@ void sn_on_connect(struct sn_client *c, const struct sn_msg *m)
     char client_id[SN_MAX_CLIENT_ID + 1];
     uint8_t code;
 
-    if (memchr(m->client_id.p, '\0', m->client_id.len) != NULL) {
-        sn_malformed(c, "MQTT-SN-1.2:5.3.1", "ClientId contains U+0000", m->client_id.len);
+    /* ClientIds appear in events and logs, so they are held to MQTT's rule
+     * for strings: well-formed UTF-8 without U+0000. */
+    if (!mqtt_utf8_valid(m->client_id.p, m->client_id.len)) {
+        sn_malformed(c, "MQTT-SN-1.2:5.3.1",
+                     "ClientId is not well-formed UTF-8 or contains U+0000", m->client_id.len);
         return;
     }
     memcpy(client_id, m->client_id.p, m->client_id.len);
@@ -161,7 +165,7 @@ static uint8_t check_will_topic(struct sn_client *c, const struct sn_str *t)
     const char *name = (const char *)t->p;
 
     if (t->len == 0 || t->len > c->f->hub->cfg.limits.max_topic_length ||
-        !topic_name_valid(name, t->len)) {
+        !topic_name_valid(name, t->len) || !mqtt_utf8_valid(t->p, t->len)) {
         sn_malformed(c, "MQTT-SN-1.2:5.3.14", "WillTopic is not a valid topic name", t->len);
         return SN_RC_NOT_SUPPORTED;
     }
