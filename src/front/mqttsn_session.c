@@ -114,6 +114,19 @@ static bool resumes(const struct sn_client *c, const struct sn_msg *m, const cha
            strcmp(c->client_id, client_id) == 0;
 }
 
+/* The keep-alive the gateway supervises: Duration, or limits.max_keep_alive
+ * when Duration is 0 or above it, as for MQTT 5 connections. MQTT-SN has no
+ * way to tell the client, but without a bound a client that vanished
+ * would hold its peer state until vigil stops. */
+static uint16_t supervised_keep_alive(const struct sn_client *c, uint16_t duration)
+{
+    uint16_t max = c->f->hub->cfg.limits.max_keep_alive;
+
+    if (duration == 0 || duration > max)
+        return max;
+    return duration;
+}
+
 void sn_on_connect(struct sn_client *c, const struct sn_msg *m)
 {
     char client_id[SN_MAX_CLIENT_ID + 1];
@@ -128,9 +141,9 @@ void sn_on_connect(struct sn_client *c, const struct sn_msg *m)
     }
     memcpy(client_id, m->client_id.p, m->client_id.len);
     client_id[m->client_id.len] = '\0';
-    c->gw.keep_alive = m->duration;
+    c->gw.keep_alive = supervised_keep_alive(c, m->duration);
     if (resumes(c, m, client_id)) {
-        c->duration = m->duration;
+        c->duration = c->gw.keep_alive;
         if (m->flags.will)
             request_will(c);
         else
@@ -140,7 +153,7 @@ void sn_on_connect(struct sn_client *c, const struct sn_msg *m)
     if (c->state != SN_ST_IDLE || c->gw.logged_in)
         sn_end(c, "new CONNECT from the same address", false);
 
-    c->gw.keep_alive = m->duration;
+    c->gw.keep_alive = supervised_keep_alive(c, m->duration);
     code = login(c, client_id);
     if (code != SN_RC_ACCEPTED) {
         send_connack(c, code);
@@ -148,7 +161,7 @@ void sn_on_connect(struct sn_client *c, const struct sn_msg *m)
         return;
     }
     memcpy(c->client_id, client_id, sizeof client_id);
-    c->duration = m->duration;
+    c->duration = c->gw.keep_alive;
     c->clean_session = m->flags.clean_session;
     if (m->flags.will)
         request_will(c);
