@@ -129,14 +129,6 @@ static void reject(struct coap_front *f, struct udp_peer *p, const struct coap_m
         send_empty(p, COAP_RST, msg->message_id);
 }
 
-static void on_malformed(struct coap_front *f, struct udp_peer *p, const struct coap_msg *msg,
-                         const struct coap_error *err, size_t len)
-{
-    reject(f, p, msg, err->action, err->rule, err->text, len);
-    /* A source whose first datagram is no CoAP gets no state. */
-    if (p->user == NULL && !f->dtls)
-        udp_peer_close(p, "malformed first datagram");
-}
 
 /* ---- message types ---- */
 
@@ -233,6 +225,25 @@ static void on_request(struct coap_front *f, struct udp_peer *p, const struct co
     coap_handle_request(cp, msg);
 }
 
+static void on_message(struct coap_front *f, struct udp_peer *p, const struct coap_msg *msg,
+                       size_t len)
+{
+    switch (msg->type) {
+    case COAP_ACK:
+        on_ack(f, p, msg, len);
+        break;
+    case COAP_RST:
+        on_rst(f, p, msg, len);
+        break;
+    default:
+        if (coap_is_request(msg))
+            on_request(f, p, msg, len);
+        else
+            on_non_request(f, p, msg, len);
+        break;
+    }
+}
+
 void coap_datagram(void *ctx, struct udp_peer *p, const uint8_t *data, size_t len)
 {
     struct coap_front *f = ctx;
@@ -241,22 +252,13 @@ void coap_datagram(void *ctx, struct udp_peer *p, const uint8_t *data, size_t le
 
     if (f->closing)
         return;
-    if (coap_decode(data, len, &msg, &err) != VIGIL_OK) {
-        on_malformed(f, p, &msg, &err, len);
-        return;
-    }
-    switch (msg.type) {
-    case COAP_ACK:
-        on_ack(f, p, &msg, len);
-        break;
-    case COAP_RST:
-        on_rst(f, p, &msg, len);
-        break;
-    default:
-        if (coap_is_request(&msg))
-            on_request(f, p, &msg, len);
-        else
-            on_non_request(f, p, &msg, len);
-        break;
-    }
+    if (coap_decode(data, len, &msg, &err) != VIGIL_OK)
+        reject(f, p, &msg, err.action, err.rule, err.text, len);
+    else
+        on_message(f, p, &msg, len);
+    /* A plaintext source gets state with its first request: a datagram
+     * that is no CoAP, a ping, an ACK or a Reset from a source without
+     * state leaves none behind. */
+    if (p->user == NULL && !f->dtls)
+        udp_peer_close(p, "no request");
 }

@@ -102,7 +102,7 @@ static vigil_err dec_option(struct coap_dec *d, struct coap_msg *out, uint32_t *
     if ((size_t)(d->end - d->p) < len)
         return dec_fail(d, "RFC7252-3.1", "option value runs past the end of the message");
     if (out->n_options == COAP_MAX_OPTIONS) {
-        dec_fail(d, "COAP_MAX_OPTIONS", "message has more than 32 options");
+        dec_fail(d, "RFC7252-3.1", "more options than vigil accepts (32)");
         return VIGIL_ERR_LIMIT;
     }
     out->options[out->n_options++] = (struct coap_option){
