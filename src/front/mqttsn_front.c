@@ -88,9 +88,25 @@ static struct sn_client *client_new(struct sn_front *f, struct udp_peer *p)
     return c;
 }
 
+/* Frees c once its peer is closing. The front end ends a client itself
+ * before it closes the peer, so a client still connected here lost its
+ * peer to the UDP layer, such as a DTLS close_notify, a fatal alert or a
+ * new handshake from the same address. That is a loss, as for MQTT without
+ * DISCONNECT, and publishes the will. A gateway that stops publishes no
+ * will. */
 static void client_free(struct sn_client *c)
 {
-    sn_end(c, c->f->closing ? "gateway stopping" : "peer closed", false);
+    const char *why = "peer closed";
+    bool lost = !c->f->closing && sn_connected(c);
+
+    if (c->f->closing) {
+        why = "gateway stopping";
+    } else if (lost) {
+        why = c->f->dtls ? "DTLS session ended without DISCONNECT"
+                         : "peer closed without DISCONNECT";
+        log_info("mqttsn %s: client '%s' lost: %s", c->gw.peer, c->client_id, why);
+    }
+    sn_end(c, why, lost);
     sn_acks_detach(c);
     sn_topics_free(&c->topics);
     vigil_free(c);
