@@ -90,10 +90,10 @@ static struct sn_client *client_new(struct sn_front *f, struct udp_peer *p)
 
 /* Frees c once its peer is closing. The front end ends a client itself
  * before it closes the peer, so a client still connected here lost its
- * peer to the UDP layer, such as a DTLS close_notify, a fatal alert or a
- * new handshake from the same address. That is a loss, as for MQTT without
- * DISCONNECT, and publishes the will. A gateway that stops publishes no
- * will. */
+ * peer in the UDP layer. A DTLS close_notify, a fatal alert or a new
+ * handshake from the same address does that. Such a client is lost, as
+ * over MQTT without DISCONNECT, and its will is published. A gateway that
+ * stops publishes no will. */
 static void client_free(struct sn_client *c)
 {
     const char *why = "peer closed";
