@@ -178,6 +178,33 @@ vigil_err udp_send_to(struct udp_endpoint *ep, const struct sockaddr *addr, cons
 
 /* Peers */
 
+/* Ends the least recently active peer whose last datagram is at least the
+ * endpoint's idle time old, to make room in a full table. A scan of the
+ * table, but only when it is full and a new source arrives. */
+static bool evict_idle(struct udp_endpoint *ep)
+{
+    uint64_t now = uv_now(ep->hub->loop);
+    struct udp_peer_state *oldest = NULL;
+    struct vigil_map_slot *slot;
+    size_t pos = 0;
+
+    if (ep->idle_ms == 0)
+        return false;
+    while ((slot = vigil_map_next(&ep->peers, &pos)) != NULL) {
+        struct udp_peer_state *p = slot->value;
+
+        if (now - p->pub.last_rx_ms >= ep->idle_ms &&
+            (oldest == NULL || p->pub.last_rx_ms < oldest->pub.last_rx_ms))
+            oldest = p;
+    }
+    if (oldest == NULL)
+        return false;
+    log_info("udp %s: peer evicted: peer table full and no datagram for %llu s", oldest->pub.name,
+             (unsigned long long)((now - oldest->pub.last_rx_ms) / 1000));
+    udp_peer_close(&oldest->pub, "evicted");
+    return true;
+}
+
 struct udp_peer_state *udp_peer_new(struct udp_endpoint *ep, const struct sockaddr *addr,
                                     const uint8_t *key, size_t key_len)
 {
@@ -185,7 +212,7 @@ struct udp_peer_state *udp_peer_new(struct udp_endpoint *ep, const struct sockad
     size_t addr_len = addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                    : sizeof(struct sockaddr_in);
 
-    if (ep->n_peers >= ep->max_peers)
+    if (ep->n_peers >= ep->max_peers && !evict_idle(ep))
         return NULL;
     p = vigil_calloc(1, sizeof *p);
     if (p == NULL)
@@ -474,6 +501,11 @@ uint32_t udp_endpoint_n_peers(const struct udp_endpoint *ep)
 uint16_t udp_endpoint_port(const struct udp_endpoint *ep)
 {
     return ep->port;
+}
+
+void udp_endpoint_set_idle_ms(struct udp_endpoint *ep, uint64_t idle_ms)
+{
+    ep->idle_ms = idle_ms;
 }
 
 void udp_endpoint_foreach(struct udp_endpoint *ep, void (*fn)(void *ctx, struct udp_peer *p),

@@ -73,6 +73,12 @@ uint32_t udp_endpoint_n_peers(const struct udp_endpoint *ep);
  * port 0). */
 uint16_t udp_endpoint_port(const struct udp_endpoint *ep);
 
+/* When the peer table is full and a new source arrives, the least
+ * recently active peer whose last datagram is at least idle_ms old is
+ * ended (closing callback) to make room. 0, the default, never ends a
+ * peer for room. */
+void udp_endpoint_set_idle_ms(struct udp_endpoint *ep, uint64_t idle_ms);
+
 /* Forgets every resumable DTLS session of the endpoint, so that no revoked
  * identity resumes. Then ends, with closing callbacks, the secured peers
  * of device (any device when NULL or "") whose certificate serial is

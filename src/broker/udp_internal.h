@@ -44,6 +44,7 @@ struct udp_endpoint {
     struct vigil_map peers;             /* key -> struct udp_peer_state * */
     uint32_t n_peers;
     uint32_t max_peers;
+    uint64_t idle_ms;                   /* see udp_endpoint_set_idle_ms; 0 = never evict */
     struct udp_peer_state *handshakes;  /* DTLS peers in handshake */
     struct udp_peer_state *dead;        /* closed, freed by the timer */
     /* DTLS endpoints only. */

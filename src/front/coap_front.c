@@ -174,6 +174,12 @@ static void tick_peer(void *ctx, struct udp_peer *p)
     coap_dedup_expire(&cp->dedup, now);
     if (coap_reassembly_expired(&cp->block1, now))
         coap_reassembly_reset(&cp->block1);
+    /* An observer quiet for the idle time gets a confirmable notification
+     * once per idle time, so one that went away is noticed. */
+    if (cp->n_obs > 0 && now - p->last_rx_ms >= idle_ms && now - cp->checked_ms >= idle_ms) {
+        cp->checked_ms = now;
+        coap_observe_check(cp);
+    }
     if (peer_idle(cp, now, idle_ms)) {
         log_debug("coap %s: released after %u s without traffic", p->name,
                   f->hub->cfg.gateway.coap_idle_s);
@@ -306,6 +312,7 @@ vigil_err coap_front_open(struct hub *hub, const struct config_listener *l, stru
         return rc;
     }
     f->dtls = udp_endpoint_is_dtls(f->ep);
+    udp_endpoint_set_idle_ms(f->ep, (uint64_t)hub->cfg.gateway.coap_idle_s * 1000);
     uv_timer_init(hub->loop, &f->tick);
     uv_timer_init(hub->loop, &f->retx);
     f->tick.data = f;

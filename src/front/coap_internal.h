@@ -364,6 +364,7 @@ struct coap_outstanding {
     uint32_t timeout_ms;
     uint64_t due_ms;
     struct coap_observation *obs; /* NULL once the observation ended */
+    bool check;                   /* sent by coap_observe_check */
     uint8_t *bytes;               /* owned datagram */
     size_t len;
 };
@@ -397,6 +398,7 @@ struct coap_peer {
     bool hold_notify;             /* a registration response is not sent yet */
     bool block_reported;          /* rate_limit event sent for the current block */
     const char *close_why;        /* static; reason of a close this front end began */
+    uint64_t checked_ms;          /* last coap_observe_check */
     uint16_t next_mid;
     uint32_t observe_seq;
     uint32_t next_sub_id;
@@ -532,6 +534,9 @@ void coap_notify_pump(struct coap_peer *cp);
 void coap_observe_ack(struct coap_peer *cp, uint16_t mid);
 void coap_observe_reset(struct coap_peer *cp, uint16_t mid);
 void coap_observe_retx(struct coap_front *f, uint64_t now_ms);
+/* Sends a confirmable notification to a peer with observations, unless
+ * one is in flight, to learn whether it is still there. */
+void coap_observe_check(struct coap_peer *cp);
 /* Ends every observation and drops queued and in-flight notifications. */
 void coap_observe_free_all(struct coap_peer *cp);
 

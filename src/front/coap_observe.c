@@ -320,22 +320,26 @@ static void remember_non(struct coap_peer *cp, uint16_t mid, struct coap_observa
     cp->recent_next = (cp->recent_next + 1) % COAP_RECENT_NON;
 }
 
-/* Encodes one notification; returns its length or 0. */
+/* Encodes one notification of m (NULL: an empty representation); returns
+ * its length or 0. */
 static size_t build_notification(struct coap_peer *cp, struct coap_observation *o,
                                  const struct msg *m, bool con, uint16_t mid, uint8_t *buf,
                                  size_t cap)
 {
-    struct coap_repr rep = {.body = m->payload, .len = m->payload_len,
-                            .format = coap_guess_format(m->payload, m->payload_len),
+    const uint8_t *body = m != NULL ? m->payload : NULL;
+    size_t len = m != NULL ? m->payload_len : 0;
+    struct coap_repr rep = {.body = body, .len = len,
+                            .format = m != NULL ? coap_guess_format(body, len) : COAP_FORMAT_NONE,
                             .has_max_age = true, .max_age = coap_max_age(m), .has_observe = true,
-                            .observe = cp->observe_seq, .has_etag = true,
-                            .etag = coap_etag(m->payload, m->payload_len)};
+                            .observe = cp->observe_seq, .has_etag = m != NULL,
+                            .etag = coap_etag(body, len)};
     struct coap_block want = {.num = 0, .szx = o->szx};
     struct coap_reply r;
-    uint8_t *converted;
+    uint8_t *converted = NULL;
     size_t n = 0;
 
-    if (!coap_negotiate(o->accept == 0xFFFF ? COAP_FORMAT_NONE : o->accept, &rep, &converted))
+    if (m != NULL &&
+        !coap_negotiate(o->accept == 0xFFFF ? COAP_FORMAT_NONE : o->accept, &rep, &converted))
         return 0;
     coap_reply_init_raw(&r, con ? COAP_CON : COAP_NON, mid, o->token, o->token_len,
                         COAP_CONTENT);
@@ -344,6 +348,25 @@ static size_t build_notification(struct coap_peer *cp, struct coap_observation *
         n = coap_encode(&r.msg, buf, cap);
     vigil_free(converted);
     return n;
+}
+
+/* Makes the confirmable notification in buf the one in flight, for
+ * retransmission until it is acknowledged. */
+static void con_start(struct coap_peer *cp, struct coap_observation *o, uint16_t mid,
+                      const uint8_t *buf, size_t n)
+{
+    o->since_con = 0;
+    cp->con.bytes = vigil_memdup(buf, n);
+    if (cp->con.bytes == NULL)
+        return; /* sent once, without retransmission */
+    cp->con.active = true;
+    cp->con.mid = mid;
+    cp->con.len = n;
+    cp->con.obs = o;
+    cp->con.retries = 0;
+    cp->con.timeout_ms = coap_initial_timeout_ms(coap_random(cp->front));
+    cp->con.due_ms = coap_now_ms(cp->front) + cp->con.timeout_ms;
+    retx_add(cp);
 }
 
 static void send_notification(struct coap_peer *cp, const struct coap_notify *nt)
@@ -372,18 +395,36 @@ static void send_notification(struct coap_peer *cp, const struct coap_notify *nt
         remember_non(cp, mid, o);
         return;
     }
-    o->since_con = 0;
-    cp->con.bytes = vigil_memdup(buf, n);
-    if (cp->con.bytes == NULL)
-        return; /* sent once, without retransmission */
-    cp->con.active = true;
-    cp->con.mid = mid;
-    cp->con.len = n;
-    cp->con.obs = o;
-    cp->con.retries = 0;
-    cp->con.timeout_ms = coap_initial_timeout_ms(coap_random(cp->front));
-    cp->con.due_ms = coap_now_ms(cp->front) + cp->con.timeout_ms;
-    retx_add(cp);
+    con_start(cp, o, mid, buf, n);
+}
+
+/* Checks that a quiet observer is still there (RFC 7641 section 4.5): a
+ * confirmable notification of the current state of its first observation
+ * (an empty representation for a filter or a topic without a retained
+ * message). When it is not acknowledged, the observer is taken as gone
+ * and every observation of the peer ends. */
+void coap_observe_check(struct coap_peer *cp)
+{
+    struct coap_observation *o;
+    const struct msg *m = NULL;
+    uint16_t mid;
+    uint8_t buf[1400];
+    size_t n, flen;
+
+    if (cp->n_obs == 0 || cp->con.active || cp->closing)
+        return;
+    o = cp->obs[0];
+    flen = strlen(o->filter);
+    if (!is_filter(o->filter, flen))
+        m = gw_retained(cp->front->hub, o->filter, flen);
+    mid = coap_next_mid(cp);
+    cp->observe_seq = coap_observe_next(cp->observe_seq);
+    n = build_notification(cp, o, m, true, mid, buf, sizeof buf);
+    if (n == 0)
+        return; /* not in the observer's format; the peer table evicts it when full */
+    udp_send(cp->udp, buf, n);
+    con_start(cp, o, mid, buf, n);
+    cp->con.check = cp->con.active;
 }
 
 void coap_notify_pump(struct coap_peer *cp)
@@ -471,12 +512,17 @@ static void retx_peer(struct coap_peer *cp, uint64_t now_ms)
         return;
     if (con->retries >= COAP_MAX_RETRANSMIT) {
         struct coap_observation *o = con->obs;
+        bool check = con->check;
 
         /* The client is gone or no longer interested (RFC 7641 section
          * 4.5). */
         con_clear(cp);
         if (o != NULL)
             obs_remove(cp, o, "confirmable notification not acknowledged");
+        /* A quiet observer that does not answer is gone: the idle tick
+         * releases the peer once no observation is left. */
+        while (check && cp->n_obs > 0)
+            obs_remove(cp, cp->obs[cp->n_obs - 1], "observer does not answer");
         coap_notify_pump(cp);
         return;
     }
