@@ -201,6 +201,8 @@ static bool evict_idle(struct udp_endpoint *ep)
         return false;
     log_info("udp %s: peer evicted: peer table full and no datagram for %llu s", oldest->pub.name,
              (unsigned long long)((now - oldest->pub.last_rx_ms) / 1000));
+    udp_emit(ep, ep->proto, oldest->pub.name, VIGIL_EV_LIMIT, NULL,
+             "idle peer released: peer table of the listener full", 0);
     udp_peer_close(&oldest->pub, "evicted");
     return true;
 }
