@@ -27,7 +27,6 @@ VIGIL=${VIGIL_BIN:-./build/vigil}
 DATA_DIR=${VIGIL_DEMO_DATA_DIR:-./vigil-data}
 CREDS="$DATA_DIR/demo-credentials"
 PSKS="$DATA_DIR/demo-psk"
-CONFIG="$DATA_DIR/demo-vigil.yaml"
 DEVICES=${VIGIL_DEMO_DEVICES:-40}
 WEARABLES=${VIGIL_DEMO_WEARABLES:-6}
 SENSORS=${VIGIL_DEMO_SENSORS:-4}
@@ -38,8 +37,9 @@ PORT=${VIGIL_DEMO_PORT:-1883}
 UDP_HOST="::1"
 COAPS_PORT=${VIGIL_DEMO_COAPS_PORT:-5684}
 MQTTSN_PORT=${VIGIL_DEMO_MQTTSN_PORT:-1885}
-# The hub's gateway.topic_base in $CONFIG; the simulator needs it too.
-TOPIC_BASE="north/%u/%t/%d/"
+# The hub's default gateway.topic_base; the simulator puts the wearables'
+# status and alarms under the same prefix as the measurements they post.
+TOPIC_BASE="hospital/%u/%t/%d/"
 
 serve_pid=""
 sim_pid=""
@@ -124,12 +124,6 @@ provision_all() {
         provision "$id" device --psk --type sensor --unit icu3
     done
     provision central monitor
-    cat >"$CONFIG" <<YAML
-# Written by scripts/demo.sh on every run: measurements the CoAP wearables
-# post to /t land under north/ beside the MQTT monitors'.
-gateway:
-  topic_base: "$TOPIC_BASE"
-YAML
     echo "demo: $DEVICES monitors, $WEARABLES wearables, $SENSORS sensors and 'central'" \
         "provisioned; passwords in $CREDS, PSKs in $PSKS"
 }
@@ -157,7 +151,7 @@ trap stop_started INT TERM EXIT
 
 # A UDP port already in use makes vigil serve exit, which wait_for_broker
 # reports with the log.
-"$VIGIL" serve --data-dir "$DATA_DIR" -c "$CONFIG" --mqtt "$HOST:$PORT" \
+"$VIGIL" serve --data-dir "$DATA_DIR" --mqtt "$HOST:$PORT" \
     --coaps "[$UDP_HOST]:$COAPS_PORT" --mqttsn-dtls "[$UDP_HOST]:$MQTTSN_PORT" --psk \
     >"$DATA_DIR/demo-serve.log" 2>&1 &
 serve_pid=$!
@@ -176,7 +170,10 @@ echo "demo: vigil sim running (pid $sim_pid), log in $DATA_DIR/demo-sim.log; pre
 sleep 1.5
 
 station_status=0
+# The monitors and sensors publish under north/, the wearables under the
+# hub's gateway.topic_base (hospital/...), so the station watches every site.
 "$VIGIL" station --credentials "$CREDS" --username central --host "$HOST" --port "$PORT" \
+    --filter '+/+/+/+/#' \
     --duration "$DURATION" || station_status=$?
 stop_started
 exit "$station_status"
