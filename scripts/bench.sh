@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
 # Runs the side-by-side benchmark in one command: installs what it needs
-# (the build dependencies, mosquitto, gnuplot-nox), builds vigil with
-# CMAKE_BUILD_TYPE=Release in build-bench/, runs `vigil bench --compare`
-# against vigil, mosquitto and the raw relay, and writes the results and
-# PNG plots to bench-results/<date>/ (bench-results/latest points there).
+# with apt-get (the build dependencies, mosquitto, gnuplot-nox), builds
+# vigil with CMAKE_BUILD_TYPE=Release in build-bench/, runs `vigil bench
+# --compare` against vigil, mosquitto and the raw relay, and writes the
+# results and PNG plots to bench-results/<date>/ (bench-results/latest
+# points there).
 #
 # Usage: scripts/bench.sh [--quick] [more `vigil bench --compare` options]
-#   --quick   about 5 minutes instead of about 20
+#   --quick   shorter windows, fewer steps and connections
 # Environment: BENCH_OUT overrides the results directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# What building vigil and running the benchmark need; the test suites'
+# packages come from scripts/install-deps.sh instead.
+PACKAGES=(build-essential cmake ninja-build pkg-config libuv1-dev libssl-dev libsqlite3-dev
+          libjansson-dev libyaml-dev libpcap-dev mosquitto gnuplot-nox)
+
 install_packages() {
     local missing=() pkg status
-    bash scripts/install-deps.sh
-    for pkg in mosquitto gnuplot-nox; do
+    for pkg in "${PACKAGES[@]}"; do
         status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
         [[ "$status" == "install ok installed" ]] || missing+=("$pkg")
     done
