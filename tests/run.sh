@@ -4,7 +4,7 @@
 # Usage: tests/run.sh [SUITE...]
 #   SUITE: unit, fuzz, raw, e2e (all of e2e/*), e2e/paho, e2e/node, e2e/bench,
 #          e2e/shell, e2e/crash, e2e/tls, e2e/audit, e2e/capture, e2e/siem,
-#          e2e/sniff, e2e/engine, mqttsn, coap, sim.
+#          e2e/sniff, e2e/engine, mqttsn, coap, udp-break, sim.
 #          Default: all of them.
 # Environment:
 #   VIGIL_TEST_BROKER   vigil (default) or mosquitto (reference broker)
@@ -32,7 +32,7 @@ RESULTS=$LOG_DIR/results.tsv
 export VIGIL_TEST_RESULTS=$RESULTS
 
 ALL_SUITES=(unit fuzz raw e2e/paho e2e/node e2e/shell e2e/crash e2e/tls e2e/audit e2e/capture e2e/bench
-            e2e/siem e2e/sniff e2e/engine mqttsn coap sim)
+            e2e/siem e2e/sniff e2e/engine mqttsn coap udp-break sim)
 
 # Appends one result line: kind (pass|fail|skip), name, log path.
 record() {
@@ -411,6 +411,17 @@ suite_coap() {
     run_recording_suite coap-raw 600 "$PY" "$ROOT/tests/raw/coap_raw.py"
 }
 
+# Hostile input across both UDP front ends: non-UTF-8 topics, empty tokens,
+# wills on DTLS loss, client ids and PSKs tied to devices, peer-table
+# exhaustion (two cases start a hub with a small peer table).
+suite_udp_break() {
+    if [[ ! -x $VIGIL || ! -x $ASAN_DIR/sn_dtls_client ]]; then
+        missing udp-break "vigil or $ASAN_DIR/sn_dtls_client not found; run make asan"
+        return
+    fi
+    run_recording_suite udp-break 900 "$PY" "$ROOT/tests/raw/break_udp.py"
+}
+
 # vigil sim's mixed fleet (MQTT, CoAP and MQTT-SN over DTLS and plain UDP)
 # against a vigil serve each case starts, with a paho subscriber.
 suite_sim() {
@@ -444,6 +455,7 @@ run_suite() {
         e2e/bench) suite_bench ;;
         mqttsn) suite_mqttsn ;;
         coap) suite_coap ;;
+        udp-break) suite_udp_break ;;
         sim) suite_sim ;;
         *)
             echo "tests/run.sh: unknown suite '$1'; expected one of: ${ALL_SUITES[*]} e2e" >&2
