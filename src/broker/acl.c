@@ -7,9 +7,7 @@
 #include "broker/broker.h"
 #include "broker/topic.h"
 
-/* Writes pattern with "%d" replaced by device into out; returns the length
- * or 0 when it does not fit. */
-static size_t acl_expand(const char *pattern, const char *device, char *out, size_t cap)
+size_t acl_expand_device(const char *pattern, const char *device, char *out, size_t cap)
 {
     size_t n = 0, dlen = strlen(device);
 
@@ -47,7 +45,7 @@ static void acl_stored_pattern(void *ctx, const char *pattern)
 
     if (a->allowed)
         return;
-    n = acl_expand(pattern, a->device, pat, sizeof pat);
+    n = acl_expand_device(pattern, a->device, pat, sizeof pat);
     if (n == 0)
         return;
     a->allowed = a->subscribe ? topic_filter_covers(pat, n, a->topic, a->len)
@@ -77,7 +75,7 @@ bool acl_check_publish(const struct hub *hub, const struct config_role *role, co
     if (role == NULL)
         return true;
     for (size_t i = 0; i < role->n_publish; i++) {
-        size_t n = acl_expand(role->publish[i], device, pat, sizeof pat);
+        size_t n = acl_expand_device(role->publish[i], device, pat, sizeof pat);
 
         if (n > 0 && topic_match(pat, n, topic, len))
             return true;
@@ -109,7 +107,7 @@ bool acl_check_subscribe(const struct hub *hub, const struct config_role *role,
     if (role == NULL)
         return true;
     for (size_t i = 0; i < role->n_subscribe; i++) {
-        size_t n = acl_expand(role->subscribe[i], device, pat, sizeof pat);
+        size_t n = acl_expand_device(role->subscribe[i], device, pat, sizeof pat);
 
         if (n > 0 && topic_filter_covers(pat, n, filter, len))
             return true;

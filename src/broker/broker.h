@@ -295,6 +295,8 @@ bool hub_event_always_kept(uint8_t type);
  * false when none is left. */
 bool hub_event_budget_take(struct hub *hub, uint64_t *tokens, uint64_t *last_ms);
 int64_t hub_now_s(void);
+/* Writes the address part of peer ("host:port" or "[v6]:port") into out. */
+void hub_peer_host(const char *peer, char *out, size_t cap);
 
 /* conn.c */
 void conn_accept(struct hub *hub, uv_stream_t *server, const struct config_listener *listener);
@@ -386,6 +388,9 @@ bool acl_check_publish(const struct hub *hub, const struct config_role *role, co
                        const char *topic, size_t len);
 bool acl_check_subscribe(const struct hub *hub, const struct config_role *role,
                          const char *device, const char *filter, size_t len);
+/* Writes pattern with "%d" replaced by device into out (capacity cap);
+ * returns the length, or 0 when it does not fit or device is empty. */
+size_t acl_expand_device(const char *pattern, const char *device, char *out, size_t cap);
 /* True when client_id is a device id of the inventory, alone or followed
  * by ":<suffix>"; such ids are reserved for that device. */
 bool acl_client_id_names_device(const struct hub *hub, const char *client_id);

@@ -100,23 +100,11 @@ void gw_emit_peer(struct hub *hub, uint8_t proto, const char *peer, enum vigil_e
 
 /* Failed-login limits */
 
-/* The address part of "host:port" or "[v6]:port". */
-static void gw_peer_host(const char *peer, char *out, size_t cap)
-{
-    const char *colon = strrchr(peer, ':');
-    size_t n = colon != NULL ? (size_t)(colon - peer) : strlen(peer);
-
-    if (n >= cap)
-        n = cap - 1;
-    memcpy(out, peer, n);
-    out[n] = '\0';
-}
-
 bool gw_peer_blocked(struct hub *hub, const char *peer)
 {
     char host[64];
 
-    gw_peer_host(peer, host, sizeof host);
+    hub_peer_host(peer, host, sizeof host);
     return hub->rl_peer != NULL && ratelimit_blocked(hub->rl_peer, host, uv_now(hub->loop));
 }
 
@@ -125,7 +113,7 @@ void gw_login_failed(struct hub *hub, const char *peer, const char *identity)
     char host[64];
     uint64_t now = uv_now(hub->loop);
 
-    gw_peer_host(peer, host, sizeof host);
+    hub_peer_host(peer, host, sizeof host);
     if (hub->rl_peer != NULL)
         ratelimit_fail(hub->rl_peer, host, now);
     if (identity != NULL && identity[0] != '\0' && hub->rl_identity != NULL)

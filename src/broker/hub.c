@@ -19,6 +19,17 @@
 #include "passive/live.h"
 #include "store/store.h"
 
+void hub_peer_host(const char *peer, char *out, size_t cap)
+{
+    const char *colon = strrchr(peer, ':');
+    size_t n = colon != NULL ? (size_t)(colon - peer) : strlen(peer);
+
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, peer, n);
+    out[n] = '\0';
+}
+
 int64_t hub_now_s(void)
 {
     return vigil_time_now_us() / 1000000;

@@ -222,18 +222,6 @@ static void listen_send(void *ctx, const uint8_t *data, size_t len)
     (void)udp_transmit(t->ep, t->addr, data, len);
 }
 
-/* The address part of "host:port" or "[v6]:port". */
-static void peer_host(const char *name, char *out, size_t cap)
-{
-    const char *colon = strrchr(name, ':');
-    size_t n = colon != NULL ? (size_t)(colon - name) : strlen(name);
-
-    if (n >= cap)
-        n = cap - 1;
-    memcpy(out, name, n);
-    out[n] = '\0';
-}
-
 /* Decides whether a source that proved its address may start a handshake;
  * emits the event when not. Each admitted handshake takes one token of
  * the address's handshake budget. */
@@ -242,7 +230,7 @@ static bool admit(struct udp_endpoint *ep, const char *name, size_t replaced, ui
     uint64_t now = uv_now(ep->hub->loop);
     char host[64];
 
-    peer_host(name, host, sizeof host);
+    hub_peer_host(name, host, sizeof host);
     if (ratelimit_blocked(ep->rl_handshake, host, now)) {
         udp_emit(ep, VIGIL_PROTO_DTLS, name, VIGIL_EV_RATE_LIMIT, "vigil-ratelimit",
                  "DTLS handshake rate limit of this address reached", size);

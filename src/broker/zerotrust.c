@@ -541,19 +541,6 @@ bool zt_handshake_done(struct conn *c)
     return true;
 }
 
-/* The address part of "host:port" or "[v6]:port". */
-static void peer_host(const struct conn *c, char *out, size_t cap)
-{
-    const char *p = c->peer;
-    const char *colon = strrchr(p, ':');
-    size_t n = colon ? (size_t)(colon - p) : strlen(p);
-
-    if (n >= cap)
-        n = cap - 1;
-    memcpy(out, p, n);
-    out[n] = '\0';
-}
-
 void zt_handshake_failed(struct conn *c, const char *why)
 {
     struct vigil_event ev;
@@ -577,7 +564,7 @@ bool zt_peer_blocked(struct conn *c)
 {
     char host[64];
 
-    peer_host(c, host, sizeof host);
+    hub_peer_host(c->peer, host, sizeof host);
     if (c->hub->rl_peer == NULL ||
         !ratelimit_blocked(c->hub->rl_peer, host, uv_now(c->hub->loop)))
         return false;
@@ -599,7 +586,7 @@ void zt_login_failed(struct conn *c, const char *identity)
     char host[64];
     uint64_t now = uv_now(c->hub->loop);
 
-    peer_host(c, host, sizeof host);
+    hub_peer_host(c->peer, host, sizeof host);
     if (c->hub->rl_peer != NULL)
         ratelimit_fail(c->hub->rl_peer, host, now);
     if (identity != NULL && identity[0] != '\0' && c->hub->rl_identity != NULL)

@@ -185,35 +185,12 @@ void sn_idset_free(struct sn_idset *s)
     memset(s, 0, sizeof *s);
 }
 
-/* Expands "%d" in pattern with device into out; 0 when it does not fit or
- * needs a device id that is empty. */
-static size_t expand_device(const char *pattern, const char *device, char *out, size_t cap)
-{
-    size_t n = 0, dlen = strlen(device);
-
-    for (const char *p = pattern; *p != '\0'; p++) {
-        if (p[0] == '%' && p[1] == 'd') {
-            if (dlen == 0 || n + dlen >= cap)
-                return 0;
-            memcpy(out + n, device, dlen);
-            n += dlen;
-            p++;
-            continue;
-        }
-        if (n + 1 >= cap)
-            return 0;
-        out[n++] = *p;
-    }
-    out[n] = '\0';
-    return n;
-}
-
 size_t sn_predefined_topic(const struct config_gateway *g, uint16_t id, const char *device,
                            char *out, size_t cap)
 {
     for (size_t i = 0; i < g->n_predefined; i++) {
         if (g->predefined[i].id == id)
-            return expand_device(g->predefined[i].topic, device, out, cap);
+            return acl_expand_device(g->predefined[i].topic, device, out, cap);
     }
     return 0;
 }
@@ -224,7 +201,7 @@ bool sn_predefined_find(const struct config_gateway *g, const char *device, cons
     char buf[512];
 
     for (size_t i = 0; i < g->n_predefined; i++) {
-        size_t n = expand_device(g->predefined[i].topic, device, buf, sizeof buf);
+        size_t n = acl_expand_device(g->predefined[i].topic, device, buf, sizeof buf);
 
         if (n != 0 && n == len && memcmp(buf, topic, len) == 0) {
             *id = g->predefined[i].id;
