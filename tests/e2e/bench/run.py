@@ -109,8 +109,16 @@ def fixed(ctx, scenario, *extra, fanout=1):
     res = run_bench(ctx, [scenario, "--rate", extra[0], "--duration", "500", "--warmup", "200",
                           *extra[1:]])
     check_equal(res["broker"], "external", "broker name")
-    check_equal(len(res["steps"]), 1, "steps of a fixed-rate run")
-    check_step(res["steps"][0], fanout)
+    # A step that other processes disturbed is run again, three runs in all,
+    # so a fixed-rate run on a busy machine may have up to three steps: the
+    # same rate each time, every step but the last marked disturbed.
+    steps = res["steps"]
+    check(1 <= len(steps) <= 3, f"steps of a fixed-rate run: {len(steps)}")
+    for step in steps[:-1]:
+        check(step.get("disturbed") is True, "an earlier step was not marked disturbed")
+    check_equal({s["offered_per_s"] for s in steps}, {steps[0]["offered_per_s"]},
+                "offered rate of every step")
+    check_step(steps[-1], fanout)
     check_memory(res)
     return res
 
@@ -150,7 +158,8 @@ def fanin_sweep(ctx):
     res = run_bench(ctx, ["fan-in", "--publishers", "5", "--start-rate", "100", "--max-rate",
                           "260", "--duration", "400", "--warmup", "100", "--p99-limit",
                           "1000000"])
-    rates = [s["offered_per_s"] for s in res["steps"]]
+    # Steps disturbed by other processes are repeated at the same rate.
+    rates = sorted({s["offered_per_s"] for s in res["steps"]})
     check_equal(rates, [100, 150, 225], "offered rates of the sweep")
     check_equal(res["knee_offered_per_s"], 225, "knee with a limit nothing exceeds")
     check(res["knee_per_s"] == res["knee_offered_per_s"], "fan-in knee in deliveries")
@@ -161,7 +170,7 @@ def fanin_sweep(ctx):
 def hospital(ctx):
     res = run_bench(ctx, ["hospital", "--publishers", "60", "--subscribers", "3",
                           "--duration", "2000", "--warmup", "1000"])
-    step = res["steps"][0]
+    step = res["steps"][-1]
     check_step(step)
     check_equal(res["params"]["rate"], 60, "one message per device and second")
     check(isinstance(res["pass"], bool), "pass is a boolean")
@@ -217,10 +226,10 @@ def relay(ctx):
     for qos in ("0", "1", "2"):
         res = run_bench(ctx, ["fan-in", "--rate", "200", "--publishers", "5", "--qos", qos,
                               "--duration", "400", "--warmup", "100"], port=port, pid=proc.pid)
-        check_step(res["steps"][0])
+        check_step(res["steps"][-1])
     res = run_bench(ctx, ["fan-out", "--rate", "20", "--subscribers", "5", "--duration", "400",
                           "--warmup", "100"], port=port, pid=proc.pid)
-    check_step(res["steps"][0], fanout=5)
+    check_step(res["steps"][-1], fanout=5)
     proc.send_signal(signal.SIGTERM)
     check_equal(proc.wait(timeout=10), 0, "relay exit status after SIGTERM")
 
