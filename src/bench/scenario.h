@@ -43,6 +43,7 @@ struct bench_env {
     unsigned source_addrs;    /* loopback source addresses for many connections */
     uint32_t max_connections; /* idle scenarios are capped here (RLIMIT_NOFILE) */
     bool verbose;             /* print each step on stderr */
+    bool no_wait;             /* measure at once, without waiting for other processes */
 };
 
 /* Parses a kind name ("fan-in", "fan-out", "storm", "idle", "tls",

@@ -81,7 +81,8 @@ static json_t *run_churn(const struct bench_scenario *s, const struct bench_targ
         opt.tls = t->tls;
         snprintf(opt.client_prefix, sizeof opt.client_prefix, "%s", t->tls->client_id);
     }
-    bench_wait_machine_quiet(t->pid, QUIET_OTHER_PCT, QUIET_WAIT_MS, env->verbose);
+    if (!env->no_wait)
+        bench_wait_machine_quiet(t->pid, QUIET_OTHER_PCT, QUIET_WAIT_MS, env->verbose);
     bench_system_read(&s0);
     b0 = broker_cpu(t);
     rc = churn_run(&opt, r);
@@ -157,7 +158,8 @@ static json_t *run_idle(const struct bench_scenario *s, const struct bench_targe
         return NULL;
     }
     sleep_ms(IDLE_SETTLE_MS / 2);
-    bench_wait_machine_quiet(t->pid, QUIET_OTHER_PCT, QUIET_WAIT_MS, env->verbose);
+    if (!env->no_wait)
+        bench_wait_machine_quiet(t->pid, QUIET_OTHER_PCT, QUIET_WAIT_MS, env->verbose);
     bench_proc_read(t->pid, &before);
     t0 = bench_now_ns();
     if (lg_connect(lg, IDLE_CONNECT_TIMEOUT_MS, err, errcap) == VIGIL_OK) {

@@ -209,13 +209,15 @@ static json_t *run_step(struct traffic *tr, const char *phase, double rate, uint
 
     for (unsigned attempt = 1;; attempt++) {
         *pass = false;
-        bench_wait_machine_quiet(tr->t->pid, QUIET_OTHER_PCT, QUIET_WAIT_MS, tr->env->verbose);
+        if (!tr->env->no_wait)
+            bench_wait_machine_quiet(tr->t->pid, QUIET_OTHER_PCT, QUIET_WAIT_MS,
+                                     tr->env->verbose);
         if (lg_run_step(tr->lg, &step, tr->r) != VIGIL_OK || !bench_target_alive(tr->t))
             return NULL;
         *pass = step_passes(tr, tr->r);
         print_step(tr, phase, tr->r, *pass);
         js = step_json(tr, tr->r, *pass);
-        if (other_cpu_pct(tr->r) <= DISTURBED_PCT)
+        if (other_cpu_pct(tr->r) <= DISTURBED_PCT || tr->env->no_wait)
             return js;
         json_object_set_new(js, "disturbed", json_true());
         if (attempt == DISTURBED_TRIES)

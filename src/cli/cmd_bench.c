@@ -85,6 +85,9 @@ static void usage(FILE *out)
           "                         results.json into --out\n"
           "common:\n"
           "      --threads N        load generator threads, 1 to 4 (default 1)\n"
+          "      --no-wait          measure at once instead of waiting until other\n"
+          "                         processes use under 5% of a core, and keep\n"
+          "                         disturbed steps (for profiling on a busy machine)\n"
           "      --vigil PATH       vigil binary to start (default: this one)\n"
           "      --mosquitto PATH   default /usr/sbin/mosquitto\n"
           "      --json FILE --csv FILE  one scenario: write its result there\n"
@@ -110,7 +113,7 @@ enum {
     OPT_CLIENT_ID, OPT_PUBLISHERS, OPT_SUBSCRIBERS, OPT_CONNECTIONS, OPT_CONCURRENCY, OPT_QOS,
     OPT_PAYLOAD, OPT_RATE, OPT_DURATION, OPT_WARMUP, OPT_P99, OPT_QUICK, OPT_COMPARE, OPT_ONLY,
     OPT_BROKERS, OPT_OUT, OPT_KEEP, OPT_LIST, OPT_THREADS, OPT_VIGIL, OPT_MOSQUITTO, OPT_JSON,
-    OPT_CSV, OPT_RELAY, OPT_START_RATE, OPT_MAX_RATE, OPT_REPORT,
+    OPT_CSV, OPT_RELAY, OPT_START_RATE, OPT_MAX_RATE, OPT_REPORT, OPT_NO_WAIT,
 };
 
 static const struct option longopts[] = {
@@ -149,6 +152,7 @@ static const struct option longopts[] = {
     {"csv", required_argument, NULL, OPT_CSV},
     {"relay", required_argument, NULL, OPT_RELAY},
     {"report", required_argument, NULL, OPT_REPORT},
+    {"no-wait", no_argument, NULL, OPT_NO_WAIT},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -257,6 +261,7 @@ static int parse_option(struct bench_args *a, int opt, const char *arg)
     case OPT_CSV: a->csv_path = arg; break;
     case OPT_RELAY: a->relay = arg; break;
     case OPT_REPORT: a->report = arg; break;
+    case OPT_NO_WAIT: a->env.no_wait = true; break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
     }
