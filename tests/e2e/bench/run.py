@@ -63,7 +63,9 @@ def run_bench(ctx, args, port=None, pid=None):
     """Run `vigil bench ARGS --json FILE` against the case's broker and
     return the parsed result."""
     out = os.path.join(ctx.workdir, "result.json")
-    cmd = [vigil_binary(), "bench", *args, "--json", out]
+    # --no-wait: the suite checks fields, so it need not wait for other
+    # processes to go quiet, which could take minutes on a busy machine.
+    cmd = [vigil_binary(), "bench", *args, "--json", out, "--no-wait"]
     if port is None and "--broker" not in args:
         cmd += ["--port", str(ctx.broker.port), "--pid", str(ctx.broker.proc.pid)]
     elif port is not None:
@@ -238,7 +240,7 @@ def relay(ctx):
 def compare(ctx):
     out = os.path.join(ctx.workdir, "results")
     cmd = [vigil_binary(), "bench", "--compare", "--quick", "--only", "storm", "--brokers",
-           "vigil,relay", "--vigil", vigil_binary(), "--out", out]
+           "vigil,relay", "--vigil", vigil_binary(), "--out", out, "--no-wait"]
     ctx.log("run:", " ".join(cmd))
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BENCH_TIMEOUT)
     ctx.log("exit status", proc.returncode, "\nstdout:\n" + proc.stdout, "\nstderr:\n" + proc.stderr)
