@@ -54,7 +54,8 @@ static void gw_emit_suppressed(struct gw_client *c)
 
 void gw_emit_ev(struct gw_client *c, struct vigil_event *ev)
 {
-    if (c->hub->events == NULL)
+    /* secmon.enabled: false silences the UDP front ends as it does MQTT. */
+    if (c->hub->events == NULL || !c->hub->cfg.secmon_enabled)
         return;
     if (!hub_event_always_kept(ev->type)) {
         if (!hub_event_budget_take(c->hub, &c->ev_tokens, &c->ev_last_ms)) {
@@ -86,7 +87,7 @@ void gw_emit_peer(struct hub *hub, uint8_t proto, const char *peer, enum vigil_e
 {
     struct vigil_event ev;
 
-    if (hub->events == NULL)
+    if (hub->events == NULL || !hub->cfg.secmon_enabled)
         return;
     vigil_event_init(&ev, type);
     ev.proto = proto;

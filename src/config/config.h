@@ -170,7 +170,7 @@ struct vigil_config {
     size_t n_secmon_profiles;
     struct config_audit audit;
     struct config_gateway gateway;
-    /* secmon.enabled; default true. false: MQTT connections emit no
+    /* secmon.enabled; default true. false: MQTT connections and UDP clients emit no
      * security events (nothing reaches events.jsonl, the engine, the alert
      * store or the audit log), which is how the engine's cost is measured. */
     bool secmon_enabled;
