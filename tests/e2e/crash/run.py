@@ -257,7 +257,9 @@ def _(ctx):
     sub = open_session(ctx, V5, sub_id, clean=False, expiry=0, session_present=1)
     deliveries = receive_all(ctx, sub, V5, 1)
     check_equal(deliveries, [(b"exactly-once", 2)], "deliveries after restart")
-    ctx.expected.append((pub_id, ("auth_success", "publish")))
+    # The kill follows PUBREC at once, so the publish event may still have
+    # been in the event ring; only the second life's events are certain.
+    ctx.expected.append((pub_id, ("auth_success", "disconnect")))
 
 
 # mosquitto acknowledges before it saves, so messages in flight at the
