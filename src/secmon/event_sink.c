@@ -3,9 +3,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,6 +24,8 @@
 /* Queued events at which an emitter wakes a sleeping writer at once, so
  * bursts do not wait for the next wake-up and the ring does not fill. */
 #define SINK_KICK 256
+/* Nice value of the writer thread above the rest of the process. */
+#define SINK_NICE 5
 
 struct vigil_event_sink {
     pthread_mutex_t mu;
@@ -135,9 +139,26 @@ static void sink_wait(struct vigil_event_sink *sink)
     sink->sleeping = false;
 }
 
+/* Lowers the writer's priority below the I/O loop's, because events may
+ * wait in the ring while deliveries may not. Failure keeps the defaults. */
+static void sink_lower_priority(void)
+{
+    struct sched_param sp = {.sched_priority = 0};
+    int process_nice;
+
+    /* SCHED_BATCH keeps the writer's wake-ups from preempting the loop. */
+    (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+    errno = 0;
+    process_nice = getpriority(PRIO_PROCESS, 0);
+    if (errno == 0)
+        (void)setpriority(PRIO_PROCESS, (id_t)gettid(), process_nice + SINK_NICE);
+}
+
 static void *sink_main(void *arg)
 {
     struct vigil_event_sink *sink = arg;
+
+    sink_lower_priority();
 
     pthread_mutex_lock(&sink->mu);
     for (;;) {

@@ -9,7 +9,10 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <dirent.h>
 #include <jansson.h>
+#include <sched.h>
+#include <sys/resource.h>
 
 #include "secmon/event.h"
 
@@ -290,6 +293,74 @@ static void test_sink_drops_when_full(void **state)
     unlink(path);
 }
 
+/* Reads a thread's nice value (field 19) and scheduling policy (field 41)
+ * from /proc/self/task/TID/stat. */
+static bool task_sched(const char *tid, long *nice, long *policy)
+{
+    char path[300], line[1024];
+    char *p;
+    FILE *f;
+    int field = 2;
+
+    snprintf(path, sizeof path, "/proc/self/task/%s/stat", tid);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    p = fgets(line, sizeof line, f);
+    fclose(f);
+    if (p == NULL || (p = strrchr(line, ')')) == NULL)
+        return false;
+    for (char *tok = strtok(p + 1, " "); tok != NULL; tok = strtok(NULL, " ")) {
+        field++;
+        if (field == 19)
+            *nice = strtol(tok, NULL, 10);
+        if (field == 41)
+            *policy = strtol(tok, NULL, 10);
+    }
+    return field >= 41;
+}
+
+/* Counts this process's threads running SCHED_BATCH at the given nice. */
+static int batch_threads(long want_nice)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    int n = 0;
+
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL) {
+        long nice = 0, policy = -1;
+
+        if (e->d_name[0] != '.' && task_sched(e->d_name, &nice, &policy) &&
+            policy == SCHED_BATCH && nice == want_nice)
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static void test_sink_writer_yields(void **state)
+{
+    struct vigil_event_sink *sink;
+    char *path = temp_path();
+    long process_nice = getpriority(PRIO_PROCESS, 0);
+    int found = 0;
+
+    (void)state;
+    assert_int_equal(batch_threads(process_nice + 5), 0);
+    assert_int_equal(vigil_event_sink_open(path, 8, &sink), VIGIL_OK);
+    for (int i = 0; i < 200 && found == 0; i++) {
+        found = batch_threads(process_nice + 5);
+        if (found == 0)
+            usleep(5000);
+    }
+    assert_int_equal(found, 1);
+    /* The thread that opened the sink keeps its own policy. */
+    assert_int_equal(sched_getscheduler(0), SCHED_OTHER);
+    vigil_event_sink_close(sink);
+    unlink(path);
+}
+
 static void test_sink_close_drains(void **state)
 {
     struct vigil_event_sink *sink;
@@ -354,6 +425,7 @@ int main(void)
         cmocka_unit_test(test_type_names),
         cmocka_unit_test(test_sink_drops_when_full),
         cmocka_unit_test(test_sink_close_drains),
+        cmocka_unit_test(test_sink_writer_yields),
         cmocka_unit_test(test_sink_appends),
         cmocka_unit_test(test_sink_open_errors),
     };
