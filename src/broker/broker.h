@@ -202,6 +202,12 @@ struct conn {
     uint32_t in_qos_pending;   /* received QoS 1/2 PUBLISHes not yet completed */
     struct pending_ack *acks_head, *acks_tail;
 
+    /* This connection's part of hub->output.total, and when the last limit
+     * event about QoS 0 messages dropped for it was emitted (monotonic ms,
+     * 0 = never). */
+    size_t out_counted;
+    uint64_t out_drop_event_ms;
+
     /* The password check running in the thread pool, NULL when none. */
     struct connect_auth *auth;
 };
@@ -209,6 +215,29 @@ struct conn {
 struct hub_stats {
     uint64_t msgs_received, msgs_sent, bytes_received, bytes_sent;
     uint64_t msgs_dropped, connections_total, publish_denied;
+};
+
+/* Unsent output of all MQTT connections of the hub, and the two bounds on
+ * it: limits.max_output_bytes per connection and limits.output_budget_bytes
+ * for the hub. A connection's unsent output is what conn_backlog() counts:
+ * encoded packets not yet handed to libuv, TLS records not yet written and
+ * the buffer of the write in progress. */
+struct out_budget {
+    size_t total;              /* unsent output bytes of all connections */
+    size_t peak;               /* highest total since start */
+    uint32_t holders;          /* connections with unsent output */
+    size_t conn_limit;         /* limits.max_output_bytes */
+    size_t budget;             /* limits.output_budget_bytes */
+    uint64_t dropped_conn_limit; /* QoS 0 deliveries dropped over conn_limit */
+    uint64_t dropped_budget;     /* QoS 0 deliveries dropped over the fair share */
+};
+
+/* Why a connection may or may not take another QoS 0 message. */
+enum out_verdict {
+    OUT_SEND,                  /* within both bounds */
+    OUT_OVER_CONN_LIMIT,       /* its unsent output is over conn_limit */
+    OUT_OVER_SHARE,            /* the hub is over budget and this connection
+                                * holds more than its fair share */
 };
 
 struct hub {
@@ -267,6 +296,7 @@ struct hub {
     uint64_t last_sys_ms;
     bool stopping;
     struct hub_stats stats;
+    struct out_budget output;    /* unsent output of all connections (outbudget.c) */
     struct route_match *scratch; /* router: matches of the publish being routed */
     size_t scratch_n, scratch_cap;
     /* Connections with output waiting, written once per loop iteration so
@@ -314,6 +344,20 @@ void conn_ref(struct conn *c);
 void conn_unref(struct conn *c);
 void conn_resume_read(struct conn *c);
 void conn_protocol_error(struct conn *c, const struct mqtt_error *err, uint8_t type);
+/* Bytes of output c holds that the peer has not taken yet. */
+size_t conn_backlog(const struct conn *c);
+
+/* outbudget.c: the count of unsent output and the QoS 0 drop policy. */
+void outbudget_init(struct out_budget *b, size_t conn_limit, size_t budget);
+/* Moves one connection's part of the total from *counted to now bytes. */
+void outbudget_account(struct out_budget *b, size_t *counted, size_t now);
+/* Unsent output a connection may hold while the hub is over budget. */
+size_t outbudget_share(const struct out_budget *b);
+/* Decides whether a connection with backlog unsent bytes may take more. */
+enum out_verdict outbudget_check(const struct out_budget *b, size_t backlog);
+/* Counts a QoS 0 delivery to c dropped for verdict; emits a limit event
+ * about it at most once every 10 s per connection. */
+void outbudget_dropped(struct conn *c, enum out_verdict verdict);
 
 /* handle_*.c: one per packet type; each returns false when the connection
  * was closed. */

@@ -9,10 +9,18 @@
 #include "core/log.h"
 
 /* Output a connection may buffer at most; session.c stops sending to a
- * slow reader well before (limits.max_output_bytes). */
+ * slow reader well before (limits.max_output_bytes, and its share of
+ * limits.output_budget_bytes, outbudget.c). */
 #define CONN_OUT_HARD_LIMIT (64u * 1024 * 1024)
 
 static bool conn_tls_encrypt(struct conn *c);
+
+/* Brings the hub's count of c's unsent output up to date; called after
+ * every change to out, out_busy or wire. */
+static void conn_account(struct conn *c)
+{
+    outbudget_account(&c->hub->output, &c->out_counted, conn_backlog(c));
+}
 
 /* Keeps c in hub->conns (for shutdown and revocation sweeps) at the slot
  * index it remembers, so adding and removing cost O(1). */
@@ -60,6 +68,7 @@ void conn_unref(struct conn *c)
 {
     if (--c->refs > 0)
         return;
+    outbudget_account(&c->hub->output, &c->out_counted, 0);
     vigil_buf_release(&c->in);
     vigil_buf_release(&c->out);
     vigil_buf_release(&c->out_busy);
@@ -145,6 +154,7 @@ static void on_write(uv_write_t *req, int status)
 
     c->write_busy = false;
     c->out_busy.len = 0;
+    conn_account(c);
     if (status < 0 && !c->closing_handles) {
         if (c->state != CONN_CLOSING)
             conn_close(c, 0xFF, "write failed");
@@ -179,7 +189,8 @@ static bool conn_tls_encrypt(struct conn *c)
     return true;
 }
 
-void conn_flush(struct conn *c)
+/* Starts writing what c has buffered, unless a write is in progress. */
+static void conn_write_out(struct conn *c)
 {
     struct vigil_buf tmp, *src = &c->out;
     uv_buf_t b;
@@ -214,6 +225,12 @@ void conn_flush(struct conn *c)
     /* Large idle buffers are returned so idle connections stay small. */
     if (src->cap > 65536)
         vigil_buf_release(src);
+}
+
+void conn_flush(struct conn *c)
+{
+    conn_write_out(c);
+    conn_account(c);
 }
 
 static void on_flush_idle(uv_idle_t *h)
@@ -261,6 +278,7 @@ bool conn_send(struct conn *c, const struct mqtt_packet *pkt)
     if (n == 0)
         return false;
     c->out.len += n;
+    conn_account(c);
     conn_queue_flush(c);
     return true;
 }
@@ -281,8 +299,6 @@ void conn_flush_pending(struct hub *hub)
     uv_idle_stop(&hub->flush_idle);
 }
 
-/* Bytes waiting to be written; used to shed QoS 0 load on slow readers. */
-size_t conn_backlog(const struct conn *c);
 size_t conn_backlog(const struct conn *c)
 {
     return c->out.len + c->out_busy.len + c->wire.len;

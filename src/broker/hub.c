@@ -394,6 +394,8 @@ vigil_err hub_create(const struct vigil_config *cfg, struct hub **out)
     if (hub == NULL)
         return rc;
     hub->cfg = *cfg;
+    outbudget_init(&hub->output, cfg->limits.max_output_bytes,
+                   (size_t)cfg->limits.output_budget_bytes);
     hub->lock_fd = -1;
     hub->loop = uv_default_loop();
     hub->loop->data = hub;

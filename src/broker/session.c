@@ -8,12 +8,6 @@
 #include "core/alloc.h"
 #include "core/log.h"
 
-size_t conn_backlog(const struct conn *c);
-
-/* Output backlog beyond which QoS 0 messages to a connection are dropped
- * and queued QoS 1/2 deliveries wait for the socket to drain. */
-#define SESSION_BACKLOG_LIMIT(s) ((size_t)(s)->hub->cfg.limits.max_output_bytes)
-
 struct session *session_find(struct hub *hub, const char *client_id)
 {
     return vigil_map_get(&hub->sessions, client_id, strlen(client_id));
@@ -325,9 +319,16 @@ static bool session_send_publish(struct session *s, struct msg *m, uint8_t qos, 
 void session_send_qos0(struct session *s, struct msg *msg, bool retain, const uint32_t *sub_ids,
                        uint8_t n_sub_ids)
 {
-    if (s->conn == NULL || s->conn->state != CONN_ACTIVE ||
-        conn_backlog(s->conn) > SESSION_BACKLOG_LIMIT(s)) {
+    struct conn *c = s->conn;
+    enum out_verdict verdict;
+
+    if (c == NULL || c->state != CONN_ACTIVE) {
         s->hub->stats.msgs_dropped++;
+        return;
+    }
+    verdict = outbudget_check(&s->hub->output, conn_backlog(c));
+    if (verdict != OUT_SEND) {
+        outbudget_dropped(c, verdict);
         return;
     }
     if (!session_send_publish(s, msg, 0, retain, false, 0, sub_ids, n_sub_ids))
@@ -508,7 +509,9 @@ void session_pump(struct session *s)
         next = d->next;
         if (d->sent)
             continue;
-        if (conn_backlog(c) > SESSION_BACKLOG_LIMIT(s))
+        /* Over either output bound, the rest wait in the queue until this
+         * connection's writes complete (on_write pumps again). */
+        if (outbudget_check(&s->hub->output, conn_backlog(c)) != OUT_SEND)
             break;
         if (msg_expired(d->msg, now)) {
             session_drop(s, d);

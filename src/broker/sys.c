@@ -33,7 +33,14 @@ static void sys_put_u64(struct hub *hub, const char *topic, uint64_t v)
 void sys_publish(struct hub *hub)
 {
     const struct hub_stats *st = &hub->stats;
+    const struct out_budget *out = &hub->output;
 
+    /* The output figures go first: each publish below adds output for the
+     * $SYS subscribers, which the current value would otherwise include. */
+    sys_put_u64(hub, "$SYS/broker/output/bytes", out->total);
+    sys_put_u64(hub, "$SYS/broker/output/maximum", out->peak);
+    sys_put_u64(hub, "$SYS/broker/output/dropped/connection", out->dropped_conn_limit);
+    sys_put_u64(hub, "$SYS/broker/output/dropped/budget", out->dropped_budget);
     sys_put(hub, "$SYS/broker/version", "vigil " VIGIL_VERSION);
     sys_put_u64(hub, "$SYS/broker/uptime", (uint64_t)(hub_now_s() - hub->started_s));
     sys_put_u64(hub, "$SYS/broker/clients/connected", hub->n_conns);

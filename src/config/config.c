@@ -33,6 +33,7 @@ static const struct config_number numbers[] = {
     NUMBER("limits.max_client_id_length", limits.max_client_id_length, 23, 255),
     NUMBER("limits.connect_timeout_ms", limits.connect_timeout_ms, 100, 3600000),
     NUMBER("limits.max_output_bytes", limits.max_output_bytes, 65536, 268435456),
+    NUMBER("limits.output_budget_bytes", limits.output_budget_bytes, 1048576, 1099511627776),
     NUMBER("store.commit_interval_us", store_commit_interval_us, 0, 1000000),
     NUMBER("sys_interval", sys_interval_s, 0, 86400),
     NUMBER("event_queue_capacity", event_queue_capacity, 16, 16777216),
@@ -193,7 +194,8 @@ void config_defaults(struct vigil_config *cfg)
     lim->max_session_expiry = 7 * 24 * 3600;
     lim->max_client_id_length = 128;
     lim->connect_timeout_ms = 10000;
-    lim->max_output_bytes = 256 * 1024;
+    lim->max_output_bytes = 1024 * 1024;
+    lim->output_budget_bytes = 64 * 1024 * 1024;
 
     cfg->tls.identity = 0;  /* URI SAN */
     cfg->tls.device_cert_days = 365;

@@ -116,7 +116,8 @@ static void test_defaults_values(void **state)
     assert_int_equal(cfg.limits.max_session_expiry, 604800);
     assert_int_equal(cfg.limits.max_client_id_length, 128);
     assert_int_equal(cfg.limits.connect_timeout_ms, 10000);
-    assert_int_equal(cfg.limits.max_output_bytes, 256 * 1024);
+    assert_int_equal(cfg.limits.max_output_bytes, 1024 * 1024);
+    assert_int_equal(cfg.limits.output_budget_bytes, 64 * 1024 * 1024);
     assert_int_equal(cfg.store_commit_interval_us, 2000);
     assert_int_equal(cfg.sys_interval_s, 10);
     assert_int_equal(cfg.event_queue_capacity, 16384);
@@ -214,6 +215,7 @@ static void test_load_every_setting(void **state)
                        "  max_queued_messages: 0\n"
                        "  max_session_expiry: 4294967295\n"
                        "  connect_timeout_ms: 100\n"
+                       "  output_budget_bytes: 1099511627776\n"
                        "store: {commit_interval_us: 0}\n"
                        "sys_interval: 0\n"
                        "event_queue_capacity: 16777216\n"
@@ -256,6 +258,7 @@ static void test_load_every_setting(void **state)
     assert_int_equal(cfg.limits.max_queued_messages, 0);
     assert_int_equal(cfg.limits.max_session_expiry, 4294967295u);
     assert_int_equal(cfg.limits.connect_timeout_ms, 100);
+    assert_int_equal(cfg.limits.output_budget_bytes, 1099511627776ull);
     assert_int_equal(cfg.limits.max_topic_levels, 16);
     assert_int_equal(cfg.store_commit_interval_us, 0);
     assert_int_equal(cfg.sys_interval_s, 0);
@@ -377,6 +380,9 @@ static void test_error_numbers(void **state)
     expect_error("limits:\n  max_connections: 4294967296\n",
                  "t.yaml:2: limits.max_connections: expected an unsigned integer from 1 to "
                  "4294967295, got '4294967296'");
+    expect_error("limits:\n  output_budget_bytes: 1048575\n",
+                 "t.yaml:2: limits.output_budget_bytes: expected an unsigned integer from "
+                 "1048576 to 1099511627776, got '1048575'");
     expect_error("event_queue_capacity: 99999999999999999999999\n",
                  "t.yaml:1: event_queue_capacity: expected an unsigned integer from 16 to "
                  "16777216, got '99999999999999999999999'");
