@@ -232,12 +232,12 @@ struct out_budget {
     uint64_t dropped_budget;     /* QoS 0 deliveries dropped over the fair share */
 };
 
-/* Why a connection may or may not take another QoS 0 message. */
+/* Result of outbudget_check for one connection. */
 enum out_verdict {
     OUT_SEND,                  /* within both bounds */
     OUT_OVER_CONN_LIMIT,       /* its unsent output is over conn_limit */
     OUT_OVER_SHARE,            /* the hub is over budget and this connection
-                                * holds more than its fair share */
+                                * has more than its fair share */
 };
 
 struct hub {
@@ -344,18 +344,18 @@ void conn_ref(struct conn *c);
 void conn_unref(struct conn *c);
 void conn_resume_read(struct conn *c);
 void conn_protocol_error(struct conn *c, const struct mqtt_error *err, uint8_t type);
-/* Bytes of output c holds that the peer has not taken yet. */
+/* Bytes of output buffered for c that the peer has not received yet. */
 size_t conn_backlog(const struct conn *c);
 
 /* outbudget.c: the count of unsent output and the QoS 0 drop policy. */
 void outbudget_init(struct out_budget *b, size_t conn_limit, size_t budget);
 /* Moves one connection's part of the total from *counted to now bytes. */
 void outbudget_account(struct out_budget *b, size_t *counted, size_t now);
-/* Unsent output a connection may hold while the hub is over budget. */
+/* Unsent output a connection may have while the hub is over budget. */
 size_t outbudget_share(const struct out_budget *b);
 /* Decides whether a connection with backlog unsent bytes may take more. */
 enum out_verdict outbudget_check(const struct out_budget *b, size_t backlog);
-/* Counts a QoS 0 delivery to c dropped for verdict; emits a limit event
+/* Counts a QoS 0 delivery to c dropped for verdict, and emits a limit event
  * about it at most once every 10 s per connection. */
 void outbudget_dropped(struct conn *c, enum out_verdict verdict);
 

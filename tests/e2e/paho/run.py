@@ -8,7 +8,10 @@ clients caused (auth_success, subscribe, publish, disconnect, ...).
 """
 
 import os
+import queue
+import socket
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -27,6 +30,11 @@ CONFIGS = {
     "auth": {"anonymous": False,
              "extra_yaml": "auth:\n  failure_burst: 100\n  failures_per_minute: 6000\n"},
     "small": {"anonymous": True, "limits": {"max_packet_size": 1024}},
+    # A hub output budget of 1 MiB under a per-connection bound of 8 MiB,
+    # so a stalled subscriber is shed by the budget, not by its own bound.
+    "budget": {"anonymous": True, "sys_interval": 1,
+               "limits": {"max_output_bytes": 8 * 1024 * 1024,
+                          "output_budget_bytes": 1024 * 1024}},
 }
 
 
@@ -601,6 +609,105 @@ def _(ctx):
     else:
         # mosquitto 2.0.11 closes without DISCONNECT; paho reports 7, a lost connection.
         check(rc in (0x95, 7), f"disconnect reason {rc}")
+
+
+# ======================================================================
+# Output budget
+# ======================================================================
+
+BUDGET_MSGS = 640          # 10 MiB of 16 KiB payloads
+BUDGET_BURST = 16          # published before waiting for the fast subscriber
+BUDGET_PAYLOAD = 16 * 1024
+
+
+def stalled_subscriber(ctx, topic):
+    """A raw MQTT 3.1.1 subscriber that stops reading after its SUBACK."""
+    conn = raw.Conn(ctx.port, log=ctx.log)
+    ctx.defer(conn.close)
+    # A small receive buffer makes the hub's output back up sooner.
+    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    conn.send(raw.connect(raw.V311, f"{ctx.prefix}-slow"))
+    check_equal(raw.parse_connack(conn.recv_type(raw.CONNACK))[1], 0, "slow CONNACK code")
+    conn.send(raw.subscribe(1, [(topic, 0)], version=raw.V311))
+    conn.recv_type(raw.SUBACK)
+    return conn
+
+
+def sys_values(observer, values, until=None, timeout=5.0):
+    """Collect $SYS/broker/output/* values into values until until(values)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if until is not None and until(values):
+            return True
+        try:
+            m = observer.messages.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        values[m.topic.rsplit("output/", 1)[1]] = int(m.payload)
+    return until is None or until(values)
+
+
+@case("v311 output budget sheds only the stalled subscriber", only="vigil", needs="budget")
+def _(ctx):
+    topic = f"{ctx.prefix}/waveform"
+    observer = client(ctx, "sys", V311)
+    observer.connect()
+    observer.subscribe("$SYS/broker/output/#", 0)
+    fast = client(ctx, "fast", V311)
+    seen = []
+    got = threading.Condition()
+
+    def on_message(cl, userdata, msg):
+        with got:
+            seen.append(int.from_bytes(msg.payload[:4], "big"))
+            got.notify_all()
+
+    fast.c.on_message = on_message
+    fast.connect()
+    fast.subscribe(topic, 0)
+    slow = stalled_subscriber(ctx, topic)
+    pub = client(ctx, "pub", V311)
+    pub.connect()
+    filler = b"w" * (BUDGET_PAYLOAD - 4)
+    for start in range(0, BUDGET_MSGS, BUDGET_BURST):
+        for i in range(start, start + BUDGET_BURST):
+            pub.publish(topic, i.to_bytes(4, "big") + filler, wait=False)
+        # The fast subscriber catches up before the next burst, so its own
+        # output never holds more than one burst (256 KiB).
+        with got:
+            got.wait_for(lambda: len(seen) >= start + BUDGET_BURST, 10.0)
+        check_equal(len(seen), start + BUDGET_BURST, "messages at the fast subscriber")
+    check_equal(seen, list(range(BUDGET_MSGS)), "fast subscriber got every message in order")
+
+    values = {}
+    sys_values(observer, values, lambda v: v.get("dropped/budget", 0) > 0)
+    ctx.log("$SYS output values:", values)
+    check(values.get("dropped/budget", 0) > 0, f"no budget drops in $SYS: {values}")
+    check_equal(values.get("dropped/connection", 0), 0, "drops over the per-connection bound")
+    # The stalled subscriber alone could hold 8 MiB under its own bound;
+    # the budget keeps the hub near 1 MiB plus one burst to fast.
+    check(values.get("maximum", 0) < 2 * 1024 * 1024,
+          f"$SYS/broker/output/maximum {values.get('maximum')} not under 2 MiB")
+
+    # Reading what the stalled subscriber got would take minutes through a
+    # 4 KiB receive window; the limit event below names it instead.
+    slow.close()
+    check(sys_values(observer, values, lambda v: v.get("bytes") == 0, timeout=6.0),
+          f"$SYS/broker/output/bytes did not return to 0: {values}")
+
+    def dropped_for(evs, client_id):
+        return [e for e in evs[ctx.events_before:] if e.get("type") == "limit"
+                and e.get("client_id") == client_id
+                and "QoS 0 messages dropped" in e.get("detail", "")]
+
+    evs = ctx.broker.wait_events(lambda evs: dropped_for(evs, f"{ctx.prefix}-slow"))
+    check(evs is not None, "no limit event for the stalled subscriber")
+    check("output_budget_bytes" in dropped_for(evs, f"{ctx.prefix}-slow")[0]["detail"],
+          "limit event names limits.output_budget_bytes")
+    check_equal(dropped_for(evs, fast.client_id), [], "limit events for the fast subscriber")
+    pub.disconnect()
+    fast.disconnect()
+    observer.disconnect()
 
 
 # ======================================================================
