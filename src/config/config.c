@@ -194,7 +194,7 @@ void config_defaults(struct vigil_config *cfg)
     lim->max_session_expiry = 7 * 24 * 3600;
     lim->max_client_id_length = 128;
     lim->connect_timeout_ms = 10000;
-    lim->max_output_bytes = 1024 * 1024;
+    lim->max_output_bytes = 4 * 1024 * 1024;
     lim->output_budget_bytes = 64 * 1024 * 1024;
 
     cfg->tls.identity = 0;  /* URI SAN */

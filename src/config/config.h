@@ -114,7 +114,7 @@ struct config_limits {
     uint32_t max_client_id_length;  /* default 128 */
     uint32_t connect_timeout_ms;    /* time allowed between accept and CONNECT; default 10000 */
     uint32_t max_output_bytes;      /* unsent output per connection before QoS 0 messages are
-                                     * dropped and QoS 1/2 wait; default 1 MiB */
+                                     * dropped and QoS 1/2 wait; default 4 MiB */
     uint64_t output_budget_bytes;   /* unsent output of all connections before those over
                                      * their share are held the same way; default 64 MiB */
 };

@@ -116,7 +116,7 @@ static void test_defaults_values(void **state)
     assert_int_equal(cfg.limits.max_session_expiry, 604800);
     assert_int_equal(cfg.limits.max_client_id_length, 128);
     assert_int_equal(cfg.limits.connect_timeout_ms, 10000);
-    assert_int_equal(cfg.limits.max_output_bytes, 1024 * 1024);
+    assert_int_equal(cfg.limits.max_output_bytes, 4 * 1024 * 1024);
     assert_int_equal(cfg.limits.output_budget_bytes, 64 * 1024 * 1024);
     assert_int_equal(cfg.store_commit_interval_us, 2000);
     assert_int_equal(cfg.sys_interval_s, 10);
