@@ -62,6 +62,32 @@ def free_port():
         return s.getsockname()[1]
 
 
+def free_udp_ports(hosts, avoid=()):
+    """Return one distinct UDP port per host, none of them in avoid.
+
+    The sockets stay bound until every port is chosen, so two listeners of
+    one broker never get the same port.
+    """
+    held, ports = [], []
+    try:
+        for host in hosts:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            for _ in range(100):
+                s = socket.socket(family, socket.SOCK_DGRAM)
+                s.bind((host, 0))
+                held.append(s)
+                port = s.getsockname()[1]
+                if port not in ports and port not in avoid:
+                    ports.append(port)
+                    break
+            else:
+                raise BrokerError(f"no distinct free UDP port on {host}")
+    finally:
+        for s in held:
+            s.close()
+    return ports
+
+
 def wait_port(port, timeout=15.0, proc=None):
     """Poll a TCP connect to 127.0.0.1:port until it succeeds."""
     deadline = time.monotonic() + timeout

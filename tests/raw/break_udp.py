@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "e2e", "mqttsn"))
 import harness  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
 import snclient as sn  # noqa: E402
-from broker import Broker, BrokerError, vigil_binary  # noqa: E402
+from broker import Broker, BrokerError, free_udp_ports, vigil_binary  # noqa: E402
 from harness import case, check, check_equal  # noqa: E402
 from snbroker import relay_binary  # noqa: E402
 
@@ -126,11 +126,6 @@ class Msg:
                 f"token={self.token.hex()} options={self.options} payload={self.payload[:60]!r})")
 
 
-def free_udp_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 class UdpBroker(Broker):
     """vigil with MQTT, plaintext CoAP and MQTT-SN, and both over DTLS."""
@@ -139,10 +134,8 @@ class UdpBroker(Broker):
         super().__init__(log_dir, name=name, anonymous=True, kind="vigil")
         self.max_peers = max_peers
         self.max_keep_alive = max_keep_alive
-        self.coap_port = free_udp_port()
-        self.coaps_port = free_udp_port()
-        self.sn_port = free_udp_port()
-        self.sn_dtls_port = free_udp_port()
+        self.coap_port, self.coaps_port, self.sn_port, self.sn_dtls_port = free_udp_ports(
+            ["127.0.0.1"] * 4, avoid=[self.port])
         self.devices_dir = os.path.join(self.workdir, "devices")
         os.makedirs(self.devices_dir, exist_ok=True)
 

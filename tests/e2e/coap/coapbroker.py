@@ -9,7 +9,6 @@ case is vigil-only: mosquitto has no CoAP front end.
 """
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
-from broker import Broker, BrokerError, vigil_binary  # noqa: E402
+from broker import Broker, BrokerError, free_udp_ports, vigil_binary  # noqa: E402
 
 MAX_BODY = 4096
 IDLE_S = 10
@@ -26,12 +25,6 @@ TOPIC_BASE = "hospital/%u/%t/%d/"
 CLIENT_NOTLS = "/usr/bin/coap-client-notls"
 CLIENT_DTLS = "/usr/bin/coap-client-openssl"
 
-
-def free_udp_port(host="127.0.0.1"):
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 class CoapBroker(Broker):
@@ -41,11 +34,9 @@ class CoapBroker(Broker):
     def __init__(self, log_dir, name="coap", auth_burst=1000):
         super().__init__(log_dir, name=name, anonymous=True, kind="vigil")
         self.auth_burst = auth_burst
-        self.coap_port = free_udp_port()
-        self.coap_port6 = free_udp_port("::1")
-        self.closed_port = free_udp_port()
-        self.dtls_port = free_udp_port()
-        self.dtls_port6 = free_udp_port("::1")
+        (self.coap_port, self.coap_port6, self.closed_port, self.dtls_port,
+         self.dtls_port6) = free_udp_ports(["127.0.0.1", "::1", "127.0.0.1", "127.0.0.1", "::1"],
+                                           avoid=[self.port])
         self.devices_dir = os.path.join(self.workdir, "devices")
         os.makedirs(self.devices_dir, exist_ok=True)
 

@@ -8,7 +8,6 @@ mosquitto has no MQTT-SN gateway.
 """
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
-from broker import Broker, BrokerError, vigil_binary  # noqa: E402
+from broker import Broker, BrokerError, free_udp_ports, vigil_binary  # noqa: E402
 
 # Predefined topic ids of the test gateway ("%d" is the device id).
 PREDEFINED = {1: "sn/pre/one", 2: "hospital/%d/pre", 513: "sn/pre/alarms"}
@@ -25,12 +24,6 @@ GATEWAY_ID = 7
 ADVERTISE_S = 2
 SLEEP_QUEUE = 5
 
-
-def free_udp_port(host="127.0.0.1"):
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def gateway_yaml(advertise_s=ADVERTISE_S, predefined=PREDEFINED):
@@ -52,9 +45,10 @@ class SnBroker(Broker):
                  advertise_s=ADVERTISE_S):
         super().__init__(log_dir, name=name, anonymous=anonymous, limits=limits,
                          extra_yaml=gateway_yaml(advertise_s), kind="vigil")
-        self.sn_port = free_udp_port()
-        self.sn_port6 = free_udp_port("::1")
-        self.dtls_port = free_udp_port() if dtls else None
+        hosts = ["127.0.0.1", "::1"] + (["127.0.0.1"] if dtls else [])
+        ports = free_udp_ports(hosts, avoid=[self.port])
+        self.sn_port, self.sn_port6 = ports[0], ports[1]
+        self.dtls_port = ports[2] if dtls else None
         self.devices_dir = os.path.join(self.workdir, "devices")
         os.makedirs(self.devices_dir, exist_ok=True)
 

@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -28,7 +27,7 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "lib"))
 
 import harness  # noqa: E402
-from broker import SANITIZER_PATTERNS, Broker, BrokerError, vigil_binary  # noqa: E402
+from broker import SANITIZER_PATTERNS, Broker, BrokerError, free_udp_ports, vigil_binary  # noqa: E402
 from harness import case, check, check_equal  # noqa: E402
 
 import paho.mqtt.client as mqtt  # noqa: E402
@@ -47,12 +46,6 @@ def run_vigil(args, timeout=60):
         raise AssertionError(f"vigil {' '.join(args)} exited {out.returncode}: {out.stderr.strip()}")
     return out.stdout
 
-
-def free_udp_port(host, family):
-    """Return a UDP port on host that was free a moment ago."""
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def write_private(path, lines):
@@ -73,12 +66,11 @@ class Hub(Broker):
         self.dtls = dtls
         if dtls:
             self.udp_host = "::1"
-            self.coap_port = free_udp_port("::1", socket.AF_INET6)
-            self.mqttsn_port = free_udp_port("::1", socket.AF_INET6)
+            self.coap_port, self.mqttsn_port = free_udp_ports(["::1"] * 2, avoid=[self.port])
         else:
             self.udp_host = "127.0.0.1"
-            self.coap_port = free_udp_port("127.0.0.1", socket.AF_INET)
-            self.mqttsn_port = free_udp_port("127.0.0.1", socket.AF_INET)
+            self.coap_port, self.mqttsn_port = free_udp_ports(["127.0.0.1"] * 2,
+                                                              avoid=[self.port])
 
     def udp_address(self, port):
         return f"[{self.udp_host}]:{port}" if self.dtls else f"{self.udp_host}:{port}"
