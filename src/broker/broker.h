@@ -210,6 +210,11 @@ struct conn {
 
     /* The password check running in the thread pool, NULL when none. */
     struct connect_auth *auth;
+
+    /* The socket on an I/O thread (iothread.c), NULL while it is on the
+     * hub's loop; owned by that thread. */
+    struct io_conn *io;
+    uint64_t io_unwritten;     /* bytes handed to the thread and not yet written */
 };
 
 struct hub_stats {
@@ -309,6 +314,7 @@ struct hub {
     size_t n_conn_slots;
     uint32_t *free_slots;        /* indexes of free slots in conns */
     size_t n_free_slots;
+    struct io_pool *io;          /* I/O threads; NULL with limits.io_threads 1 */
 };
 
 /* hub.c */
@@ -343,6 +349,8 @@ void conn_close(struct conn *c, uint8_t reason, const char *why);
 void conn_ref(struct conn *c);
 void conn_unref(struct conn *c);
 void conn_resume_read(struct conn *c);
+/* Stops reading from c while its login is checked. */
+void conn_pause_read(struct conn *c);
 void conn_protocol_error(struct conn *c, const struct mqtt_error *err, uint8_t type);
 /* Bytes of output buffered for c that the peer has not received yet. */
 size_t conn_backlog(const struct conn *c);

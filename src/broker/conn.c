@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "broker/broker.h"
+#include "broker/iothread.h"
 #include "core/alloc.h"
 #include "core/log.h"
 
@@ -106,7 +107,11 @@ static void conn_release(struct conn *c)
     if (c->session != NULL)
         session_detach(c->session);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
-    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+    /* The thread drops its reference once the socket is closed. */
+    if (c->io != NULL)
+        iopool_close(c);
+    else
+        uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
 }
 
 void conn_close(struct conn *c, uint8_t reason, const char *why)
@@ -138,7 +143,7 @@ void conn_close(struct conn *c, uint8_t reason, const char *why)
     /* A password check that has not started yet is cancelled, so closing
      * (and shutting down) waits at most for the checks already running. */
     connect_cancel_auth(c);
-    uv_read_stop((uv_stream_t *)&c->tcp);
+    conn_pause_read(c);
     if (c->tls != NULL && tls_session_established(c->tls)) {
         conn_tls_encrypt(c);
         tls_session_shutdown(c->tls, &c->wire);
@@ -189,6 +194,23 @@ static bool conn_tls_encrypt(struct conn *c)
     return true;
 }
 
+/* Hands the output of a connection on an I/O thread to that thread. */
+static void conn_flush_io(struct conn *c)
+{
+    if (c->out.len == 0)
+        return;
+    if (iopool_write(c, c->out.data, c->out.len) != VIGIL_OK) {
+        c->out.len = 0;
+        conn_release(c);
+        return;
+    }
+    c->hub->stats.bytes_sent += c->out.len;
+    c->io_unwritten += c->out.len;
+    c->out.len = 0;
+    if (c->out.cap > 65536)
+        vigil_buf_release(&c->out);
+}
+
 /* Starts writing what c has buffered, unless a write is in progress. */
 static void conn_write_out(struct conn *c)
 {
@@ -198,6 +220,10 @@ static void conn_write_out(struct conn *c)
 
     if (c->closing_handles || c->holds > 0)
         return;
+    if (c->io != NULL) {
+        conn_flush_io(c);
+        return;
+    }
     if (c->tls != NULL) {
         if (!conn_tls_encrypt(c)) {
             conn_release(c);
@@ -296,12 +322,13 @@ void conn_flush_pending(struct hub *hub)
         conn_unref(c);
     }
     hub->flush_n = 0;
+    iopool_push(hub);
     uv_idle_stop(&hub->flush_idle);
 }
 
 size_t conn_backlog(const struct conn *c)
 {
-    return c->out.len + c->out_busy.len + c->wire.len;
+    return c->out.len + c->out_busy.len + c->wire.len + c->io_unwritten;
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -541,8 +568,76 @@ void conn_resume_read(struct conn *c)
         conn_process(c);
     if (!c->closing_handles) {
         conn_flush(c);
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+        if (c->io != NULL)
+            iopool_resume(c);
+        else
+            uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     }
+    conn_unref(c);
+}
+
+void conn_pause_read(struct conn *c)
+{
+    /* A thread holds reading after the first packet by itself. */
+    if (c->io == NULL)
+        uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+void conn_io_packets(struct conn *c, const uint8_t *data, size_t len)
+{
+    bool first = c->state == CONN_NEW;
+    size_t off;
+
+    if (c->closing_handles || c->state == CONN_CLOSING)
+        return;
+    c->last_rx_ms = uv_now(c->hub->loop);
+    conn_ref(c);
+    off = conn_process_bytes(c, data, len);
+    if (!c->closing_handles && c->state != CONN_CLOSING && off < len &&
+        vigil_buf_append(&c->in, data + off, len - off) != VIGIL_OK)
+        conn_close(c, MQTT_RC_PACKET_TOO_LARGE, "input buffer limit reached");
+    /* The thread holds reading after the first packet until CONNECT was
+     * handled here; a login still being checked resumes it later
+     * (conn_resume_read). */
+    if (first && !c->closing_handles && c->state != CONN_AUTH && c->state != CONN_CLOSING)
+        iopool_resume(c);
+    conn_unref(c);
+}
+
+void conn_io_activity(struct conn *c)
+{
+    c->last_rx_ms = uv_now(c->hub->loop);
+}
+
+void conn_io_written(struct conn *c, size_t n)
+{
+    c->io_unwritten -= n < c->io_unwritten ? n : c->io_unwritten;
+    conn_account(c);
+    if (!c->closing_handles && c->state != CONN_CLOSING && c->session != NULL)
+        session_pump(c->session);
+}
+
+void conn_io_failed(struct conn *c, int status, bool writing)
+{
+    if (c->closing_handles)
+        return;
+    if (writing)
+        conn_close(c, 0xFF, "write failed");
+    else if (status == UV_ENOBUFS)
+        conn_close(c, MQTT_RC_PACKET_TOO_LARGE, "input buffer limit reached");
+    else
+        conn_close(c, 0xFF, status == UV_EOF ? "peer closed the connection" : uv_strerror(status));
+}
+
+void conn_io_malformed(struct conn *c, const struct mqtt_error *err, uint8_t type)
+{
+    if (c->closing_handles || c->state == CONN_CLOSING)
+        return;
+    conn_protocol_error(c, err, type);
+}
+
+void conn_io_closed(struct conn *c)
+{
     conn_unref(c);
 }
 
@@ -650,6 +745,13 @@ void conn_accept(struct hub *hub, uv_stream_t *server, const struct config_liste
     }
     c->last_rx_ms = uv_now(hub->loop);
     uv_timer_start(&c->timer, on_timer, hub->cfg.limits.connect_timeout_ms, 0);
+    /* TLS connections stay on the hub's loop: their handshake reads the
+     * inventory snapshot, the CRL and the login limits, which live here. */
+    if (c->tls == NULL && hub->io != NULL && iopool_adopt(c)) {
+        conn_ref(c);
+        uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+        return;
+    }
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 

@@ -478,7 +478,7 @@ static bool connect_start_auth(struct conn *c, const struct mqtt_packet *pkt, co
     c->auth = a;
     a->work.data = a;
     c->state = CONN_AUTH;
-    uv_read_stop((uv_stream_t *)&c->tcp);
+    conn_pause_read(c);
     conn_ref(c);
     c->hub->n_auth_pending++;
     if (uv_queue_work(c->hub->loop, &a->work, auth_work, auth_done) != 0) {

@@ -12,6 +12,7 @@
 
 #include "broker/broker.h"
 #include "broker/gateway.h"
+#include "broker/iothread.h"
 #include "broker/topic.h"
 #include "core/alloc.h"
 #include "core/log.h"
@@ -265,8 +266,9 @@ static void on_stop_tick(uv_timer_t *t)
 {
     struct hub *hub = t->data;
 
-    if (hub->n_conns > 0)
+    if (hub->n_conns > 0 || !iopool_idle(hub))
         return;
+    iopool_stop(hub);
     uv_timer_stop(&hub->tick);
     uv_close((uv_handle_t *)&hub->tick, close_cb_noop);
     conn_flush_pending(hub);
@@ -414,6 +416,8 @@ vigil_err hub_create(const struct vigil_config *cfg, struct hub **out)
         rc = monitor_start(hub);
     if (rc == VIGIL_OK)
         rc = zt_init(hub);
+    if (rc == VIGIL_OK && iopool_wanted(hub) > 1)
+        rc = iopool_start(hub, iopool_wanted(hub));
     if (rc != VIGIL_OK)
         goto fail;
     for (size_t i = 0; i < cfg->n_listeners; i++) {
@@ -465,7 +469,9 @@ void hub_destroy(struct hub *hub)
     hub->sniffers = NULL;
     if (hub->store != NULL)
         store_close(hub->store);
+    iopool_stop(hub);
     uv_run(hub->loop, UV_RUN_DEFAULT);
+    iopool_free(hub);
     session_free_all(hub);
     router_free(hub);
     zt_free(hub);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "broker/broker.h"
+#include "broker/iothread.h"
 #include "broker/topic.h"
 #include "core/alloc.h"
 #include "store/store.h"
@@ -61,4 +62,11 @@ void sys_publish(struct hub *hub)
     sys_put_u64(hub, "$SYS/broker/store/pending", store_pending(hub->store));
     sys_put_u64(hub, "$SYS/broker/events/written", vigil_event_sink_written(hub->events));
     sys_put_u64(hub, "$SYS/broker/events/dropped", vigil_event_sink_dropped(hub->events));
+    sys_put_u64(hub, "$SYS/broker/io/threads", iopool_threads(hub));
+    for (size_t i = 0; i < iopool_threads(hub); i++) {
+        char topic[64];
+
+        snprintf(topic, sizeof topic, "$SYS/broker/io/%zu/connections", i);
+        sys_put_u64(hub, topic, iopool_thread_conns(hub, i));
+    }
 }

@@ -52,6 +52,10 @@ static void serve_usage(FILE *out)
           "      --sniff-port N    server port of the watched MQTT traffic (default\n"
           "                        1883); repeat for several\n"
           "      --sniff-promiscuous  capture in promiscuous mode, for a mirror port\n"
+          "      --io-threads N    I/O threads for plaintext MQTT connections (0 = one per\n"
+          "                        online CPU, at most 8; 1 = none); sets\n"
+          "                        limits.io_threads. The environment variable\n"
+          "                        VIGIL_IO_THREADS sets a default below this option\n"
           "      --log-level LEVEL error, warn, info (default) or debug\n"
           "  -h, --help            show this help\n",
           out);
@@ -73,6 +77,7 @@ struct serve_opts {
     uint16_t sniff_ports[CONFIG_MAX_SNIFF_PORTS];
     size_t n_sniff_ports;
     bool sniff_promiscuous;
+    const char *io_threads;
 };
 
 /* Adds one --sniff interface or one --sniff-port; returns 0, or 2 after
@@ -116,6 +121,7 @@ static int serve_parse(int argc, char **argv, struct serve_opts *o)
         {"tls-ca", required_argument, NULL, 3},    {"tls-crl", required_argument, NULL, 4},
         {"sniff", required_argument, NULL, 5},     {"sniff-port", required_argument, NULL, 6},
         {"sniff-promiscuous", no_argument, NULL, 7},
+        {"io-threads", required_argument, NULL, 8},
         {"coap", required_argument, NULL, 20 + CONFIG_TRANSPORT_COAP},
         {"coaps", required_argument, NULL, 20 + CONFIG_TRANSPORT_COAPS},
         {"mqttsn", required_argument, NULL, 20 + CONFIG_TRANSPORT_MQTTSN},
@@ -159,6 +165,7 @@ static int serve_parse(int argc, char **argv, struct serve_opts *o)
                 return 2;
             break;
         case 7: o->sniff_promiscuous = true; break;
+        case 8: o->io_threads = optarg; break;
         case 'h': serve_usage(stdout); return 0;
         default: serve_usage(stderr); return 2;
         }
@@ -210,6 +217,30 @@ static int serve_sniff(const struct serve_opts *o, struct vigil_config *cfg)
     return 0;
 }
 
+/* Applies VIGIL_IO_THREADS, then --io-threads; returns 0, or 2 after
+ * printing an error about an invalid value. */
+static int serve_io_threads(const struct serve_opts *o, struct vigil_config *cfg)
+{
+    const char *env = getenv("VIGIL_IO_THREADS");
+    const char *values[2] = {env != NULL && *env != '\0' ? env : NULL, o->io_threads};
+
+    for (size_t i = 0; i < 2; i++) {
+        char *end;
+        long v;
+
+        if (values[i] == NULL)
+            continue;
+        v = strtol(values[i], &end, 10);
+        if (*end != '\0' || v < 0 || v > 64) {
+            fprintf(stderr, "vigil serve: invalid %s '%s'; expected 0 to 64\n",
+                    i == 0 ? "VIGIL_IO_THREADS" : "--io-threads", values[i]);
+            return 2;
+        }
+        cfg->limits.io_threads = (uint32_t)v;
+    }
+    return 0;
+}
+
 /* Builds the configuration; returns an exit status, or -1 to go on. */
 static int serve_config(const struct serve_opts *o, struct vigil_config *cfg)
 {
@@ -248,7 +279,7 @@ static int serve_config(const struct serve_opts *o, struct vigil_config *cfg)
         cfg->n_listeners++;
     }
     serve_tls_files(o, cfg);
-    if (serve_sniff(o, cfg) != 0)
+    if (serve_sniff(o, cfg) != 0 || serve_io_threads(o, cfg) != 0)
         return 2;
     if (o->anonymous && o->n_listen == 0)
         for (size_t i = 0; i < cfg->n_listeners; i++)

@@ -34,6 +34,7 @@ static const struct config_number numbers[] = {
     NUMBER("limits.connect_timeout_ms", limits.connect_timeout_ms, 100, 3600000),
     NUMBER("limits.max_output_bytes", limits.max_output_bytes, 65536, 268435456),
     NUMBER("limits.output_budget_bytes", limits.output_budget_bytes, 1048576, 1099511627776),
+    NUMBER("limits.io_threads", limits.io_threads, 0, 64),
     NUMBER("store.commit_interval_us", store_commit_interval_us, 0, 1000000),
     NUMBER("sys_interval", sys_interval_s, 0, 86400),
     NUMBER("event_queue_capacity", event_queue_capacity, 16, 16777216),
