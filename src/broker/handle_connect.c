@@ -117,7 +117,12 @@ static bool connect_precheck(struct conn *c, const struct mqtt_connect *cn, cons
         *assigned = true;
     } else if (cn->client_id.len > lim->max_client_id_length ||
                cn->client_id.len >= sizeof c->client_id) {
-        memcpy(c->client_id, cn->client_id.p, sizeof c->client_id - 1);
+        size_t n = cn->client_id.len < sizeof c->client_id ? cn->client_id.len
+                                                            : sizeof c->client_id - 1;
+
+        /* Only the bytes the packet holds are copied, for the log line. */
+        memcpy(c->client_id, cn->client_id.p, n);
+        c->client_id[n] = '\0';
         connect_refuse(c, MQTT_RC_CLIENT_ID_INVALID, "MQTT-3.1.3-5", "client id too long");
         return false;
     } else {

@@ -54,7 +54,8 @@ struct io_conn {
     bool tcp_open;
     bool first_seen;           /* the first packet went to the hub */
     bool held;                 /* reading waits for the hub to handle that packet */
-    bool failed;               /* no more reads or writes */
+    bool read_done;            /* end of stream, a read error or a malformed packet */
+    bool failed;               /* a write failed: no more reads or writes */
     bool closing;              /* the hub asked to close */
     bool handle_closed;
     bool write_busy;
@@ -136,7 +137,8 @@ static void io_stall_unlink(struct io_conn *ic)
 
 static bool io_may_read(const struct io_conn *ic)
 {
-    return ic->tcp_open && !ic->held && !ic->failed && !ic->closing && !ic->stalled;
+    return ic->tcp_open && !ic->held && !ic->read_done && !ic->failed && !ic->closing &&
+           !ic->stalled;
 }
 
 static void io_on_closed(uv_handle_t *h)
@@ -170,14 +172,18 @@ static void io_maybe_close(struct io_conn *ic)
     io_on_closed((uv_handle_t *)&ic->tcp);
 }
 
+/* Stops reading (and after a write error, writing) and reports why. */
 static void io_fail(struct io_conn *ic, uint8_t kind, int status)
 {
-    if (ic->failed)
-        return;
-    ic->failed = true;
+    bool reported = ic->read_done || ic->failed;
+
+    ic->read_done = true;
+    if (kind == TO_HUB_WRITE_FAILED)
+        ic->failed = true;
     if (ic->tcp_open)
         uv_read_stop((uv_stream_t *)&ic->tcp);
-    io_report(ic, kind, (uint64_t)(int64_t)status, NULL, 0);
+    if (!reported)
+        io_report(ic, kind, (uint64_t)(int64_t)status, NULL, 0);
 }
 
 static void io_write_start(struct io_conn *ic);
@@ -245,7 +251,7 @@ static size_t io_frame(struct io_conn *ic, const uint8_t *data, size_t len, bool
             if (off > 0)
                 io_report(ic, TO_HUB_PACKETS, 0, data, off);
             io_report(ic, TO_HUB_MALFORMED, data[off] >> 4, &err, sizeof err);
-            ic->failed = true;
+            ic->read_done = true;
             uv_read_stop((uv_stream_t *)&ic->tcp);
             return len;
         }
@@ -311,7 +317,7 @@ static void io_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     struct io_conn *ic = stream->data;
     size_t off;
 
-    if (ic->failed || ic->closing)
+    if (ic->read_done || ic->closing)
         return;
     if (nread == UV_ENOBUFS || (nread == 0 && buf->base == NULL)) {
         io_fail(ic, TO_HUB_READ_FAILED, UV_ENOBUFS);
@@ -325,7 +331,7 @@ static void io_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     if (buf->base == (char *)ic->t->read_buf) {
         off = io_frame(ic, (const uint8_t *)buf->base, (size_t)nread, true);
-        if (!ic->failed && off < (size_t)nread &&
+        if (!ic->read_done && off < (size_t)nread &&
             vigil_buf_append(&ic->in, buf->base + off, (size_t)nread - off) != VIGIL_OK)
             io_fail(ic, TO_HUB_READ_FAILED, UV_ENOBUFS);
     } else {
@@ -387,7 +393,7 @@ static void io_resume(struct io_conn *ic)
 {
     size_t off;
 
-    if (!ic->held || ic->failed || ic->closing)
+    if (!ic->held || ic->read_done || ic->closing)
         return;
     ic->held = false;
     /* Input read behind the first packet is cut now. */
@@ -401,7 +407,7 @@ static void io_resume(struct io_conn *ic)
 static void io_close_request(struct io_conn *ic)
 {
     ic->closing = true;
-    if (ic->tcp_open && !ic->failed)
+    if (ic->tcp_open)
         uv_read_stop((uv_stream_t *)&ic->tcp);
     io_stall_unlink(ic);
     io_write_start(ic);
