@@ -416,8 +416,8 @@ vigil_err hub_create(const struct vigil_config *cfg, struct hub **out)
         rc = monitor_start(hub);
     if (rc == VIGIL_OK)
         rc = zt_init(hub);
-    if (rc == VIGIL_OK && iopool_wanted(hub) > 1)
-        rc = iopool_start(hub, iopool_wanted(hub));
+    if (rc == VIGIL_OK && iopool_configured(hub) > 1)
+        rc = iopool_start(hub, iopool_configured(hub));
     if (rc != VIGIL_OK)
         goto fail;
     for (size_t i = 0; i < cfg->n_listeners; i++) {

@@ -1,8 +1,8 @@
 /* I/O threads for plaintext MQTT connections. The hub accepts a socket and
- * hands a duplicate of it to one thread, round-robin. The thread reads,
- * cuts the stream into MQTT packets and passes complete packets to the hub;
- * the hub decodes and handles them as before and passes output back, which
- * the thread writes. Records cross in two ioq queues per thread, each with
+ * hands a duplicate of it to one thread, round-robin. The thread reads and
+ * cuts the stream into MQTT packets, which go to the hub. The hub decodes
+ * and handles them as before and passes its output back to the thread,
+ * which writes it. Records cross in two ioq queues per thread, each with
  * one uv_async wake-up per batch. The thread never reads struct conn and
  * the hub never reads struct io_conn after the handoff (except its
  * immutable thread pointer), so neither side needs locks beyond the
@@ -10,6 +10,8 @@
 #include "broker/iothread.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -53,7 +55,7 @@ struct io_conn {
     uint32_t max_packet;
     bool tcp_open;
     bool first_seen;           /* the first packet went to the hub */
-    bool held;                 /* reading waits for the hub to handle that packet */
+    bool read_held;            /* reading waits for the hub to handle that packet */
     bool read_done;            /* end of stream, a read error or a malformed packet */
     bool failed;               /* a write failed: no more reads or writes */
     bool closing;              /* the hub asked to close */
@@ -137,7 +139,7 @@ static void io_stall_unlink(struct io_conn *ic)
 
 static bool io_may_read(const struct io_conn *ic)
 {
-    return ic->tcp_open && !ic->held && !ic->read_done && !ic->failed && !ic->closing &&
+    return ic->tcp_open && !ic->read_held && !ic->read_done && !ic->failed && !ic->closing &&
            !ic->stalled;
 }
 
@@ -234,7 +236,7 @@ static size_t io_frame(struct io_conn *ic, const uint8_t *data, size_t len, bool
 {
     size_t off = 0;
 
-    while (!ic->held && off < len) {
+    while (!ic->read_held && off < len) {
         struct mqtt_error err = {0};
         size_t hdr;
         uint32_t rem;
@@ -260,7 +262,7 @@ static size_t io_frame(struct io_conn *ic, const uint8_t *data, size_t len, bool
         off += hdr + rem;
         if (!ic->first_seen) {
             ic->first_seen = true;
-            ic->held = true;
+            ic->read_held = true;
             uv_read_stop((uv_stream_t *)&ic->tcp);
         }
     }
@@ -393,9 +395,9 @@ static void io_resume(struct io_conn *ic)
 {
     size_t off;
 
-    if (!ic->held || ic->read_done || ic->closing)
+    if (!ic->read_held || ic->read_done || ic->closing)
         return;
-    ic->held = false;
+    ic->read_held = false;
     /* Input read behind the first packet is cut now. */
     off = io_frame(ic, ic->in.data, ic->in.len, false);
     vigil_buf_consume(&ic->in, off);
@@ -494,7 +496,11 @@ static void io_on_check(uv_check_t *h)
 static void io_thread_main(void *arg)
 {
     struct io_thread *t = arg;
+    char name[16];
 
+    /* Named so that top -H, perf and /proc/PID/task show which is which. */
+    snprintf(name, sizeof name, "vigil-io%u", t->index);
+    pthread_setname_np(pthread_self(), name);
     uv_run(&t->loop, UV_RUN_DEFAULT);
     io_push(t);
 }
@@ -567,7 +573,7 @@ static vigil_err hub_stage(struct io_thread *t, uint8_t kind, void *ref, uint64_
     return rc;
 }
 
-unsigned iopool_wanted(const struct hub *hub)
+unsigned iopool_configured(const struct hub *hub)
 {
     long cpus;
 

@@ -14,9 +14,9 @@ struct hub;
 struct conn;
 struct mqtt_error;
 
-/* The number of I/O threads the configuration asks for: limits.io_threads,
- * or with 0 the online CPUs capped at 8. 1 means no I/O threads. */
-unsigned iopool_wanted(const struct hub *hub);
+/* Returns the number of I/O threads to run: limits.io_threads, or with 0
+ * the online CPUs capped at 8. 1 means no I/O threads. */
+unsigned iopool_configured(const struct hub *hub);
 /* Starts n (>= 2) I/O threads and sets hub->io. */
 vigil_err iopool_start(struct hub *hub, unsigned n);
 /* True once every connection handed to the threads was closed by them. */

@@ -55,7 +55,8 @@ static void serve_usage(FILE *out)
           "      --io-threads N    I/O threads for plaintext MQTT connections (0 = one per\n"
           "                        online CPU, at most 8; 1 = none); sets\n"
           "                        limits.io_threads. The environment variable\n"
-          "                        VIGIL_IO_THREADS sets a default below this option\n"
+          "                        VIGIL_IO_THREADS sets a default that the\n"
+          "                        configuration file and this option override\n"
           "      --log-level LEVEL error, warn, info (default) or debug\n"
           "  -h, --help            show this help\n",
           out);
@@ -217,27 +218,21 @@ static int serve_sniff(const struct serve_opts *o, struct vigil_config *cfg)
     return 0;
 }
 
-/* Applies VIGIL_IO_THREADS, then --io-threads; returns 0, or 2 after
- * printing an error about an invalid value. */
-static int serve_io_threads(const struct serve_opts *o, struct vigil_config *cfg)
+/* Sets limits.io_threads from value (from where, for the error) unless
+ * value is NULL or empty; returns 0, or 2 after printing an error. */
+static int serve_io_threads(const char *value, const char *where, struct vigil_config *cfg)
 {
-    const char *env = getenv("VIGIL_IO_THREADS");
-    const char *values[2] = {env != NULL && *env != '\0' ? env : NULL, o->io_threads};
+    char *end;
+    long v;
 
-    for (size_t i = 0; i < 2; i++) {
-        char *end;
-        long v;
-
-        if (values[i] == NULL)
-            continue;
-        v = strtol(values[i], &end, 10);
-        if (*end != '\0' || v < 0 || v > 64) {
-            fprintf(stderr, "vigil serve: invalid %s '%s'; expected 0 to 64\n",
-                    i == 0 ? "VIGIL_IO_THREADS" : "--io-threads", values[i]);
-            return 2;
-        }
-        cfg->limits.io_threads = (uint32_t)v;
+    if (value == NULL || *value == '\0')
+        return 0;
+    v = strtol(value, &end, 10);
+    if (*end != '\0' || v < 0 || v > 64) {
+        fprintf(stderr, "vigil serve: invalid %s '%s'; expected 0 to 64\n", where, value);
+        return 2;
     }
+    cfg->limits.io_threads = (uint32_t)v;
     return 0;
 }
 
@@ -247,6 +242,9 @@ static int serve_config(const struct serve_opts *o, struct vigil_config *cfg)
     char err[512];
 
     config_defaults(cfg);
+    /* The environment sets a default that the file and the option override. */
+    if (serve_io_threads(getenv("VIGIL_IO_THREADS"), "VIGIL_IO_THREADS", cfg) != 0)
+        return 2;
     if (o->config != NULL && config_load_file(cfg, o->config, err, sizeof err) != VIGIL_OK) {
         fprintf(stderr, "vigil serve: %s\n", err);
         return 1;
@@ -279,7 +277,7 @@ static int serve_config(const struct serve_opts *o, struct vigil_config *cfg)
         cfg->n_listeners++;
     }
     serve_tls_files(o, cfg);
-    if (serve_sniff(o, cfg) != 0 || serve_io_threads(o, cfg) != 0)
+    if (serve_sniff(o, cfg) != 0 || serve_io_threads(o->io_threads, "--io-threads", cfg) != 0)
         return 2;
     if (o->anonymous && o->n_listen == 0)
         for (size_t i = 0; i < cfg->n_listeners; i++)

@@ -1273,6 +1273,47 @@ def _(ctx):
     check("max_client_id_length" in err, "the error does not name max_client_id_length")
 
 
+@case("connections spread over I/O threads", only="vigil")
+def _(ctx):
+    # Round-robin hand-off: with two I/O threads, four clients and the
+    # subscriber below, each thread owns at least two connections.
+    b = Broker(ctx.fixture.log_dir, name="raw-iothreads", limits={"io_threads": 2},
+               sys_interval=1)
+    b.start()
+    conns = []
+    try:
+        for i in range(4):
+            c = Conn(b.port)
+            c.send(connect(V311, client_id=f"raw-io-{i}"))
+            check_equal(c.recv().raw, b"\x20\x02\x00\x00", f"CONNACK of client {i}")
+            conns.append(c)
+        sub = Conn(b.port)
+        sub.send(connect(V311, client_id="raw-io-sub"))
+        check_equal(sub.recv().raw, b"\x20\x02\x00\x00", "subscriber CONNACK")
+        sub.send(subscribe(1, [("$SYS/broker/io/#", 0)], version=V311))
+        sub.recv_type(m.SUBACK)
+        seen = {}
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (
+                seen.get("$SYS/broker/io/threads") == b"2"
+                and all(int(seen.get(f"$SYS/broker/io/{t}/connections", b"0")) >= 2
+                        for t in (0, 1))):
+            try:
+                p = parse_publish(sub.recv(timeout=2.0), version=V311)
+            except Timeout:
+                continue
+            seen[p["topic"]] = p["payload"]
+        ctx.log("seen:", seen)
+        check_equal(seen.get("$SYS/broker/io/threads"), b"2", "$SYS/broker/io/threads")
+        for t in (0, 1):
+            n = int(seen.get(f"$SYS/broker/io/{t}/connections", b"0"))
+            check(n >= 2, f"I/O thread {t} owns {n} connections, expected at least 2")
+        for c in conns + [sub]:
+            c.close()
+    finally:
+        b.stop()
+
+
 @case("v311 unreleased QoS 2 above receive maximum kept")
 def _(ctx):
     # MQTT 3.1.1 has no Receive Maximum, so the server's v5 limit (64 by
