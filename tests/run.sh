@@ -4,7 +4,8 @@
 # Usage: tests/run.sh [SUITE...]
 #   SUITE: unit, fuzz, raw, e2e (all of e2e/*), e2e/paho, e2e/node, e2e/bench,
 #          e2e/shell, e2e/crash, e2e/tls, e2e/audit, e2e/capture, e2e/siem,
-#          e2e/sniff, e2e/engine, mqttsn, coap, udp-break, sim.
+#          e2e/sniff, e2e/engine, mqttsn, coap, udp-break, sim,
+#          io-threads (raw, e2e/paho and e2e/crash with two I/O threads).
 #          Default: all of them.
 # Environment:
 #   VIGIL_TEST_BROKER   vigil (default) or mosquitto (reference broker)
@@ -32,7 +33,7 @@ RESULTS=$LOG_DIR/results.tsv
 export VIGIL_TEST_RESULTS=$RESULTS
 
 ALL_SUITES=(unit fuzz raw e2e/paho e2e/node e2e/shell e2e/crash e2e/tls e2e/audit e2e/capture e2e/bench
-            e2e/siem e2e/sniff e2e/engine mqttsn coap udp-break sim)
+            e2e/siem e2e/sniff e2e/engine mqttsn coap udp-break sim io-threads)
 
 # Appends one result line: kind (pass|fail|skip), name, log path.
 record() {
@@ -57,7 +58,7 @@ missing() {
 # Runs a suite command that records its own cases; adds a failure when it
 # exits non-zero without recording one, times out, or records nothing.
 run_recording_suite() {
-    local suite=$1 limit=$2
+    local suite=${VIGIL_TEST_SUITE_PREFIX:-}$1 limit=$2
     shift 2
     local log=$LOG_DIR/${suite//\//-}.out
     local before_fail before_total after_fail after_total rc
@@ -252,6 +253,15 @@ suite_shell() {
 suite_crash() {
     broker_ready e2e/crash || return
     run_recording_suite e2e/crash 600 "$PY" "$ROOT/tests/e2e/crash/run.py"
+}
+
+# The raw, paho and crash suites again with two I/O threads, which the
+# default does not start on a two-CPU machine; case names gain "io2/".
+suite_io_threads() {
+    local s
+    for s in raw e2e/paho e2e/crash; do
+        VIGIL_IO_THREADS=2 VIGIL_TEST_SUITE_PREFIX=io2/ run_suite "$s"
+    done
 }
 
 suite_tls() {
@@ -457,6 +467,7 @@ run_suite() {
         coap) suite_coap ;;
         udp-break) suite_udp_break ;;
         sim) suite_sim ;;
+        io-threads) suite_io_threads ;;
         *)
             echo "tests/run.sh: unknown suite '$1'; expected one of: ${ALL_SUITES[*]} e2e" >&2
             exit 2

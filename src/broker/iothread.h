@@ -15,7 +15,7 @@ struct conn;
 struct mqtt_error;
 
 /* Returns the number of I/O threads to run: limits.io_threads, or with 0
- * the online CPUs capped at 8. 1 means no I/O threads. */
+ * the online CPUs minus one, capped at 8. 1 means no I/O threads. */
 unsigned iopool_configured(const struct hub *hub);
 /* Starts n (>= 2) I/O threads and sets hub->io. */
 vigil_err iopool_start(struct hub *hub, unsigned n);

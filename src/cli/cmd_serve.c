@@ -53,7 +53,7 @@ static void serve_usage(FILE *out)
           "                        1883); repeat for several\n"
           "      --sniff-promiscuous  capture in promiscuous mode, for a mirror port\n"
           "      --io-threads N    I/O threads for plaintext MQTT connections (0 = one per\n"
-          "                        online CPU, at most 8; 1 = none); sets\n"
+          "                        online CPU but one, at most 8; 1 = none); sets\n"
           "                        limits.io_threads. The environment variable\n"
           "                        VIGIL_IO_THREADS sets a default that the\n"
           "                        configuration file and this option override\n"

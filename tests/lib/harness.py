@@ -99,6 +99,8 @@ def run(suite, fixture_factory, argv=None):
     argv: substrings; when given, only cases whose name contains one run.
     """
     argv = sys.argv[1:] if argv is None else argv
+    # A second pass of a suite in another configuration gets its own names.
+    suite = os.environ.get("VIGIL_TEST_SUITE_PREFIX", "") + suite
     filters = [a for a in argv if a]
     env_filter = os.environ.get("VIGIL_TEST_FILTER")
     if env_filter:
