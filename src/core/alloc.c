@@ -1,12 +1,14 @@
 /* Counted allocation. Sizes come from malloc_usable_size(), so no header is
  * added to blocks and memory from the wrappers stays compatible with free()
- * for the sanitizers. */
+ * for the sanitizers; page blocks count their rounded size. */
 #include "core/alloc.h"
 
 #include <malloc.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 static atomic_size_t alloc_in_use;
 static atomic_size_t alloc_peak;
@@ -25,10 +27,8 @@ static int alloc_should_fail(size_t size)
     return 0;
 }
 
-static void alloc_account(void *p, int sign)
+static void account_bytes(size_t n, int sign)
 {
-    size_t n = malloc_usable_size(p);
-
     if (sign > 0) {
         size_t now = atomic_fetch_add_explicit(&alloc_in_use, n, memory_order_relaxed) + n;
         size_t peak = atomic_load_explicit(&alloc_peak, memory_order_relaxed);
@@ -37,6 +37,11 @@ static void alloc_account(void *p, int sign)
     } else {
         atomic_fetch_sub_explicit(&alloc_in_use, n, memory_order_relaxed);
     }
+}
+
+static void alloc_account(void *p, int sign)
+{
+    account_bytes(malloc_usable_size(p), sign);
 }
 
 void *vigil_malloc(size_t size)
@@ -112,6 +117,37 @@ void vigil_free(void *ptr)
         return;
     alloc_account(ptr, -1);
     free(ptr);
+}
+
+static size_t pages_round(size_t size)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+
+    return (size + page - 1) / page * page;
+}
+
+void *vigil_pages_alloc(size_t size)
+{
+    size_t n = pages_round(size ? size : 1);
+    void *p;
+
+    if (alloc_should_fail(n))
+        return NULL;
+    p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    account_bytes(n, 1);
+    return p;
+}
+
+void vigil_pages_free(void *ptr, size_t size)
+{
+    size_t n = pages_round(size ? size : 1);
+
+    if (ptr == NULL)
+        return;
+    munmap(ptr, n);
+    account_bytes(n, -1);
 }
 
 size_t vigil_alloc_in_use(void)

@@ -18,6 +18,14 @@ char *vigil_strndup(const char *s, size_t n);
 void *vigil_memdup(const void *p, size_t n);
 void vigil_free(void *ptr);
 
+/* Zeroed memory mapped from the kernel, for large blocks that come and go
+ * with load. vigil_pages_free() returns a block to the system at once,
+ * whereas free() may keep it in the heap for good. size is rounded up to
+ * whole pages, and vigil_pages_free() takes the same size. Counted, capped
+ * and failure-injected like the other wrappers. */
+void *vigil_pages_alloc(size_t size);
+void vigil_pages_free(void *ptr, size_t size);
+
 /* Bytes currently allocated through the wrappers, and the high-water mark. */
 size_t vigil_alloc_in_use(void);
 size_t vigil_alloc_peak(void);

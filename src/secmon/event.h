@@ -1,7 +1,7 @@
 /* Typed security events. Every front end emits them; for now a sink thread
  * writes them as JSON lines, and the security engine will consume the same
- * structs. Fixed size so that the queue between the I/O loop and the
- * consumer never allocates. */
+ * structs. Fixed size, so the queue between the I/O loop and the consumer
+ * copies them into blocks of equal slots and no event allocates. */
 #ifndef VIGIL_SECMON_EVENT_H
 #define VIGIL_SECMON_EVENT_H
 

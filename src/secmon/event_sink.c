@@ -1,4 +1,4 @@
-/* Event sink: a bounded ring of events drained by one writer thread that
+/* Event sink: a bounded queue of events drained by one writer thread that
  * appends JSON lines to a file. */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,24 +15,40 @@
 #include "core/log.h"
 #include "secmon/event.h"
 
-/* Events taken from the ring per lock; bounds the writer's private copy. */
+/* Events taken from the queue per lock; bounds the writer's private copy. */
 #define SINK_BATCH_MAX 512
 /* The writer wakes this often to take what was queued, so a busy hub
  * hands over events in batches instead of waking the writer (a futex call
  * and a context switch) for every event. */
 #define SINK_WAKE_US 5000
 /* Queued events at which an emitter wakes a sleeping writer at once, so
- * bursts do not wait for the next wake-up and the ring does not fill. */
+ * bursts do not wait for the next wake-up and the queue does not fill. */
 #define SINK_KICK 256
 /* Nice value of the writer thread above the rest of the process. */
 #define SINK_NICE 5
+/* Events per queue block (about 40 KiB). */
+#define SINK_BLOCK_EVENTS 64
+
+/* The queue is a list of blocks mapped as events arrive and unmapped as
+ * the writer drains them. A ring of the full capacity (16,384 events of
+ * 632 bytes by default) would be touched in full by any long run of
+ * events and stay resident. Blocks from the heap would stay resident after
+ * a burst too, because connections allocated meanwhile sit between them.
+ * Mapped blocks go back to the system once drained. */
+struct sink_block {
+    struct sink_block *next;
+    struct vigil_event ev[SINK_BLOCK_EVENTS];
+};
 
 struct vigil_event_sink {
     pthread_mutex_t mu;
     pthread_cond_t cond;
-    struct vigil_event *ring;   /* owned; capacity slots */
-    size_t capacity;
-    size_t head;                /* index of the oldest queued event */
+    /* Queued events run from first->ev[first_pos] to last->ev[last_len - 1];
+     * the blocks are owned and both pointers are NULL when none is held. */
+    struct sink_block *first, *last;
+    size_t first_pos, last_len;
+    struct sink_block *spare;   /* owned; one drained block kept for reuse, or NULL */
+    size_t capacity;            /* maximum queued events */
     size_t count;
     bool closing;
     bool paused;
@@ -48,16 +64,63 @@ struct vigil_event_sink {
     uint64_t dropped_consumed;  /* writer thread only */
 };
 
-/* Copies up to SINK_BATCH_MAX events out of the ring; called with mu held. */
+/* Keeps b as the spare block, or frees it when there is one already. */
+static void sink_block_release(struct vigil_event_sink *sink, struct sink_block *b)
+{
+    if (sink->spare == NULL)
+        sink->spare = b;
+    else
+        vigil_pages_free(b, sizeof *b);
+}
+
+/* Appends a copy of ev; false when no block could be allocated. Called
+ * with mu held and count below capacity. */
+static bool sink_push(struct vigil_event_sink *sink, const struct vigil_event *ev)
+{
+    if (sink->last == NULL || sink->last_len == SINK_BLOCK_EVENTS) {
+        struct sink_block *b = sink->spare != NULL ? sink->spare : vigil_pages_alloc(sizeof *b);
+
+        if (b == NULL)
+            return false;
+        if (b == sink->spare)
+            sink->spare = NULL;
+        b->next = NULL;
+        if (sink->last != NULL) {
+            sink->last->next = b;
+        } else {
+            sink->first = b;
+            sink->first_pos = 0;
+        }
+        sink->last = b;
+        sink->last_len = 0;
+    }
+    sink->last->ev[sink->last_len++] = *ev;
+    sink->count++;
+    return true;
+}
+
+/* Copies up to SINK_BATCH_MAX events out of the queue; called with mu held. */
 static size_t sink_take(struct vigil_event_sink *sink)
 {
     size_t n = sink->count < SINK_BATCH_MAX ? sink->count : SINK_BATCH_MAX;
 
     for (size_t i = 0; i < n; i++) {
-        sink->batch[i] = sink->ring[sink->head];
-        sink->head = (sink->head + 1) % sink->capacity;
+        sink->batch[i] = sink->first->ev[sink->first_pos++];
+        if (sink->first_pos == SINK_BLOCK_EVENTS) {
+            struct sink_block *done = sink->first;
+
+            sink->first = done->next;
+            sink->first_pos = 0;
+            if (sink->first == NULL)
+                sink->last = NULL;
+            sink_block_release(sink, done);
+        }
     }
     sink->count -= n;
+    /* An empty queue starts over at the front of its block, so a steady
+     * trickle of events keeps reusing the same memory. */
+    if (sink->count == 0 && sink->first != NULL)
+        sink->first_pos = sink->last_len = 0;
     return n;
 }
 
@@ -86,7 +149,7 @@ static void sink_write_batch(struct vigil_event_sink *sink, size_t n)
         log_error("event sink: flush failed: %s", strerror(errno));
     atomic_fetch_add(&sink->written, ok);
     if (dropped != sink->dropped_reported) {
-        log_warn("event sink: queue full, %llu events dropped since open",
+        log_warn("event sink: queue full or out of memory, %llu events dropped since open",
                  (unsigned long long)dropped);
         sink->dropped_reported = dropped;
     }
@@ -140,7 +203,7 @@ static void sink_wait(struct vigil_event_sink *sink)
 }
 
 /* Lowers the writer's priority below the I/O loop's, because events may
- * wait in the ring while deliveries may not. Failure keeps the defaults. */
+ * wait in the queue while deliveries may not. Failure keeps the defaults. */
 static void sink_lower_priority(void)
 {
     struct sched_param sp = {.sched_priority = 0};
@@ -215,7 +278,13 @@ static void sink_free(struct vigil_event_sink *sink)
 {
     if (sink->file != NULL)
         fclose(sink->file);
-    vigil_free(sink->ring);
+    while (sink->first != NULL) {
+        struct sink_block *next = sink->first->next;
+
+        vigil_pages_free(sink->first, sizeof *sink->first);
+        sink->first = next;
+    }
+    vigil_pages_free(sink->spare, sizeof *sink->spare);
     vigil_free(sink->batch);
     vigil_free(sink->line);
     vigil_free(sink);
@@ -233,10 +302,9 @@ vigil_err vigil_event_sink_open(const char *path, size_t capacity, struct vigil_
     if (sink == NULL)
         return VIGIL_ERR_NOMEM;
     sink->capacity = capacity;
-    sink->ring = vigil_calloc(capacity, sizeof *sink->ring);
     sink->batch = vigil_calloc(SINK_BATCH_MAX, sizeof *sink->batch);
     sink->line = vigil_malloc(VIGIL_EVENT_JSON_MAX);
-    if (sink->ring == NULL || sink->batch == NULL || sink->line == NULL)
+    if (sink->batch == NULL || sink->line == NULL)
         goto fail;
     sink->file = sink_open_file(path);
     if (sink->file == NULL) {
@@ -265,14 +333,13 @@ void vigil_event_sink_emit(struct vigil_event_sink *sink, const struct vigil_eve
     bool kick;
 
     pthread_mutex_lock(&sink->mu);
-    if (sink->count == sink->capacity || sink->closing) {
+    /* Out of memory for a block counts as a full queue. */
+    if (sink->count == sink->capacity || sink->closing || !sink_push(sink, ev)) {
         pthread_mutex_unlock(&sink->mu);
         atomic_fetch_add(&sink->dropped, 1);
         return;
     }
-    sink->ring[(sink->head + sink->count) % sink->capacity] = *ev;
-    sink->count++;
-    /* The first event wakes a writer waiting on an empty ring; later ones
+    /* The first event wakes a writer waiting on an empty queue; later ones
      * join the batch it gathers, unless a burst reaches SINK_KICK. */
     kick = sink->sleeping && (sink->count == 1 || sink->count == SINK_KICK ||
                               sink->count * 2 >= sink->capacity);

@@ -14,6 +14,7 @@
 #include <sched.h>
 #include <sys/resource.h>
 
+#include "core/alloc.h"
 #include "secmon/event.h"
 
 static json_t *parse_event(const struct vigil_event *ev)
@@ -400,6 +401,106 @@ static void test_sink_appends(void **state)
     unlink(path);
 }
 
+/* Connection ids the test consumer saw, in order; written on the sink's
+ * thread and read after vigil_event_sink_close() joined it. */
+static uint64_t seen_ids[1000];
+static size_t n_seen;
+
+static void record_feed(void *ctx, const struct vigil_event *ev)
+{
+    (void)ctx;
+    if (n_seen < sizeof seen_ids / sizeof seen_ids[0])
+        seen_ids[n_seen++] = ev->conn_id;
+}
+
+static void wait_written(struct vigil_event_sink *sink, uint64_t n)
+{
+    for (int i = 0; i < 5000 && vigil_event_sink_written(sink) < n; i++)
+        usleep(1000);
+    assert_int_equal(vigil_event_sink_written(sink), n);
+}
+
+static void test_sink_order_across_blocks(void **state)
+{
+    struct vigil_event_consumer cons = {.feed = record_feed};
+    struct vigil_event_sink *sink;
+    struct vigil_event ev;
+    char *path = temp_path();
+
+    (void)state;
+    n_seen = 0;
+    assert_int_equal(vigil_event_sink_open(path, 1000, &sink), VIGIL_OK);
+    vigil_event_sink_set_consumer(sink, &cons);
+    vigil_event_sink_set_paused(sink, true);
+    /* 300 events span five blocks of 64; a second round reuses them. */
+    for (int i = 0; i < 300; i++) {
+        vigil_event_init(&ev, VIGIL_EV_PUBLISH);
+        ev.conn_id = (uint64_t)i + 1;
+        vigil_event_sink_emit(sink, &ev);
+    }
+    vigil_event_sink_set_paused(sink, false);
+    wait_written(sink, 300);
+    for (int i = 300; i < 700; i++) {
+        vigil_event_init(&ev, VIGIL_EV_PUBLISH);
+        ev.conn_id = (uint64_t)i + 1;
+        vigil_event_sink_emit(sink, &ev);
+    }
+    vigil_event_sink_close(sink);
+    assert_int_equal(n_seen, 700);
+    for (size_t i = 0; i < n_seen; i++)
+        assert_int_equal(seen_ids[i], i + 1);
+    assert_int_equal(count_json_lines(path), 700);
+    unlink(path);
+}
+
+/* The queue keeps memory for its backlog, not for its capacity. */
+static void test_sink_memory_follows_backlog(void **state)
+{
+    const size_t block = 64 * sizeof(struct vigil_event);
+    struct vigil_event_sink *sink;
+    struct vigil_event ev;
+    char *path = temp_path();
+    size_t opened, filled;
+
+    (void)state;
+    assert_int_equal(vigil_event_sink_open(path, 16384, &sink), VIGIL_OK);
+    opened = vigil_alloc_in_use();
+    vigil_event_sink_set_paused(sink, true);
+    vigil_event_init(&ev, VIGIL_EV_PUBLISH);
+    for (int i = 0; i < 640; i++)
+        vigil_event_sink_emit(sink, &ev);
+    filled = vigil_alloc_in_use();
+    assert_true(filled - opened >= 10 * block);
+    assert_true(filled - opened < 11 * block);
+    vigil_event_sink_set_paused(sink, false);
+    wait_written(sink, 640);
+    /* Drained: one block stays as the spare, the rest is freed. */
+    assert_true(vigil_alloc_in_use() < opened + 2 * block);
+    vigil_event_sink_close(sink);
+    unlink(path);
+}
+
+static void test_sink_block_failure_drops(void **state)
+{
+    struct vigil_event_sink *sink;
+    struct vigil_event ev;
+    char *path = temp_path();
+
+    (void)state;
+    assert_int_equal(vigil_event_sink_open(path, 100, &sink), VIGIL_OK);
+    vigil_event_sink_set_paused(sink, true);
+    vigil_event_init(&ev, VIGIL_EV_ADMIN);
+    vigil_alloc_fail_after(1);
+    vigil_event_sink_emit(sink, &ev);
+    vigil_alloc_fail_after(0);
+    assert_int_equal(vigil_event_sink_dropped(sink), 1);
+    vigil_event_sink_emit(sink, &ev);
+    assert_int_equal(vigil_event_sink_dropped(sink), 1);
+    vigil_event_sink_close(sink);
+    assert_int_equal(count_json_lines(path), 1);
+    unlink(path);
+}
+
 static void test_sink_open_errors(void **state)
 {
     struct vigil_event_sink *sink = (void *)1;
@@ -427,6 +528,9 @@ int main(void)
         cmocka_unit_test(test_sink_close_drains),
         cmocka_unit_test(test_sink_writer_yields),
         cmocka_unit_test(test_sink_appends),
+        cmocka_unit_test(test_sink_order_across_blocks),
+        cmocka_unit_test(test_sink_memory_follows_backlog),
+        cmocka_unit_test(test_sink_block_failure_drops),
         cmocka_unit_test(test_sink_open_errors),
     };
 
