@@ -5,6 +5,9 @@
 
 #include "core/alloc.h"
 
+/* The value of a tombstone slot: removed, but probing continues past it. */
+static char map_tombstone;
+
 uint64_t vigil_hash_bytes(const void *p, size_t len)
 {
     /* FNV-1a, 64-bit, followed by a finalizer so low bits mix well. */
@@ -21,21 +24,41 @@ uint64_t vigil_hash_bytes(const void *p, size_t len)
     return h;
 }
 
+static uint32_t map_hash(const char *key, size_t len)
+{
+    return (uint32_t)vigil_hash_bytes(key, len);
+}
+
+static bool slot_is_tombstone(const struct vigil_map_slot *s)
+{
+    return s->key == NULL && s->value == &map_tombstone;
+}
+
 void vigil_map_init(struct vigil_map *m)
 {
     memset(m, 0, sizeof *m);
 }
 
+void vigil_map_init_borrowed(struct vigil_map *m)
+{
+    vigil_map_init(m);
+    m->borrow_keys = true;
+}
+
 void vigil_map_free(struct vigil_map *m)
 {
-    for (size_t i = 0; i < m->cap; i++)
-        vigil_free(m->slots[i].key);
+    bool borrow = m->borrow_keys;
+
+    if (!borrow)
+        for (size_t i = 0; i < m->cap; i++)
+            vigil_free((char *)m->slots[i].key);
     vigil_free(m->slots);
     vigil_map_init(m);
+    m->borrow_keys = borrow;
 }
 
 static struct vigil_map_slot *map_find(const struct vigil_map *m, const char *key, size_t len,
-                                       uint64_t h)
+                                       uint32_t h)
 {
     size_t mask = m->cap - 1;
 
@@ -44,7 +67,7 @@ static struct vigil_map_slot *map_find(const struct vigil_map *m, const char *ke
     for (size_t i = h & mask;; i = (i + 1) & mask) {
         struct vigil_map_slot *s = &m->slots[i];
 
-        if (s->key == NULL && !s->tombstone)
+        if (s->key == NULL && !slot_is_tombstone(s))
             return NULL;
         if (s->key != NULL && s->hash == h && s->key_len == len && memcmp(s->key, key, len) == 0)
             return s;
@@ -71,7 +94,6 @@ static vigil_err map_grow(struct vigil_map *m)
         for (j = s->hash & (cap - 1); slots[j].key != NULL; j = (j + 1) & (cap - 1))
             ;
         slots[j] = *s;
-        slots[j].tombstone = 0;
     }
     vigil_free(m->slots);
     m->slots = slots;
@@ -82,49 +104,58 @@ static vigil_err map_grow(struct vigil_map *m)
 
 void *vigil_map_get(const struct vigil_map *m, const char *key, size_t len)
 {
-    struct vigil_map_slot *s = map_find(m, key, len, vigil_hash_bytes(key, len));
+    struct vigil_map_slot *s = map_find(m, key, len, map_hash(key, len));
 
     return s ? s->value : NULL;
 }
 
 vigil_err vigil_map_put(struct vigil_map *m, const char *key, size_t len, void *value)
 {
-    uint64_t h = vigil_hash_bytes(key, len);
+    uint32_t h = map_hash(key, len);
     struct vigil_map_slot *s = map_find(m, key, len, h);
-    char *copy;
+    const char *stored = key;
     size_t i;
 
     if (s != NULL) {
+        /* A borrowed key belongs to the value, so it moves with it. */
+        if (m->borrow_keys)
+            s->key = key;
         s->value = value;
         return VIGIL_OK;
     }
+    if (len >= UINT32_MAX)
+        return VIGIL_ERR_INVALID;
     if ((m->used + 1) * 4 > m->cap * 3 && map_grow(m) != VIGIL_OK)
         return VIGIL_ERR_NOMEM;
-    copy = vigil_malloc(len + 1);
-    if (copy == NULL)
-        return VIGIL_ERR_NOMEM;
-    memcpy(copy, key, len);
-    copy[len] = '\0';
+    if (!m->borrow_keys) {
+        char *copy = vigil_malloc(len + 1);
+
+        if (copy == NULL)
+            return VIGIL_ERR_NOMEM;
+        memcpy(copy, key, len);
+        copy[len] = '\0';
+        stored = copy;
+    }
     for (i = h & (m->cap - 1); m->slots[i].key != NULL; i = (i + 1) & (m->cap - 1))
         ;
-    if (!m->slots[i].tombstone)
+    if (!slot_is_tombstone(&m->slots[i]))
         m->used++;
-    m->slots[i] = (struct vigil_map_slot){copy, len, h, value, 0};
+    m->slots[i] = (struct vigil_map_slot){stored, value, h, (uint32_t)len};
     m->count++;
     return VIGIL_OK;
 }
 
 void *vigil_map_remove(struct vigil_map *m, const char *key, size_t len)
 {
-    struct vigil_map_slot *s = map_find(m, key, len, vigil_hash_bytes(key, len));
+    struct vigil_map_slot *s = map_find(m, key, len, map_hash(key, len));
     void *value;
 
     if (s == NULL)
         return NULL;
     value = s->value;
-    vigil_free(s->key);
-    *s = (struct vigil_map_slot){0};
-    s->tombstone = 1;
+    if (!m->borrow_keys)
+        vigil_free((char *)s->key);
+    *s = (struct vigil_map_slot){.key = NULL, .value = &map_tombstone};
     m->count--;
     return value;
 }
