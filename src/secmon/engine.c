@@ -69,6 +69,11 @@ static void config_sanitize(struct secmon_config *c)
         c->identities_per_source = ENGINE_IDENTS_MAX;
 }
 
+static void device_release(struct engine_node *n)
+{
+    vigil_free(((struct engine_device *)n)->base);
+}
+
 static void conn_evicted(struct secmon_engine *e, struct engine_node *n)
 {
     struct engine_conn *c = (struct engine_conn *)n;
@@ -99,6 +104,7 @@ vigil_err secmon_engine_new(const struct secmon_config *cfg, secmon_alert_fn fn,
     e->ctx = ctx;
     cap = e->cfg.max_tracked;
     engine_table_init(&e->devices, cap, sizeof(struct engine_device), NULL);
+    e->devices.release = device_release;
     engine_table_init(&e->types, 256, sizeof(struct engine_type), NULL);
     engine_table_init(&e->sources, cap, sizeof(struct engine_source), NULL);
     engine_table_init(&e->idents, cap, sizeof(struct engine_ident), NULL);
@@ -150,19 +156,21 @@ vigil_err secmon_engine_set_profile(struct secmon_engine *e, const char *type,
 const struct secmon_config *engine_device_config(struct secmon_engine *e, struct engine_device *d,
                                                  const struct vigil_event *ev)
 {
+    struct engine_baseline *b = d->base;
+
     if (ev == NULL)
-        return d->cfg != NULL ? d->cfg : &e->cfg;
-    if (d->cfg != NULL && d->cfg_generation == e->profile_generation &&
-        strncmp(d->device_type, ev->device_type, sizeof d->device_type) == 0)
-        return d->cfg;
-    d->cfg = &e->cfg;
-    d->cfg_generation = e->profile_generation;
-    vigil_event_set(d->device_type, sizeof d->device_type, ev->device_type,
+        return b->cfg != NULL ? b->cfg : &e->cfg;
+    if (b->cfg != NULL && b->cfg_generation == e->profile_generation &&
+        strncmp(b->device_type, ev->device_type, sizeof b->device_type) == 0)
+        return b->cfg;
+    b->cfg = &e->cfg;
+    b->cfg_generation = e->profile_generation;
+    vigil_event_set(b->device_type, sizeof b->device_type, ev->device_type,
                     strnlen(ev->device_type, sizeof ev->device_type));
-    for (size_t i = 0; i < e->n_profiles && d->device_type[0] != '\0'; i++)
-        if (strcmp(e->profiles[i].type, d->device_type) == 0)
-            d->cfg = &e->profiles[i].cfg;
-    return d->cfg;
+    for (size_t i = 0; i < e->n_profiles && b->device_type[0] != '\0'; i++)
+        if (strcmp(e->profiles[i].type, b->device_type) == 0)
+            b->cfg = &e->profiles[i].cfg;
+    return b->cfg;
 }
 
 /* Event time only moves forward, so a reordered event cannot reopen the

@@ -116,7 +116,7 @@ static void alert_open(struct secmon_engine *e, struct engine_alert *al, const s
     a->first_event_us = f->first_event_us != 0 && f->first_event_us < e->now_us ? f->first_event_us
                                                                                  : e->now_us;
     a->count = f->open_count != 0 ? f->open_count : f->count;
-    alert_make_id(a, al->node.key, al->node.key_len);
+    alert_make_id(a, engine_node_key(&al->node), al->node.key_len);
     alert_add_evidence(a, ev, f);
     e->alerts_opened++;
     alert_notify(e, al, false);

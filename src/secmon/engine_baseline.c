@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/map.h"
 #include "core/time.h"
 #include "secmon/engine_internal.h"
@@ -27,8 +28,8 @@ static void raise_baseline(struct secmon_engine *e, const struct vigil_event *ev
     double limit_z = engine_device_config(e, d, ev)->baseline_z;
     uint8_t sev = z >= 2 * limit_z ? SECMON_SEV_MEDIUM : SECMON_SEV_LOW;
 
-    snprintf(subject, sizeof subject, "%s|%s", d->node.key, stat);
-    engine_finding_init(&f, SECMON_RULE_BASELINE, sev, d->node.key, src, subject);
+    snprintf(subject, sizeof subject, "%s|%s", engine_node_key(&d->node), stat);
+    engine_finding_init(&f, SECMON_RULE_BASELINE, sev, engine_node_key(&d->node), src, subject);
     f.deviation = z;
     snprintf(f.observation, sizeof f.observation, "%s", obs);
     snprintf(f.expectation, sizeof f.expectation, "%s", expect);
@@ -71,8 +72,8 @@ static void score_size(struct secmon_engine *e, const struct vigil_event *ev, co
 static void score_rate(struct secmon_engine *e, const struct vigil_event *ev, const char *src,
                        struct engine_device *d, double rate)
 {
-    double mu = secmon_damped_mean(&d->rate_short);
-    double sd = secmon_damped_std(&d->rate_short);
+    double mu = secmon_damped_mean(&d->base->rate_short);
+    double sd = secmon_damped_std(&d->base->rate_short);
     double margin = mu > RATE_MARGIN_PER_S ? mu : RATE_MARGIN_PER_S;
     double limit_z = engine_device_config(e, d, ev)->baseline_z;
     double z = score(limit_z, rate, mu, sd, margin, 0.01, true);
@@ -124,7 +125,7 @@ static void update_type(struct secmon_engine *e, const struct vigil_event *ev, c
     if (t->first_seen_us == 0)
         t->first_seen_us = e->now_us;
     /* A device still learning its own baseline is held to its type's. */
-    if (!d->learned && type_learned(e, t))
+    if (!d->base->learned && type_learned(e, t))
         score_size(e, ev, src, d, &t->size, "type");
     secmon_damped_add(&t->size, secmon_half_life_s[SECMON_WIN_LONG], e->now_us, ev->size);
     t->qos_seen |= (uint8_t)(1u << (ev->qos & 3));
@@ -135,17 +136,22 @@ static void check_peer(struct secmon_engine *e, struct engine_device *d, const s
                        const char *src)
 {
     uint64_t h;
+    bool learned = d->base != NULL && d->base->learned;
     char obs[160], expect[160];
 
-    if (src[0] == '\0' || strcmp(src, d->source) == 0)
+    if (src[0] == '\0')
         return;
-    snprintf(d->source, sizeof d->source, "%s", src);
     h = vigil_hash_bytes(src, strlen(src));
+    if (h == d->source_hash)
+        return;
+    d->source_hash = h;
+    if (d->base != NULL)
+        snprintf(d->base->source, sizeof d->base->source, "%s", src);
     for (int i = 0; i < d->n_peers; i++)
         if (d->peer_hash[i] == h)
             return;
-    if (d->learned && d->n_peers < ENGINE_PEERS_MAX) {
-        snprintf(obs, sizeof obs, "'%s' connected from new address %s", d->node.key, src);
+    if (learned && d->n_peers < ENGINE_PEERS_MAX) {
+        snprintf(obs, sizeof obs, "'%s' connected from new address %s", engine_node_key(&d->node), src);
         snprintf(expect, sizeof expect, "the %u addresses learned for this device", d->n_peers);
         raise_baseline(e, ev, src, d, "peer", 1.0, obs, expect);
     }
@@ -159,16 +165,17 @@ static void check_hour(struct secmon_engine *e, struct engine_device *d, const s
                        const char *src)
 {
     int hour = (int)((e->now_us / US_PER_HOUR) % 24);
+    uint32_t bit = UINT32_C(1) << hour;
+    bool learned = d->base != NULL && d->base->learned;
     char obs[160], expect[160];
 
-    if (d->learned && d->hours[hour] == 0 && e->now_us - d->first_seen_us >= 24 * US_PER_HOUR) {
-        snprintf(obs, sizeof obs, "'%s' active at %02d:00-%02d:59 UTC", d->node.key, hour, hour);
+    if (learned && (d->hours & bit) == 0 && e->now_us - d->first_seen_us >= 24 * US_PER_HOUR) {
+        snprintf(obs, sizeof obs, "'%s' active at %02d:00-%02d:59 UTC", engine_node_key(&d->node), hour, hour);
         snprintf(expect, sizeof expect, "activity only in the UTC hours seen since %s",
                  "its first day of history");
         raise_baseline(e, ev, src, d, "hour", 1.0, obs, expect);
     }
-    if (d->hours[hour] < UINT32_MAX)
-        d->hours[hour]++;
+    d->hours |= bit;
 }
 
 /* A QoS level is new when neither the device nor other devices of its type
@@ -180,12 +187,13 @@ static void check_qos(struct secmon_engine *e, struct engine_device *d, const st
     bool type_uses = t != NULL && (t->qos_seen & bit) != 0;
     char obs[160], expect[160];
 
-    if (d->learned && (d->qos_seen & bit) == 0 && !type_uses) {
+    if (d->base->learned && (d->base->qos_seen & bit) == 0 && !type_uses) {
         snprintf(obs, sizeof obs, "publish with QoS %u on '%s'", ev->qos, ev->topic);
-        snprintf(expect, sizeof expect, "the QoS levels learned for this device (mask 0x%x)", d->qos_seen);
+        snprintf(expect, sizeof expect, "the QoS levels learned for this device (mask 0x%x)",
+                 d->base->qos_seen);
         raise_baseline(e, ev, src, d, "qos", 1.0, obs, expect);
     }
-    d->qos_seen |= bit;
+    d->base->qos_seen |= bit;
 }
 
 /* A topic new to the device is still expected when other devices of its
@@ -195,13 +203,13 @@ static void check_qos(struct secmon_engine *e, struct engine_device *d, const st
 void engine_baseline_new_topic(struct secmon_engine *e, struct engine_device *d,
                                const struct vigil_event *ev, const char *src)
 {
-    const struct engine_type *t = type_of(e, d->node.key, ev->topic, false);
+    const struct engine_type *t = type_of(e, engine_node_key(&d->node), ev->topic, false);
     char obs[160], expect[160];
 
     if (t != NULL && t->publishes > 1)
         return;
     snprintf(obs, sizeof obs, "first publish on '%s'", ev->topic);
-    snprintf(expect, sizeof expect, "the %u topics learned for this device", d->n_topics - 1u);
+    snprintf(expect, sizeof expect, "the %u topics learned for this device", d->base->n_topics - 1u);
     raise_baseline(e, ev, src, d, "topic", 1.0, obs, expect);
 }
 
@@ -223,14 +231,29 @@ static void score_topic_size(struct secmon_engine *e, const struct vigil_event *
                              struct engine_device *d, int slot)
 {
     if (slot < 0)
-        score_size(e, ev, src, d, &d->size.win[SECMON_WIN_LONG], "device");
-    else if (d->topic_publishes[slot] >= ENGINE_MIN_SAMPLES)
-        score_size(e, ev, src, d, &d->topic_size[slot], "topic");
+        score_size(e, ev, src, d, &d->base->size.win[SECMON_WIN_LONG], "device");
+    else if (d->base->topic_publishes[slot] >= ENGINE_MIN_SAMPLES)
+        score_size(e, ev, src, d, &d->base->topic_size[slot], "topic");
 }
 
+struct engine_baseline *engine_device_baseline(struct engine_device *d, const char *src)
+{
+    if (d->base != NULL)
+        return d->base;
+    d->base = vigil_calloc(1, sizeof *d->base);
+    if (d->base == NULL)
+        return NULL;
+    /* Logins keep only a hash of the source address, so the string comes
+     * from this publish. */
+    snprintf(d->base->source, sizeof d->base->source, "%s", src);
+    return d->base;
+}
+
+/* Called once engine_device_baseline() gave d its baseline. */
 void engine_baseline_publish(struct secmon_engine *e, struct engine_device *d,
                              const struct vigil_event *ev, const char *src, int slot)
 {
+    struct engine_baseline *b = d->base;
     struct engine_type *t;
     double rate;
 
@@ -239,38 +262,39 @@ void engine_baseline_publish(struct secmon_engine *e, struct engine_device *d,
     d->last_seen_us = e->now_us;
     check_peer(e, d, ev, src);
     check_hour(e, d, ev, src);
-    t = type_of(e, d->node.key, ev->topic, true);
+    t = type_of(e, engine_node_key(&d->node), ev->topic, true);
     check_qos(e, d, t, ev, src);
     update_type(e, ev, src, d, t);
-    if (d->last_pub_us != 0)
-        secmon_multi_add(&d->iat, e->now_us, (double)(e->now_us - d->last_pub_us) / 1e6);
-    secmon_multi_add(&d->count, e->now_us, 1.0);
-    rate = secmon_damped_rate(&d->count.win[SECMON_WIN_SHORT], secmon_half_life_s[SECMON_WIN_SHORT],
+    if (b->last_pub_us != 0)
+        secmon_multi_add(&b->iat, e->now_us, (double)(e->now_us - b->last_pub_us) / 1e6);
+    secmon_multi_add(&b->count, e->now_us, 1.0);
+    rate = secmon_damped_rate(&b->count.win[SECMON_WIN_SHORT], secmon_half_life_s[SECMON_WIN_SHORT],
                               e->now_us);
-    if (d->learned) {
+    if (b->learned) {
         score_topic_size(e, ev, src, d, slot);
         score_rate(e, ev, src, d, rate);
     }
-    secmon_multi_add(&d->size, e->now_us, ev->size);
+    secmon_multi_add(&b->size, e->now_us, ev->size);
     if (slot >= 0) {
-        secmon_damped_add(&d->topic_size[slot], secmon_half_life_s[SECMON_WIN_LONG], e->now_us,
+        secmon_damped_add(&b->topic_size[slot], secmon_half_life_s[SECMON_WIN_LONG], e->now_us,
                           ev->size);
-        if (d->topic_publishes[slot] < UINT32_MAX)
-            d->topic_publishes[slot]++;
+        if (b->topic_publishes[slot] < UINT32_MAX)
+            b->topic_publishes[slot]++;
     }
-    secmon_damped_add(&d->rate_short, secmon_half_life_s[SECMON_WIN_LONG], e->now_us, rate);
-    d->last_pub_us = e->now_us;
-    d->publishes++;
-    d->silent_reported = false;
-    if (!d->learned && d->publishes >= ENGINE_MIN_SAMPLES &&
+    secmon_damped_add(&b->rate_short, secmon_half_life_s[SECMON_WIN_LONG], e->now_us, rate);
+    b->last_pub_us = e->now_us;
+    b->publishes++;
+    b->silent_reported = false;
+    if (!b->learned && b->publishes >= ENGINE_MIN_SAMPLES &&
         e->now_us - d->first_seen_us >= (int64_t)engine_device_config(e, d, ev)->learning_s * US_PER_S)
-        d->learned = true;
+        b->learned = true;
 }
 
 static void check_silent(struct secmon_engine *e, struct engine_device *d)
 {
-    double interval = secmon_damped_mean(&d->iat.win[SECMON_WIN_LONG]);
-    double silent_s = (double)(e->now_us - d->last_pub_us) / 1e6;
+    struct engine_baseline *b = d->base;
+    double interval = secmon_damped_mean(&b->iat.win[SECMON_WIN_LONG]);
+    double silent_s = (double)(e->now_us - b->last_pub_us) / 1e6;
     double limit;
     char last[40];
     struct engine_finding f;
@@ -280,16 +304,16 @@ static void check_silent(struct secmon_engine *e, struct engine_device *d)
     limit = interval * engine_device_config(e, d, NULL)->silence_factor;
     if (silent_s <= limit)
         return;
-    d->silent_reported = true;
-    vigil_time_format_rfc3339(d->last_pub_us, last, sizeof last);
-    engine_finding_init(&f, SECMON_RULE_SILENT, SECMON_SEV_HIGH, d->node.key, d->source, d->node.key);
+    b->silent_reported = true;
+    vigil_time_format_rfc3339(b->last_pub_us, last, sizeof last);
+    engine_finding_init(&f, SECMON_RULE_SILENT, SECMON_SEV_HIGH, engine_node_key(&d->node), b->source, engine_node_key(&d->node));
     f.deviation = silent_s / interval;
-    f.first_event_us = d->last_pub_us;
-    snprintf(f.observation, sizeof f.observation, "no publish from '%s' for %.0f s", d->node.key, silent_s);
+    f.first_event_us = b->last_pub_us;
+    snprintf(f.observation, sizeof f.observation, "no publish from '%s' for %.0f s", engine_node_key(&d->node), silent_s);
     snprintf(f.expectation, sizeof f.expectation,
              "a publish every %.1f s (600-s half-life mean); silent beyond %" PRIu32 " x that (%.0f s)",
              interval, engine_device_config(e, d, NULL)->silence_factor, limit);
-    snprintf(f.evidence, sizeof f.evidence, "%s last publish by '%s' from %s", last, d->node.key, d->source);
+    snprintf(f.evidence, sizeof f.evidence, "%s last publish by '%s' from %s", last, engine_node_key(&d->node), b->source);
     engine_raise(e, NULL, &f);
 }
 
@@ -297,8 +321,9 @@ void engine_silence_tick(struct secmon_engine *e)
 {
     for (struct engine_node *n = e->devices.head; n != NULL; n = n->next) {
         struct engine_device *d = (struct engine_device *)n;
+        const struct engine_baseline *b = d->base;
 
-        if (d->learned && !d->silent_reported && d->last_pub_us != 0)
+        if (b != NULL && b->learned && !b->silent_reported && b->last_pub_us != 0)
             check_silent(e, d);
     }
 }

@@ -7,7 +7,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/map.h"
 #include "secmon/engine.h"
 #include "secmon/stats.h"
 
@@ -20,20 +19,32 @@
 
 struct secmon_engine;
 
-/* Head of every tracked object: its key and its place in the recency list. */
+/* Head of every tracked object: its place in the recency list and in its
+ * hash bucket. The key follows the object in the same allocation. */
 struct engine_node {
     struct engine_node *prev, *next;     /* prev is more recent */
-    char *key;                           /* NUL-terminated, in the same allocation */
-    size_t key_len;
+    struct engine_node *hnext;           /* next node of the same bucket */
+    uint32_t hash;                       /* low 32 bits of vigil_hash_bytes() of the key */
+    uint16_t key_len;                    /* below ENGINE_KEY_MAX */
+    uint16_t key_off;                    /* bytes from the node to its key */
 };
 
-/* Map plus recency list with a cap: adding a key to a full table evicts the
- * least recently touched one, after calling on_evict for it. */
+/* The NUL-terminated key of n. */
+const char *engine_node_key(const struct engine_node *n);
+
+/* Chained hash table plus recency list with a cap: adding a key to a full
+ * table evicts the least recently touched one, after calling on_evict for
+ * it. Chaining through the nodes costs a tracked key about 12 bytes of
+ * bucket array, where a map of key copies cost 60 or more. release, when
+ * set, frees what an object owns besides itself, before the object is
+ * freed for any reason. */
 struct engine_table {
-    struct vigil_map map;
+    struct engine_node **buckets;        /* owned; n_buckets heads, a power of two */
+    size_t n_buckets;
     struct engine_node *head, *tail;     /* most and least recent */
     size_t count, cap, obj_size;
     void (*on_evict)(struct secmon_engine *e, struct engine_node *n);
+    void (*release)(struct engine_node *n);
 };
 
 void engine_table_init(struct engine_table *t, size_t cap, size_t obj_size,
@@ -70,9 +81,10 @@ struct engine_idset {
 /* Adds hash; returns the number of distinct hashes in the window. */
 uint32_t engine_idset_add(struct engine_idset *s, uint64_t hash, int64_t now_us, int64_t len_us);
 
-struct engine_device {
-    struct engine_node node;             /* key: device or client id */
-    int64_t first_seen_us, last_seen_us, last_pub_us;
+/* Statistics of a device's publishes, allocated at its first publish, so a
+ * device that only logs in costs a struct engine_device alone. */
+struct engine_baseline {
+    int64_t last_pub_us;
     uint64_t publishes;
     bool learned;
     bool silent_reported;
@@ -88,10 +100,7 @@ struct engine_device {
     uint32_t topic_publishes[ENGINE_TOPICS_MAX];
     uint8_t n_topics;
     bool topics_full;                    /* more topics than remembered */
-    uint64_t peer_hash[ENGINE_PEERS_MAX];
-    uint8_t n_peers;
     uint8_t qos_seen;                    /* bit per QoS level */
-    uint32_t hours[24];                  /* publishes and logins per UTC hour */
     struct engine_window pub_sec, qos_sec;
     char source[64];                     /* last source address */
     /* Thresholds of the device's type profile, or the engine's own; NULL
@@ -100,6 +109,22 @@ struct engine_device {
     uint32_t cfg_generation;             /* secmon_engine.profile_generation when resolved */
     char device_type[SECMON_DEVICE_TYPE_MAX];  /* the type cfg was resolved for */
 };
+
+/* A tracked device: what logins teach (first and last seen, addresses,
+ * hours of activity) and, once it has published, its baseline. */
+struct engine_device {
+    struct engine_node node;             /* key: device or client id */
+    int64_t first_seen_us, last_seen_us;
+    uint64_t source_hash;                /* hash of the last source address, 0 before one */
+    uint64_t peer_hash[ENGINE_PEERS_MAX];
+    uint32_t hours;                      /* bit h: a publish or login in UTC hour h */
+    uint8_t n_peers;
+    struct engine_baseline *base;        /* owned; NULL until the first publish */
+};
+
+/* The baseline of d, allocated at the first call; NULL only when memory
+ * runs out. src is the source address of the publish. */
+struct engine_baseline *engine_device_baseline(struct engine_device *d, const char *src);
 
 struct engine_type {
     struct engine_node node;             /* key: id prefix up to its first '-', '|', last topic level */
@@ -121,6 +146,10 @@ struct engine_ident {
     struct engine_window auth_fail;
 };
 
+/* A connection the engine still needs to follow: one that has not logged
+ * in yet, or one holding a long keep-alive (slow_connection). Others are
+ * forgotten at their auth_success, because nothing reads their record
+ * after it. */
 struct engine_conn {
     struct engine_node node;             /* key: connection id, decimal */
     bool started;                        /* its connect_attempt was seen */
@@ -185,7 +214,8 @@ void engine_alert_evicted(struct secmon_engine *e, struct engine_node *n);
 /* Source address of a peer "ip:port" or "[ip6]:port". */
 void engine_peer_address(const char *peer, char *out, size_t cap);
 /* Thresholds for d: the profile of its type, else the engine's own. ev
- * may be NULL (ticks); then the last resolved profile stays. */
+ * may be NULL (ticks); then the last resolved profile stays. d must have
+ * its baseline. */
 const struct secmon_config *engine_device_config(struct secmon_engine *e, struct engine_device *d,
                                                  const struct vigil_event *ev);
 /* Identity of the event's client: device if set, else client id. */

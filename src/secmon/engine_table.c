@@ -3,13 +3,13 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/map.h"
 #include "secmon/engine_internal.h"
 
 void engine_table_init(struct engine_table *t, size_t cap, size_t obj_size,
                        void (*on_evict)(struct secmon_engine *, struct engine_node *))
 {
     memset(t, 0, sizeof *t);
-    vigil_map_init(&t->map);
     t->cap = cap > 0 ? cap : 1;
     t->obj_size = obj_size;
     t->on_evict = on_evict;
@@ -22,12 +22,72 @@ void engine_table_free(struct engine_table *t)
     while (n != NULL) {
         struct engine_node *next = n->next;
 
+        if (t->release != NULL)
+            t->release(n);
         vigil_free(n);
         n = next;
     }
-    vigil_map_free(&t->map);
+    vigil_free(t->buckets);
+    t->buckets = NULL;
+    t->n_buckets = 0;
     t->head = t->tail = NULL;
     t->count = 0;
+}
+
+const char *engine_node_key(const struct engine_node *n)
+{
+    return (const char *)n + n->key_off;
+}
+
+static uint32_t key_hash(const char *key, size_t len)
+{
+    return (uint32_t)vigil_hash_bytes(key, len);
+}
+
+static struct engine_node **bucket_of(const struct engine_table *t, uint32_t hash)
+{
+    return &t->buckets[hash & (t->n_buckets - 1)];
+}
+
+static struct engine_node *bucket_find(const struct engine_table *t, const char *key, size_t len,
+                                       uint32_t hash)
+{
+    if (t->n_buckets == 0)
+        return NULL;
+    for (struct engine_node *n = *bucket_of(t, hash); n != NULL; n = n->hnext)
+        if (n->hash == hash && n->key_len == len && memcmp(engine_node_key(n), key, len) == 0)
+            return n;
+    return NULL;
+}
+
+static void bucket_unlink(struct engine_table *t, struct engine_node *n)
+{
+    struct engine_node **p = bucket_of(t, n->hash);
+
+    while (*p != n)
+        p = &(*p)->hnext;
+    *p = n->hnext;
+    n->hnext = NULL;
+}
+
+/* Doubles the bucket array once there are more keys than buckets, so
+ * chains stay about one node long. False when memory runs out; the table
+ * then keeps working with longer chains. */
+static bool buckets_grow(struct engine_table *t)
+{
+    size_t n = t->n_buckets ? t->n_buckets * 2 : 16;
+    struct engine_node **b = vigil_calloc(n, sizeof *b);
+
+    if (b == NULL)
+        return t->n_buckets > 0;
+    for (struct engine_node *node = t->head; node != NULL; node = node->next) {
+        node->hnext = b[node->hash & (n - 1)];
+        b[node->hash & (n - 1)] = node;
+    }
+    vigil_free(t->buckets);
+    t->buckets = b;
+    t->n_buckets = n;
+    return true;
 }
 
 static void list_unlink(struct engine_table *t, struct engine_node *n)
@@ -56,7 +116,7 @@ static void list_push_front(struct engine_table *t, struct engine_node *n)
 
 void *engine_table_get(struct engine_table *t, const char *key, size_t len)
 {
-    struct engine_node *n = vigil_map_get(&t->map, key, len);
+    struct engine_node *n = bucket_find(t, key, len, key_hash(key, len));
 
     if (n != NULL && t->head != n) {
         list_unlink(t, n);
@@ -67,21 +127,30 @@ void *engine_table_get(struct engine_table *t, const char *key, size_t len)
 
 void engine_table_remove(struct engine_table *t, struct engine_node *n)
 {
-    vigil_map_remove(&t->map, n->key, n->key_len);
+    bucket_unlink(t, n);
     list_unlink(t, n);
     t->count--;
+    if (t->release != NULL)
+        t->release(n);
     vigil_free(n);
 }
 
 void *engine_table_touch(struct secmon_engine *e, struct engine_table *t, const char *key,
                          size_t len, bool *created)
 {
-    struct engine_node *n = engine_table_get(t, key, len);
+    uint32_t hash = key_hash(key, len);
+    struct engine_node *n = bucket_find(t, key, len, hash);
+    char *copy;
 
     if (created != NULL)
         *created = false;
-    if (n != NULL)
+    if (n != NULL) {
+        if (t->head != n) {
+            list_unlink(t, n);
+            list_push_front(t, n);
+        }
         return n;
+    }
     if (len >= ENGINE_KEY_MAX)
         return NULL;
     if (t->count >= t->cap && t->tail != NULL) {
@@ -91,18 +160,20 @@ void *engine_table_touch(struct secmon_engine *e, struct engine_table *t, const 
             t->on_evict(e, old);
         engine_table_remove(t, old);
     }
+    if (t->count >= t->n_buckets && !buckets_grow(t))
+        return NULL;
     /* The key follows the object, so a short key costs only its length. */
     n = vigil_calloc(1, t->obj_size + len + 1);
     if (n == NULL)
         return NULL;
-    n->key = (char *)n + t->obj_size;
-    memcpy(n->key, key, len);
-    n->key[len] = '\0';
-    n->key_len = len;
-    if (vigil_map_put(&t->map, n->key, len, n) != VIGIL_OK) {
-        vigil_free(n);
-        return NULL;
-    }
+    copy = (char *)n + t->obj_size;
+    memcpy(copy, key, len);
+    copy[len] = '\0';
+    n->key_off = (uint16_t)t->obj_size;
+    n->key_len = (uint16_t)len;
+    n->hash = hash;
+    n->hnext = *bucket_of(t, hash);
+    *bucket_of(t, hash) = n;
     list_push_front(t, n);
     t->count++;
     if (created != NULL)

@@ -192,7 +192,13 @@ static void on_auth_success(struct secmon_engine *e, const struct vigil_event *e
         return;
     conn->authenticated = true;
     snprintf(conn->source, sizeof conn->source, "%s", src);
-    if (ev->keep_alive < c->slow_keepalive_s || conn->slow)
+    if (ev->keep_alive < c->slow_keepalive_s && !conn->slow) {
+        /* Nothing reads the record of a logged-in connection without a
+         * long keep-alive again, so it is dropped (struct engine_conn). */
+        engine_table_remove(&e->conns, &conn->node);
+        return;
+    }
+    if (conn->slow)
         return;
     conn->slow = true;
     if (++s->slow_open < c->slow_conns)

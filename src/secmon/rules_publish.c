@@ -67,11 +67,11 @@ static void check_floods(struct secmon_engine *e, const struct vigil_event *ev, 
     double damped = 0;
 
     if (d != NULL) {
-        pub = &d->pub_sec;
-        qos = &d->qos_sec;
-        subject = d->node.key;
-        damped = secmon_damped_rate(&d->count.win[SECMON_WIN_SHORT], secmon_half_life_s[SECMON_WIN_SHORT],
-                                    e->now_us);
+        pub = &d->base->pub_sec;
+        qos = &d->base->qos_sec;
+        subject = engine_node_key(&d->node);
+        damped = secmon_damped_rate(&d->base->count.win[SECMON_WIN_SHORT],
+                                    secmon_half_life_s[SECMON_WIN_SHORT], e->now_us);
     } else {
         s = engine_table_touch(e, &e->sources, src, strlen(src), NULL);
         if (s == NULL)
@@ -124,21 +124,21 @@ static void check_range(struct secmon_engine *e, const struct vigil_event *ev, c
 
 /* Remembers the topic of a device, returning its slot or -1 when the
  * bounded set is full. */
-static int device_topic_slot(struct engine_device *d, const char *topic, bool *is_new)
+static int device_topic_slot(struct engine_baseline *b, const char *topic, bool *is_new)
 {
     uint64_t h = vigil_hash_bytes(topic, strlen(topic));
 
     *is_new = false;
-    for (int i = 0; i < d->n_topics; i++)
-        if (d->topic_hash[i] == h)
+    for (int i = 0; i < b->n_topics; i++)
+        if (b->topic_hash[i] == h)
             return i;
-    if (d->n_topics >= ENGINE_TOPICS_MAX) {
-        d->topics_full = true;
+    if (b->n_topics >= ENGINE_TOPICS_MAX) {
+        b->topics_full = true;
         return -1;
     }
     *is_new = true;
-    d->topic_hash[d->n_topics] = h;
-    return d->n_topics++;
+    b->topic_hash[b->n_topics] = h;
+    return b->n_topics++;
 }
 
 static void check_metric_rate(struct secmon_engine *e, const struct vigil_event *ev, const char *src,
@@ -156,14 +156,14 @@ static void check_metric_rate(struct secmon_engine *e, const struct vigil_event 
     metric = ev->has_value ? ev->metric : secmon_metric_canonical(ev->topic + start, strlen(ev->topic + start));
     if (slot < 0 || metric == NULL || metric[0] == '\0')
         return;
-    n = engine_window_add(&d->topic_rate[slot], e->now_us, US_PER_S);
+    n = engine_window_add(&d->base->topic_rate[slot], e->now_us, US_PER_S);
     if (n <= c->vital_max_msgs_per_s)
         return;
-    snprintf(subject, sizeof subject, "%s|%s", d->node.key, ev->topic);
-    engine_finding_init(&f, SECMON_RULE_IMPOSSIBLE_RATE, SECMON_SEV_HIGH, d->node.key, src, subject);
+    snprintf(subject, sizeof subject, "%s|%s", engine_node_key(&d->node), ev->topic);
+    engine_finding_init(&f, SECMON_RULE_IMPOSSIBLE_RATE, SECMON_SEV_HIGH, engine_node_key(&d->node), src, subject);
     f.deviation = n / c->vital_max_msgs_per_s;
     f.open_count = (uint64_t)(n + 0.5);
-    f.first_event_us = d->topic_rate[slot].first_us;
+    f.first_event_us = d->base->topic_rate[slot].first_us;
     snprintf(f.observation, sizeof f.observation, "%.0f values of %s on '%s' in the last second", n, metric,
              ev->topic);
     snprintf(f.expectation, sizeof f.expectation,
@@ -181,10 +181,14 @@ void engine_rules_publish(struct secmon_engine *e, const struct vigil_event *ev,
     check_unauthenticated(e, ev, src);
     if (id[0] != '\0')
         d = engine_table_touch(e, &e->devices, id, strlen(id), NULL);
+    /* Without memory for its baseline the device is judged like one
+     * without an identity. */
+    if (d != NULL && engine_device_baseline(d, src) == NULL)
+        d = NULL;
     if (d != NULL) {
-        slot = device_topic_slot(d, ev->topic, &new_topic);
+        slot = device_topic_slot(d->base, ev->topic, &new_topic);
         engine_baseline_publish(e, d, ev, src, slot);
-        if (new_topic && d->learned)
+        if (new_topic && d->base->learned)
             engine_baseline_new_topic(e, d, ev, src);
     }
     check_floods(e, ev, src, d);
