@@ -10,16 +10,16 @@ void vigil_buf_init(struct vigil_buf *b, size_t limit)
     b->data = NULL;
     b->len = 0;
     b->cap = 0;
-    b->limit = limit;
+    b->limit = limit < UINT32_MAX ? (uint32_t)limit : UINT32_MAX;
 }
 
 vigil_err vigil_buf_reserve(struct vigil_buf *b, size_t n)
 {
-    size_t want = b->len + n;
+    size_t want = (size_t)b->len + n;
     size_t cap;
     uint8_t *p;
 
-    if (want < b->len || want > b->limit)
+    if (n > b->limit || want > b->limit)
         return VIGIL_ERR_LIMIT;
     if (want <= b->cap)
         return VIGIL_OK;
@@ -32,7 +32,7 @@ vigil_err vigil_buf_reserve(struct vigil_buf *b, size_t n)
     if (p == NULL)
         return VIGIL_ERR_NOMEM;
     b->data = p;
-    b->cap = cap;
+    b->cap = (uint32_t)cap;
     return VIGIL_OK;
 }
 
@@ -44,7 +44,7 @@ vigil_err vigil_buf_append(struct vigil_buf *b, const void *p, size_t n)
         return rc;
     if (n > 0)
         memcpy(b->data + b->len, p, n);
-    b->len += n;
+    b->len += (uint32_t)n;
     return VIGIL_OK;
 }
 
@@ -55,7 +55,7 @@ void vigil_buf_consume(struct vigil_buf *b, size_t n)
         return;
     }
     memmove(b->data, b->data + n, b->len - n);
-    b->len -= n;
+    b->len -= (uint32_t)n;
 }
 
 void vigil_buf_release(struct vigil_buf *b)
