@@ -16,6 +16,7 @@
 #include "config/config.h"
 #include "core/buf.h"
 #include "core/map.h"
+#include "core/timer_heap.h"
 #include "net/tls.h"
 #include "proto/mqtt/mqtt.h"
 #include "secmon/event.h"
@@ -140,10 +141,10 @@ struct pending_ack {
 struct conn {
     struct hub *hub;
     uv_tcp_t tcp;
-    uv_timer_t timer;          /* connect timeout, then keep-alive */
+    struct vigil_timer_node timer; /* connect timeout, then keep-alive (keepalive.c) */
     uint64_t id;
     uint32_t slot;             /* index in hub->conns */
-    uint32_t refs;             /* libuv handles and in-flight requests */
+    uint32_t refs;             /* the TCP handle and in-flight requests */
     enum conn_state state;
     uint8_t version;           /* protocol level after CONNECT */
     bool anonymous_allowed;
@@ -288,6 +289,13 @@ struct hub {
     uint8_t read_buf[65536];         /* shared input buffer of the loop (conn.c) */
     size_t n_listeners;
     uv_timer_t tick;             /* 1 s: expiry, wills, $SYS */
+    /* Deadlines of every connection, and the one timer that serves them
+     * (keepalive.c): armed for conn_timer_due, 0 when not armed. */
+    struct vigil_timer_heap conn_deadlines;
+    uv_timer_t conn_timer;
+    uint64_t conn_timer_due;
+    bool conn_timers_running;    /* its callback runs and arms it when done */
+    bool stopping_timers;
     uv_signal_t sig_int, sig_term;
     int lock_fd;                 /* flock on <data-dir>/vigil.lock */
     uint64_t next_conn_id;
@@ -366,6 +374,16 @@ enum out_verdict outbudget_check(const struct out_budget *b, size_t backlog);
 /* Counts a QoS 0 delivery to c dropped for verdict, and emits a limit event
  * about it at most once every 10 s per connection. */
 void outbudget_dropped(struct conn *c, enum out_verdict verdict);
+
+/* keepalive.c: connection deadlines on one hub timer. */
+void conn_timers_init(struct hub *hub);
+void conn_timers_close(struct hub *hub, uv_close_cb done);
+/* Sets the deadline of c delay_ms from now, replacing any earlier one;
+ * false (logged) when memory runs out. */
+bool conn_timer_set(struct conn *c, uint64_t delay_ms);
+void conn_timer_stop(struct conn *c);
+/* Replaces the connect timeout by the keep-alive deadline after CONNACK. */
+void conn_start_keepalive(struct conn *c);
 
 /* handle_*.c: one per packet type; each returns false when the connection
  * was closed. */

@@ -106,7 +106,7 @@ static void conn_release(struct conn *c)
     hub->n_conns--;
     if (c->session != NULL)
         session_detach(c->session);
-    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    conn_timer_stop(c);
     /* The thread drops its reference once the socket is closed. */
     if (c->io != NULL)
         iopool_close(c);
@@ -641,40 +641,6 @@ void conn_io_closed(struct conn *c)
     conn_unref(c);
 }
 
-static void on_timer(uv_timer_t *t)
-{
-    struct conn *c = t->data;
-    uint64_t now = uv_now(c->hub->loop);
-    uint64_t limit;
-
-    if (c->state == CONN_NEW || c->state == CONN_AUTH) {
-        if (c->state == CONN_NEW) {
-            hub_emit(c->hub, c, VIGIL_EV_LIMIT, NULL, 0, "MQTT-3.1.4", "no CONNECT within the connect timeout");
-            conn_close(c, 0xFF, "no CONNECT within the connect timeout");
-        }
-        return;
-    }
-    if (c->keep_alive == 0)
-        return;
-    /* One and a half times the keep-alive, as MQTT-3.1.2-24 allows. */
-    limit = (uint64_t)c->keep_alive * 1500;
-    if (now - c->last_rx_ms >= limit) {
-        hub_emit(c->hub, c, VIGIL_EV_LIMIT, NULL, 0, "MQTT-3.1.2-24", "keep-alive timeout");
-        conn_close(c, MQTT_RC_KEEP_ALIVE_TIMEOUT, "keep-alive timeout");
-        return;
-    }
-    uv_timer_start(&c->timer, on_timer, limit - (now - c->last_rx_ms), 0);
-}
-
-/* Arms the keep-alive timer after CONNACK. */
-void conn_start_keepalive(struct conn *c);
-void conn_start_keepalive(struct conn *c)
-{
-    uv_timer_stop(&c->timer);
-    if (c->keep_alive > 0)
-        uv_timer_start(&c->timer, on_timer, (uint64_t)c->keep_alive * 1500, 0);
-}
-
 static void conn_format_peer(struct conn *c)
 {
     struct sockaddr_storage ss;
@@ -707,16 +673,15 @@ void conn_accept(struct hub *hub, uv_stream_t *server, const struct config_liste
     c->id = hub->next_conn_id++;
     c->anonymous_allowed = listener->allow_anonymous;
     c->listener = listener;
-    c->refs = 2; /* the two handles */
+    c->refs = 1; /* the TCP handle */
+    vigil_timer_node_init(&c->timer);
     vigil_buf_init(&c->in, (size_t)hub->cfg.limits.max_packet_size + 5);
     vigil_buf_init(&c->out, CONN_OUT_HARD_LIMIT);
     vigil_buf_init(&c->out_busy, CONN_OUT_HARD_LIMIT);
     vigil_buf_init(&c->wire, CONN_OUT_HARD_LIMIT);
     vigil_map_init(&c->alias_out);
     uv_tcp_init(hub->loop, &c->tcp);
-    uv_timer_init(hub->loop, &c->timer);
     c->tcp.data = c;
-    c->timer.data = c;
     hub->n_conns++;
     hub->stats.connections_total++;
     conn_track(hub, c, true);
@@ -744,7 +709,10 @@ void conn_accept(struct hub *hub, uv_stream_t *server, const struct config_liste
         return;
     }
     c->last_rx_ms = uv_now(hub->loop);
-    uv_timer_start(&c->timer, on_timer, hub->cfg.limits.connect_timeout_ms, 0);
+    if (!conn_timer_set(c, hub->cfg.limits.connect_timeout_ms)) {
+        conn_close(c, 0xFF, "out of memory");
+        return;
+    }
     /* TLS connections stay on the hub's loop: their handshake reads the
      * inventory snapshot, the CRL and the login limits, which live here. */
     if (c->tls == NULL && hub->io != NULL && iopool_adopt(c)) {

@@ -29,8 +29,6 @@ struct connect_auth {
     struct device_info info;
 };
 
-void conn_start_keepalive(struct conn *c);
-
 static uint8_t v311_code(uint8_t v5_reason)
 {
     switch (v5_reason) {

@@ -271,6 +271,7 @@ static void on_stop_tick(uv_timer_t *t)
     iopool_stop(hub);
     uv_timer_stop(&hub->tick);
     uv_close((uv_handle_t *)&hub->tick, close_cb_noop);
+    conn_timers_close(hub, close_cb_noop);
     conn_flush_pending(hub);
     uv_close((uv_handle_t *)&hub->flush_check, close_cb_noop);
     uv_close((uv_handle_t *)&hub->flush_idle, close_cb_noop);
@@ -437,6 +438,7 @@ vigil_err hub_create(const struct vigil_config *cfg, struct hub **out)
     uv_timer_init(hub->loop, &hub->tick);
     hub->tick.data = hub;
     uv_timer_start(&hub->tick, on_tick, 1000, 1000);
+    conn_timers_init(hub);
     uv_signal_init(hub->loop, &hub->sig_int);
     uv_signal_init(hub->loop, &hub->sig_term);
     hub->sig_int.data = hub;
@@ -479,6 +481,7 @@ void hub_destroy(struct hub *hub)
     vigil_map_free(&hub->sessions);
     vigil_free(hub->conns);
     vigil_free(hub->free_slots);
+    vigil_timer_heap_free(&hub->conn_deadlines);
     vigil_free(hub->flush_list);
     if (hub->devices != NULL)
         device_db_close(hub->devices);
