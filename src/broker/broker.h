@@ -138,77 +138,81 @@ struct pending_ack {
     bool ready;
 };
 
+/* State only some connections need, allocated at its first use
+ * (conn_extra()): topic aliases, QoS 1/2 acknowledgements on their way and
+ * the time of the last output drop event. Kept until the connection is
+ * freed. */
+struct conn_extra {
+    /* Incoming topic aliases, index alias-1; alias_in_cap entries, each owned. */
+    char **alias_in;
+    uint16_t alias_in_cap;
+    uint16_t alias_out_next;       /* outgoing aliases assigned so far */
+    uint32_t in_qos_pending;       /* received QoS 1/2 PUBLISHes not yet completed */
+    struct vigil_map alias_out;    /* outgoing: topic -> alias */
+    struct pending_ack *acks_head, *acks_tail;
+    /* When the last limit event about QoS 0 messages dropped for this
+     * connection was emitted (monotonic ms, 0 = never; outbudget.c). */
+    uint64_t out_drop_event_ms;
+};
+
+/* One MQTT connection. Idle connections are the common case, so state
+ * that only some connections need lives in struct conn_extra, and names
+ * are sized to fit. */
 struct conn {
     struct hub *hub;
     uv_tcp_t tcp;
-    struct vigil_timer_node timer; /* connect timeout, then keep-alive (keepalive.c) */
     uint64_t id;
     uint32_t slot;             /* index in hub->conns */
     uint32_t refs;             /* the TCP handle and in-flight requests */
-    enum conn_state state;
+    uint8_t state;             /* enum conn_state */
     uint8_t version;           /* protocol level after CONNECT */
-    bool anonymous_allowed;
-    const struct config_listener *listener;
-    /* TLS: the session, ciphertext received but not yet fed, ciphertext to
-     * send, and the identity the handshake proved ("" when none). */
+    /* Bits, so that they take one byte. */
+    bool anonymous_allowed : 1; /* the listener's allow_anonymous */
+    bool password_allowed : 1;  /* the listener's allow_password */
+    bool closing_handles : 1;
+    bool write_busy : 1;
+    bool read_paused : 1;
+    bool flush_queued : 1;      /* in hub->flush_list */
+    bool request_problem_info : 1;
+    uint16_t keep_alive;       /* effective, seconds; 0 = none */
+    uint16_t keep_alive_requested; /* as the CONNECT asked, for the engine */
+    /* Limits the client announced in CONNECT (v5). */
+    uint16_t client_receive_max;
+    uint16_t client_alias_max;
+    uint32_t client_max_packet;
+    uint32_t holds;            /* output waits while > 0 (state not yet durable) */
+    /* This connection's part of hub->output.total (outbudget.c). It fits
+     * in 32 bits: each of the three output buffers is capped at 64 MiB. */
+    uint32_t out_counted;
+    struct vigil_timer_node timer; /* connect timeout, then keep-alive (keepalive.c) */
+    uint64_t last_rx_ms;
+    /* TLS: the session and the ciphertext to send. The identity the
+     * handshake proved is conn_tls_identity(). */
     struct tls_session *tls;
     struct vigil_buf wire;
-    char tls_identity[DEVICE_ID_MAX + 1];
-    char cert_serial[PKI_SERIAL_MAX];
-    bool closing_handles;
-    bool write_busy;
-    bool read_paused;
-    bool flush_queued;         /* in hub->flush_list */
-    uint32_t holds;            /* output waits while > 0 (state not yet durable) */
     /* Event budget (token bucket in thousandths of an event) so that one
      * connection cannot flood the event log; suppressed events are counted
      * and reported in one summary event. */
-    uint64_t ev_tokens;
+    uint32_t ev_tokens;
+    uint32_t ev_suppressed;
     uint64_t ev_last_ms;
-    uint64_t ev_suppressed;
-    char peer[64];
-
-    /* The packet being dispatched, inside the input buffer. */
-    const uint8_t *cur_packet;
-    size_t cur_packet_len;
 
     struct vigil_buf in;
     struct vigil_buf out;      /* being filled */
     struct vigil_buf out_busy; /* being written by uv_write */
-    uv_write_t write_req;
-
-    uint64_t last_rx_ms;
-    uint16_t keep_alive;       /* effective, seconds; 0 = none */
-    uint16_t keep_alive_requested; /* as the CONNECT asked, for the engine */
 
     struct session *session;
     const struct config_role *role; /* NULL = anonymous full access */
-    char device[DEVICE_ID_MAX + 1];
-    char device_type[32];      /* inventory type of device, "" if none */
-    char client_id[256];
+    /* Names, each owned and allocated to fit, or hub_no_name when empty.
+     * hub_name_set() sets them. peer is "host:port" or "[v6]:port". The
+     * client id has at most CONN_CLIENT_ID_MAX bytes, the device at most
+     * DEVICE_ID_MAX and its inventory type at most CONN_DEVICE_TYPE_MAX. */
+    char *peer;
+    char *client_id;
+    char *device;
+    char *device_type;
 
-    /* Limits the client announced in CONNECT (v5). */
-    uint16_t client_receive_max;
-    uint32_t client_max_packet;
-    uint16_t client_alias_max;
-    bool request_problem_info;
-
-    /* Incoming topic aliases: index alias-1. */
-    char **alias_in;
-    uint16_t alias_in_cap;
-    /* Outgoing topic aliases. */
-    struct vigil_map alias_out;
-    uint16_t alias_out_next;
-
-    uint32_t in_qos_pending;   /* received QoS 1/2 PUBLISHes not yet completed */
-    struct pending_ack *acks_head, *acks_tail;
-
-    /* This connection's part of hub->output.total, and when the last limit
-     * event about QoS 0 messages dropped for it was emitted (monotonic ms,
-     * 0 = never). */
-    size_t out_counted;
-    uint64_t out_drop_event_ms;
-
+    struct conn_extra *extra;  /* owned; NULL until first needed */
     /* The password check running in the thread pool, NULL when none. */
     struct connect_auth *auth;
 
@@ -217,6 +221,9 @@ struct conn {
     struct io_conn *io;
     uint64_t io_unwritten;     /* bytes handed to the thread and not yet written */
 };
+
+#define CONN_CLIENT_ID_MAX 255
+#define CONN_DEVICE_TYPE_MAX 31
 
 struct hub_stats {
     uint64_t msgs_received, msgs_sent, bytes_received, bytes_sent;
@@ -296,6 +303,10 @@ struct hub {
     uint64_t conn_timer_due;
     bool conn_timers_running;    /* its callback runs and arms it when done */
     bool stopping_timers;
+    /* The packet being dispatched, inside an input buffer; valid while its
+     * handler runs (conn.c). */
+    const uint8_t *cur_packet;
+    size_t cur_packet_len;
     uv_signal_t sig_int, sig_term;
     int lock_fd;                 /* flock on <data-dir>/vigil.lock */
     uint64_t next_conn_id;
@@ -337,10 +348,18 @@ void hub_emit_suppressed(struct hub *hub, struct conn *c);
 bool hub_event_always_kept(uint8_t type);
 /* Takes one event from a client's token bucket (thousandths of an event);
  * false when none is left. */
-bool hub_event_budget_take(struct hub *hub, uint64_t *tokens, uint64_t *last_ms);
+bool hub_event_budget_take(struct hub *hub, uint32_t *tokens, uint64_t *last_ms);
 int64_t hub_now_s(void);
 /* Writes the address part of peer ("host:port" or "[v6]:port") into out. */
 void hub_peer_host(const char *peer, char *out, size_t cap);
+/* The empty name that names point to when unset; never freed. */
+extern char hub_no_name[1];
+/* Replaces *name by a copy of s and frees the old one. The copy ends at the
+ * first NUL of s, after len bytes or after max bytes, whichever comes
+ * first, and an empty copy is hub_no_name. Returns false when memory runs
+ * out, and *name is then unchanged. */
+bool hub_name_set(char **name, const char *s, size_t len, size_t max);
+void hub_name_free(char **name);
 
 /* conn.c */
 void conn_accept(struct hub *hub, uv_stream_t *server, const struct config_listener *listener);
@@ -366,7 +385,7 @@ size_t conn_backlog(const struct conn *c);
 /* outbudget.c: the count of unsent output and the QoS 0 drop policy. */
 void outbudget_init(struct out_budget *b, size_t conn_limit, size_t budget);
 /* Moves one connection's part of the total from *counted to now bytes. */
-void outbudget_account(struct out_budget *b, size_t *counted, size_t now);
+void outbudget_account(struct out_budget *b, uint32_t *counted, size_t now);
 /* Unsent output a connection may have while the hub is over budget. */
 size_t outbudget_share(const struct out_budget *b);
 /* Decides whether a connection with backlog unsent bytes may take more. */
@@ -374,6 +393,13 @@ enum out_verdict outbudget_check(const struct out_budget *b, size_t backlog);
 /* Counts a QoS 0 delivery to c dropped for verdict, and emits a limit event
  * about it at most once every 10 s per connection. */
 void outbudget_dropped(struct conn *c, enum out_verdict verdict);
+
+/* The identity the TLS handshake proved, "" when none (zerotrust.c). */
+const char *conn_tls_identity(const struct conn *c);
+/* The extra state of c, allocated at the first call; NULL when memory
+ * runs out (handle_publish.c). */
+struct conn_extra *conn_extra(struct conn *c);
+void conn_extra_free(struct conn *c);
 
 /* keepalive.c: connection deadlines on one hub timer. */
 void conn_timers_init(struct hub *hub);

@@ -76,16 +76,11 @@ void conn_unref(struct conn *c)
     vigil_buf_release(&c->wire);
     if (c->tls != NULL)
         tls_session_free(c->tls);
-    for (uint16_t i = 0; i < c->alias_in_cap; i++)
-        vigil_free(c->alias_in[i]);
-    vigil_free(c->alias_in);
-    vigil_map_free(&c->alias_out);
-    while (c->acks_head != NULL) {
-        struct pending_ack *a = c->acks_head;
-
-        c->acks_head = a->next;
-        vigil_free(a);
-    }
+    conn_extra_free(c);
+    hub_name_free(&c->peer);
+    hub_name_free(&c->client_id);
+    hub_name_free(&c->device);
+    hub_name_free(&c->device_type);
     vigil_free(c);
 }
 
@@ -157,6 +152,7 @@ static void on_write(uv_write_t *req, int status)
 {
     struct conn *c = req->data;
 
+    vigil_free(req);
     c->write_busy = false;
     c->out_busy.len = 0;
     conn_account(c);
@@ -215,6 +211,7 @@ static void conn_flush_io(struct conn *c)
 static void conn_write_out(struct conn *c)
 {
     struct vigil_buf tmp, *src = &c->out;
+    uv_write_t *req;
     uv_buf_t b;
     int rc;
 
@@ -238,9 +235,15 @@ static void conn_write_out(struct conn *c)
     *src = tmp;
     src->len = 0;
     b = uv_buf_init((char *)c->out_busy.data, (unsigned)c->out_busy.len);
-    c->write_req.data = c;
-    rc = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+    /* A write request exists only while its write runs. */
+    req = vigil_malloc(sizeof *req);
+    rc = req != NULL ? 0 : UV_ENOMEM;
+    if (req != NULL) {
+        req->data = c;
+        rc = uv_write(req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+    }
     if (rc != 0) {
+        vigil_free(req);
         c->out_busy.len = 0;
         conn_release(c);
         return;
@@ -405,8 +408,8 @@ static bool conn_dispatch(struct conn *c, const uint8_t *p, size_t len)
         conn_protocol_error(c, &err, type);
         return false;
     }
-    c->cur_packet = p;
-    c->cur_packet_len = len;
+    c->hub->cur_packet = p;
+    c->hub->cur_packet_len = len;
     if (mqtt_decode(p, len, c->version ? c->version : MQTT_V311, true, &pkt, &err) != VIGIL_OK) {
         if (type == MQTT_CONNECT)
             connect_malformed(c, &pkt, &err);
@@ -646,19 +649,22 @@ static void conn_format_peer(struct conn *c)
     struct sockaddr_storage ss;
     int len = sizeof ss;
     char host[INET6_ADDRSTRLEN] = "?";
+    char peer[INET6_ADDRSTRLEN + 8];
     int port = 0;
 
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
         if (ss.ss_family == AF_INET6) {
             uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof host);
             port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-            snprintf(c->peer, sizeof c->peer, "[%s]:%d", host, port);
+            snprintf(peer, sizeof peer, "[%s]:%d", host, port);
+            hub_name_set(&c->peer, peer, sizeof peer, sizeof peer);
             return;
         }
         uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof host);
         port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
     }
-    snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
+    snprintf(peer, sizeof peer, "%s:%d", host, port);
+    hub_name_set(&c->peer, peer, sizeof peer, sizeof peer);
 }
 
 void conn_accept(struct hub *hub, uv_stream_t *server, const struct config_listener *listener)
@@ -672,14 +678,14 @@ void conn_accept(struct hub *hub, uv_stream_t *server, const struct config_liste
     c->hub = hub;
     c->id = hub->next_conn_id++;
     c->anonymous_allowed = listener->allow_anonymous;
-    c->listener = listener;
+    c->password_allowed = listener->allow_password;
     c->refs = 1; /* the TCP handle */
+    c->peer = c->client_id = c->device = c->device_type = hub_no_name;
     vigil_timer_node_init(&c->timer);
     vigil_buf_init(&c->in, (size_t)hub->cfg.limits.max_packet_size + 5);
     vigil_buf_init(&c->out, CONN_OUT_HARD_LIMIT);
     vigil_buf_init(&c->out_busy, CONN_OUT_HARD_LIMIT);
     vigil_buf_init(&c->wire, CONN_OUT_HARD_LIMIT);
-    vigil_map_init(&c->alias_out);
     uv_tcp_init(hub->loop, &c->tcp);
     c->tcp.data = c;
     hub->n_conns++;

@@ -47,7 +47,8 @@ struct gw_client {
     uint16_t keep_alive;            /* seconds, for events; 0 when none */
     struct session *session;        /* created by the first gw_subscribe() */
     /* Event budget, as for MQTT connections. */
-    uint64_t ev_tokens, ev_last_ms, ev_suppressed;
+    uint32_t ev_tokens;
+    uint64_t ev_last_ms, ev_suppressed;
 };
 
 /* Prepares c (zeroed first) for a peer; not yet logged in. */

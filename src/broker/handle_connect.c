@@ -29,6 +29,8 @@ struct connect_auth {
     struct device_info info;
 };
 
+void conn_start_keepalive(struct conn *c);
+
 static uint8_t v311_code(uint8_t v5_reason)
 {
     switch (v5_reason) {
@@ -65,8 +67,8 @@ static void connect_refuse(struct conn *c, uint8_t reason, const char *rule, con
     ev.rule = rule;
     ev.reason_code = p.reason_code;
     VIGIL_EVENT_SET(&ev, detail, why, strlen(why));
-    if (c->device[0] == '\0' && c->tls_identity[0] != '\0')
-        snprintf(c->device, sizeof c->device, "%s", c->tls_identity);
+    if (c->device[0] == '\0' && conn_tls_identity(c)[0] != '\0')
+        hub_name_set(&c->device, conn_tls_identity(c), DEVICE_ID_MAX, DEVICE_ID_MAX);
     hub_emit_ev(c->hub, c, &ev);
     log_info("conn %llu %s client '%s': connection refused: %s", (unsigned long long)c->id, c->peer,
              c->client_id, why);
@@ -86,14 +88,17 @@ static bool connect_bad_version(struct conn *c, uint8_t level)
     return false;
 }
 
-static void assign_client_id(struct conn *c)
+/* Returns false when memory runs out. */
+static bool assign_client_id(struct conn *c)
 {
     uint8_t rnd[8];
+    char id[32];
 
     if (RAND_bytes(rnd, sizeof rnd) != 1)
         memset(rnd, 0, sizeof rnd);
-    snprintf(c->client_id, sizeof c->client_id, "auto-%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0],
-             rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+    snprintf(id, sizeof id, "auto-%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2],
+             rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+    return hub_name_set(&c->client_id, id, sizeof id, CONN_CLIENT_ID_MAX);
 }
 
 /* Checks what can be checked before authentication. Returns false after
@@ -111,21 +116,23 @@ static bool connect_precheck(struct conn *c, const struct mqtt_connect *cn, cons
                            "empty client id requires a clean session");
             return false;
         }
-        assign_client_id(c);
+        if (!assign_client_id(c)) {
+            connect_refuse(c, MQTT_RC_SERVER_UNAVAILABLE, NULL, "out of memory");
+            return false;
+        }
         *assigned = true;
     } else if (cn->client_id.len > lim->max_client_id_length ||
-               cn->client_id.len >= sizeof c->client_id) {
-        size_t n = cn->client_id.len < sizeof c->client_id ? cn->client_id.len
-                                                            : sizeof c->client_id - 1;
-
-        /* Only the bytes the packet holds are copied, for the log line. */
-        memcpy(c->client_id, cn->client_id.p, n);
-        c->client_id[n] = '\0';
+               cn->client_id.len > CONN_CLIENT_ID_MAX) {
+        /* Its first CONN_CLIENT_ID_MAX bytes, or fewer when the packet
+         * ends sooner, name it in the event and the log. */
+        hub_name_set(&c->client_id, (const char *)cn->client_id.p, cn->client_id.len,
+                     CONN_CLIENT_ID_MAX);
         connect_refuse(c, MQTT_RC_CLIENT_ID_INVALID, "MQTT-3.1.3-5", "client id too long");
         return false;
-    } else {
-        memcpy(c->client_id, cn->client_id.p, cn->client_id.len);
-        c->client_id[cn->client_id.len] = '\0';
+    } else if (!hub_name_set(&c->client_id, (const char *)cn->client_id.p, cn->client_id.len,
+                             CONN_CLIENT_ID_MAX)) {
+        connect_refuse(c, MQTT_RC_SERVER_UNAVAILABLE, NULL, "out of memory");
+        return false;
     }
     if (pr->present & MQTT_PROP_BIT(MQTT_PROP_AUTH_METHOD)) {
         connect_refuse(c, MQTT_RC_BAD_AUTH_METHOD, "MQTT-3.1.2-enhanced-auth",
@@ -300,7 +307,7 @@ static bool connect_accept(struct conn *c, const struct mqtt_packet *pkt, bool a
     s->version = c->version;
     s->expiry_interval = expiry;
     s->persistent = expiry > 0;
-    memcpy(s->device, c->device, sizeof s->device);
+    snprintf(s->device, sizeof s->device, "%s", c->device);
     if (s->will != NULL) {
         msg_unref(s->will);
         s->will = NULL;
@@ -340,8 +347,11 @@ static bool connect_authorize(struct conn *c, const struct mqtt_packet *pkt, boo
     const struct mqtt_connect *cn = &pkt->connect;
 
     if (info != NULL) {
-        snprintf(c->device, sizeof c->device, "%s", info->id);
-        snprintf(c->device_type, sizeof c->device_type, "%s", info->type);
+        if (!hub_name_set(&c->device, info->id, sizeof info->id, DEVICE_ID_MAX) ||
+            !hub_name_set(&c->device_type, info->type, sizeof info->type, CONN_DEVICE_TYPE_MAX)) {
+            connect_refuse(c, MQTT_RC_SERVER_UNAVAILABLE, NULL, "out of memory");
+            return false;
+        }
         c->role = config_find_role(&c->hub->cfg, info->role);
         if (c->role == NULL) {
             connect_refuse(c, MQTT_RC_NOT_AUTHORIZED, "vigil-acl-role", "device role is not configured");
@@ -354,7 +364,10 @@ static bool connect_authorize(struct conn *c, const struct mqtt_packet *pkt, boo
         size_t idlen = strlen(info->id);
 
         if (assigned) {
-            snprintf(c->client_id, sizeof c->client_id, "%s", info->id);
+            if (!hub_name_set(&c->client_id, info->id, sizeof info->id, CONN_CLIENT_ID_MAX)) {
+                connect_refuse(c, MQTT_RC_SERVER_UNAVAILABLE, NULL, "out of memory");
+                return false;
+            }
         } else if (strncmp(c->client_id, info->id, idlen) != 0 ||
                    (c->client_id[idlen] != '\0' && c->client_id[idlen] != ':')) {
             zt_login_failed(c, info->id);
@@ -502,25 +515,26 @@ static bool connect_start_auth(struct conn *c, const struct mqtt_packet *pkt, co
 static bool connect_tls_identity(struct conn *c, const struct mqtt_packet *pkt, bool assigned)
 {
     const struct mqtt_connect *cn = &pkt->connect;
-    const struct device_info *found = device_snapshot_find(c->hub->snap, c->tls_identity);
+    const char *identity = conn_tls_identity(c);
+    const struct device_info *found = device_snapshot_find(c->hub->snap, identity);
     struct device_info info;
 
     if (found == NULL) {
-        zt_login_failed(c, c->tls_identity);
+        zt_login_failed(c, identity);
         connect_refuse(c, MQTT_RC_NOT_AUTHORIZED, "vigil-unknown-device",
                        "the certificate names a device that is not in the inventory");
         return false;
     }
     if (cn->has_username &&
-        (cn->username.len != strlen(c->tls_identity) ||
-         memcmp(cn->username.p, c->tls_identity, cn->username.len) != 0)) {
-        zt_login_failed(c, c->tls_identity);
+        (cn->username.len != strlen(identity) ||
+         memcmp(cn->username.p, identity, cn->username.len) != 0)) {
+        zt_login_failed(c, identity);
         connect_refuse(c, MQTT_RC_BAD_USER_OR_PASSWORD, "vigil-identity",
                        "the user name does not match the certificate identity");
         return false;
     }
     info = *found;
-    zt_login_succeeded(c, c->tls_identity);
+    zt_login_succeeded(c, identity);
     return connect_authorize(c, pkt, assigned, &info);
 }
 
@@ -534,9 +548,9 @@ bool handle_connect(struct conn *c, const struct mqtt_packet *pkt)
     c->version = cn->version;
     if (!connect_precheck(c, cn, &pkt->props, &assigned))
         return false;
-    if (c->tls_identity[0] != '\0')
+    if (conn_tls_identity(c)[0] != '\0')
         return connect_tls_identity(c, pkt, assigned);
-    if (c->tls != NULL && !c->listener->allow_password) {
+    if (c->tls != NULL && !c->password_allowed) {
         connect_refuse(c, MQTT_RC_NOT_AUTHORIZED, "vigil-mtls-required",
                        "this listener accepts only certificate or PSK identities");
         return false;
@@ -554,7 +568,7 @@ bool handle_connect(struct conn *c, const struct mqtt_packet *pkt)
         }
         /* pkt points into the input buffer; the raw bytes are kept for later.
          * The connection stays open in CONN_AUTH while the check runs. */
-        return connect_start_auth(c, pkt, c->cur_packet, c->cur_packet_len);
+        return connect_start_auth(c, pkt, c->hub->cur_packet, c->hub->cur_packet_len);
     }
     if (!c->anonymous_allowed) {
         connect_refuse(c, MQTT_RC_NOT_AUTHORIZED, "vigil-auth-required",
@@ -576,9 +590,9 @@ void connect_malformed(struct conn *c, const struct mqtt_packet *pkt, const stru
 
     /* When decoding stopped before the protocol level (bad fixed-header
      * flags, for example), the raw bytes still tell whether it is v5. */
-    if (level == 0 && mqtt_frame(c->cur_packet, c->cur_packet_len, &hdr, &rem, &ferr) == VIGIL_OK &&
-        c->cur_packet_len > hdr + 6 && memcmp(c->cur_packet + hdr, "\x00\x04MQTT", 6) == 0)
-        level = c->cur_packet[hdr + 6];
+    if (level == 0 && mqtt_frame(c->hub->cur_packet, c->hub->cur_packet_len, &hdr, &rem, &ferr) == VIGIL_OK &&
+        c->hub->cur_packet_len > hdr + 6 && memcmp(c->hub->cur_packet + hdr, "\x00\x04MQTT", 6) == 0)
+        level = c->hub->cur_packet[hdr + 6];
     if (level == MQTT_V5) {
         /* MQTT 5.0 lets the server send a CONNACK with the reason first
          * (0x84 for a wrong protocol name, section 3.1.2.1). */

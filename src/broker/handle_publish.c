@@ -24,6 +24,7 @@ static bool publish_topic(struct conn *c, const struct mqtt_packet *pkt, const c
                           size_t *len)
 {
     const struct mqtt_publish *pub = &pkt->publish;
+    struct conn_extra *x;
     uint16_t alias;
 
     *topic = (const char *)pub->topic.p;
@@ -36,42 +37,78 @@ static bool publish_topic(struct conn *c, const struct mqtt_packet *pkt, const c
     alias = pkt->props.topic_alias;
     if (alias == 0 || alias > c->hub->cfg.limits.topic_alias_maximum)
         return publish_fail(c, MQTT_RC_TOPIC_ALIAS_INVALID, "MQTT-3.3.2-9", "topic alias out of range");
-    if (c->alias_in == NULL) {
-        c->alias_in = vigil_calloc(c->hub->cfg.limits.topic_alias_maximum, sizeof *c->alias_in);
-        if (c->alias_in == NULL)
+    x = conn_extra(c);
+    if (x == NULL)
+        return publish_fail(c, MQTT_RC_UNSPECIFIED, NULL, "out of memory");
+    if (x->alias_in == NULL) {
+        x->alias_in = vigil_calloc(c->hub->cfg.limits.topic_alias_maximum, sizeof *x->alias_in);
+        if (x->alias_in == NULL)
             return publish_fail(c, MQTT_RC_UNSPECIFIED, NULL, "out of memory");
-        c->alias_in_cap = c->hub->cfg.limits.topic_alias_maximum;
+        x->alias_in_cap = c->hub->cfg.limits.topic_alias_maximum;
     }
     if (*len > 0) {
         char *copy = vigil_strndup(*topic, *len);
 
         if (copy == NULL)
             return publish_fail(c, MQTT_RC_UNSPECIFIED, NULL, "out of memory");
-        vigil_free(c->alias_in[alias - 1]);
-        c->alias_in[alias - 1] = copy;
+        vigil_free(x->alias_in[alias - 1]);
+        x->alias_in[alias - 1] = copy;
         return true;
     }
-    if (c->alias_in[alias - 1] == NULL)
+    if (x->alias_in[alias - 1] == NULL)
         return publish_fail(c, MQTT_RC_PROTOCOL_ERROR, "MQTT-3.3.4-?", "unknown topic alias");
-    *topic = c->alias_in[alias - 1];
+    *topic = x->alias_in[alias - 1];
     *len = strlen(*topic);
     return true;
 }
 
+struct conn_extra *conn_extra(struct conn *c)
+{
+    if (c->extra == NULL) {
+        c->extra = vigil_calloc(1, sizeof *c->extra);
+        if (c->extra != NULL)
+            vigil_map_init(&c->extra->alias_out);
+    }
+    return c->extra;
+}
+
+void conn_extra_free(struct conn *c)
+{
+    struct conn_extra *x = c->extra;
+
+    if (x == NULL)
+        return;
+    for (uint16_t i = 0; i < x->alias_in_cap; i++)
+        vigil_free(x->alias_in[i]);
+    vigil_free(x->alias_in);
+    vigil_map_free(&x->alias_out);
+    while (x->acks_head != NULL) {
+        struct pending_ack *a = x->acks_head;
+
+        x->acks_head = a->next;
+        vigil_free(a);
+    }
+    vigil_free(x);
+    c->extra = NULL;
+}
+
+/* Called only once c->extra exists: a queued acknowledgement needs it. */
 static void acks_flush(struct conn *c)
 {
-    while (c->acks_head != NULL && c->acks_head->ready) {
-        struct pending_ack *a = c->acks_head;
+    struct conn_extra *x = c->extra;
+
+    while (x->acks_head != NULL && x->acks_head->ready) {
+        struct pending_ack *a = x->acks_head;
         struct mqtt_packet p = {.type = a->type, .packet_id = a->packet_id,
                                 .reason_code = a->reason};
 
-        c->acks_head = a->next;
-        if (c->acks_head == NULL)
-            c->acks_tail = NULL;
+        x->acks_head = a->next;
+        if (x->acks_head == NULL)
+            x->acks_tail = NULL;
         if (!c->closing_handles) {
             conn_send(c, &p);
-            if (a->type == MQTT_PUBACK && c->in_qos_pending > 0)
-                c->in_qos_pending--;
+            if (a->type == MQTT_PUBACK && x->in_qos_pending > 0)
+                x->in_qos_pending--;
         }
         vigil_free(a);
     }
@@ -98,7 +135,8 @@ static void ack_durable(void *arg, vigil_err rc)
  * store before it is durable, and after every earlier acknowledgement. */
 static void publish_ack(struct conn *c, uint8_t type, uint16_t packet_id, uint8_t reason)
 {
-    struct pending_ack *a = vigil_calloc(1, sizeof *a + sizeof(struct conn *));
+    struct conn_extra *x = conn_extra(c);
+    struct pending_ack *a = x != NULL ? vigil_calloc(1, sizeof *a + sizeof(struct conn *)) : NULL;
 
     if (a == NULL) {
         conn_close(c, MQTT_RC_UNSPECIFIED, "out of memory");
@@ -108,12 +146,12 @@ static void publish_ack(struct conn *c, uint8_t type, uint16_t packet_id, uint8_
     a->packet_id = packet_id;
     a->reason = c->version == MQTT_V5 ? reason : 0;
     *(struct conn **)(a + 1) = c;
-    if (c->acks_tail != NULL)
-        c->acks_tail->next = a;
+    if (x->acks_tail != NULL)
+        x->acks_tail->next = a;
     else
-        c->acks_head = a;
-    c->acks_tail = a;
-    if (store_pending(c->hub->store) == 0 && a == c->acks_head) {
+        x->acks_head = a;
+    x->acks_tail = a;
+    if (store_pending(c->hub->store) == 0 && a == x->acks_head) {
         a->ready = true;
         acks_flush(c);
         return;
@@ -171,21 +209,22 @@ static void publish_event(struct conn *c, const struct mqtt_packet *pkt, const c
     hub_emit_ev(c->hub, c, &ev);
 }
 
-/* Answers a PUBLISH that is not routed (denied or invalid payload). */
+/* Answers a PUBLISH that is not routed (denied or invalid payload). For
+ * QoS 1/2, handle_publish() made sure c->extra exists. */
 static bool publish_reject(struct conn *c, const struct mqtt_packet *pkt, uint8_t reason)
 {
     uint8_t qos = pkt->publish.qos;
 
     if (qos == 1) {
-        c->in_qos_pending++;
+        c->extra->in_qos_pending++;
         publish_ack(c, MQTT_PUBACK, pkt->packet_id, reason);
     } else if (qos == 2) {
-        c->in_qos_pending++;
+        c->extra->in_qos_pending++;
         /* MQTT 3.1.1 has no negative PUBREC: the exchange completes normally. */
         if (c->version != MQTT_V5 && !session_add_inqos2(c->session, pkt->packet_id))
             return publish_fail(c, MQTT_RC_UNSPECIFIED, NULL, "out of memory");
         if (c->version == MQTT_V5)
-            c->in_qos_pending--;
+            c->extra->in_qos_pending--;
         publish_ack(c, MQTT_PUBREC, pkt->packet_id, reason);
     }
     return !c->closing_handles;
@@ -200,6 +239,9 @@ bool handle_publish(struct conn *c, const struct mqtt_packet *pkt)
     size_t len;
     struct msg *m;
 
+    /* QoS 1/2 state is in c->extra, and every path below may need it. */
+    if (qos > 0 && conn_extra(c) == NULL)
+        return publish_fail(c, MQTT_RC_UNSPECIFIED, NULL, "out of memory");
     if (!publish_topic(c, pkt, &topic, &len))
         return false;
     if (len > lim->max_topic_length || topic_levels(topic, len) > lim->max_topic_levels) {
@@ -214,7 +256,7 @@ bool handle_publish(struct conn *c, const struct mqtt_packet *pkt)
     }
     /* MQTT 3.1.1 cannot announce a Receive Maximum, so its clients are held
      * only to the packet-id space. */
-    if (qos > 0 && c->in_qos_pending >= (c->version == MQTT_V5 ? lim->receive_maximum : 65535u))
+    if (qos > 0 && c->extra->in_qos_pending >= (c->version == MQTT_V5 ? lim->receive_maximum : 65535u))
         return publish_fail(c, MQTT_RC_RECEIVE_MAX_EXCEEDED, "MQTT-3.3.4-9",
                             "more unacknowledged QoS 1/2 PUBLISHes than Receive Maximum");
     hub->stats.msgs_received++;
@@ -245,10 +287,10 @@ bool handle_publish(struct conn *c, const struct mqtt_packet *pkt)
     router_publish(hub, m, c->session);
     msg_unref(m);
     if (qos == 1) {
-        c->in_qos_pending++;
+        c->extra->in_qos_pending++;
         publish_ack(c, MQTT_PUBACK, pkt->packet_id, 0);
     } else if (qos == 2) {
-        c->in_qos_pending++;
+        c->extra->in_qos_pending++;
         if (!session_add_inqos2(c->session, pkt->packet_id))
             return publish_fail(c, MQTT_RC_UNSPECIFIED, NULL, "out of memory");
         publish_ack(c, MQTT_PUBREC, pkt->packet_id, 0);
@@ -261,8 +303,10 @@ bool handle_pubrel(struct conn *c, const struct mqtt_packet *pkt)
     struct mqtt_packet p = {.type = MQTT_PUBCOMP, .packet_id = pkt->packet_id};
 
     if (session_remove_inqos2(c->session, pkt->packet_id)) {
-        if (c->in_qos_pending > 0)
-            c->in_qos_pending--;
+        /* An id restored with a persistent session can arrive before
+         * c->extra exists, and then nothing is pending on this connection. */
+        if (c->extra != NULL && c->extra->in_qos_pending > 0)
+            c->extra->in_qos_pending--;
     } else {
         p.reason_code = MQTT_RC_PACKET_ID_NOT_FOUND;
     }

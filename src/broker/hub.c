@@ -31,6 +31,32 @@ void hub_peer_host(const char *peer, char *out, size_t cap)
     out[n] = '\0';
 }
 
+char hub_no_name[1];
+
+bool hub_name_set(char **name, const char *s, size_t len, size_t max)
+{
+    size_t n = strnlen(s, len < max ? len : max);
+    char *copy = hub_no_name;
+
+    if (n > 0) {
+        copy = vigil_malloc(n + 1);
+        if (copy == NULL)
+            return false;
+        memcpy(copy, s, n);
+        copy[n] = '\0';
+    }
+    hub_name_free(name);
+    *name = copy;
+    return true;
+}
+
+void hub_name_free(char **name)
+{
+    if (*name != hub_no_name)
+        vigil_free(*name);
+    *name = hub_no_name;
+}
+
 int64_t hub_now_s(void)
 {
     return vigil_time_now_us() / 1000000;
@@ -48,21 +74,24 @@ bool hub_event_always_kept(uint8_t type)
            type == VIGIL_EV_RATE_LIMIT || type == VIGIL_EV_ADMIN;
 }
 
-bool hub_event_budget_take(struct hub *hub, uint64_t *tokens, uint64_t *last_ms)
+bool hub_event_budget_take(struct hub *hub, uint32_t *tokens, uint64_t *last_ms)
 {
     uint64_t now = uv_now(hub->loop);
     uint64_t cap = (uint64_t)EVENT_BURST * 1000;
+    uint64_t have = *tokens;
 
     if (*last_ms == 0)
-        *tokens = cap;
+        have = cap;
     else
-        *tokens += (now - *last_ms) * EVENT_RATE_PER_S;
-    if (*tokens > cap)
-        *tokens = cap;
+        have += (now - *last_ms) * EVENT_RATE_PER_S;
+    if (have > cap)
+        have = cap;
     *last_ms = now;
-    if (*tokens < 1000)
+    if (have < 1000) {
+        *tokens = (uint32_t)have;
         return false;
-    *tokens -= 1000;
+    }
+    *tokens = (uint32_t)(have - 1000);
     return true;
 }
 
@@ -109,7 +138,8 @@ void hub_emit_ev(struct hub *hub, const struct conn *cc, struct vigil_event *ev)
         return;
     if (c != NULL && !hub_event_always_kept(ev->type)) {
         if (!hub_event_budget_take(hub, &c->ev_tokens, &c->ev_last_ms)) {
-            c->ev_suppressed++;
+            if (c->ev_suppressed < UINT32_MAX)
+                c->ev_suppressed++;
             return;
         }
         if (c->ev_suppressed > 0)

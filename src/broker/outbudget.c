@@ -22,7 +22,7 @@ void outbudget_init(struct out_budget *b, size_t conn_limit, size_t budget)
     b->budget = budget;
 }
 
-void outbudget_account(struct out_budget *b, size_t *counted, size_t now)
+void outbudget_account(struct out_budget *b, uint32_t *counted, size_t now)
 {
     if (now == *counted)
         return;
@@ -33,7 +33,7 @@ void outbudget_account(struct out_budget *b, size_t *counted, size_t now)
     b->total = b->total - *counted + now;
     if (b->total > b->peak)
         b->peak = b->total;
-    *counted = now;
+    *counted = (uint32_t)now;
 }
 
 /* The budget split evenly over the connections that hold output, so the
@@ -76,14 +76,19 @@ void outbudget_dropped(struct conn *c, enum out_verdict verdict)
 {
     struct hub *hub = c->hub;
     uint64_t now = uv_now(hub->loop);
+    struct conn_extra *x;
 
     hub->stats.msgs_dropped++;
     if (verdict == OUT_OVER_CONN_LIMIT)
         hub->output.dropped_conn_limit++;
     else
         hub->output.dropped_budget++;
-    if (c->out_drop_event_ms != 0 && now - c->out_drop_event_ms < OUTBUDGET_EVENT_INTERVAL_MS)
+    /* When no memory is left to record the time of the last event, no
+     * event is sent, but the drop is still counted. */
+    x = conn_extra(c);
+    if (x == NULL ||
+        (x->out_drop_event_ms != 0 && now - x->out_drop_event_ms < OUTBUDGET_EVENT_INTERVAL_MS))
         return;
-    c->out_drop_event_ms = now;
+    x->out_drop_event_ms = now;
     outbudget_emit(c, verdict);
 }

@@ -272,6 +272,7 @@ static bool session_send_publish(struct session *s, struct msg *m, uint8_t qos, 
     struct conn *c = s->conn;
     struct mqtt_packet p = {.type = MQTT_PUBLISH, .packet_id = packet_id};
     struct mqtt_props *pr = &p.props;
+    struct conn_extra *x;
     int64_t now = hub_now_s();
 
     p.publish.qos = qos;
@@ -290,14 +291,14 @@ static bool session_send_publish(struct session *s, struct msg *m, uint8_t qos, 
             memcpy(pr->sub_ids, sub_ids, n_sub_ids * sizeof *sub_ids);
             pr->n_sub_ids = n_sub_ids;
         }
-        if (c->client_alias_max > 0) {
-            uintptr_t alias = (uintptr_t)vigil_map_get(&c->alias_out, m->topic, m->topic_len);
+        if (c->client_alias_max > 0 && (x = conn_extra(c)) != NULL) {
+            uintptr_t alias = (uintptr_t)vigil_map_get(&x->alias_out, m->topic, m->topic_len);
 
-            if (alias == 0 && c->alias_out_next < c->client_alias_max &&
-                vigil_map_put(&c->alias_out, m->topic, m->topic_len,
-                              (void *)(uintptr_t)(c->alias_out_next + 1)) == VIGIL_OK) {
+            if (alias == 0 && x->alias_out_next < c->client_alias_max &&
+                vigil_map_put(&x->alias_out, m->topic, m->topic_len,
+                              (void *)(uintptr_t)(x->alias_out_next + 1)) == VIGIL_OK) {
                 pr->present |= MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS);
-                pr->topic_alias = ++c->alias_out_next;
+                pr->topic_alias = ++x->alias_out_next;
             } else if (alias != 0) {
                 pr->present |= MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS);
                 pr->topic_alias = (uint16_t)alias;
@@ -307,8 +308,8 @@ static bool session_send_publish(struct session *s, struct msg *m, uint8_t qos, 
     }
     if (!conn_send(c, &p)) {
         if (p.props.present & MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS) && p.publish.topic.len > 0) {
-            vigil_map_remove(&c->alias_out, m->topic, m->topic_len);
-            c->alias_out_next--;
+            vigil_map_remove(&c->extra->alias_out, m->topic, m->topic_len);
+            c->extra->alias_out_next--;
         }
         return false;
     }

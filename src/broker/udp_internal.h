@@ -53,7 +53,8 @@ struct udp_endpoint {
     struct ratelimit *rl_handshake;     /* per source address */
     uint64_t handshake_timeout_ms;
     /* Event budget of the endpoint's peer events. */
-    uint64_t ev_tokens, ev_last_ms, ev_suppressed;
+    uint32_t ev_tokens;
+    uint64_t ev_last_ms, ev_suppressed;
     /* Datagrams copied for uv_udp_send because the socket was busy. */
     size_t queued_bytes;
     uint64_t send_dropped;

@@ -269,14 +269,15 @@ static void zt_close_revoked(struct hub *hub)
     zt_fronts_revoked(hub);
     for (size_t i = 0; i < hub->n_conn_slots; i++) {
         struct conn *c = hub->conns[i];
+        const char *serial = c != NULL && c->tls != NULL ? tls_session_cert_serial(c->tls) : "";
 
-        if (c == NULL || c->cert_serial[0] == '\0' || c->state == CONN_CLOSING)
+        if (serial[0] == '\0' || c->state == CONN_CLOSING)
             continue;
-        if (tls_crl_contains(hub->tls_crl, c->cert_serial) != VIGIL_OK)
+        if (tls_crl_contains(hub->tls_crl, serial) != VIGIL_OK)
             continue;
         hub_emit(hub, c, VIGIL_EV_CERT, NULL, 0, NULL, "certificate revoked; connection closed");
         log_info("conn %llu %s device '%s': certificate %s revoked; closing",
-                 (unsigned long long)c->id, c->peer, c->tls_identity, c->cert_serial);
+                 (unsigned long long)c->id, c->peer, conn_tls_identity(c), serial);
         conn_close(c, MQTT_RC_ADMIN_ACTION, "certificate revoked");
     }
 }
@@ -532,12 +533,17 @@ void zt_tick(struct hub *hub, uint64_t now_ms)
     }
 }
 
+/* The session keeps the identity and serial for its whole life, so the
+ * connection keeps no copy. */
+const char *conn_tls_identity(const struct conn *c)
+{
+    return c->tls != NULL ? tls_session_identity(c->tls) : "";
+}
+
 bool zt_handshake_done(struct conn *c)
 {
-    snprintf(c->tls_identity, sizeof c->tls_identity, "%s", tls_session_identity(c->tls));
-    snprintf(c->cert_serial, sizeof c->cert_serial, "%s", tls_session_cert_serial(c->tls));
     log_debug("conn %llu %s: TLS established (%s, %s), identity '%s'", (unsigned long long)c->id,
-              c->peer, tls_session_protocol(c->tls), tls_session_cipher(c->tls), c->tls_identity);
+              c->peer, tls_session_protocol(c->tls), tls_session_cipher(c->tls), conn_tls_identity(c));
     return true;
 }
 

@@ -18,7 +18,7 @@
 static void account_tracks_total_and_holders(void **state)
 {
     struct out_budget b;
-    size_t c1 = 0, c2 = 0;
+    uint32_t c1 = 0, c2 = 0;
 
     (void)state;
     outbudget_init(&b, MIB, 64 * MIB);
@@ -36,7 +36,7 @@ static void account_tracks_total_and_holders(void **state)
 static void account_returns_to_zero(void **state)
 {
     struct out_budget b;
-    size_t counted[50] = {0};
+    uint32_t counted[50] = {0};
 
     (void)state;
     outbudget_init(&b, MIB, 64 * MIB);
@@ -65,7 +65,7 @@ static void check_applies_connection_bound(void **state)
 static void check_applies_fair_share(void **state)
 {
     struct out_budget b;
-    size_t big = 0, small = 0;
+    uint32_t big = 0, small = 0;
 
     (void)state;
     outbudget_init(&b, 16 * MIB, 4 * MIB);
@@ -83,7 +83,7 @@ static void check_applies_fair_share(void **state)
 static void share_has_floor(void **state)
 {
     struct out_budget b;
-    size_t counted[1000] = {0};
+    uint32_t counted[1000] = {0};
 
     (void)state;
     outbudget_init(&b, MIB, 8 * MIB);
@@ -99,8 +99,9 @@ static void budget_bounds_stalled_fan_out(void **state)
 {
     enum { N = 1000, MSG = 16 * KIB, ROUNDS = 200 };
     struct out_budget b;
-    static size_t counted[N];
-    size_t fast = 0, fast_sent = 0, bound;
+    static uint32_t counted[N];
+    uint32_t fast = 0;
+    size_t fast_sent = 0, bound;
 
     (void)state;
     memset(counted, 0, sizeof counted);
@@ -172,7 +173,7 @@ static struct conn *test_conn(struct hub *hub, struct session *s)
     vigil_buf_init(&c->out, 64 * MIB);
     vigil_buf_init(&c->out_busy, 64 * MIB);
     vigil_buf_init(&c->wire, 64 * MIB);
-    vigil_map_init(&c->alias_out);
+    c->peer = c->client_id = c->device = c->device_type = hub_no_name;
     s->conn = c;
     c->session = s;
     return c;
