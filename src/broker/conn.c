@@ -156,6 +156,13 @@ static void on_write(uv_write_t *req, int status)
     c->write_busy = false;
     c->out_busy.len = 0;
     conn_account(c);
+    /* With nothing more to send the buffers are freed, so an idle connection
+     * keeps none. */
+    if (c->out.len == 0 && c->wire.len == 0) {
+        vigil_buf_release(&c->out);
+        vigil_buf_release(&c->out_busy);
+        vigil_buf_release(&c->wire);
+    }
     if (status < 0 && !c->closing_handles) {
         if (c->state != CONN_CLOSING)
             conn_close(c, 0xFF, "write failed");
