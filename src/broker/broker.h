@@ -79,47 +79,51 @@ struct session_sub {
 
 struct session {
     struct hub *hub;
-    char *client_id;
     struct conn *conn;         /* NULL while offline */
     uint32_t refs;             /* held by the session map and pending publishes */
+    uint32_t expiry_interval;  /* seconds, UINT32_MAX = never */
+    uint8_t version;
     bool removed;              /* no longer in the session map */
     bool persistent;           /* state is kept in the store */
     bool stored;               /* a session row exists in the store */
-    uint8_t version;
-    uint32_t expiry_interval;  /* seconds, UINT32_MAX = never */
+    bool in_offline_list;
+    uint16_t next_packet_id;
     uint64_t offline_since_ms; /* monotonic; valid while conn == NULL */
     struct session *offline_next, *offline_prev;
-    bool in_offline_list;
 
     struct session_sub *subs;
-    size_t n_subs, cap_subs;
+    uint32_t n_subs, cap_subs;
 
     /* Deliveries: inflight ones (sent, QoS 1/2, unacknowledged) first, then
      * the ones waiting to be sent. One list keeps the order of arrival. */
     struct delivery *queue_head, *queue_tail;
     uint32_t n_queued;         /* all deliveries in the list */
     uint32_t n_inflight;
-    uint16_t next_packet_id;
 
     /* Incoming QoS 2 packet ids awaiting PUBREL. */
     uint16_t *inqos2;
-    size_t n_inqos2, cap_inqos2;
+    uint32_t n_inqos2, cap_inqos2;
 
     /* Will of the current or last connection, and when to send it. */
     struct msg *will;
-    uint32_t will_delay;
     uint64_t will_due_ms;      /* monotonic, 0 = not scheduled */
+    uint32_t will_delay;
+
+    /* Per-publish scratch for merging overlapping subscriptions. */
+    uint32_t match_slot;
+    uint64_t match_gen;
 
     /* Set for a client of a UDP front end: deliveries go to it instead of
      * an MQTT connection, and the session is in no session map. */
     struct gw_client *gw;
 
-    /* Per-publish scratch for merging overlapping subscriptions. */
-    uint64_t match_gen;
-    size_t match_slot;
-
-    char device[DEVICE_ID_MAX + 1];
+    /* The client id, NUL-terminated, then the device that owns the
+     * session (session_device()), set at creation. */
+    char client_id[];
 };
+
+/* The device that owns s, "" for an anonymous client. */
+const char *session_device(const struct session *s);
 
 enum conn_state {
     CONN_NEW,          /* waiting for CONNECT */
@@ -268,7 +272,7 @@ struct hub {
     struct device_db *devices;
     struct sub_tree *subs;
     struct retain_tree *retained;
-    struct vigil_map sessions;   /* client id -> struct session */
+    struct vigil_map sessions;   /* client id -> struct session; borrows session->client_id */
     struct session *offline_head;
     uv_tcp_t listeners[CONFIG_MAX_LISTENERS];
     /* Per configured listener: a TCP handle (MQTT, MQTTS) or a front end
@@ -432,10 +436,12 @@ void conn_ack_ready(struct conn *c, struct pending_ack *ack);
 
 /* session.c */
 struct session *session_find(struct hub *hub, const char *client_id);
-struct session *session_create(struct hub *hub, const char *client_id, uint8_t version);
+/* device: the owning device, "" for an anonymous client. */
+struct session *session_create(struct hub *hub, const char *client_id, const char *device,
+                               uint8_t version);
 /* A session in no session map and never stored, for a client of a UDP
  * front end; its owner removes its subscriptions and drops the reference. */
-struct session *session_new_detached(struct hub *hub, const char *name);
+struct session *session_new_detached(struct hub *hub, const char *name, const char *device);
 void session_ref(struct session *s);
 void session_unref(struct session *s);
 /* Removes the session from the map, the subscription tree and the store. */

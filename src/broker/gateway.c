@@ -381,11 +381,10 @@ static vigil_err gw_session(struct gw_client *c)
     if (c->session != NULL)
         return VIGIL_OK;
     snprintf(name, sizeof name, "%s:%s", vigil_proto_name(c->proto), c->client_id);
-    c->session = session_new_detached(c->hub, name);
+    c->session = session_new_detached(c->hub, name, c->device);
     if (c->session == NULL)
         return VIGIL_ERR_NOMEM;
     c->session->gw = c;
-    memcpy(c->session->device, c->device, sizeof c->session->device);
     return VIGIL_OK;
 }
 

@@ -262,7 +262,7 @@ static bool connect_accept(struct conn *c, const struct mqtt_packet *pkt, bool a
     c->request_problem_info = !(pkt->props.present & MQTT_PROP_BIT(MQTT_PROP_REQUEST_PROBLEM_INFO)) ||
                               pkt->props.request_problem_info != 0;
 
-    if (s != NULL && strcmp(s->device, c->device) != 0) {
+    if (s != NULL && strcmp(session_device(s), c->device) != 0) {
         /* The session belongs to another identity. An anonymous client may
          * never take it; a device whose own id it is gets a fresh one. */
         if (c->device[0] == '\0') {
@@ -298,7 +298,7 @@ static bool connect_accept(struct conn *c, const struct mqtt_packet *pkt, bool a
     }
     ack.session_present = s != NULL;
     if (s == NULL) {
-        s = session_create(hub, c->client_id, c->version);
+        s = session_create(hub, c->client_id, c->device, c->version);
         if (s == NULL) {
             connect_refuse(c, MQTT_RC_SERVER_UNAVAILABLE, NULL, "out of memory");
             return false;
@@ -307,7 +307,9 @@ static bool connect_accept(struct conn *c, const struct mqtt_packet *pkt, bool a
     s->version = c->version;
     s->expiry_interval = expiry;
     s->persistent = expiry > 0;
-    snprintf(s->device, sizeof s->device, "%s", c->device);
+    /* The session's device is c->device here: a session of another
+     * identity was refused or discarded above, and a new one was created
+     * with it. */
     if (s->will != NULL) {
         msg_unref(s->will);
         s->will = NULL;

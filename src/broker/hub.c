@@ -432,7 +432,7 @@ vigil_err hub_create(const struct vigil_config *cfg, struct hub **out)
     hub->lock_fd = -1;
     hub->loop = uv_default_loop();
     hub->loop->data = hub;
-    vigil_map_init(&hub->sessions);
+    vigil_map_init_borrowed(&hub->sessions);
     hub->subs = subtree_new();
     hub->retained = retain_new();
     if (hub->subs == NULL || hub->retained == NULL)

@@ -154,7 +154,7 @@ static void load_session(void *ctx, const char *client_id, uint8_t version, uint
                          int64_t disconnected_at)
 {
     struct load_ctx *lc = ctx;
-    struct session *s = session_create(lc->hub, client_id, version);
+    struct session *s = session_create(lc->hub, client_id, "", version);
     int64_t now = hub_now_s();
     uint64_t offline_ms = disconnected_at > 0 && now > disconnected_at
                               ? (uint64_t)(now - disconnected_at) * 1000 : 0;

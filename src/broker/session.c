@@ -13,40 +13,49 @@ struct session *session_find(struct hub *hub, const char *client_id)
     return vigil_map_get(&hub->sessions, client_id, strlen(client_id));
 }
 
-struct session *session_create(struct hub *hub, const char *client_id, uint8_t version)
+/* Allocates a session with its client id and device in the same block. */
+static struct session *session_alloc(struct hub *hub, const char *client_id, const char *device)
 {
-    struct session *s = vigil_calloc(1, sizeof *s);
+    size_t id_len = strlen(client_id), dev_len = strlen(device);
+    struct session *s = vigil_calloc(1, sizeof *s + id_len + 1 + dev_len + 1);
 
     if (s == NULL)
         return NULL;
     s->hub = hub;
     s->refs = 1;
+    memcpy(s->client_id, client_id, id_len + 1);
+    memcpy(s->client_id + id_len + 1, device, dev_len + 1);
+    return s;
+}
+
+const char *session_device(const struct session *s)
+{
+    return s->client_id + strlen(s->client_id) + 1;
+}
+
+struct session *session_create(struct hub *hub, const char *client_id, const char *device,
+                               uint8_t version)
+{
+    struct session *s = session_alloc(hub, client_id, device);
+
+    if (s == NULL)
+        return NULL;
     s->version = version;
-    s->client_id = vigil_strdup(client_id);
-    if (s->client_id == NULL ||
-        vigil_map_put(&hub->sessions, client_id, strlen(client_id), s) != VIGIL_OK) {
-        vigil_free(s->client_id);
+    if (vigil_map_put(&hub->sessions, s->client_id, strlen(s->client_id), s) != VIGIL_OK) {
         vigil_free(s);
         return NULL;
     }
     return s;
 }
 
-struct session *session_new_detached(struct hub *hub, const char *name)
+struct session *session_new_detached(struct hub *hub, const char *name, const char *device)
 {
-    struct session *s = vigil_calloc(1, sizeof *s);
+    struct session *s = session_alloc(hub, name, device);
 
     if (s == NULL)
         return NULL;
-    s->hub = hub;
-    s->refs = 1;
     s->version = MQTT_V5;
     s->removed = true;
-    s->client_id = vigil_strdup(name);
-    if (s->client_id == NULL) {
-        vigil_free(s);
-        return NULL;
-    }
     return s;
 }
 
@@ -79,7 +88,6 @@ void session_unref(struct session *s)
     vigil_free(s->subs);
     vigil_free(s->inqos2);
     msg_unref(s->will);
-    vigil_free(s->client_id);
     vigil_free(s);
 }
 
@@ -373,7 +381,7 @@ static void session_queue_full(struct session *s, const struct msg *msg)
     vigil_event_init(&ev, VIGIL_EV_LIMIT);
     VIGIL_EVENT_SET(&ev, topic, msg->topic, msg->topic_len);
     VIGIL_EVENT_SET(&ev, client_id, s->client_id, strlen(s->client_id));
-    VIGIL_EVENT_SET(&ev, device, s->device, strlen(s->device));
+    VIGIL_EVENT_SET(&ev, device, session_device(s), strlen(session_device(s)));
     VIGIL_EVENT_SET(&ev, detail, "session queue full: oldest queued message dropped", 49);
     hub_emit_ev(s->hub, NULL, &ev);
 }

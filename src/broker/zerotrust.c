@@ -368,7 +368,7 @@ static void zt_close_removed(struct hub *hub)
     while ((slot = vigil_map_next(&hub->sessions, &pos)) != NULL) {
         struct session *s = slot->value;
 
-        if (s->device[0] == '\0' || device_snapshot_find(hub->snap, s->device) != NULL)
+        if (session_device(s)[0] == '\0' || device_snapshot_find(hub->snap, session_device(s)) != NULL)
             continue;
         if (n == cap) {
             size_t ncap = cap ? cap * 2 : 16;

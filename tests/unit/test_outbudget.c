@@ -135,7 +135,7 @@ static struct hub *test_hub(size_t conn_limit, size_t budget)
 
     config_defaults(&hub->cfg);
     hub->loop = uv_default_loop();
-    vigil_map_init(&hub->sessions);
+    vigil_map_init_borrowed(&hub->sessions);
     hub->subs = subtree_new();
     hub->retained = retain_new();
     hub->next_seq = 1;
@@ -188,7 +188,7 @@ static void deliver(struct session *s, struct msg *m, size_t n)
 static void conn_output_counted_until_freed(void **state)
 {
     struct hub *hub = test_hub(MIB, 64 * MIB);
-    struct session *s = session_create(hub, "station-1", MQTT_V311);
+    struct session *s = session_create(hub, "station-1", "", MQTT_V311);
     struct conn *c = test_conn(hub, s);
     static uint8_t payload[1000];
     struct msg *m = msg_new("a/b", 3, payload, sizeof payload, NULL, 0);
@@ -212,7 +212,7 @@ static void conn_output_counted_until_freed(void **state)
 static void conn_bound_drops_qos0(void **state)
 {
     struct hub *hub = test_hub(64 * KIB, 64 * MIB);
-    struct session *s = session_create(hub, "station-1", MQTT_V311);
+    struct session *s = session_create(hub, "station-1", "", MQTT_V311);
     struct conn *c = test_conn(hub, s);
     static uint8_t payload[16 * KIB];
     struct msg *m = msg_new("a/b", 3, payload, sizeof payload, NULL, 0);
@@ -237,8 +237,8 @@ static void conn_bound_drops_qos0(void **state)
 static void budget_drops_for_largest_holder(void **state)
 {
     struct hub *hub = test_hub(16 * MIB, MIB);
-    struct session *slow = session_create(hub, "slow", MQTT_V311);
-    struct session *fast = session_create(hub, "fast", MQTT_V311);
+    struct session *slow = session_create(hub, "slow", "", MQTT_V311);
+    struct session *fast = session_create(hub, "fast", "", MQTT_V311);
     struct conn *cs = test_conn(hub, slow);
     struct conn *cf = test_conn(hub, fast);
     static uint8_t payload[16 * KIB];

@@ -19,7 +19,7 @@ static struct hub *test_hub(void)
 
     config_defaults(&hub->cfg);
     hub->loop = uv_default_loop();
-    vigil_map_init(&hub->sessions);
+    vigil_map_init_borrowed(&hub->sessions);
     hub->subs = subtree_new();
     hub->retained = retain_new();
     hub->next_seq = 1;
@@ -48,7 +48,7 @@ static struct msg *make_msg(const char *topic, const char *payload, uint8_t qos)
 static void session_create_and_find(void **state)
 {
     struct hub *hub = test_hub();
-    struct session *s = session_create(hub, "mon-0001", MQTT_V5);
+    struct session *s = session_create(hub, "mon-0001", "", MQTT_V5);
 
     (void)state;
     assert_non_null(s);
@@ -58,10 +58,30 @@ static void session_create_and_find(void **state)
     free_hub(hub);
 }
 
+static void session_names_in_one_block(void **state)
+{
+    struct hub *hub = test_hub();
+    struct session *dev = session_create(hub, "mon-0001:b", "mon-0001", MQTT_V5);
+    struct session *anon = session_create(hub, "anon-1", "", MQTT_V311);
+
+    (void)state;
+    assert_non_null(dev);
+    assert_non_null(anon);
+    assert_string_equal(dev->client_id, "mon-0001:b");
+    assert_string_equal(session_device(dev), "mon-0001");
+    assert_string_equal(session_device(anon), "");
+    /* The map borrows the session's own copy of the client id. */
+    assert_ptr_equal(session_find(hub, "mon-0001:b"), dev);
+    session_discard(anon);
+    assert_null(session_find(hub, "anon-1"));
+    assert_ptr_equal(session_find(hub, "mon-0001:b"), dev);
+    free_hub(hub);
+}
+
 static void subscription_add_replace_remove(void **state)
 {
     struct hub *hub = test_hub();
-    struct session *s = session_create(hub, "c1", MQTT_V5);
+    struct session *s = session_create(hub, "c1", "", MQTT_V5);
     bool existed = true;
 
     (void)state;
@@ -82,7 +102,7 @@ static void subscription_add_replace_remove(void **state)
 static void offline_queue_keeps_qos12_only(void **state)
 {
     struct hub *hub = test_hub();
-    struct session *s = session_create(hub, "c1", MQTT_V311);
+    struct session *s = session_create(hub, "c1", "", MQTT_V311);
     struct msg *m0 = make_msg("a/b", "zero", 0);
     struct msg *m1 = make_msg("a/b", "one", 1);
 
@@ -101,7 +121,7 @@ static void offline_queue_keeps_qos12_only(void **state)
 static void queue_limit_drops_oldest(void **state)
 {
     struct hub *hub = test_hub();
-    struct session *s = session_create(hub, "c1", MQTT_V5);
+    struct session *s = session_create(hub, "c1", "", MQTT_V5);
     struct msg *m[5];
     struct delivery *d;
 
@@ -125,7 +145,7 @@ static void queue_limit_drops_oldest(void **state)
 static void routing_merges_overlapping_subscriptions(void **state)
 {
     struct hub *hub = test_hub();
-    struct session *s = session_create(hub, "c1", MQTT_V5);
+    struct session *s = session_create(hub, "c1", "", MQTT_V5);
     struct msg *m = make_msg("north/icu3/r1/mon-1/hr", "72", 2);
     bool existed;
 
@@ -143,7 +163,7 @@ static void routing_merges_overlapping_subscriptions(void **state)
 static void routing_honours_no_local(void **state)
 {
     struct hub *hub = test_hub();
-    struct session *s = session_create(hub, "c1", MQTT_V5);
+    struct session *s = session_create(hub, "c1", "", MQTT_V5);
     struct msg *m = make_msg("a/b", "x", 1);
     bool existed;
 
@@ -160,7 +180,7 @@ static void routing_honours_no_local(void **state)
 static void routing_caps_qos_at_granted(void **state)
 {
     struct hub *hub = test_hub();
-    struct session *s = session_create(hub, "c1", MQTT_V5);
+    struct session *s = session_create(hub, "c1", "", MQTT_V5);
     struct msg *m = make_msg("a/b", "x", 2);
     bool existed;
 
@@ -175,7 +195,7 @@ static void routing_caps_qos_at_granted(void **state)
 static void inqos2_set_operations(void **state)
 {
     struct hub *hub = test_hub();
-    struct session *s = session_create(hub, "c1", MQTT_V5);
+    struct session *s = session_create(hub, "c1", "", MQTT_V5);
 
     (void)state;
     for (uint16_t id = 1; id <= 20; id++)
@@ -192,7 +212,7 @@ static void inqos2_set_operations(void **state)
 static void restored_inflight_is_found_by_packet_id(void **state)
 {
     struct hub *hub = test_hub();
-    struct session *s = session_create(hub, "c1", MQTT_V5);
+    struct session *s = session_create(hub, "c1", "", MQTT_V5);
     struct msg *m = make_msg("a/b", "x", 2);
     struct delivery *d1 = session_restore_delivery(s, m, 1, 2, STORE_Q_PUBREL, 41);
     struct delivery *d2 = session_restore_delivery(s, m, 2, 1, STORE_Q_PENDING, 0);
@@ -211,7 +231,7 @@ static void restored_inflight_is_found_by_packet_id(void **state)
 static void retained_delivery_on_subscribe(void **state)
 {
     struct hub *hub = test_hub();
-    struct session *s = session_create(hub, "c1", MQTT_V5);
+    struct session *s = session_create(hub, "c1", "", MQTT_V5);
     struct msg *m = make_msg("a/b", "x", 1);
     struct msg *clear = make_msg("a/b", "", 1);
 
@@ -235,6 +255,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(session_create_and_find),
+        cmocka_unit_test(session_names_in_one_block),
         cmocka_unit_test(subscription_add_replace_remove),
         cmocka_unit_test(offline_queue_keeps_qos12_only),
         cmocka_unit_test(queue_limit_drops_oldest),
