@@ -622,6 +622,9 @@ void conn_io_activity(struct conn *c)
 void conn_io_written(struct conn *c, size_t n)
 {
     c->io_unwritten -= n < c->io_unwritten ? n : c->io_unwritten;
+    /* Once everything was written, an idle connection keeps no buffer. */
+    if (c->io_unwritten == 0 && c->out.len == 0)
+        vigil_buf_release(&c->out);
     conn_account(c);
     if (!c->closing_handles && c->state != CONN_CLOSING && c->session != NULL)
         session_pump(c->session);

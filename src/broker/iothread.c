@@ -52,7 +52,6 @@ struct io_conn {
     struct io_thread *t;       /* immutable; the hub reads it */
     struct conn *conn;         /* the hub's object: passed back, never read here */
     uv_tcp_t tcp;
-    uv_write_t req;
     struct vigil_buf in;       /* a partial packet, or input held after the first packet */
     struct vigil_buf out;      /* waiting to be written */
     struct vigil_buf busy;     /* being written */
@@ -198,11 +197,16 @@ static void io_on_write(uv_write_t *req, int status)
 {
     struct io_conn *ic = req->data;
 
+    vigil_free(req);
     ic->write_busy = false;
     io_report(ic, TO_HUB_WRITTEN, ic->busy.len, NULL, 0);
     ic->busy.len = 0;
-    if (ic->busy.cap > 65536)
+    /* With nothing more to send the buffers are freed, so an idle
+     * connection keeps none; a busy one keeps reusing them. */
+    if (ic->busy.cap > 65536 || ic->out.len == 0)
         vigil_buf_release(&ic->busy);
+    if (ic->out.len == 0)
+        vigil_buf_release(&ic->out);
     if (status < 0)
         io_fail(ic, TO_HUB_WRITE_FAILED, status);
     io_write_start(ic);
@@ -212,6 +216,7 @@ static void io_on_write(uv_write_t *req, int status)
 static void io_write_start(struct io_conn *ic)
 {
     struct vigil_buf tmp;
+    uv_write_t *req;
     uv_buf_t b;
     int rc;
 
@@ -222,9 +227,15 @@ static void io_write_start(struct io_conn *ic)
     ic->out = tmp;
     ic->out.len = 0;
     b = uv_buf_init((char *)ic->busy.data, (unsigned)ic->busy.len);
-    ic->req.data = ic;
-    rc = uv_write(&ic->req, (uv_stream_t *)&ic->tcp, &b, 1, io_on_write);
+    /* A write request exists only while its write runs. */
+    req = vigil_malloc(sizeof *req);
+    rc = req != NULL ? 0 : UV_ENOMEM;
+    if (req != NULL) {
+        req->data = ic;
+        rc = uv_write(req, (uv_stream_t *)&ic->tcp, &b, 1, io_on_write);
+    }
     if (rc != 0) {
+        vigil_free(req);
         ic->busy.len = 0;
         io_fail(ic, TO_HUB_WRITE_FAILED, rc);
         return;
