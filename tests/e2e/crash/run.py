@@ -8,6 +8,7 @@ and redelivery is visible. Each case starts its own broker.
 """
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -331,6 +332,32 @@ def _(ctx):
         deliveries = receive_all(ctx, sub, V5, 1)
         check_equal(deliveries, [(b"after-restart", 1)], f"deliveries of run {run}")
         close_session(sub, V5)
+
+
+# A subscriber that stops reading must not keep the server from stopping:
+# its unsent output cannot be written, so after a grace period SIGTERM
+# closes the connection without it. The server must exit within the stop
+# timeout, with the subscriber still connected and not reading.
+@case("SIGTERM with a subscriber that stopped reading", only="vigil")
+def _(ctx):
+    sub = Conn(ctx.broker.port, log=lambda *a: None)
+    ctx.defer(sub.close)
+    sub.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sub.send(m.connect(V5, "crash-stalled-sub"))
+    _, rc, _ = m.parse_connack(sub.recv())
+    check_equal(rc, 0, "CONNACK code of the subscriber")
+    sub.send(m.subscribe(1, [("stall/#", 0)]))
+    sub.recv_type(m.SUBACK)
+    pub = open_session(ctx, V5, "crash-stalled-pub", clean=True)
+    payload = b"s" * 16000
+    for _ in range(400):
+        pub.send(m.publish("stall/t", payload))
+    publish_acked(pub, V5, "stall/done", b"", 1, 1)
+    close_session(pub, V5)
+    proc = ctx.broker.proc
+    ctx.broker.stop(timeout=20.0)
+    ctx.log("exit status", proc.returncode)
+    ctx.broker.start()
 
 
 # mosquitto 2.0.11 does not lock its persistence file.
