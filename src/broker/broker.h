@@ -323,6 +323,8 @@ struct hub {
     int64_t started_s;
     uint64_t last_sys_ms;
     bool stopping;
+    bool stop_aborted;           /* shutdown stopped waiting for unwritten output */
+    uint64_t stop_ms;            /* when shutdown began */
     struct hub_stats stats;
     struct out_budget output;    /* unsent output of all connections (outbudget.c) */
     struct route_match *scratch; /* router: matches of the publish being routed */
@@ -377,6 +379,9 @@ void conn_hold_until_durable(struct conn *c);
 void conn_flush_pending(struct hub *hub);
 /* Sends DISCONNECT with reason (v5 only, when reason != 0xFF) and closes. */
 void conn_close(struct conn *c, uint8_t reason, const char *why);
+/* Releases the closing connections of the hub's loop whose last write has
+ * not completed (the peer stopped reading); libuv cancels the write. */
+void conn_abort_closing(struct hub *hub);
 void conn_ref(struct conn *c);
 void conn_unref(struct conn *c);
 void conn_resume_read(struct conn *c);

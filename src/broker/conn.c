@@ -148,6 +148,16 @@ void conn_close(struct conn *c, uint8_t reason, const char *why)
         conn_release(c);
 }
 
+void conn_abort_closing(struct hub *hub)
+{
+    for (size_t i = 0; i < hub->n_conn_slots; i++) {
+        struct conn *c = hub->conns[i];
+
+        if (c != NULL && c->state == CONN_CLOSING && c->write_busy && c->io == NULL)
+            conn_release(c);
+    }
+}
+
 static void on_write(uv_write_t *req, int status)
 {
     struct conn *c = req->data;

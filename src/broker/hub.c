@@ -63,6 +63,10 @@ int64_t hub_now_s(void)
 }
 
 /* Per-connection event budget: a burst of 1000, refilled at 200 a second. */
+/* Time shutdown waits for closing connections to write their output.
+ * After it their sockets close anyway, because a peer that stopped
+ * reading would otherwise keep the process from exiting. */
+#define STOP_GRACE_MS 5000u
 #define EVENT_BURST 1000u
 #define EVENT_RATE_PER_S 200u
 
@@ -296,6 +300,14 @@ static void on_stop_tick(uv_timer_t *t)
 {
     struct hub *hub = t->data;
 
+    if (!hub->stop_aborted && uv_now(hub->loop) - hub->stop_ms >= STOP_GRACE_MS &&
+        (hub->n_conns > 0 || !iopool_idle(hub))) {
+        hub->stop_aborted = true;
+        log_warn("stopping: writing the last output timed out after %u s; closing the "
+                 "remaining connections without it", STOP_GRACE_MS / 1000);
+        conn_abort_closing(hub);
+        iopool_abort_closing(hub);
+    }
     if (hub->n_conns > 0 || !iopool_idle(hub))
         return;
     iopool_stop(hub);
@@ -351,6 +363,7 @@ static void hub_stop(struct hub *hub, const char *why)
     if (hub->stopping)
         return;
     hub->stopping = true;
+    hub->stop_ms = uv_now(hub->loop);
     log_info("stopping: %s", why);
     hub_close_listeners(hub);
     for (size_t i = 0; i < hub->n_conn_slots; i++)

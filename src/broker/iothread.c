@@ -21,7 +21,7 @@
 #include "core/log.h"
 
 /* Records from the hub to a thread. */
-enum { TO_IO_ADOPT = 1, TO_IO_DATA, TO_IO_RESUME, TO_IO_CLOSE, TO_IO_STOP };
+enum { TO_IO_ADOPT = 1, TO_IO_DATA, TO_IO_RESUME, TO_IO_CLOSE, TO_IO_STOP, TO_IO_ABORT };
 /* Records from a thread to the hub. */
 enum {
     TO_HUB_PACKETS = 1, TO_HUB_ACTIVITY, TO_HUB_WRITTEN, TO_HUB_READ_FAILED,
@@ -431,6 +431,26 @@ static void io_close_request(struct io_conn *ic)
     io_maybe_close(ic);
 }
 
+/* Closes a socket the hub asked to close although a write is still in
+ * progress: the peer stopped reading, and shutdown does not wait for it.
+ * libuv cancels the write, whose callback runs before the close callback. */
+static void io_abort_walk(uv_handle_t *h, void *arg)
+{
+    struct io_conn *ic = h->data;
+
+    (void)arg;
+    if (h->type != UV_TCP || ic == NULL || !ic->closing || ic->handle_closed)
+        return;
+    ic->failed = true;
+    ic->handle_closed = true;
+    io_stall_unlink(ic);
+    if (ic->tcp_open) {
+        uv_close(h, io_on_closed);
+        return;
+    }
+    io_on_closed(h);
+}
+
 static void io_stop(struct io_thread *t)
 {
     uv_close((uv_handle_t *)&t->wake, NULL);
@@ -457,6 +477,9 @@ static void io_run_record(struct io_thread *t, const struct ioq_rec *rec, const 
         break;
     case TO_IO_STOP:
         io_stop(t);
+        break;
+    case TO_IO_ABORT:
+        uv_walk(&t->loop, io_abort_walk, NULL);
         break;
     default:
         break;
@@ -670,6 +693,21 @@ vigil_err iopool_start(struct hub *hub, unsigned n)
 bool iopool_idle(const struct hub *hub)
 {
     return hub->io == NULL || hub->io->live == 0;
+}
+
+void iopool_abort_closing(struct hub *hub)
+{
+    struct io_pool *pool = hub->io;
+
+    if (pool == NULL || pool->stopped)
+        return;
+    for (size_t i = 0; i < pool->n; i++) {
+        struct io_thread *t = pool->threads[i];
+
+        if (ioq_put(&t->hub_stage, TO_IO_ABORT, NULL, 0, NULL, 0) != VIGIL_OK)
+            log_error("I/O thread %u: queue full; closing sockets are not aborted", t->index);
+    }
+    iopool_push(hub);
 }
 
 void iopool_stop(struct hub *hub)

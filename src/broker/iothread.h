@@ -24,6 +24,9 @@ bool iopool_idle(const struct hub *hub);
 /* Stops and joins the threads and closes the hub's handles of the pool;
  * iopool_free releases the rest after the hub's loop ran them out. */
 void iopool_stop(struct hub *hub);
+/* Closes the sockets of closing connections without writing what is left
+ * (shutdown after its grace period). */
+void iopool_abort_closing(struct hub *hub);
 void iopool_free(struct hub *hub);
 
 /* Moves the accepted socket of c to the next I/O thread. On success the
