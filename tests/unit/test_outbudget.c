@@ -11,6 +11,7 @@
 #include "broker/broker.h"
 #include "broker/topic.h"
 #include "core/alloc.h"
+#include "unit_hub.h"
 
 #define KIB 1024u
 #define MIB (1024u * 1024)
@@ -127,19 +128,11 @@ static void budget_bounds_stalled_fan_out(void **state)
         assert_true(counted[i] <= 64 * KIB + MSG);
 }
 
-/* A hub without loop I/O, store or event sink, with the flush handle that
- * conn_send needs. */
+/* A unit-test hub with the flush handle that conn_send needs. */
 static struct hub *test_hub(size_t conn_limit, size_t budget)
 {
-    struct hub *hub = vigil_calloc(1, sizeof *hub);
+    struct hub *hub = unit_hub_new();
 
-    config_defaults(&hub->cfg);
-    hub->loop = uv_default_loop();
-    vigil_map_init_borrowed(&hub->sessions);
-    hub->subs = subtree_new();
-    hub->retained = retain_new();
-    hub->next_seq = 1;
-    hub->next_msg_id = 1;
     uv_idle_init(hub->loop, &hub->flush_idle);
     outbudget_init(&hub->output, conn_limit, budget);
     return hub;
@@ -149,12 +142,7 @@ static void free_hub(struct hub *hub)
 {
     uv_close((uv_handle_t *)&hub->flush_idle, NULL);
     uv_run(hub->loop, UV_RUN_NOWAIT);
-    session_free_all(hub);
-    router_free(hub);
-    subtree_free(hub->subs);
-    vigil_map_free(&hub->sessions);
-    vigil_free(hub->flush_list);
-    vigil_free(hub);
+    unit_hub_free(hub);
 }
 
 /* An active MQTT 3.1.1 connection whose output is held (as while a store

@@ -10,31 +10,7 @@
 #include "broker/broker.h"
 #include "broker/topic.h"
 #include "core/alloc.h"
-
-/* A hub without loop I/O, store or event sink: enough for sessions that
- * are offline and not persistent, which never touch those. */
-static struct hub *test_hub(void)
-{
-    struct hub *hub = vigil_calloc(1, sizeof *hub);
-
-    config_defaults(&hub->cfg);
-    hub->loop = uv_default_loop();
-    vigil_map_init_borrowed(&hub->sessions);
-    hub->subs = subtree_new();
-    hub->retained = retain_new();
-    hub->next_seq = 1;
-    hub->next_msg_id = 1;
-    return hub;
-}
-
-static void free_hub(struct hub *hub)
-{
-    session_free_all(hub);
-    router_free(hub);
-    subtree_free(hub->subs);
-    vigil_map_free(&hub->sessions);
-    vigil_free(hub);
-}
+#include "unit_hub.h"
 
 static struct msg *make_msg(const char *topic, const char *payload, uint8_t qos)
 {
@@ -47,7 +23,7 @@ static struct msg *make_msg(const char *topic, const char *payload, uint8_t qos)
 
 static void session_create_and_find(void **state)
 {
-    struct hub *hub = test_hub();
+    struct hub *hub = unit_hub_new();
     struct session *s = session_create(hub, "mon-0001", "", MQTT_V5);
 
     (void)state;
@@ -55,12 +31,12 @@ static void session_create_and_find(void **state)
     assert_ptr_equal(session_find(hub, "mon-0001"), s);
     assert_null(session_find(hub, "mon-0002"));
     assert_int_equal(hub->sessions.count, 1);
-    free_hub(hub);
+    unit_hub_free(hub);
 }
 
 static void session_names_in_one_block(void **state)
 {
-    struct hub *hub = test_hub();
+    struct hub *hub = unit_hub_new();
     struct session *dev = session_create(hub, "mon-0001:b", "mon-0001", MQTT_V5);
     struct session *anon = session_create(hub, "anon-1", "", MQTT_V311);
 
@@ -75,12 +51,12 @@ static void session_names_in_one_block(void **state)
     session_discard(anon);
     assert_null(session_find(hub, "anon-1"));
     assert_ptr_equal(session_find(hub, "mon-0001:b"), dev);
-    free_hub(hub);
+    unit_hub_free(hub);
 }
 
 static void subscription_add_replace_remove(void **state)
 {
-    struct hub *hub = test_hub();
+    struct hub *hub = unit_hub_new();
     struct session *s = session_create(hub, "c1", "", MQTT_V5);
     bool existed = true;
 
@@ -96,12 +72,12 @@ static void subscription_add_replace_remove(void **state)
     assert_true(session_remove_sub(s, "a/+", 3));
     assert_false(session_remove_sub(s, "a/+", 3));
     assert_int_equal(subtree_count(hub->subs), 0);
-    free_hub(hub);
+    unit_hub_free(hub);
 }
 
 static void offline_queue_keeps_qos12_only(void **state)
 {
-    struct hub *hub = test_hub();
+    struct hub *hub = unit_hub_new();
     struct session *s = session_create(hub, "c1", "", MQTT_V311);
     struct msg *m0 = make_msg("a/b", "zero", 0);
     struct msg *m1 = make_msg("a/b", "one", 1);
@@ -115,12 +91,12 @@ static void offline_queue_keeps_qos12_only(void **state)
     assert_int_equal(hub->stats.msgs_dropped, 1);
     msg_unref(m0);
     msg_unref(m1);
-    free_hub(hub);
+    unit_hub_free(hub);
 }
 
 static void queue_limit_drops_oldest(void **state)
 {
-    struct hub *hub = test_hub();
+    struct hub *hub = unit_hub_new();
     struct session *s = session_create(hub, "c1", "", MQTT_V5);
     struct msg *m[5];
     struct delivery *d;
@@ -139,12 +115,12 @@ static void queue_limit_drops_oldest(void **state)
     assert_ptr_equal(d->next->next->msg, m[4]);
     for (int i = 0; i < 5; i++)
         msg_unref(m[i]);
-    free_hub(hub);
+    unit_hub_free(hub);
 }
 
 static void routing_merges_overlapping_subscriptions(void **state)
 {
-    struct hub *hub = test_hub();
+    struct hub *hub = unit_hub_new();
     struct session *s = session_create(hub, "c1", "", MQTT_V5);
     struct msg *m = make_msg("north/icu3/r1/mon-1/hr", "72", 2);
     bool existed;
@@ -157,12 +133,12 @@ static void routing_merges_overlapping_subscriptions(void **state)
     assert_int_equal(s->queue_head->qos, 2);
     assert_int_equal(s->queue_head->n_sub_ids, 2);
     msg_unref(m);
-    free_hub(hub);
+    unit_hub_free(hub);
 }
 
 static void routing_honours_no_local(void **state)
 {
-    struct hub *hub = test_hub();
+    struct hub *hub = unit_hub_new();
     struct session *s = session_create(hub, "c1", "", MQTT_V5);
     struct msg *m = make_msg("a/b", "x", 1);
     bool existed;
@@ -174,12 +150,12 @@ static void routing_honours_no_local(void **state)
     router_publish(hub, m, NULL);
     assert_int_equal(s->n_queued, 1);
     msg_unref(m);
-    free_hub(hub);
+    unit_hub_free(hub);
 }
 
 static void routing_caps_qos_at_granted(void **state)
 {
-    struct hub *hub = test_hub();
+    struct hub *hub = unit_hub_new();
     struct session *s = session_create(hub, "c1", "", MQTT_V5);
     struct msg *m = make_msg("a/b", "x", 2);
     bool existed;
@@ -189,12 +165,12 @@ static void routing_caps_qos_at_granted(void **state)
     router_publish(hub, m, NULL);
     assert_int_equal(s->queue_head->qos, 1);
     msg_unref(m);
-    free_hub(hub);
+    unit_hub_free(hub);
 }
 
 static void inqos2_set_operations(void **state)
 {
-    struct hub *hub = test_hub();
+    struct hub *hub = unit_hub_new();
     struct session *s = session_create(hub, "c1", "", MQTT_V5);
 
     (void)state;
@@ -206,12 +182,12 @@ static void inqos2_set_operations(void **state)
     assert_false(session_remove_inqos2(s, 13));
     assert_true(session_has_inqos2(s, 20));
     assert_int_equal(s->n_inqos2, 19);
-    free_hub(hub);
+    unit_hub_free(hub);
 }
 
 static void restored_inflight_is_found_by_packet_id(void **state)
 {
-    struct hub *hub = test_hub();
+    struct hub *hub = unit_hub_new();
     struct session *s = session_create(hub, "c1", "", MQTT_V5);
     struct msg *m = make_msg("a/b", "x", 2);
     struct delivery *d1 = session_restore_delivery(s, m, 1, 2, STORE_Q_PUBREL, 41);
@@ -225,12 +201,12 @@ static void restored_inflight_is_found_by_packet_id(void **state)
     assert_null(session_find_inflight(s, 42));
     assert_false(d2->sent);
     msg_unref(m);
-    free_hub(hub);
+    unit_hub_free(hub);
 }
 
 static void retained_delivery_on_subscribe(void **state)
 {
-    struct hub *hub = test_hub();
+    struct hub *hub = unit_hub_new();
     struct session *s = session_create(hub, "c1", "", MQTT_V5);
     struct msg *m = make_msg("a/b", "x", 1);
     struct msg *clear = make_msg("a/b", "", 1);
@@ -248,7 +224,7 @@ static void retained_delivery_on_subscribe(void **state)
     assert_int_equal(retain_count(hub->retained), 0);
     msg_unref(m);
     msg_unref(clear);
-    free_hub(hub);
+    unit_hub_free(hub);
 }
 
 int main(void)
