@@ -598,7 +598,7 @@ void conn_resume_read(struct conn *c)
 
 void conn_pause_read(struct conn *c)
 {
-    /* A thread holds reading after the first packet by itself. */
+    /* An I/O thread stops reading after the first packet by itself. */
     if (c->io == NULL)
         uv_read_stop((uv_stream_t *)&c->tcp);
 }
@@ -616,8 +616,8 @@ void conn_io_packets(struct conn *c, const uint8_t *data, size_t len)
     if (!c->closing_handles && c->state != CONN_CLOSING && off < len &&
         vigil_buf_append(&c->in, data + off, len - off) != VIGIL_OK)
         conn_close(c, MQTT_RC_PACKET_TOO_LARGE, "input buffer limit reached");
-    /* The thread holds reading after the first packet until CONNECT was
-     * handled here; a login still being checked resumes it later
+    /* The I/O thread stops reading after the first packet until CONNECT is
+     * handled here. A login still being checked resumes it later
      * (conn_resume_read). */
     if (first && !c->closing_handles && c->state != CONN_AUTH && c->state != CONN_CLOSING)
         iopool_resume(c);

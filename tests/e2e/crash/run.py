@@ -334,7 +334,7 @@ def _(ctx):
         close_session(sub, V5)
 
 
-# A subscriber that stopped reading holds output that cannot be written.
+# A subscriber that stopped reading leaves output that cannot be written.
 # SIGTERM must still stop the server within the stop timeout.
 @case("SIGTERM with a stalled subscriber", only="vigil")
 def _(ctx):

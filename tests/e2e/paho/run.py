@@ -673,7 +673,7 @@ def _(ctx):
         for i in range(start, start + BUDGET_BURST):
             pub.publish(topic, i.to_bytes(4, "big") + filler, wait=False)
         # The fast subscriber catches up before the next burst, so its own
-        # output never holds more than one burst (256 KiB).
+        # unsent output never exceeds one burst (256 KiB).
         with got:
             got.wait_for(lambda: len(seen) >= start + BUDGET_BURST, 10.0)
         check_equal(len(seen), start + BUDGET_BURST, "messages at the fast subscriber")
