@@ -317,6 +317,18 @@ static uint64_t publish_due(struct lg_thread *t, uint64_t now)
     return t->publishing ? now : 0;
 }
 
+/* With coalescing, the next wake-up is the end of the period that holds
+ * next_due, so that everything due within a period is emitted together.
+ * A publish already due (the emit batch was full) is not delayed. */
+static uint64_t coalesced_due(const struct lg_thread *t, uint64_t next_due, uint64_t now)
+{
+    uint64_t period = (uint64_t)t->lg->opt.coalesce_us * 1000u;
+
+    if (period == 0 || next_due <= now || next_due <= t->start_ns)
+        return next_due;
+    return t->start_ns + ((next_due - t->start_ns + period - 1) / period) * period;
+}
+
 static void wait_events(struct lg_thread *t, uint64_t next_due)
 {
     struct epoll_event events[LG_EVENTS];
@@ -346,12 +358,13 @@ static void wait_events(struct lg_thread *t, uint64_t next_due)
 void *lg_thread_main(void *arg)
 {
     struct lg_thread *t = arg;
-    uint64_t next_due;
+    uint64_t next_due, now;
 
     while (!atomic_load(&t->lg->quit)) {
         apply_command(t);
         connect_progress(t);
-        next_due = publish_due(t, bench_now_ns());
+        now = bench_now_ns();
+        next_due = coalesced_due(t, publish_due(t, now), now);
         flush_dirty(t);
         atomic_store_explicit(&t->sh.outstanding, t->outstanding, memory_order_relaxed);
         wait_events(t, next_due);

@@ -40,6 +40,10 @@ struct lg_options {
     uint32_t tx_limit;        /* bytes queued per connection before publishes are dropped */
     uint32_t connect_window;  /* connection attempts under way per thread */
     char client_prefix[32];   /* client ids PREFIX-p<i>, station-PREFIX-s<i>, PREFIX-i<i> */
+    /* Publishes are emitted at the end of each period of this many
+     * microseconds, so that one publisher's messages share a write; 0
+     * emits each at its due time. Latency still counts from the due time. */
+    uint32_t coalesce_us;
 };
 
 struct lg_workload {

@@ -34,6 +34,9 @@ struct bench_scenario {
     uint32_t warmup_ms, measure_ms, drain_ms;
     double p99_limit_us;      /* sweep: a step passes only with p99 at or below this */
     bool persistence;         /* the peer broker keeps a persistence file */
+    /* Fan-in: publishes due within one period of this many microseconds
+     * leave together, one write per publisher; 0 sends each when due. */
+    uint32_t coalesce_us;
 };
 
 /* Settings shared by every scenario of a run. */

@@ -120,6 +120,7 @@ static vigil_err start_lg(struct traffic *tr, char *err, size_t errcap)
     /* Enough for bursts at the highest rates without letting 1000
      * publishers hold gigabytes when the broker stops reading. */
     opt.tx_limit = tr->s->publishers >= 100 ? 256u * 1024 : 8u * 1024 * 1024;
+    opt.coalesce_us = tr->s->coalesce_us;
     rc = lg_create(&opt, &wl, &tr->lg);
     if (rc != VIGIL_OK) {
         snprintf(err, errcap, "load generator: %s", vigil_strerror(rc));
@@ -134,9 +135,13 @@ static double us(uint64_t ns)
     return (double)ns / 1000.0;
 }
 
+/* A coalescing generator holds each publish for up to one period before
+ * sending it, so the period is added to the scenario's own limit. */
 static double p99_limit(const struct traffic *tr)
 {
-    return tr->env->p99_limit_us > 0 ? tr->env->p99_limit_us : tr->s->p99_limit_us;
+    if (tr->env->p99_limit_us > 0)
+        return tr->env->p99_limit_us;
+    return tr->s->p99_limit_us + tr->s->coalesce_us;
 }
 
 static bool step_passes(const struct traffic *tr, const struct lg_result *r)
@@ -359,12 +364,13 @@ static json_t *params_json(const struct traffic *tr)
 {
     const struct bench_scenario *s = tr->s;
 
-    return json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:f, s:i, s:i, s:i, s:f}", "kind",
+    return json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:f, s:i, s:i, s:i, s:f, s:i}", "kind",
                      bench_kind_name(s->kind), "publishers", (int)s->publishers, "subscribers",
                      (int)s->subscribers, "qos", s->kind == BENCH_HOSPITAL ? -1 : (int)s->qos,
                      "payload", (int)s->payload, "fanout", (int)tr->fanout, "rate", s->rate,
                      "warmup_ms", (int)s->warmup_ms, "measure_ms", (int)s->measure_ms,
-                     "threads", (int)tr->env->threads, "p99_limit_us", p99_limit(tr));
+                     "threads", (int)tr->env->threads, "p99_limit_us", p99_limit(tr),
+                     "coalesce_us", (int)s->coalesce_us);
 }
 
 json_t *bench_run_traffic(const struct bench_scenario *scenario, const struct bench_target *t,

@@ -24,7 +24,7 @@
 /* Scenario fields given on the command line; -1 when not given. */
 struct overrides {
     long long publishers, subscribers, connections, concurrency, qos, payload;
-    long long warmup_ms, measure_ms;
+    long long warmup_ms, measure_ms, coalesce_us;
     double rate, start_rate, max_rate;
 };
 
@@ -71,6 +71,8 @@ static void usage(FILE *out)
           "      --rate R           fixed offered publishes/s instead of the sweep\n"
           "      --start-rate R     first step of the sweep, publishes/s (x1.5 per step)\n"
           "      --max-rate R       no sweep step above R publishes/s\n"
+          "      --coalesce US      fan-in: send what each publisher has due once per\n"
+          "                         period of US microseconds, in one write\n"
           "      --duration MS      measured time per step; --warmup MS before it\n"
           "      --p99-limit US     knee latency limit (default 2000; fan-out 50000)\n"
           "      --quick            shorter runs and fewer connections\n"
@@ -113,7 +115,7 @@ enum {
     OPT_CLIENT_ID, OPT_PUBLISHERS, OPT_SUBSCRIBERS, OPT_CONNECTIONS, OPT_CONCURRENCY, OPT_QOS,
     OPT_PAYLOAD, OPT_RATE, OPT_DURATION, OPT_WARMUP, OPT_P99, OPT_QUICK, OPT_COMPARE, OPT_ONLY,
     OPT_BROKERS, OPT_OUT, OPT_KEEP, OPT_LIST, OPT_THREADS, OPT_VIGIL, OPT_MOSQUITTO, OPT_JSON,
-    OPT_CSV, OPT_RELAY, OPT_START_RATE, OPT_MAX_RATE, OPT_REPORT, OPT_NO_WAIT,
+    OPT_CSV, OPT_COALESCE, OPT_RELAY, OPT_START_RATE, OPT_MAX_RATE, OPT_REPORT, OPT_NO_WAIT,
 };
 
 static const struct option longopts[] = {
@@ -135,6 +137,7 @@ static const struct option longopts[] = {
     {"rate", required_argument, NULL, OPT_RATE},
     {"start-rate", required_argument, NULL, OPT_START_RATE},
     {"max-rate", required_argument, NULL, OPT_MAX_RATE},
+    {"coalesce", required_argument, NULL, OPT_COALESCE},
     {"duration", required_argument, NULL, OPT_DURATION},
     {"warmup", required_argument, NULL, OPT_WARMUP},
     {"p99-limit", required_argument, NULL, OPT_P99},
@@ -179,6 +182,7 @@ static const struct num_opt num_opts[] = {
     NUM(OPT_PAYLOAD, "--payload", 16, 65536, ov.payload),
     NUM(OPT_DURATION, "--duration", 100, 3600000, ov.measure_ms),
     NUM(OPT_WARMUP, "--warmup", 0, 600000, ov.warmup_ms),
+    NUM(OPT_COALESCE, "--coalesce", 0, 1000000, ov.coalesce_us),
 };
 
 static int parse_number_opt(struct bench_args *a, int opt, const char *arg)
@@ -271,7 +275,7 @@ static int parse_option(struct bench_args *a, int opt, const char *arg)
 static void args_defaults(struct bench_args *a)
 {
     memset(a, 0, sizeof *a);
-    a->ov = (struct overrides){-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0};
+    a->ov = (struct overrides){-1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0};
     a->host = "127.0.0.1";
     a->port = 1883;
     a->mosquitto_bin = "/usr/sbin/mosquitto";
@@ -328,6 +332,8 @@ static void apply_overrides(const struct overrides *ov, struct bench_scenario *s
         s->measure_ms = (uint32_t)ov->measure_ms;
     if (ov->warmup_ms >= 0)
         s->warmup_ms = (uint32_t)ov->warmup_ms;
+    if (ov->coalesce_us >= 0)
+        s->coalesce_us = (uint32_t)ov->coalesce_us;
     if (ov->rate > 0)
         s->rate = ov->rate;
     if (ov->start_rate > 0)

@@ -150,6 +150,18 @@ def fanin_payload(ctx):
     check_equal(res["params"]["payload"], 16384, "payload size")
 
 
+@case("fan-in with coalesced sends")
+def fanin_coalesce(ctx):
+    res = fixed(ctx, "fan-in", "400", "--publishers", "10", "--coalesce", "8000")
+    check_equal(res["params"]["coalesce_us"], 8000, "coalescing period")
+    check_equal(res["params"]["p99_limit_us"], 10000, "knee limit: 2 ms plus the period")
+    # Each publish waits at the generator until the end of its 8 ms period,
+    # 4 ms on average, so half of them cannot arrive sooner than 2 ms after
+    # they were due. This is a floor the generator sets, not a speed.
+    check(res["steps"][-1]["p50_us"] >= 2000,
+          f"publishes were not held for their period: p50 {res['steps'][-1]['p50_us']} us")
+
+
 @case("fan-out at a fixed rate")
 def fanout(ctx):
     fixed(ctx, "fan-out", "20", "--subscribers", "10", fanout=10)
