@@ -158,6 +158,17 @@ void conn_abort_closing(struct hub *hub)
     }
 }
 
+/* With nothing more to send the buffers are freed, so an idle connection
+ * keeps none. */
+static void conn_release_idle_buffers(struct conn *c)
+{
+    if (c->out.len == 0 && c->wire.len == 0) {
+        vigil_buf_release(&c->out);
+        vigil_buf_release(&c->out_busy);
+        vigil_buf_release(&c->wire);
+    }
+}
+
 static void on_write(uv_write_t *req, int status)
 {
     struct conn *c = req->data;
@@ -166,13 +177,7 @@ static void on_write(uv_write_t *req, int status)
     c->write_busy = false;
     c->out_busy.len = 0;
     conn_account(c);
-    /* With nothing more to send the buffers are freed, so an idle connection
-     * keeps none. */
-    if (c->out.len == 0 && c->wire.len == 0) {
-        vigil_buf_release(&c->out);
-        vigil_buf_release(&c->out_busy);
-        vigil_buf_release(&c->wire);
-    }
+    conn_release_idle_buffers(c);
     if (status < 0 && !c->closing_handles) {
         if (c->state != CONN_CLOSING)
             conn_close(c, 0xFF, "write failed");
@@ -224,6 +229,31 @@ static void conn_flush_io(struct conn *c)
         vigil_buf_release(&c->out);
 }
 
+/* Writes as much of src as the socket takes now, without a write request.
+ * A write that completes here costs one system call: uv_write would also
+ * allocate a request, run its callback in the next loop iteration and
+ * change the socket's epoll registration when the write queue drains.
+ * Returns true when src was written in full; errors are left for uv_write
+ * to report through on_write. */
+static bool conn_try_write(struct conn *c, struct vigil_buf *src)
+{
+    uv_buf_t b = uv_buf_init((char *)src->data, (unsigned)src->len);
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+
+    if (n > 0) {
+        c->hub->stats.bytes_sent += (uint64_t)n;
+        vigil_buf_consume(src, (size_t)n);
+    }
+    if (src->len > 0)
+        return false;
+    conn_release_idle_buffers(c);
+    if (c->state == CONN_CLOSING)
+        conn_release(c);
+    else if (c->session != NULL)
+        session_pump(c->session);
+    return true;
+}
+
 /* Starts writing what c has buffered, unless a write is in progress. */
 static void conn_write_out(struct conn *c)
 {
@@ -245,7 +275,7 @@ static void conn_write_out(struct conn *c)
         }
         src = &c->wire;
     }
-    if (c->write_busy || src->len == 0)
+    if (c->write_busy || src->len == 0 || conn_try_write(c, src))
         return;
     tmp = c->out_busy;
     c->out_busy = *src;
