@@ -15,7 +15,7 @@
 #include "core/log.h"
 #include "secmon/event.h"
 
-/* Events taken from the queue per lock; bounds the writer's private copy. */
+/* Queued events at which the writer takes them without waiting longer. */
 #define SINK_BATCH_MAX 512
 /* The writer wakes this often to take what was queued, so a busy hub
  * hands over events in batches instead of waking the writer (a futex call
@@ -34,10 +34,19 @@
  * 632 bytes by default) would be touched in full by any long run of
  * events and stay resident. Blocks from the heap would stay resident after
  * a burst too, because connections allocated meanwhile sit between them.
- * Mapped blocks go back to the system once drained. */
+ * Mapped blocks go back to the system once drained, except for as many
+ * spares as the last batch needed. */
 struct sink_block {
     struct sink_block *next;
     struct vigil_event ev[SINK_BLOCK_EVENTS];
+};
+
+/* Events the writer took out of the queue: the blocks from first, whose
+ * events run from ev[first_pos] of the first block to ev[last_len - 1] of
+ * the last one. The writer owns them until it hands them back. */
+struct sink_chain {
+    struct sink_block *first;
+    size_t first_pos, last_len, count;
 };
 
 struct vigil_event_sink {
@@ -47,7 +56,8 @@ struct vigil_event_sink {
      * the blocks are owned and both pointers are NULL when none is held. */
     struct sink_block *first, *last;
     size_t first_pos, last_len;
-    struct sink_block *spare;   /* owned; one drained block kept for reuse, or NULL */
+    struct sink_block *spares;  /* owned; drained blocks kept for reuse, linked by next */
+    size_t n_spares;
     size_t capacity;            /* maximum queued events */
     size_t count;
     bool closing;
@@ -55,7 +65,6 @@ struct vigil_event_sink {
     bool sleeping;              /* the writer waits on cond; guarded by mu */
     pthread_t thread;
     FILE *file;                 /* owned; opened with O_APPEND */
-    struct vigil_event *batch;  /* owned; the writer's copy, SINK_BATCH_MAX slots */
     char *line;                 /* owned; VIGIL_EVENT_JSON_MAX bytes */
     atomic_uint_fast64_t dropped;
     atomic_uint_fast64_t written;
@@ -64,13 +73,26 @@ struct vigil_event_sink {
     uint64_t dropped_consumed;  /* writer thread only */
 };
 
-/* Keeps b as the spare block, or frees it when there is one already. */
-static void sink_block_release(struct vigil_event_sink *sink, struct sink_block *b)
+static void sink_blocks_free(struct sink_block *b)
 {
-    if (sink->spare == NULL)
-        sink->spare = b;
-    else
+    while (b != NULL) {
+        struct sink_block *next = b->next;
+
         vigil_pages_free(b, sizeof *b);
+        b = next;
+    }
+}
+
+/* A block for sink_push: a spare one, or a newly mapped one. */
+static struct sink_block *sink_block_get(struct vigil_event_sink *sink)
+{
+    struct sink_block *b = sink->spares;
+
+    if (b == NULL)
+        return vigil_pages_alloc(sizeof *b);
+    sink->spares = b->next;
+    sink->n_spares--;
+    return b;
 }
 
 /* Appends a copy of ev; false when no block could be allocated. Called
@@ -78,12 +100,10 @@ static void sink_block_release(struct vigil_event_sink *sink, struct sink_block 
 static bool sink_push(struct vigil_event_sink *sink, const struct vigil_event *ev)
 {
     if (sink->last == NULL || sink->last_len == SINK_BLOCK_EVENTS) {
-        struct sink_block *b = sink->spare != NULL ? sink->spare : vigil_pages_alloc(sizeof *b);
+        struct sink_block *b = sink_block_get(sink);
 
         if (b == NULL)
             return false;
-        if (b == sink->spare)
-            sink->spare = NULL;
         b->next = NULL;
         if (sink->last != NULL) {
             sink->last->next = b;
@@ -99,42 +119,88 @@ static bool sink_push(struct vigil_event_sink *sink, const struct vigil_event *e
     return true;
 }
 
-/* Copies up to SINK_BATCH_MAX events out of the queue; called with mu held. */
-static size_t sink_take(struct vigil_event_sink *sink)
+/* Takes every queued event; called with mu held. Only the list moves, so
+ * the emitters, which wait for mu, wait for a few stores and not for a
+ * copy of the events: the writer runs at a lower priority, and a copy
+ * under the lock let a preempted writer stall the I/O loop. */
+static struct sink_chain sink_take(struct vigil_event_sink *sink)
 {
-    size_t n = sink->count < SINK_BATCH_MAX ? sink->count : SINK_BATCH_MAX;
+    struct sink_chain ch = {sink->first, sink->first_pos, sink->last_len, sink->count};
 
-    for (size_t i = 0; i < n; i++) {
-        sink->batch[i] = sink->first->ev[sink->first_pos++];
-        if (sink->first_pos == SINK_BLOCK_EVENTS) {
-            struct sink_block *done = sink->first;
-
-            sink->first = done->next;
-            sink->first_pos = 0;
-            if (sink->first == NULL)
-                sink->last = NULL;
-            sink_block_release(sink, done);
-        }
-    }
-    sink->count -= n;
-    /* An empty queue starts over at the front of its block, so a steady
-     * trickle of events keeps reusing the same memory. */
-    if (sink->count == 0 && sink->first != NULL)
-        sink->first_pos = sink->last_len = 0;
-    return n;
+    sink->first = sink->last = NULL;
+    sink->first_pos = sink->last_len = 0;
+    sink->count = 0;
+    return ch;
 }
 
-static void sink_write_batch(struct vigil_event_sink *sink, size_t n)
+/* The event after *ev in ch, or NULL; *b and *i track the position. */
+static const struct vigil_event *sink_chain_next(const struct sink_chain *ch,
+                                                 struct sink_block **b, size_t *i)
+{
+    size_t end;
+
+    if (*b == NULL) {
+        *b = ch->first;
+        *i = ch->first_pos;
+    } else {
+        (*i)++;
+    }
+    while (*b != NULL) {
+        end = (*b)->next != NULL ? SINK_BLOCK_EVENTS : ch->last_len;
+        if (*i < end)
+            return &(*b)->ev[*i];
+        *b = (*b)->next;
+        *i = 0;
+    }
+    return NULL;
+}
+
+/* Hands the blocks of ch back. While events keep coming, as many as ch
+ * used, plus one, stay as spares, so that a steady flow maps nothing; once
+ * the queue is empty, one does. The rest are unmapped after mu is
+ * released. */
+static void sink_chain_return(struct vigil_event_sink *sink, struct sink_chain *ch)
+{
+    size_t keep = (ch->count + SINK_BLOCK_EVENTS - 1) / SINK_BLOCK_EVENTS + 1;
+    struct sink_block *b = ch->first, *extra = NULL;
+
+    pthread_mutex_lock(&sink->mu);
+    if (sink->count == 0)
+        keep = 1;
+    while (b != NULL) {
+        struct sink_block *next = b->next;
+
+        b->next = sink->spares;
+        sink->spares = b;
+        sink->n_spares++;
+        b = next;
+    }
+    while (sink->n_spares > keep) {
+        b = sink->spares;
+        sink->spares = b->next;
+        sink->n_spares--;
+        b->next = extra;
+        extra = b;
+    }
+    pthread_mutex_unlock(&sink->mu);
+    sink_blocks_free(extra);
+    ch->first = NULL;
+}
+
+static void sink_write_batch(struct vigil_event_sink *sink, const struct sink_chain *ch)
 {
     uint64_t dropped = atomic_load(&sink->dropped);
     uint64_t ok = 0;
+    struct sink_block *b = NULL;
+    size_t i = 0;
+    const struct vigil_event *ev;
 
-    for (size_t i = 0; i < n; i++) {
-        int len = vigil_event_to_json(&sink->batch[i], sink->line, VIGIL_EVENT_JSON_MAX - 1);
+    while ((ev = sink_chain_next(ch, &b, &i)) != NULL) {
+        int len = vigil_event_to_json(ev, sink->line, VIGIL_EVENT_JSON_MAX - 1);
 
         if (len < 0) {
             log_error("event sink: %s event skipped because its JSON exceeds %d bytes",
-                      vigil_event_type_name((enum vigil_event_type)sink->batch[i].type),
+                      vigil_event_type_name((enum vigil_event_type)ev->type),
                       VIGIL_EVENT_JSON_MAX);
             continue;
         }
@@ -165,9 +231,12 @@ static int64_t sink_now_us(void)
 
 /* Hands the batch, lost events and the passing time to the consumer. */
 static void sink_consume(struct vigil_event_sink *sink, const struct vigil_event_consumer *cons,
-                         size_t n)
+                         const struct sink_chain *ch)
 {
     uint64_t dropped = atomic_load(&sink->dropped);
+    struct sink_block *b = NULL;
+    size_t i = 0;
+    const struct vigil_event *ev;
 
     if (cons->feed == NULL)
         return;
@@ -175,8 +244,8 @@ static void sink_consume(struct vigil_event_sink *sink, const struct vigil_event
         cons->dropped(cons->ctx, dropped - sink->dropped_consumed, sink_now_us());
         sink->dropped_consumed = dropped;
     }
-    for (size_t i = 0; i < n; i++)
-        cons->feed(cons->ctx, &sink->batch[i]);
+    while ((ev = sink_chain_next(ch, &b, &i)) != NULL)
+        cons->feed(cons->ctx, ev);
     if (cons->tick != NULL)
         cons->tick(cons->ctx, sink_now_us());
 }
@@ -226,19 +295,20 @@ static void *sink_main(void *arg)
     pthread_mutex_lock(&sink->mu);
     for (;;) {
         struct vigil_event_consumer cons;
-        size_t n = 0;
+        struct sink_chain ch = {0};
 
         if (!sink->closing && (sink->count < SINK_BATCH_MAX || sink->paused))
             sink_wait(sink);
         if (sink->count == 0 && sink->closing)
             break; /* closing and drained */
         if (!sink->paused || sink->closing)
-            n = sink_take(sink);
+            ch = sink_take(sink);
         cons = sink->consumer;
         pthread_mutex_unlock(&sink->mu);
-        if (n > 0)
-            sink_write_batch(sink, n);
-        sink_consume(sink, &cons, n);
+        if (ch.count > 0)
+            sink_write_batch(sink, &ch);
+        sink_consume(sink, &cons, &ch);
+        sink_chain_return(sink, &ch);
         pthread_mutex_lock(&sink->mu);
     }
     pthread_mutex_unlock(&sink->mu);
@@ -278,14 +348,8 @@ static void sink_free(struct vigil_event_sink *sink)
 {
     if (sink->file != NULL)
         fclose(sink->file);
-    while (sink->first != NULL) {
-        struct sink_block *next = sink->first->next;
-
-        vigil_pages_free(sink->first, sizeof *sink->first);
-        sink->first = next;
-    }
-    vigil_pages_free(sink->spare, sizeof *sink->spare);
-    vigil_free(sink->batch);
+    sink_blocks_free(sink->first);
+    sink_blocks_free(sink->spares);
     vigil_free(sink->line);
     vigil_free(sink);
 }
@@ -302,9 +366,8 @@ vigil_err vigil_event_sink_open(const char *path, size_t capacity, struct vigil_
     if (sink == NULL)
         return VIGIL_ERR_NOMEM;
     sink->capacity = capacity;
-    sink->batch = vigil_calloc(SINK_BATCH_MAX, sizeof *sink->batch);
     sink->line = vigil_malloc(VIGIL_EVENT_JSON_MAX);
-    if (sink->batch == NULL || sink->line == NULL)
+    if (sink->line == NULL)
         goto fail;
     sink->file = sink_open_file(path);
     if (sink->file == NULL) {
