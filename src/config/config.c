@@ -34,6 +34,7 @@ static const struct config_number numbers[] = {
     NUMBER("limits.connect_timeout_ms", limits.connect_timeout_ms, 100, 3600000),
     NUMBER("limits.max_output_bytes", limits.max_output_bytes, 65536, 268435456),
     NUMBER("limits.output_budget_bytes", limits.output_budget_bytes, 1048576, 1099511627776),
+    NUMBER("limits.close_grace_ms", limits.close_grace_ms, 100, 3600000),
     NUMBER("limits.io_threads", limits.io_threads, 0, 64),
     NUMBER("store.commit_interval_us", store_commit_interval_us, 0, 1000000),
     NUMBER("sys_interval", sys_interval_s, 0, 86400),
@@ -197,6 +198,7 @@ void config_defaults(struct vigil_config *cfg)
     lim->connect_timeout_ms = 10000;
     lim->max_output_bytes = 4 * 1024 * 1024;
     lim->output_budget_bytes = 64 * 1024 * 1024;
+    lim->close_grace_ms = 5000;
 
     cfg->tls.identity = 0;  /* URI SAN */
     cfg->tls.device_cert_days = 365;

@@ -117,6 +117,8 @@ struct config_limits {
                                      * dropped and QoS 1/2 wait; default 4 MiB */
     uint64_t output_budget_bytes;   /* unsent output of all connections before those over
                                      * their share are held the same way; default 64 MiB */
+    uint32_t close_grace_ms;        /* time a closing connection has to write its last
+                                     * output before its socket is reset; default 5000 */
     uint32_t io_threads;            /* I/O loops for plaintext MQTT; 0 = online CPUs minus
                                      * one, capped at 8; 1 = everything on the hub's loop;
                                      * default 0 */
