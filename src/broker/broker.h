@@ -178,6 +178,7 @@ struct conn {
     bool read_paused : 1;
     bool flush_queued : 1;      /* in hub->flush_list */
     bool request_problem_info : 1;
+    bool close_deadline : 1;    /* timer is set to the close deadline */
     uint16_t keep_alive;       /* effective, seconds; 0 = none */
     uint16_t keep_alive_requested; /* as the CONNECT asked, for the engine */
     /* Limits the client announced in CONNECT (v5). */
@@ -188,7 +189,9 @@ struct conn {
     /* This connection's part of hub->output.total (outbudget.c). It fits
      * in 32 bits: each of the three output buffers is capped at 64 MiB. */
     uint32_t out_counted;
-    struct vigil_timer_node timer; /* connect timeout, then keep-alive (keepalive.c) */
+    /* Connect timeout, then keep-alive, then the close deadline set once
+     * by the first conn_close (keepalive.c). */
+    struct vigil_timer_node timer;
     uint64_t last_rx_ms;
     /* TLS: the session and the ciphertext to send. The identity the
      * handshake proved is conn_tls_identity(). */
@@ -247,6 +250,8 @@ struct out_budget {
     size_t budget;             /* limits.output_budget_bytes */
     uint64_t dropped_conn_limit; /* QoS 0 deliveries dropped over conn_limit */
     uint64_t dropped_budget;     /* QoS 0 deliveries dropped over the fair share */
+    uint64_t aborted;            /* closing connections reset with output unwritten
+                                  * after limits.close_grace_ms (conn.c) */
 };
 
 /* Result of outbudget_check for one connection. */
@@ -377,11 +382,21 @@ void conn_flush(struct conn *c);
 void conn_hold_until_durable(struct conn *c);
 /* Runs the queued flushes; called by the hub once per loop iteration. */
 void conn_flush_pending(struct hub *hub);
-/* Sends DISCONNECT with reason (v5 only, when reason != 0xFF) and closes. */
+/* Sends DISCONNECT with reason (v5 only, when reason != 0xFF) and closes
+ * once the output is written, or resets the connection when the output is
+ * still unwritten limits.close_grace_ms later (conn_close_expired). */
 void conn_close(struct conn *c, uint8_t reason, const char *why);
-/* Releases the closing connections of the hub's loop whose last write has
- * not completed (the peer stopped reading); libuv cancels the write. */
+/* Resets c, whose close deadline passed, when its output is still being
+ * written: the peer stopped reading. Counted in hub->output.aborted, with
+ * a limit event. */
+void conn_close_expired(struct conn *c);
+/* Resets the closing connections of the hub's loop whose last write has
+ * not completed (shutdown after limits.close_grace_ms); libuv cancels the
+ * write. */
 void conn_abort_closing(struct hub *hub);
+/* Makes the close of tcp reset the connection (SO_LINGER 0), so the kernel
+ * discards the output the peer did not read instead of keeping it. */
+void conn_tcp_reset_on_close(uv_tcp_t *tcp);
 void conn_ref(struct conn *c);
 void conn_unref(struct conn *c);
 void conn_resume_read(struct conn *c);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "broker/broker.h"
 #include "broker/iothread.h"
@@ -89,6 +90,18 @@ static void on_handle_closed(uv_handle_t *h)
     conn_unref(h->data);
 }
 
+/* Starts the time c has to write its last output before it is reset. A
+ * second conn_close keeps the first deadline, so closing again never
+ * postpones it. */
+static void conn_set_close_deadline(struct conn *c)
+{
+    if (c->close_deadline)
+        return;
+    /* NOTE: without memory for the deadline, c waits for its peer as it
+     * did before deadlines existed; shutdown still resets it. */
+    c->close_deadline = conn_timer_set(c, c->hub->cfg.limits.close_grace_ms);
+}
+
 static void conn_release(struct conn *c)
 {
     struct hub *hub = c->hub;
@@ -102,11 +115,15 @@ static void conn_release(struct conn *c)
     if (c->session != NULL)
         session_detach(c->session);
     conn_timer_stop(c);
-    /* The thread drops its reference once the socket is closed. */
-    if (c->io != NULL)
+    c->close_deadline = false;
+    /* The thread writes the output it still has, closes the socket and
+     * then drops its reference. */
+    if (c->io != NULL) {
         iopool_close(c);
-    else
+        conn_set_close_deadline(c);
+    } else {
         uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+    }
 }
 
 void conn_close(struct conn *c, uint8_t reason, const char *why)
@@ -146,6 +163,55 @@ void conn_close(struct conn *c, uint8_t reason, const char *why)
     conn_flush(c);
     if (!c->write_busy)
         conn_release(c);
+    else
+        conn_set_close_deadline(c);
+}
+
+void conn_tcp_reset_on_close(uv_tcp_t *tcp)
+{
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    uv_os_fd_t fd;
+
+    if (uv_fileno((const uv_handle_t *)tcp, &fd) == 0)
+        (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+}
+
+/* Counts the reset of c, which left unwritten bytes of output, and reports
+ * it in a limit event and the log. */
+static void conn_report_abort(struct conn *c, size_t unwritten)
+{
+    struct hub *hub = c->hub;
+    char detail[128];
+
+    hub->output.aborted++;
+    snprintf(detail, sizeof detail,
+             "connection reset: the peer did not read %zu bytes of output within "
+             "limits.close_grace_ms (%u)",
+             unwritten, (unsigned)hub->cfg.limits.close_grace_ms);
+    hub_emit(hub, c, VIGIL_EV_LIMIT, NULL, 0, NULL, detail);
+    log_info("conn %llu %s client '%s': %s", (unsigned long long)c->id, c->peer, c->client_id,
+             detail);
+}
+
+/* Closes c on the hub's loop without the output it has not written. The
+ * reset discards what the kernel holds; libuv cancels the write in
+ * progress, whose buffer is freed when its callback runs. */
+static void conn_abort(struct conn *c)
+{
+    conn_report_abort(c, conn_backlog(c));
+    conn_tcp_reset_on_close(&c->tcp);
+    vigil_buf_release(&c->out);
+    vigil_buf_release(&c->wire);
+    conn_account(c);
+    conn_release(c);
+}
+
+void conn_close_expired(struct conn *c)
+{
+    if (c->io != NULL)
+        iopool_abort(c);
+    else if (!c->closing_handles && c->write_busy)
+        conn_abort(c);
 }
 
 void conn_abort_closing(struct hub *hub)
@@ -154,7 +220,7 @@ void conn_abort_closing(struct hub *hub)
         struct conn *c = hub->conns[i];
 
         if (c != NULL && c->state == CONN_CLOSING && c->write_busy && c->io == NULL)
-            conn_release(c);
+            conn_abort(c);
     }
 }
 
@@ -689,8 +755,17 @@ void conn_io_malformed(struct conn *c, const struct mqtt_error *err, uint8_t typ
     conn_protocol_error(c, err, type);
 }
 
+void conn_io_aborted(struct conn *c, size_t unwritten)
+{
+    /* The thread freed that output, so none of it is reported written. */
+    c->io_unwritten = 0;
+    conn_account(c);
+    conn_report_abort(c, unwritten);
+}
+
 void conn_io_closed(struct conn *c)
 {
+    conn_timer_stop(c);
     conn_unref(c);
 }
 

@@ -63,10 +63,6 @@ int64_t hub_now_s(void)
 }
 
 /* Per-connection event budget: a burst of 1000, refilled at 200 a second. */
-/* Time shutdown waits for closing connections to write their output.
- * After it their sockets close anyway, because a peer that stopped
- * reading would otherwise keep the process from exiting. */
-#define STOP_GRACE_MS 5000u
 #define EVENT_BURST 1000u
 #define EVENT_RATE_PER_S 200u
 
@@ -295,16 +291,21 @@ static void on_flush_check(uv_check_t *h)
 }
 
 /* While stopping, the tick waits for every connection to be released (each
- * may still write its session to the store), then closes the store. */
+ * may still write its session to the store), then closes the store. After
+ * limits.close_grace_ms the remaining sockets are reset, because a peer
+ * that stopped reading would otherwise keep the process from exiting. Each
+ * connection's own close deadline normally resets it first, and this also
+ * covers one whose deadline could not be set. */
 static void on_stop_tick(uv_timer_t *t)
 {
     struct hub *hub = t->data;
+    uint32_t grace_ms = hub->cfg.limits.close_grace_ms;
 
-    if (!hub->stop_aborted && uv_now(hub->loop) - hub->stop_ms >= STOP_GRACE_MS &&
+    if (!hub->stop_aborted && uv_now(hub->loop) - hub->stop_ms >= grace_ms &&
         (hub->n_conns > 0 || !iopool_idle(hub))) {
         hub->stop_aborted = true;
-        log_warn("stopping: writing the last output timed out after %u s; closing the "
-                 "remaining connections without it", STOP_GRACE_MS / 1000);
+        log_warn("stopping: writing the last output timed out after %u ms "
+                 "(limits.close_grace_ms); resetting the remaining connections", grace_ms);
         conn_abort_closing(hub);
         iopool_abort_closing(hub);
     }

@@ -20,12 +20,17 @@
 #include "core/ioq.h"
 #include "core/log.h"
 
-/* Records from the hub to a thread. */
-enum { TO_IO_ADOPT = 1, TO_IO_DATA, TO_IO_RESUME, TO_IO_CLOSE, TO_IO_STOP, TO_IO_ABORT };
+/* Records from the hub to a thread. Every record names a struct io_conn,
+ * except TO_IO_ABORT, which names the hub's struct conn because the
+ * io_conn may be gone by the time it arrives. */
+enum {
+    TO_IO_ADOPT = 1, TO_IO_DATA, TO_IO_RESUME, TO_IO_CLOSE, TO_IO_STOP, TO_IO_ABORT,
+    TO_IO_ABORT_ALL,
+};
 /* Records from a thread to the hub. */
 enum {
     TO_HUB_PACKETS = 1, TO_HUB_ACTIVITY, TO_HUB_WRITTEN, TO_HUB_READ_FAILED,
-    TO_HUB_WRITE_FAILED, TO_HUB_MALFORMED, TO_HUB_CLOSED,
+    TO_HUB_WRITE_FAILED, TO_HUB_MALFORMED, TO_HUB_ABORTED, TO_HUB_CLOSED,
 };
 /* Pushed with records when the thread stopped reading some connections
  * because the hub had too much input waiting. */
@@ -67,7 +72,10 @@ struct io_conn {
     bool dirty;                /* in the thread's dirty list */
     bool stalled;              /* in the thread's stalled list */
     struct io_conn *dirty_next;
-    struct io_conn *stall_prev, *stall_next;
+    /* Links in the thread's stalled list while reading is stalled, and in
+     * its closing list from the close request until the socket is closed.
+     * A closing connection is never stalled, so one pair serves both. */
+    struct io_conn *link_prev, *link_next;
 };
 
 struct io_pool;
@@ -88,6 +96,7 @@ struct io_thread {
     size_t hub_backlog;        /* to_hub bytes at the last push or wake-up */
     struct io_conn *dirty_head;
     struct io_conn *stalled_head;
+    struct io_conn *closing_head;  /* closing connections whose socket is open */
     uint8_t read_buf[65536];
 
     /* Used on the hub only. */
@@ -126,18 +135,32 @@ static void io_report(struct io_conn *ic, uint8_t kind, uint64_t arg, const void
         log_error("I/O thread %u: hub queue full; a record is lost", ic->t->index);
 }
 
+static void io_list_push(struct io_conn **head, struct io_conn *ic)
+{
+    ic->link_prev = NULL;
+    ic->link_next = *head;
+    if (*head != NULL)
+        (*head)->link_prev = ic;
+    *head = ic;
+}
+
+static void io_list_unlink(struct io_conn **head, struct io_conn *ic)
+{
+    if (ic->link_prev != NULL)
+        ic->link_prev->link_next = ic->link_next;
+    else
+        *head = ic->link_next;
+    if (ic->link_next != NULL)
+        ic->link_next->link_prev = ic->link_prev;
+    ic->link_prev = ic->link_next = NULL;
+}
+
 static void io_stall_unlink(struct io_conn *ic)
 {
     if (!ic->stalled)
         return;
-    if (ic->stall_prev != NULL)
-        ic->stall_prev->stall_next = ic->stall_next;
-    else
-        ic->t->stalled_head = ic->stall_next;
-    if (ic->stall_next != NULL)
-        ic->stall_next->stall_prev = ic->stall_prev;
+    io_list_unlink(&ic->t->stalled_head, ic);
     ic->stalled = false;
-    ic->stall_prev = ic->stall_next = NULL;
 }
 
 static bool io_may_read(const struct io_conn *ic)
@@ -151,6 +174,9 @@ static void io_on_closed(uv_handle_t *h)
     struct io_conn *ic = h->data;
     struct io_thread *t = ic->t;
 
+    /* Only closing connections are closed, and each is in the closing
+     * list until here. */
+    io_list_unlink(&t->closing_head, ic);
     /* CLOSED is the last record about this connection: after it the hub
      * drops its reference, so it goes out now, behind everything staged. */
     io_report(ic, TO_HUB_CLOSED, 0, NULL, 0);
@@ -322,11 +348,7 @@ static void io_check_stall(struct io_conn *ic)
         return;
     uv_read_stop((uv_stream_t *)&ic->tcp);
     ic->stalled = true;
-    ic->stall_prev = NULL;
-    ic->stall_next = t->stalled_head;
-    if (t->stalled_head != NULL)
-        t->stalled_head->stall_prev = ic;
-    t->stalled_head = ic;
+    io_list_push(&t->stalled_head, ic);
 }
 
 static void io_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
@@ -423,32 +445,66 @@ static void io_resume(struct io_conn *ic)
 
 static void io_close_request(struct io_conn *ic)
 {
+    if (ic->closing)
+        return;
     ic->closing = true;
     if (ic->tcp_open)
         uv_read_stop((uv_stream_t *)&ic->tcp);
     io_stall_unlink(ic);
+    io_list_push(&ic->t->closing_head, ic);
     io_write_start(ic);
     io_maybe_close(ic);
 }
 
-/* Closes a socket the hub asked to close although a write is still in
- * progress: the peer stopped reading, and shutdown does not wait for it.
- * libuv cancels the write, whose callback runs before the close callback. */
-static void io_abort_walk(uv_handle_t *h, void *arg)
+/* Resets the socket of a closing connection whose output is still being
+ * written (its peer stopped reading), reporting the bytes left unwritten.
+ * libuv cancels the write, whose callback runs before the close callback,
+ * which frees ic. */
+static void io_abort(struct io_conn *ic)
 {
-    struct io_conn *ic = h->data;
+    size_t unwritten = ic->out.len + (ic->write_busy ? ic->busy.len : 0);
 
-    (void)arg;
-    if (h->type != UV_TCP || ic == NULL || !ic->closing || ic->handle_closed)
+    if (ic->handle_closed)
         return;
+    io_report(ic, TO_HUB_ABORTED, unwritten, NULL, 0);
     ic->failed = true;
     ic->handle_closed = true;
-    io_stall_unlink(ic);
     if (ic->tcp_open) {
-        uv_close(h, io_on_closed);
+        conn_tcp_reset_on_close(&ic->tcp);
+        uv_close((uv_handle_t *)&ic->tcp, io_on_closed);
         return;
     }
-    io_on_closed(h);
+    io_on_closed((uv_handle_t *)&ic->tcp);
+}
+
+/* Resets the connection of the hub's conn when it is still closing here.
+ * It is looked up by conn, never by an io_conn pointer the hub kept: the
+ * socket may have closed and its io_conn been freed meanwhile. A new
+ * io_conn for a conn at the same address comes only after the hub took
+ * the CLOSED record, so after this record. */
+static void io_abort_conn(struct io_thread *t, const void *conn)
+{
+    /* NOTE: the search is linear in the thread's closing connections, so
+     * resetting n of them at once costs O(n^2) steps. */
+    for (struct io_conn *ic = t->closing_head; ic != NULL; ic = ic->link_next) {
+        if (ic->conn == conn) {
+            io_abort(ic);
+            return;
+        }
+    }
+}
+
+static void io_abort_all(struct io_thread *t)
+{
+    struct io_conn *ic = t->closing_head;
+
+    while (ic != NULL) {
+        /* io_abort may free ic at once. */
+        struct io_conn *next = ic->link_next;
+
+        io_abort(ic);
+        ic = next;
+    }
 }
 
 static void io_stop(struct io_thread *t)
@@ -479,7 +535,10 @@ static void io_run_record(struct io_thread *t, const struct ioq_rec *rec, const 
         io_stop(t);
         break;
     case TO_IO_ABORT:
-        uv_walk(&t->loop, io_abort_walk, NULL);
+        io_abort_conn(t, rec->ref);
+        break;
+    case TO_IO_ABORT_ALL:
+        io_abort_all(t);
         break;
     default:
         break;
@@ -567,6 +626,9 @@ static void hub_run_record(struct io_thread *t, const struct ioq_rec *rec, const
     case TO_HUB_MALFORMED:
         memcpy(&err, data, sizeof err);
         conn_io_malformed(c, &err, (uint8_t)rec->arg);
+        break;
+    case TO_HUB_ABORTED:
+        conn_io_aborted(c, (size_t)rec->arg);
         break;
     case TO_HUB_CLOSED:
         t->n_conns--;
@@ -704,10 +766,23 @@ void iopool_abort_closing(struct hub *hub)
     for (size_t i = 0; i < pool->n; i++) {
         struct io_thread *t = pool->threads[i];
 
-        if (ioq_put(&t->hub_stage, TO_IO_ABORT, NULL, 0, NULL, 0) != VIGIL_OK)
-            log_error("I/O thread %u: queue full; closing sockets are not aborted", t->index);
+        if (ioq_put(&t->hub_stage, TO_IO_ABORT_ALL, NULL, 0, NULL, 0) != VIGIL_OK)
+            log_error("I/O thread %u: queue full; closing sockets are not reset", t->index);
     }
     iopool_push(hub);
+}
+
+void iopool_abort(struct conn *c)
+{
+    struct io_pool *pool = c->hub->io;
+
+    /* c->io may be freed already (see io_abort_conn), so its thread is
+     * unknown here and every thread gets the record. */
+    for (size_t i = 0; i < pool->n; i++) {
+        if (hub_stage(pool->threads[i], TO_IO_ABORT, c, 0, NULL, 0) != VIGIL_OK)
+            log_error("conn %llu: I/O thread %u queue full; the socket is not reset",
+                      (unsigned long long)c->id, pool->threads[i]->index);
+    }
 }
 
 void iopool_stop(struct hub *hub)

@@ -24,8 +24,8 @@ bool iopool_idle(const struct hub *hub);
 /* Stops and joins the threads and closes the hub's handles of the pool;
  * iopool_free releases the rest after the hub's loop ran them out. */
 void iopool_stop(struct hub *hub);
-/* Closes the sockets of closing connections without writing what is left
- * (shutdown after its grace period). */
+/* Resets the sockets of closing connections without writing what is left
+ * (shutdown after limits.close_grace_ms). */
 void iopool_abort_closing(struct hub *hub);
 void iopool_free(struct hub *hub);
 
@@ -41,6 +41,10 @@ vigil_err iopool_write(struct conn *c, const uint8_t *data, size_t len);
 void iopool_resume(struct conn *c);
 /* Asks c's thread to write what it has and close the socket. */
 void iopool_close(struct conn *c);
+/* Asks c's thread to reset c's socket if it is still writing after
+ * iopool_close. The thread then reports the bytes left unwritten
+ * (conn_io_aborted) before the close. */
+void iopool_abort(struct conn *c);
 /* Hands everything staged on the hub to the threads; once per loop
  * iteration. */
 void iopool_push(struct hub *hub);
@@ -55,6 +59,8 @@ void conn_io_written(struct conn *c, size_t n);
 /* A read or write error (uv error code) or end of stream. */
 void conn_io_failed(struct conn *c, int status, bool writing);
 void conn_io_malformed(struct conn *c, const struct mqtt_error *err, uint8_t type);
+/* The thread reset c's socket with unwritten bytes of output left. */
+void conn_io_aborted(struct conn *c, size_t unwritten);
 void conn_io_closed(struct conn *c);
 
 #endif

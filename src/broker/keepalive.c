@@ -1,5 +1,6 @@
-/* Connection deadlines (the CONNECT timeout, then keep-alive) on one timer
- * of the hub. A heap orders the deadlines of all connections and the timer
+/* Connection deadlines (the CONNECT timeout, then keep-alive, then the
+ * time a closing connection has to write its output) on one timer of the
+ * hub. A heap orders the deadlines of all connections and the timer
  * is armed for the earliest, so a connection carries a 16-byte heap node
  * instead of a 152-byte uv_timer_t. Deadlines fire at the same loop time
  * a per-connection uv_timer_t would. */
@@ -18,12 +19,19 @@ static struct conn *conn_of(struct vigil_timer_node *t)
 static void conn_timers_arm(struct hub *hub);
 
 /* Runs when the deadline of c came: closes it when no CONNECT arrived or
- * the keep-alive ran out, otherwise sets the next keep-alive deadline. */
+ * the keep-alive ran out, otherwise sets the next keep-alive deadline. A
+ * closing connection still writing at its close deadline is reset. */
 static void conn_deadline(struct conn *c)
 {
     uint64_t now = uv_now(c->hub->loop);
     uint64_t limit;
 
+    if (c->state == CONN_CLOSING) {
+        /* Only the close deadline applies once closing. */
+        if (c->close_deadline)
+            conn_close_expired(c);
+        return;
+    }
     if (c->state == CONN_NEW || c->state == CONN_AUTH) {
         if (c->state == CONN_NEW) {
             hub_emit(c->hub, c, VIGIL_EV_LIMIT, NULL, 0, "MQTT-3.1.4", "no CONNECT within the connect timeout");

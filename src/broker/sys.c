@@ -42,6 +42,7 @@ void sys_publish(struct hub *hub)
     sys_put_u64(hub, "$SYS/broker/output/maximum", out->peak);
     sys_put_u64(hub, "$SYS/broker/output/dropped/connection", out->dropped_conn_limit);
     sys_put_u64(hub, "$SYS/broker/output/dropped/budget", out->dropped_budget);
+    sys_put_u64(hub, "$SYS/broker/output/aborted", out->aborted);
     sys_put(hub, "$SYS/broker/version", "vigil " VIGIL_VERSION);
     sys_put_u64(hub, "$SYS/broker/uptime", (uint64_t)(hub_now_s() - hub->started_s));
     sys_put_u64(hub, "$SYS/broker/clients/connected", hub->n_conns);
