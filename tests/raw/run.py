@@ -29,6 +29,10 @@ from mqttraw import (V5, V311, Closed, Conn, Timeout, ack, connect, decode_props
                      s, subscribe, u16, unsubscribe, vbi)
 import mqttraw as m  # noqa: E402
 
+# The close grace of the "closegrace" brokers: the time a closing
+# connection has to write its output before vigil resets it.
+CLOSE_GRACE_MS = 500
+
 # Broker configurations used by the cases. "small" caps the packet size so
 # an oversize packet is cheap to send; mosquitto refuses values below 20.
 CONFIGS = {
@@ -42,6 +46,10 @@ CONFIGS = {
     "dual": {},
     "queue": {"max_queued_messages": 10},
     "longid": {"max_client_id_length": 255},
+    # A short close grace, on the I/O path that VIGIL_IO_THREADS selects and
+    # on two I/O threads whatever it selects.
+    "closegrace": {"close_grace_ms": CLOSE_GRACE_MS},
+    "closegrace-io": {"close_grace_ms": CLOSE_GRACE_MS, "io_threads": 2},
 }
 
 # Broker options beyond the limits. "dual" has a password listener
@@ -51,6 +59,8 @@ CONFIGS = {
 OPTIONS = {
     "dual": {"anonymous": False, "anonymous_listener": True,
              "extra_yaml": "auth:\n  failure_burst: 1000\n  failures_per_minute: 60000\n"},
+    "closegrace": {"sys_interval": 1},
+    "closegrace-io": {"sys_interval": 1},
 }
 
 SMALL_MAX_PACKET = 1024
@@ -1417,6 +1427,169 @@ def _(ctx):
     rules = [e.get("rule") for e in evs[ctx.events_before:]
              if e.get("type") == "malformed" and e.get("peer") == conn.peer_name]
     check_equal(rules, ["MQTT-3.3.2.3.2"], "rule of the malformed event")
+
+
+# ======================================================================
+# Closing connections whose peer does not read
+# ======================================================================
+
+# QoS 0 output published to a stalled subscriber: 9.6 MB, more than the
+# 4 MiB of limits.max_output_bytes plus what the kernel buffers on both
+# sides, so the broker's last write cannot complete.
+STALL_PAYLOAD = 16000
+STALL_MESSAGES = 600
+
+
+def stalled_subscriber(ctx, version, client_id, topic, keep_alive=60):
+    """Connect and subscribe a client with a 4 KiB receive buffer that then stops reading."""
+    conn, _ = session(ctx, version, client_id=client_id, keep_alive=keep_alive)
+    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    conn.send(subscribe(1, [(topic, 0)], version=version))
+    conn.recv_type(m.SUBACK)
+    return conn
+
+
+def flood_qos0(ctx, topic):
+    """Publish STALL_MESSAGES QoS 0 messages and wait until the broker handled them."""
+    pub, _ = session(ctx, V311)
+    batch = publish(topic, b"s" * STALL_PAYLOAD, version=V311) * 50
+    for _ in range(STALL_MESSAGES // 50):
+        pub.sock.sendall(batch)
+    # Packets are handled in order, so the PINGRESP comes after every PUBLISH.
+    pub.send(m.PINGREQ_BYTES)
+    pub.recv_type(m.PINGRESP, timeout=30.0)
+    ctx.log(f"published {STALL_MESSAGES} messages of {STALL_PAYLOAD} bytes to {topic}")
+    return pub
+
+
+def sys_observer(ctx, topic):
+    """Subscribe to one $SYS counter; return the connection and its retained value."""
+    conn, _ = session(ctx, V311)
+    conn.send(subscribe(1, [(topic, 0)], version=V311))
+    conn.recv_type(m.SUBACK)
+    first = parse_publish(conn.recv_type(m.PUBLISH), version=V311)
+    return conn, int(first["payload"])
+
+
+def wait_sys_above(ctx, conn, value, timeout):
+    """Wait until the observed $SYS counter is above value; return its last value."""
+    deadline = time.monotonic() + timeout
+    last = value
+    while last <= value:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            last = int(parse_publish(conn.recv_type(m.PUBLISH, timeout=remaining),
+                                     version=V311)["payload"])
+        except Timeout:
+            break
+    ctx.log(f"$SYS counter {value} before, {last} now")
+    return last
+
+
+def reset_events(ctx, conn):
+    return [e for e in ctx.broker.events()[ctx.events_before:]
+            if e.get("type") == "limit" and e.get("peer") == conn.peer_name
+            and "did not read" in e.get("detail", "")]
+
+
+def read_until_closed(conn, timeout=30.0):
+    """Read everything until end of stream or reset; return (bytes read, how it ended)."""
+    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    deadline = time.monotonic() + timeout
+    total = 0
+    while time.monotonic() < deadline:
+        conn.sock.settimeout(max(0.1, deadline - time.monotonic()))
+        try:
+            chunk = conn.sock.recv(1 << 16)
+        except ConnectionResetError:
+            return total, "reset"
+        except socket.timeout:
+            break
+        if not chunk:
+            return total, "end of stream"
+        total += len(chunk)
+    return total, "still open"
+
+
+def check_reset_after_grace(ctx, stalled, observer, aborted_before, wait_s):
+    """The broker resets the stalled connection, counts it and emits its event."""
+    evs = ctx.broker.wait_events(lambda evs: reset_events(ctx, stalled), timeout=wait_s)
+    check(evs is not None, f"no limit event about a peer that did not read, for "
+          f"{stalled.peer_name}, within {wait_s:.1f} s")
+    detail = reset_events(ctx, stalled)[0]["detail"]
+    ctx.log("event detail:", detail)
+    check("limits.close_grace_ms" in detail, f"event detail does not name the setting: {detail}")
+    aborted = wait_sys_above(ctx, observer, aborted_before, timeout=5.0)
+    check(aborted > aborted_before,
+          f"$SYS/broker/output/aborted stayed at {aborted} (was {aborted_before})")
+    # A socket left open would now deliver the whole backlog, over 4 MiB,
+    # and then DISCONNECT; a reset one ends after what the kernel held.
+    total, ending = read_until_closed(stalled)
+    ctx.log(f"stalled client read {total} bytes, then {ending}")
+    check(ending != "still open", f"stalled connection still open after reading {total} bytes")
+    check(total < 1024 * 1024, f"read {total} bytes before the {ending}: the backlog was written")
+
+
+def check_others_work(ctx):
+    """A new subscriber and publisher exchange a message after the reset."""
+    reader, _ = session(ctx, V5)
+    reader.send(subscribe(1, [("closegrace/after", 0)]))
+    reader.recv_type(m.SUBACK)
+    writer, _ = session(ctx, V311)
+    writer.send(publish("closegrace/after", b"after", version=V311))
+    got = parse_publish(reader.recv_type(m.PUBLISH))
+    check_equal(got["payload"], b"after", "message between other clients after the reset")
+
+
+def close_grace_keep_alive_case(needs):
+    @case(f"v5 keep-alive timeout of a stalled subscriber resets it ({needs})", needs=needs,
+          only="vigil")
+    def _(ctx):
+        # vigil-only: the setting, the event and the $SYS counter are vigil's.
+        observer, aborted_before = sys_observer(ctx, "$SYS/broker/output/aborted")
+        topic = f"closegrace/ka/{needs}"
+        keep_alive = 4
+        start = time.monotonic()
+        sub = stalled_subscriber(ctx, V5, f"raw-closegrace-ka-{needs}", topic,
+                                 keep_alive=keep_alive)
+        flood_qos0(ctx, topic)
+        ctx.log(f"flood done {time.monotonic() - start:.2f} s after CONNECT")
+        # The keep-alive closes it after 1.5 times keep_alive, the grace
+        # resets it 0.5 s later; the rest is margin for a loaded machine.
+        check_reset_after_grace(ctx, sub, observer, aborted_before,
+                                wait_s=keep_alive * 1.5 + CLOSE_GRACE_MS / 1000 + 10)
+        check_others_work(ctx)
+
+    return _
+
+
+def close_grace_takeover_case(needs):
+    @case(f"v311 takeover of a stalled subscriber resets it ({needs})", needs=needs,
+          only="vigil")
+    def _(ctx):
+        observer, aborted_before = sys_observer(ctx, "$SYS/broker/output/aborted")
+        topic = f"closegrace/takeover/{needs}"
+        cid = f"raw-closegrace-takeover-{needs}"
+        old = stalled_subscriber(ctx, V311, cid, topic)
+        pub = flood_qos0(ctx, topic)
+        new, _ = session(ctx, V311, client_id=cid)
+        # The takeover closes the old connection, whose output stays unwritten.
+        check_reset_after_grace(ctx, old, observer, aborted_before,
+                                wait_s=CLOSE_GRACE_MS / 1000 + 10)
+        new.send(m.PINGREQ_BYTES)
+        check_equal(new.recv().raw, b"\xd0\x00", "PINGRESP on the new connection")
+        pub.send(m.PINGREQ_BYTES)
+        check_equal(pub.recv().raw, b"\xd0\x00", "PINGRESP on the publisher")
+        check_others_work(ctx)
+
+    return _
+
+
+for _needs in ("closegrace", "closegrace-io"):
+    close_grace_keep_alive_case(_needs)
+    close_grace_takeover_case(_needs)
 
 
 if __name__ == "__main__":
