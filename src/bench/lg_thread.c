@@ -317,6 +317,19 @@ static uint64_t publish_due(struct lg_thread *t, uint64_t now)
     return t->publishing ? now : 0;
 }
 
+/* The latest due time that may be emitted now: now itself, or with
+ * coalescing the start of the current period, so that a publish waits for
+ * the end of the period it falls in even when a socket event wakes the
+ * thread earlier. */
+static uint64_t emit_limit(const struct lg_thread *t, uint64_t now)
+{
+    uint64_t period = (uint64_t)t->lg->opt.coalesce_us * 1000u;
+
+    if (period == 0 || now <= t->start_ns)
+        return now;
+    return t->start_ns + (now - t->start_ns) / period * period;
+}
+
 /* With coalescing, the next wake-up is the end of the period that holds
  * next_due, so that everything due within a period is emitted together.
  * A publish already due (the emit batch was full) is not delayed. */
@@ -364,7 +377,7 @@ void *lg_thread_main(void *arg)
         apply_command(t);
         connect_progress(t);
         now = bench_now_ns();
-        next_due = coalesced_due(t, publish_due(t, now), now);
+        next_due = coalesced_due(t, publish_due(t, emit_limit(t, now)), now);
         flush_dirty(t);
         atomic_store_explicit(&t->sh.outstanding, t->outstanding, memory_order_relaxed);
         wait_events(t, next_due);

@@ -283,7 +283,9 @@ vigil_err lg_run_step(struct lg *lg, const struct lg_step *step, struct lg_resul
         sample_cpu(step->broker_pid, &b1);
     sample_cpu(getpid(), &g1);
     bench_system_read(&s1);
-    drain(lg, cmd.stop_ns + (uint64_t)step->drain_ms * 1000000u);
+    /* A coalescing generator sends the last publishes up to a period late. */
+    drain(lg, cmd.stop_ns + (uint64_t)step->drain_ms * 1000000u +
+                  (uint64_t)lg->opt.coalesce_us * 1000u);
 
     cmd = (struct lg_cmd){.kind = LG_CMD_QUIET};
     send_command(lg, &cmd);

@@ -72,7 +72,8 @@ static void usage(FILE *out)
           "      --start-rate R     first step of the sweep, publishes/s (x1.5 per step)\n"
           "      --max-rate R       no sweep step above R publishes/s\n"
           "      --coalesce US      fan-in: send what each publisher has due once per\n"
-          "                         period of US microseconds, in one write\n"
+          "                         period of US microseconds, in one write; the knee's\n"
+          "                         latency limit grows by US unless --p99-limit is given\n"
           "      --duration MS      measured time per step; --warmup MS before it\n"
           "      --p99-limit US     knee latency limit (default 2000; fan-out 50000)\n"
           "      --quick            shorter runs and fewer connections\n"
@@ -306,6 +307,11 @@ static int parse_args(int argc, char **argv, struct bench_args *a)
         fprintf(stderr, "vigil bench: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
+    if (a->compare && a->ov.coalesce_us >= 0) {
+        fprintf(stderr, "vigil bench: --coalesce sets one fan-in run; the suite's "
+                        "fanin-coalesce scenario has its own period\n");
+        return 2;
+    }
     if (!a->compare && !a->list && a->relay == NULL && a->report == NULL && a->scenario == NULL) {
         fprintf(stderr, "vigil bench: name a SCENARIO, or give --compare, --report or --relay\n");
         usage(stderr);
@@ -484,6 +490,11 @@ static int run_single(struct bench_args *a)
     if (kind < 0) {
         fprintf(stderr, "vigil bench: unknown scenario '%s'; expected fan-in, fan-out, storm, "
                         "idle, tls or hospital\n", a->scenario);
+        return 2;
+    }
+    if (a->ov.coalesce_us > 0 && kind != BENCH_FANIN) {
+        fprintf(stderr, "vigil bench: --coalesce applies to fan-in only, not to %s\n",
+                a->scenario);
         return 2;
     }
     bench_scenario_defaults(&s, (uint8_t)kind, a->quick);
