@@ -58,8 +58,9 @@ struct vigil_event_sink {
     size_t first_pos, last_len;
     struct sink_block *spares;  /* owned; drained blocks kept for reuse, linked by next */
     size_t n_spares;
-    size_t capacity;            /* maximum queued events */
+    size_t capacity;            /* maximum events queued and held by the writer */
     size_t count;
+    size_t held;                /* events the writer took and has not handed back */
     bool closing;
     bool paused;
     bool sleeping;              /* the writer waits on cond; guarded by mu */
@@ -130,6 +131,7 @@ static struct sink_chain sink_take(struct vigil_event_sink *sink)
     sink->first = sink->last = NULL;
     sink->first_pos = sink->last_len = 0;
     sink->count = 0;
+    sink->held = ch.count;
     return ch;
 }
 
@@ -165,6 +167,7 @@ static void sink_chain_return(struct vigil_event_sink *sink, struct sink_chain *
     struct sink_block *b = ch->first, *extra = NULL;
 
     pthread_mutex_lock(&sink->mu);
+    sink->held = 0;
     if (sink->count == 0)
         keep = 1;
     while (b != NULL) {
@@ -397,7 +400,7 @@ void vigil_event_sink_emit(struct vigil_event_sink *sink, const struct vigil_eve
 
     pthread_mutex_lock(&sink->mu);
     /* Out of memory for a block counts as a full queue. */
-    if (sink->count == sink->capacity || sink->closing || !sink_push(sink, ev)) {
+    if (sink->count + sink->held >= sink->capacity || sink->closing || !sink_push(sink, ev)) {
         pthread_mutex_unlock(&sink->mu);
         atomic_fetch_add(&sink->dropped, 1);
         return;
