@@ -299,19 +299,19 @@ static void conn_flush_io(struct conn *c)
  * A write that completes here costs one system call: uv_write would also
  * allocate a request, run its callback in the next loop iteration and
  * change the socket's epoll registration when the write queue drains.
- * Returns true when src was written in full; errors are left for uv_write
- * to report through on_write. */
-static bool conn_try_write(struct conn *c, struct vigil_buf *src)
+ * Returns true when src was written in full. Otherwise *done has the bytes
+ * written from its start, and errors are left for uv_write to report
+ * through on_write. */
+static bool conn_try_write(struct conn *c, struct vigil_buf *src, size_t *done)
 {
     uv_buf_t b = uv_buf_init((char *)src->data, (unsigned)src->len);
     int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
 
-    if (n > 0) {
-        c->hub->stats.bytes_sent += (uint64_t)n;
-        vigil_buf_consume(src, (size_t)n);
-    }
-    if (src->len > 0)
+    *done = n > 0 ? (size_t)n : 0;
+    c->hub->stats.bytes_sent += *done;
+    if (*done < src->len)
         return false;
+    src->len = 0;
     conn_release_idle_buffers(c);
     if (c->state == CONN_CLOSING)
         conn_release(c);
@@ -326,6 +326,7 @@ static void conn_write_out(struct conn *c)
     struct vigil_buf tmp, *src = &c->out;
     uv_write_t *req;
     uv_buf_t b;
+    size_t done = 0;
     int rc;
 
     if (c->closing_handles || c->holds > 0)
@@ -341,13 +342,16 @@ static void conn_write_out(struct conn *c)
         }
         src = &c->wire;
     }
-    if (c->write_busy || src->len == 0 || conn_try_write(c, src))
+    if (c->write_busy || src->len == 0 || conn_try_write(c, src, &done))
         return;
     tmp = c->out_busy;
     c->out_busy = *src;
     *src = tmp;
     src->len = 0;
-    b = uv_buf_init((char *)c->out_busy.data, (unsigned)c->out_busy.len);
+    /* What the socket took is skipped, not moved: out_busy.len counts the
+     * bytes still unsent (conn_backlog), not the end of the data. */
+    b = uv_buf_init((char *)c->out_busy.data + done, (unsigned)(c->out_busy.len - done));
+    c->out_busy.len -= done;
     /* A write request exists only while its write runs. */
     req = vigil_malloc(sizeof *req);
     rc = req != NULL ? 0 : UV_ENOMEM;
