@@ -1592,5 +1592,93 @@ for _needs in ("closegrace", "closegrace-io"):
     close_grace_takeover_case(_needs)
 
 
+def stalled_reader_case(qos):
+    @case(f"v5 QoS {qos} stalled reader resumes with every message once, in order")
+    def _(ctx):
+        # The subscriber stops reading with 8 messages of 64 KiB in flight
+        # (its Receive Maximum). That is more than its receive buffer
+        # (SO_RCVBUF 128 KiB) and the broker's send buffer take, so the
+        # broker's socket writes are partial. The other messages wait in
+        # the session until acknowledgements come back. Nothing may be
+        # lost, repeated or reordered meanwhile.
+        topic = f"raw-stall/{qos}/{os.getpid()}"
+        count, size = 40, 65536
+
+        sub = Conn(ctx.port, log=lambda *a: None)
+        ctx.defer(sub.close)
+        sub.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 131072)
+        sub.send(connect(V5, client_id=f"raw-stall-sub-{qos}",
+                         properties=prop(m.RECEIVE_MAXIMUM, 8)))
+        check_equal(parse_connack(sub.recv())[1], 0, "subscriber CONNACK code")
+        sub.send(subscribe(1, [(topic, qos)]))
+        sub.recv_type(m.SUBACK)
+
+        pub, _ = session(ctx, V5)
+        pub.log = lambda *a: None
+        for i in range(count):
+            pub.send(publish(topic, i.to_bytes(4, "big") * (size // 4), qos=qos,
+                             packet_id=i + 1))
+            pub.recv_type(m.PUBACK if qos == 1 else m.PUBREC)
+            if qos == 2:
+                pub.send(ack(m.PUBREL, i + 1))
+                pub.recv_type(m.PUBCOMP)
+        time.sleep(0.5)
+
+        got, dups = [], 0
+        while len(got) < count:
+            try:
+                pkt = sub.recv(timeout=5.0)
+            except Timeout:
+                break
+            if pkt.type == m.PUBREL:
+                sub.send(ack(m.PUBCOMP, struct.unpack(">H", pkt.body[:2])[0]))
+                continue
+            p = parse_publish(pkt)
+            n = int.from_bytes(p["payload"][:4], "big")
+            check_equal(p["payload"], n.to_bytes(4, "big") * (size // 4), f"payload of message {n}")
+            dups += p["dup"]
+            got.append(n)
+            sub.send(ack(m.PUBACK if qos == 1 else m.PUBREC, p["packet_id"]))
+        check_equal(dups, 0, "messages sent again with DUP set")
+        check_equal(got, list(range(count)), "message numbers in order of arrival")
+
+
+stalled_reader_case(1)
+stalled_reader_case(2)
+
+
+@case("$SYS bytes sent counts the bytes clients received", only="vigil")
+def _(ctx):
+    # With one client, all output goes to it. Each value of
+    # $SYS/broker/bytes/sent must then equal the bytes the client received
+    # before that message. Writes that complete at once and writes that
+    # complete later are each counted once.
+    b = Broker(ctx.fixture.log_dir, name="raw-bytes-sent", sys_interval=1)
+    b.start()
+    ctx.defer(b.stop)
+    c = Conn(b.port, log=ctx.log)
+    ctx.defer(c.close)
+    received = 0
+
+    def recv():
+        nonlocal received
+        pkt = c.recv(timeout=5.0)
+        start, received = received, received + len(pkt.raw)
+        return start, pkt
+
+    c.send(connect(V311, client_id="raw-bytes-sent"))
+    check_equal(recv()[1].raw, b"\x20\x02\x00\x00", "CONNACK")
+    c.send(subscribe(1, [("$SYS/broker/bytes/sent", 0)], version=V311))
+    check_equal(recv()[1].type, m.SUBACK, "SUBACK type")
+    checked = 0
+    while checked < 3:
+        start, pkt = recv()
+        p = parse_publish(pkt, version=V311)
+        if p["retain"]:
+            continue  # the value kept from before this client subscribed
+        check_equal(int(p["payload"]), start, "bytes sent before this message")
+        checked += 1
+
+
 if __name__ == "__main__":
     sys.exit(harness.run("raw", Fixture))

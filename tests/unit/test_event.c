@@ -11,6 +11,7 @@
 #include <cmocka.h>
 #include <dirent.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <sched.h>
 #include <sys/resource.h>
 
@@ -483,6 +484,85 @@ static void test_sink_memory_follows_backlog(void **state)
     unlink(path);
 }
 
+/* Emitter threads for test_sink_concurrent_emitters. An event's conn_id is
+ * the thread's index times EMIT_PER_THREAD plus its running count. */
+#define EMIT_THREADS 4
+#define EMIT_PER_THREAD 5000
+
+struct emit_check {
+    uint64_t next[EMIT_THREADS]; /* lowest count each thread may show next */
+    uint64_t fed;
+    bool reordered;
+};
+
+static void check_feed(void *ctx, const struct vigil_event *ev)
+{
+    struct emit_check *chk = ctx;
+    uint64_t thread = ev->conn_id / EMIT_PER_THREAD, count = ev->conn_id % EMIT_PER_THREAD;
+
+    if (thread >= EMIT_THREADS || count < chk->next[thread])
+        chk->reordered = true;
+    else
+        chk->next[thread] = count + 1;
+    /* A slow consumer now and then: emitters fill the queue while the
+     * writer still works on the batch it took. */
+    if (++chk->fed % 1000 == 0)
+        usleep(2000);
+}
+
+static void *emit_thread(void *arg)
+{
+    struct vigil_event_sink *sink = ((void **)arg)[0];
+    uint64_t thread = (uint64_t)(uintptr_t)((void **)arg)[1];
+    struct vigil_event ev;
+
+    for (uint64_t i = 0; i < EMIT_PER_THREAD; i++) {
+        vigil_event_init(&ev, VIGIL_EV_PUBLISH);
+        ev.conn_id = thread * EMIT_PER_THREAD + i;
+        vigil_event_sink_emit(sink, &ev);
+        /* Pauses let the writer take batches while the others emit. */
+        if (i % 64 == 63)
+            usleep(300);
+    }
+    return NULL;
+}
+
+/* Events from several threads at once: each is either written once or
+ * counted as dropped, and each thread's events keep their order. */
+static void test_sink_concurrent_emitters(void **state)
+{
+    struct emit_check chk = {0};
+    struct vigil_event_consumer cons = {.feed = check_feed, .ctx = &chk};
+    struct vigil_event_sink *sink;
+    pthread_t threads[EMIT_THREADS];
+    void *args[EMIT_THREADS][2];
+    char *path = temp_path();
+    uint64_t written, dropped;
+
+    (void)state;
+    assert_int_equal(vigil_event_sink_open(path, 256, &sink), VIGIL_OK);
+    vigil_event_sink_set_consumer(sink, &cons);
+    for (int i = 0; i < EMIT_THREADS; i++) {
+        args[i][0] = sink;
+        args[i][1] = (void *)(uintptr_t)i;
+        assert_int_equal(pthread_create(&threads[i], NULL, emit_thread, args[i]), 0);
+    }
+    for (int i = 0; i < EMIT_THREADS; i++)
+        pthread_join(threads[i], NULL);
+    /* The sink's counters are read before closing frees it. */
+    for (int i = 0; i < 5000 && vigil_event_sink_written(sink) + vigil_event_sink_dropped(sink) <
+                                     (uint64_t)EMIT_THREADS * EMIT_PER_THREAD; i++)
+        usleep(1000);
+    written = vigil_event_sink_written(sink);
+    dropped = vigil_event_sink_dropped(sink);
+    vigil_event_sink_close(sink);
+    assert_int_equal(written + dropped, (uint64_t)EMIT_THREADS * EMIT_PER_THREAD);
+    assert_int_equal(chk.fed, written);
+    assert_false(chk.reordered);
+    assert_int_equal(count_json_lines(path), written);
+    unlink(path);
+}
+
 static void test_sink_block_failure_drops(void **state)
 {
     struct vigil_event_sink *sink;
@@ -533,6 +613,7 @@ int main(void)
         cmocka_unit_test(test_sink_appends),
         cmocka_unit_test(test_sink_order_across_blocks),
         cmocka_unit_test(test_sink_memory_follows_backlog),
+        cmocka_unit_test(test_sink_concurrent_emitters),
         cmocka_unit_test(test_sink_block_failure_drops),
         cmocka_unit_test(test_sink_open_errors),
     };
