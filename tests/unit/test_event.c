@@ -13,6 +13,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <sys/resource.h>
 
 #include "core/alloc.h"
@@ -563,6 +564,59 @@ static void test_sink_concurrent_emitters(void **state)
     unlink(path);
 }
 
+/* A consumer that blocks in its first feed until the test releases it. */
+static atomic_bool feed_entered, feed_release;
+
+static void blocking_feed(void *ctx, const struct vigil_event *ev)
+{
+    (void)ctx;
+    (void)ev;
+    atomic_store(&feed_entered, true);
+    while (!atomic_load(&feed_release))
+        usleep(1000);
+}
+
+static void test_sink_held_events_count(void **state)
+{
+    struct vigil_event_consumer cons = {.feed = blocking_feed};
+    struct vigil_event_sink *sink;
+    struct vigil_event ev;
+    char *path = temp_path();
+    bool accepted = false;
+
+    (void)state;
+    atomic_store(&feed_entered, false);
+    atomic_store(&feed_release, false);
+    assert_int_equal(vigil_event_sink_open(path, 128, &sink), VIGIL_OK);
+    vigil_event_sink_set_paused(sink, true);
+    vigil_event_init(&ev, VIGIL_EV_PUBLISH);
+    for (int i = 0; i < 128; i++)
+        vigil_event_sink_emit(sink, &ev);
+    vigil_event_sink_set_consumer(sink, &cons);
+    vigil_event_sink_set_paused(sink, false);
+    for (int i = 0; i < 5000 && !atomic_load(&feed_entered); i++)
+        usleep(1000);
+    assert_true(atomic_load(&feed_entered));
+    /* The writer holds all 128 events, so the queue has no room left. */
+    for (int i = 0; i < 200; i++)
+        vigil_event_sink_emit(sink, &ev);
+    assert_int_equal(vigil_event_sink_dropped(sink), 200);
+    atomic_store(&feed_release, true);
+    wait_written(sink, 128);
+    /* Room comes back once the writer hands the blocks back. */
+    for (int i = 0; i < 5000 && !accepted; i++) {
+        uint64_t before = vigil_event_sink_dropped(sink);
+
+        vigil_event_sink_emit(sink, &ev);
+        accepted = vigil_event_sink_dropped(sink) == before;
+        if (!accepted)
+            usleep(1000);
+    }
+    assert_true(accepted);
+    vigil_event_sink_close(sink);
+    unlink(path);
+}
+
 static void test_sink_block_failure_drops(void **state)
 {
     struct vigil_event_sink *sink;
@@ -614,6 +668,7 @@ int main(void)
         cmocka_unit_test(test_sink_order_across_blocks),
         cmocka_unit_test(test_sink_memory_follows_backlog),
         cmocka_unit_test(test_sink_concurrent_emitters),
+        cmocka_unit_test(test_sink_held_events_count),
         cmocka_unit_test(test_sink_block_failure_drops),
         cmocka_unit_test(test_sink_open_errors),
     };
