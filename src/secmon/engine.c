@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/rand.h>
+
 #include "core/alloc.h"
 #include "core/log.h"
 #include "secmon/engine_internal.h"
@@ -95,6 +97,11 @@ vigil_err secmon_engine_new(const struct secmon_config *cfg, secmon_alert_fn fn,
     *out = NULL;
     if (e == NULL)
         return VIGIL_ERR_NOMEM;
+    if (RAND_bytes(e->peer_seed, sizeof e->peer_seed) != 1) {
+        log_error("security engine: RAND_bytes failed for the seed of address hashes");
+        vigil_free(e);
+        return VIGIL_ERR_IO;
+    }
     if (cfg != NULL)
         e->cfg = *cfg;
     else

@@ -132,21 +132,20 @@ static void update_type(struct secmon_engine *e, const struct vigil_event *ev, c
     t->publishes++;
 }
 
+/* Records src as the device's latest address and raises a finding when a
+ * learned device uses an address beyond those it learned. */
 static void check_peer(struct secmon_engine *e, struct engine_device *d, const struct vigil_event *ev,
                        const char *src)
 {
-    uint64_t h;
+    uint32_t h;
     bool learned = d->base != NULL && d->base->learned;
     char obs[160], expect[160];
 
     if (src[0] == '\0')
         return;
-    h = vigil_hash_bytes(src, strlen(src));
-    if (h == d->source_hash)
-        return;
-    d->source_hash = h;
-    if (d->base != NULL)
+    if (d->base != NULL && strcmp(d->base->source, src) != 0)
         snprintf(d->base->source, sizeof d->base->source, "%s", src);
+    h = engine_peer_hash(e, src);
     for (int i = 0; i < d->n_peers; i++)
         if (d->peer_hash[i] == h)
             return;
@@ -218,7 +217,6 @@ void engine_baseline_login(struct secmon_engine *e, struct engine_device *d,
 {
     if (d->first_seen_us == 0)
         d->first_seen_us = e->now_us;
-    d->last_seen_us = e->now_us;
     check_peer(e, d, ev, src);
     check_hour(e, d, ev, src);
 }
@@ -259,7 +257,6 @@ void engine_baseline_publish(struct secmon_engine *e, struct engine_device *d,
 
     if (d->first_seen_us == 0)
         d->first_seen_us = e->now_us;
-    d->last_seen_us = e->now_us;
     check_peer(e, d, ev, src);
     check_hour(e, d, ev, src);
     t = type_of(e, engine_node_key(&d->node), ev->topic, true);

@@ -32,12 +32,17 @@ struct engine_node {
 /* The NUL-terminated key of n. */
 const char *engine_node_key(const struct engine_node *n);
 
+/* Keys per bucket at which the bucket array doubles. Chains are then one
+ * to two nodes long on average, each compared by its 32-bit hash first,
+ * and a tracked key costs 4 to 8 bytes of bucket array. */
+#define ENGINE_BUCKET_LOAD 2
+
 /* Chained hash table plus recency list with a cap: adding a key to a full
  * table evicts the least recently touched one, after calling on_evict for
- * it. Chaining through the nodes costs a tracked key about 12 bytes of
- * bucket array, where a map of key copies cost 60 or more. release, when
- * set, frees what an object owns besides itself, before the object is
- * freed for any reason. */
+ * it. Chaining through the nodes keeps the bucket array between one
+ * pointer per key and one per ENGINE_BUCKET_LOAD keys, where a map of key
+ * copies cost 60 bytes or more per key. release, when set, frees what an object owns
+ * besides itself, before the object is freed for any reason. */
 struct engine_table {
     struct engine_node **buckets;        /* owned; n_buckets heads, a power of two */
     size_t n_buckets;
@@ -110,18 +115,22 @@ struct engine_baseline {
     char device_type[SECMON_DEVICE_TYPE_MAX];  /* the type cfg was resolved for */
 };
 
-/* A tracked device: what logins teach (first and last seen, addresses,
- * hours of activity) and, once it has published, its baseline. */
+/* A tracked device: what logins teach (first seen, addresses, hours of
+ * activity) and, once it has published, its baseline. A device that only
+ * logs in costs this struct and its key: 72 bytes on x86-64 plus the key. */
 struct engine_device {
     struct engine_node node;             /* key: device or client id */
-    int64_t first_seen_us, last_seen_us;
-    uint64_t source_hash;                /* hash of the last source address, 0 before one */
-    uint64_t peer_hash[ENGINE_PEERS_MAX];
+    int64_t first_seen_us;               /* first login or publish */
+    struct engine_baseline *base;        /* owned; NULL until the first publish */
+    /* engine_peer_hash() of each source address seen, in order of first
+     * use. The hashes are 32-bit, so a new address whose hash equals a
+     * learned one's goes unreported: by chance with probability about
+     * n_peers / 2^32 per new address. The hash is seeded per engine, so
+     * a colliding address cannot be computed from the learned one alone. */
+    uint32_t peer_hash[ENGINE_PEERS_MAX];
     uint32_t hours;                      /* bit h: a publish or login in UTC hour h */
     uint8_t n_peers;
-    struct engine_baseline *base;        /* owned; NULL until the first publish */
 };
-
 /* The baseline of d, allocated at the first call; NULL only when memory
  * runs out. src is the source address of the publish. */
 struct engine_baseline *engine_device_baseline(struct engine_device *d, const char *src);
@@ -182,6 +191,7 @@ struct secmon_engine {
     secmon_alert_fn fn;
     void *ctx;
     struct engine_table devices, types, sources, idents, conns, alerts;
+    uint8_t peer_seed[16];               /* random; hashed ahead of each source address */
     int64_t now_us;                      /* latest event or tick time */
     int64_t silence_checked_us;          /* time of the last pass over every device */
     uint64_t events, alerts_opened, dropped;
@@ -213,6 +223,8 @@ void engine_alert_evicted(struct secmon_engine *e, struct engine_node *n);
 
 /* Source address of a peer "ip:port" or "[ip6]:port". */
 void engine_peer_address(const char *peer, char *out, size_t cap);
+/* Seeded 32-bit hash of a source address, as kept in engine_device.peer_hash. */
+uint32_t engine_peer_hash(const struct secmon_engine *e, const char *src);
 /* Thresholds for d: the profile of its type, else the engine's own. ev
  * may be NULL (ticks); then the last resolved profile stays. d must have
  * its baseline. */

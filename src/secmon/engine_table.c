@@ -70,9 +70,9 @@ static void bucket_unlink(struct engine_table *t, struct engine_node *n)
     n->hnext = NULL;
 }
 
-/* Doubles the bucket array once there are more keys than buckets, so
- * chains stay about one node long. False when memory runs out; the table
- * then keeps working with longer chains. */
+/* Doubles the bucket array once there are ENGINE_BUCKET_LOAD keys per
+ * bucket. False when memory runs out; the table then keeps working with
+ * longer chains. */
 static bool buckets_grow(struct engine_table *t)
 {
     size_t n = t->n_buckets ? t->n_buckets * 2 : 16;
@@ -160,7 +160,7 @@ void *engine_table_touch(struct secmon_engine *e, struct engine_table *t, const 
             t->on_evict(e, old);
         engine_table_remove(t, old);
     }
-    if (t->count >= t->n_buckets && !buckets_grow(t))
+    if (t->count >= ENGINE_BUCKET_LOAD * t->n_buckets && !buckets_grow(t))
         return NULL;
     /* The key follows the object, so a short key costs only its length. */
     n = vigil_calloc(1, t->obj_size + len + 1);
@@ -252,6 +252,16 @@ void engine_peer_address(const char *peer, char *out, size_t cap)
         len = cap - 1;
     memcpy(out, peer, len);
     out[len] = '\0';
+}
+
+uint32_t engine_peer_hash(const struct secmon_engine *e, const char *src)
+{
+    char buf[sizeof e->peer_seed + 64];
+    size_t len = strnlen(src, 64);
+
+    memcpy(buf, e->peer_seed, sizeof e->peer_seed);
+    memcpy(buf + sizeof e->peer_seed, src, len);
+    return (uint32_t)vigil_hash_bytes(buf, sizeof e->peer_seed + len);
 }
 
 const char *engine_event_identity(const struct vigil_event *ev)

@@ -90,9 +90,9 @@ static void test_login_only_device_has_no_baseline(void **state)
     assert_int_equal(fx->e->devices.count, 1000);
     assert_null(device(fx, "mon-0000")->base);
     assert_true(device(fx, "mon-0000")->first_seen_us == T0);
-    /* The device record, its key and its bucket slot, with room to spare:
-     * the whole baseline alone is about 2 KB. */
-    assert_true((vigil_alloc_in_use() - before) / 1000 < 256);
+    /* The device record (72 bytes), its key and its share of the bucket
+     * array; the whole baseline alone is about 2 KB. */
+    assert_true((vigil_alloc_in_use() - before) / 1000 < 96);
 }
 
 static void test_first_publish_allocates_baseline(void **state)
@@ -130,6 +130,44 @@ static void test_silence_after_late_first_publish(void **state)
     assert_int_equal(fx->opens, 1);
     assert_string_equal(fx->last_rule, SECMON_RULE_SILENT);
     assert_string_equal(fx->last_source, "10.0.0.7");
+}
+
+/* A learned device reports an address beyond the ones it learned, not a
+ * return to a learned one, and keeps at most ENGINE_PEERS_MAX addresses. */
+static void test_peer_addresses_after_learning(void **state)
+{
+    struct fixture *fx = *state;
+    const char *topic = "north/icu3/r1/mon-3/hr";
+    int64_t t = T0;
+    struct engine_device *d;
+    char peer[32];
+
+    feed(fx, VIGIL_EV_AUTH_SUCCESS, t, 1, "10.0.0.5:40000", "mon-3", NULL, 60);
+    for (int i = 0; i < 400; i++, t += SEC)
+        feed(fx, VIGIL_EV_PUBLISH, t, 1, "10.0.0.5:40000", "mon-3", topic, 0);
+    d = device(fx, "mon-3");
+    assert_true(d->base->learned);
+    assert_int_equal(fx->opens, 0);
+
+    feed(fx, VIGIL_EV_AUTH_SUCCESS, t, 2, "10.0.0.6:40000", "mon-3", NULL, 60);
+    assert_int_equal(fx->opens, 1);
+    assert_string_equal(fx->last_rule, SECMON_RULE_BASELINE);
+    assert_string_equal(fx->last_source, "10.0.0.6");
+    assert_int_equal(d->n_peers, 2);
+
+    feed(fx, VIGIL_EV_AUTH_SUCCESS, t + SEC, 3, "10.0.0.5:40001", "mon-3", NULL, 60);
+    assert_int_equal(d->n_peers, 2);
+    feed(fx, VIGIL_EV_PUBLISH, t + 2 * SEC, 3, "10.0.0.5:40001", "mon-3", topic, 0);
+    assert_string_equal(d->base->source, "10.0.0.5");
+    assert_int_equal(fx->opens, 1);
+
+    for (int i = 7; i < 12; i++) {
+        snprintf(peer, sizeof peer, "10.0.0.%d:40000", i);
+        feed(fx, VIGIL_EV_AUTH_SUCCESS, t + 3 * SEC, 4, peer, "mon-3", NULL, 60);
+    }
+    assert_int_equal(d->n_peers, ENGINE_PEERS_MAX);
+    assert_int_equal(d->peer_hash[0], engine_peer_hash(fx->e, "10.0.0.5"));
+    assert_int_equal(d->peer_hash[3], engine_peer_hash(fx->e, "10.0.0.8"));
 }
 
 static void test_logged_in_connection_forgotten(void **state)
@@ -197,6 +235,7 @@ int main(void)
         T(test_login_only_device_has_no_baseline),
         T(test_first_publish_allocates_baseline),
         T(test_silence_after_late_first_publish),
+        T(test_peer_addresses_after_learning),
         T(test_logged_in_connection_forgotten),
         T(test_slow_connection_kept_until_close),
         T(test_unauthenticated_connection_kept),
