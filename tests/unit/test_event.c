@@ -406,13 +406,15 @@ static void test_sink_appends(void **state)
 /* Connection ids the test consumer saw, in order; written on the sink's
  * thread and read after vigil_event_sink_close() joined it. */
 static uint64_t seen_ids[1000];
+static uint64_t *seen_into = seen_ids;
+static size_t seen_cap = sizeof seen_ids / sizeof seen_ids[0];
 static size_t n_seen;
 
 static void record_feed(void *ctx, const struct vigil_event *ev)
 {
     (void)ctx;
-    if (n_seen < sizeof seen_ids / sizeof seen_ids[0])
-        seen_ids[n_seen++] = ev->conn_id;
+    if (n_seen < seen_cap)
+        seen_into[n_seen++] = ev->conn_id;
 }
 
 static void wait_written(struct vigil_event_sink *sink, uint64_t n)
@@ -452,6 +454,53 @@ static void test_sink_order_across_blocks(void **state)
     for (size_t i = 0; i < n_seen; i++)
         assert_int_equal(seen_ids[i], i + 1);
     assert_int_equal(count_json_lines(path), 700);
+    unlink(path);
+}
+
+/* The writer works on the events it took while the emitter keeps
+ * queueing; every event arrives once, in order. */
+static void test_sink_order_while_emitting(void **state)
+{
+    static uint64_t ids[20000];
+    struct vigil_event_consumer cons = {.feed = record_feed};
+    struct vigil_event_sink *sink;
+    struct vigil_event ev;
+    char *path = temp_path();
+
+    (void)state;
+    n_seen = 0;
+    seen_into = ids;
+    seen_cap = sizeof ids / sizeof ids[0];
+    assert_int_equal(vigil_event_sink_open(path, 20000, &sink), VIGIL_OK);
+    vigil_event_sink_set_consumer(sink, &cons);
+    for (int i = 0; i < 20000; i++) {
+        vigil_event_init(&ev, VIGIL_EV_PUBLISH);
+        ev.conn_id = (uint64_t)i + 1;
+        vigil_event_sink_emit(sink, &ev);
+        if (i % 1000 == 0)
+            usleep(1000);
+    }
+    vigil_event_sink_close(sink);
+    assert_int_equal(n_seen, 20000);
+    for (size_t i = 0; i < n_seen; i++)
+        assert_int_equal(ids[i], i + 1);
+    seen_into = seen_ids;
+    seen_cap = sizeof seen_ids / sizeof seen_ids[0];
+    unlink(path);
+}
+
+/* The writer works on the queue's own blocks, so an open sink keeps no
+ * copy of a batch: its memory is the struct and one JSON line. */
+static void test_sink_open_memory(void **state)
+{
+    struct vigil_event_sink *sink;
+    char *path = temp_path();
+    size_t before = vigil_alloc_in_use();
+
+    (void)state;
+    assert_int_equal(vigil_event_sink_open(path, 16384, &sink), VIGIL_OK);
+    assert_true(vigil_alloc_in_use() - before < 2 * VIGIL_EVENT_JSON_MAX);
+    vigil_event_sink_close(sink);
     unlink(path);
 }
 
@@ -666,6 +715,8 @@ int main(void)
         cmocka_unit_test(test_sink_writer_yields),
         cmocka_unit_test(test_sink_appends),
         cmocka_unit_test(test_sink_order_across_blocks),
+        cmocka_unit_test(test_sink_order_while_emitting),
+        cmocka_unit_test(test_sink_open_memory),
         cmocka_unit_test(test_sink_memory_follows_backlog),
         cmocka_unit_test(test_sink_concurrent_emitters),
         cmocka_unit_test(test_sink_held_events_count),
