@@ -28,6 +28,10 @@
 #define SINK_NICE 5
 /* Events per queue block (about 40 KiB). */
 #define SINK_BLOCK_EVENTS 64
+/* Blocks the writer takes at most per batch (about 320 KiB). Taking a
+ * whole backlog kept it resident until the last of its events was
+ * written and fed to the engine, and as spares after that. */
+#define SINK_TAKE_BLOCKS (SINK_BATCH_MAX / SINK_BLOCK_EVENTS)
 
 /* The queue is a list of blocks mapped as events arrive and unmapped as
  * the writer drains them. A ring of the full capacity (16,384 events of
@@ -120,17 +124,34 @@ static bool sink_push(struct vigil_event_sink *sink, const struct vigil_event *e
     return true;
 }
 
-/* Takes every queued event; called with mu held. Only the list moves, so
- * the emitters, which wait for mu, wait for a few stores and not for a
- * copy of the events: the writer runs at a lower priority, and a copy
- * under the lock let a preempted writer stall the I/O loop. */
+/* Takes the queued events of the first SINK_TAKE_BLOCKS blocks, or every
+ * queued event when there are no more blocks; called with mu held. Only
+ * the list moves, so the emitters, which wait for mu, wait for a few
+ * stores and not for a copy of the events. The writer runs at a lower
+ * priority, and a copy under the lock let a preempted writer stall the
+ * I/O loop. The cap bounds what a batch keeps resident until
+ * sink_chain_return(), and the spares kept after it. */
 static struct sink_chain sink_take(struct vigil_event_sink *sink)
 {
     struct sink_chain ch = {sink->first, sink->first_pos, sink->last_len, sink->count};
+    struct sink_block *cut = sink->first;
 
-    sink->first = sink->last = NULL;
-    sink->first_pos = sink->last_len = 0;
-    sink->count = 0;
+    for (size_t i = 1; i < SINK_TAKE_BLOCKS && cut != NULL; i++)
+        cut = cut->next;
+    if (cut == NULL || cut->next == NULL) {
+        sink->first = sink->last = NULL;
+        sink->first_pos = sink->last_len = 0;
+        sink->count = 0;
+        sink->held = ch.count;
+        return ch;
+    }
+    /* Every block up to cut has a successor, so each is full. */
+    ch.last_len = SINK_BLOCK_EVENTS;
+    ch.count = SINK_TAKE_BLOCKS * SINK_BLOCK_EVENTS - sink->first_pos;
+    sink->first = cut->next;
+    sink->first_pos = 0;
+    cut->next = NULL;
+    sink->count -= ch.count;
     sink->held = ch.count;
     return ch;
 }

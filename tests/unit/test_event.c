@@ -489,6 +489,53 @@ static void test_sink_order_while_emitting(void **state)
     unlink(path);
 }
 
+/* Events fed since the last tick, and their maximum between two ticks.
+ * The sink ticks its consumer once per batch. */
+static size_t batch_fed, batch_max, batch_total;
+
+static void batch_feed(void *ctx, const struct vigil_event *ev)
+{
+    (void)ctx;
+    (void)ev;
+    batch_fed++;
+    batch_total++;
+}
+
+static void batch_tick(void *ctx, int64_t now_us)
+{
+    (void)ctx;
+    (void)now_us;
+    if (batch_fed > batch_max)
+        batch_max = batch_fed;
+    batch_fed = 0;
+}
+
+/* A backlog is taken a few blocks at a time, so the blocks of what was
+ * written go back while the rest still waits. */
+static void test_sink_batch_capped(void **state)
+{
+    struct vigil_event_consumer cons = {.feed = batch_feed, .tick = batch_tick};
+    struct vigil_event_sink *sink;
+    struct vigil_event ev;
+    char *path = temp_path();
+
+    (void)state;
+    batch_fed = batch_max = batch_total = 0;
+    assert_int_equal(vigil_event_sink_open(path, 5000, &sink), VIGIL_OK);
+    vigil_event_sink_set_paused(sink, true);
+    vigil_event_sink_set_consumer(sink, &cons);
+    vigil_event_init(&ev, VIGIL_EV_PUBLISH);
+    for (int i = 0; i < 5000; i++)
+        vigil_event_sink_emit(sink, &ev);
+    vigil_event_sink_set_paused(sink, false);
+    vigil_event_sink_close(sink);
+    assert_int_equal(batch_total, 5000);
+    assert_true(batch_max > 0);
+    assert_true(batch_max <= 512);
+    assert_int_equal(count_json_lines(path), 5000);
+    unlink(path);
+}
+
 /* The writer works on the queue's own blocks, so an open sink keeps no
  * copy of a batch: its memory is the struct and one JSON line. */
 static void test_sink_open_memory(void **state)
@@ -717,6 +764,7 @@ int main(void)
         cmocka_unit_test(test_sink_order_across_blocks),
         cmocka_unit_test(test_sink_order_while_emitting),
         cmocka_unit_test(test_sink_open_memory),
+        cmocka_unit_test(test_sink_batch_capped),
         cmocka_unit_test(test_sink_memory_follows_backlog),
         cmocka_unit_test(test_sink_concurrent_emitters),
         cmocka_unit_test(test_sink_held_events_count),
