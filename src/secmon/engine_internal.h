@@ -125,8 +125,9 @@ struct engine_device {
     /* engine_peer_hash() of each source address seen, in order of first
      * use. The hashes are 32-bit, so a new address whose hash equals a
      * learned one's goes unreported: by chance with probability about
-     * n_peers / 2^32 per new address. The hash is seeded per engine, so
-     * a colliding address cannot be computed from the learned one alone. */
+     * n_peers / 2^32 per new address. Searching for such an address
+     * offline takes the engine's random seed, which never leaves the
+     * process. */
     uint32_t peer_hash[ENGINE_PEERS_MAX];
     uint32_t hours;                      /* bit h: a publish or login in UTC hour h */
     uint8_t n_peers;
