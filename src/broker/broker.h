@@ -77,17 +77,36 @@ struct session_sub {
     uint32_t sub_id;
 };
 
+/* Parts of a session that few clients use, allocated at their first use
+ * (session_cold()) and kept until the session is freed: the will and
+ * incoming QoS 2 state. */
+struct session_cold {
+    /* Will of the current or last connection, and when to send it. */
+    struct msg *will;
+    uint64_t will_due_ms;      /* monotonic, 0 = not scheduled */
+    uint32_t will_delay;
+    /* Incoming QoS 2 packet ids awaiting PUBREL. */
+    uint32_t n_inqos2, cap_inqos2;
+    uint16_t *inqos2;
+};
+
+/* One client's session. Every connected client has one, so fields are
+ * ordered to leave no padding and rarely used state is in struct
+ * session_cold. */
 struct session {
     struct hub *hub;
     struct conn *conn;         /* NULL while offline */
     uint32_t refs;             /* held by the session map and pending publishes */
     uint32_t expiry_interval;  /* seconds, UINT32_MAX = never */
     uint8_t version;
-    bool removed;              /* no longer in the session map */
-    bool persistent;           /* state is kept in the store */
-    bool stored;               /* a session row exists in the store */
-    bool in_offline_list;
+    bool removed : 1;          /* no longer in the session map */
+    bool persistent : 1;       /* state is kept in the store */
+    bool stored : 1;           /* a session row exists in the store */
+    bool in_offline_list : 1;
     uint16_t next_packet_id;
+    /* Per-publish scratch for merging overlapping subscriptions. */
+    uint32_t match_slot;
+    uint64_t match_gen;
     uint64_t offline_since_ms; /* monotonic; valid while conn == NULL */
     struct session *offline_next, *offline_prev;
 
@@ -100,18 +119,7 @@ struct session {
     uint32_t n_queued;         /* all deliveries in the list */
     uint32_t n_inflight;
 
-    /* Incoming QoS 2 packet ids awaiting PUBREL. */
-    uint16_t *inqos2;
-    uint32_t n_inqos2, cap_inqos2;
-
-    /* Will of the current or last connection, and when to send it. */
-    struct msg *will;
-    uint64_t will_due_ms;      /* monotonic, 0 = not scheduled */
-    uint32_t will_delay;
-
-    /* Per-publish scratch for merging overlapping subscriptions. */
-    uint32_t match_slot;
-    uint64_t match_gen;
+    struct session_cold *cold; /* owned; NULL until first needed */
 
     /* Set for a client of a UDP front end: deliveries go to it instead of
      * an MQTT connection, and the session is in no session map. */
@@ -124,6 +132,14 @@ struct session {
 
 /* The device that owns s, "" for an anonymous client. */
 const char *session_device(const struct session *s);
+/* The cold part of s, allocated at the first call; NULL when memory runs
+ * out. */
+struct session_cold *session_cold(struct session *s);
+/* The will of s, NULL when none. */
+static inline struct msg *session_will(const struct session *s)
+{
+    return s->cold != NULL ? s->cold->will : NULL;
+}
 
 enum conn_state {
     CONN_NEW,          /* waiting for CONNECT */
@@ -159,6 +175,13 @@ struct conn_extra {
     uint64_t out_drop_event_ms;
 };
 
+/* The TLS part of a connection: the session and the ciphertext to send.
+ * The identity the handshake proved is conn_tls_identity(). */
+struct conn_tls {
+    struct tls_session *session; /* owned */
+    struct vigil_buf wire;
+};
+
 /* One MQTT connection. Idle connections are the common case, so state
  * that only some connections need lives in struct conn_extra, and names
  * are sized to fit. */
@@ -179,6 +202,7 @@ struct conn {
     bool flush_queued : 1;      /* in hub->flush_list */
     bool request_problem_info : 1;
     bool close_deadline : 1;    /* timer is set to the close deadline */
+    bool client_id_shared : 1;  /* client_id points into a session (conn_share_client_id) */
     uint16_t keep_alive;       /* effective, seconds; 0 = none */
     uint16_t keep_alive_requested; /* as the CONNECT asked, for the engine */
     /* Limits the client announced in CONNECT (v5). */
@@ -193,10 +217,7 @@ struct conn {
      * by the first conn_close (keepalive.c). */
     struct vigil_timer_node timer;
     uint64_t last_rx_ms;
-    /* TLS: the session and the ciphertext to send. The identity the
-     * handshake proved is conn_tls_identity(). */
-    struct tls_session *tls;
-    struct vigil_buf wire;
+    struct conn_tls *tls;      /* owned; NULL on a plaintext listener */
     /* Event budget (token bucket in thousandths of an event) so that one
      * connection cannot flood the event log; suppressed events are counted
      * and reported in one summary event. */
@@ -206,12 +227,13 @@ struct conn {
 
     struct vigil_buf in;
     struct vigil_buf out;      /* being filled */
-    struct vigil_buf out_busy; /* being written by uv_write */
+    struct conn_write *wr;     /* owned; the write on the hub's loop, NULL when idle */
 
     struct session *session;
     const struct config_role *role; /* NULL = anonymous full access */
     /* Names, each owned and allocated to fit, or hub_no_name when empty.
-     * hub_name_set() sets them. peer is "host:port" or "[v6]:port". The
+     * hub_name_set() sets them. The exception is a shared client id, which
+     * is the id stored in a session that c holds a reference on. peer is "host:port" or "[v6]:port". The
      * client id has at most CONN_CLIENT_ID_MAX bytes, the device at most
      * DEVICE_ID_MAX and its inventory type at most CONN_DEVICE_TYPE_MAX. */
     char *peer;
@@ -397,6 +419,10 @@ void conn_abort_closing(struct hub *hub);
 /* Makes the close of tcp reset the connection (SO_LINGER 0), so the kernel
  * discards the output the peer did not read instead of keeping it. */
 void conn_tcp_reset_on_close(uv_tcp_t *tcp);
+/* Replaces c's copy of the client id by the one stored in s (the same
+ * id), so that a connected client's id is kept once; c holds a reference
+ * on s until it is freed. */
+void conn_share_client_id(struct conn *c, struct session *s);
 void conn_ref(struct conn *c);
 void conn_unref(struct conn *c);
 void conn_resume_read(struct conn *c);

@@ -1,6 +1,7 @@
 /* Client connections: reading and framing, the packet dispatch table,
  * batched writes, keep-alive and closing. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -15,10 +16,18 @@
  * limits.output_budget_bytes, outbudget.c). */
 #define CONN_OUT_HARD_LIMIT (64u * 1024 * 1024)
 
+/* The write in progress on the hub's loop and the buffer it sends. It is
+ * allocated at the first write after an idle time and kept while more
+ * output follows, so an idle connection has none. */
+struct conn_write {
+    uv_write_t req;
+    struct vigil_buf busy;     /* being written by uv_write */
+};
+
 static bool conn_tls_encrypt(struct conn *c);
 
 /* Brings the hub's count of c's unsent output up to date; called after
- * every change to out, out_busy or wire. */
+ * every change to out, the buffer being written or the TLS wire buffer. */
 static void conn_account(struct conn *c)
 {
     outbudget_account(&c->hub->output, &c->out_counted, conn_backlog(c));
@@ -61,6 +70,36 @@ untracked:
     c->slot = UINT32_MAX;
 }
 
+static void conn_write_free(struct conn *c)
+{
+    if (c->wr == NULL)
+        return;
+    vigil_buf_release(&c->wr->busy);
+    vigil_free(c->wr);
+    c->wr = NULL;
+}
+
+static void conn_client_id_free(struct conn *c)
+{
+    if (c->client_id_shared) {
+        session_unref((struct session *)(c->client_id - offsetof(struct session, client_id)));
+        c->client_id = hub_no_name;
+        c->client_id_shared = false;
+        return;
+    }
+    hub_name_free(&c->client_id);
+}
+
+void conn_share_client_id(struct conn *c, struct session *s)
+{
+    if (c->client_id_shared || strcmp(c->client_id, s->client_id) != 0)
+        return;
+    session_ref(s);
+    hub_name_free(&c->client_id);
+    c->client_id = s->client_id;
+    c->client_id_shared = true;
+}
+
 void conn_ref(struct conn *c)
 {
     c->refs++;
@@ -73,13 +112,15 @@ void conn_unref(struct conn *c)
     outbudget_account(&c->hub->output, &c->out_counted, 0);
     vigil_buf_release(&c->in);
     vigil_buf_release(&c->out);
-    vigil_buf_release(&c->out_busy);
-    vigil_buf_release(&c->wire);
-    if (c->tls != NULL)
-        tls_session_free(c->tls);
+    conn_write_free(c);
+    if (c->tls != NULL) {
+        vigil_buf_release(&c->tls->wire);
+        tls_session_free(c->tls->session);
+        vigil_free(c->tls);
+    }
     conn_extra_free(c);
     hub_name_free(&c->peer);
-    hub_name_free(&c->client_id);
+    conn_client_id_free(c);
     hub_name_free(&c->device);
     hub_name_free(&c->device_type);
     vigil_free(c);
@@ -156,9 +197,9 @@ void conn_close(struct conn *c, uint8_t reason, const char *why)
      * (and shutting down) waits at most for the checks already running. */
     connect_cancel_auth(c);
     conn_pause_read(c);
-    if (c->tls != NULL && tls_session_established(c->tls)) {
+    if (c->tls != NULL && tls_session_established(c->tls->session)) {
         conn_tls_encrypt(c);
-        tls_session_shutdown(c->tls, &c->wire);
+        tls_session_shutdown(c->tls->session, &c->tls->wire);
     }
     conn_flush(c);
     if (!c->write_busy)
@@ -201,7 +242,8 @@ static void conn_abort(struct conn *c)
     conn_report_abort(c, conn_backlog(c));
     conn_tcp_reset_on_close(&c->tcp);
     vigil_buf_release(&c->out);
-    vigil_buf_release(&c->wire);
+    if (c->tls != NULL)
+        vigil_buf_release(&c->tls->wire);
     conn_account(c);
     conn_release(c);
 }
@@ -224,14 +266,15 @@ void conn_abort_closing(struct hub *hub)
     }
 }
 
-/* With nothing more to send the buffers are freed, so an idle connection
- * keeps none. */
+/* With nothing more to send the buffers and the write request are freed,
+ * so an idle connection keeps none. Called while no write is in progress. */
 static void conn_release_idle_buffers(struct conn *c)
 {
-    if (c->out.len == 0 && c->wire.len == 0) {
+    if (c->out.len == 0 && (c->tls == NULL || c->tls->wire.len == 0)) {
         vigil_buf_release(&c->out);
-        vigil_buf_release(&c->out_busy);
-        vigil_buf_release(&c->wire);
+        conn_write_free(c);
+        if (c->tls != NULL)
+            vigil_buf_release(&c->tls->wire);
     }
 }
 
@@ -239,9 +282,8 @@ static void on_write(uv_write_t *req, int status)
 {
     struct conn *c = req->data;
 
-    vigil_free(req);
     c->write_busy = false;
-    c->out_busy.len = 0;
+    c->wr->busy.len = 0;
     conn_account(c);
     conn_release_idle_buffers(c);
     if (status < 0 && !c->closing_handles) {
@@ -266,11 +308,11 @@ static void on_write(uv_write_t *req, int status)
  * the wire buffer. Returns false when encryption failed. */
 static bool conn_tls_encrypt(struct conn *c)
 {
-    if (c->out.len == 0 || !tls_session_established(c->tls))
+    if (c->out.len == 0 || !tls_session_established(c->tls->session))
         return true;
-    if (tls_session_write(c->tls, c->out.data, c->out.len, &c->wire) != VIGIL_OK) {
+    if (tls_session_write(c->tls->session, c->out.data, c->out.len, &c->tls->wire) != VIGIL_OK) {
         log_warn("conn %llu %s: TLS write failed: %s", (unsigned long long)c->id, c->peer,
-                 tls_session_error(c->tls));
+                 tls_session_error(c->tls->session));
         c->out.len = 0;
         return false;
     }
@@ -324,7 +366,7 @@ static bool conn_try_write(struct conn *c, struct vigil_buf *src, size_t *done)
 static void conn_write_out(struct conn *c)
 {
     struct vigil_buf tmp, *src = &c->out;
-    uv_write_t *req;
+    struct conn_write *wr;
     uv_buf_t b;
     size_t done = 0;
     int rc;
@@ -340,28 +382,31 @@ static void conn_write_out(struct conn *c)
             conn_release(c);
             return;
         }
-        src = &c->wire;
+        src = &c->tls->wire;
     }
     if (c->write_busy || src->len == 0 || conn_try_write(c, src, &done))
         return;
-    tmp = c->out_busy;
-    c->out_busy = *src;
+    if (c->wr == NULL) {
+        c->wr = vigil_calloc(1, sizeof *c->wr);
+        if (c->wr == NULL) {
+            conn_release(c);
+            return;
+        }
+        vigil_buf_init(&c->wr->busy, CONN_OUT_HARD_LIMIT);
+    }
+    wr = c->wr;
+    tmp = wr->busy;
+    wr->busy = *src;
     *src = tmp;
     src->len = 0;
-    /* What the socket took is skipped, not moved: out_busy.len counts the
+    /* What the socket took is skipped, not moved: busy.len counts the
      * bytes still unsent (conn_backlog), not the end of the data. */
-    b = uv_buf_init((char *)c->out_busy.data + done, (unsigned)(c->out_busy.len - done));
-    c->out_busy.len -= done;
-    /* A write request exists only while its write runs. */
-    req = vigil_malloc(sizeof *req);
-    rc = req != NULL ? 0 : UV_ENOMEM;
-    if (req != NULL) {
-        req->data = c;
-        rc = uv_write(req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
-    }
+    b = uv_buf_init((char *)wr->busy.data + done, (unsigned)(wr->busy.len - done));
+    wr->busy.len -= done;
+    wr->req.data = c;
+    rc = uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
     if (rc != 0) {
-        vigil_free(req);
-        c->out_busy.len = 0;
+        wr->busy.len = 0;
         conn_release(c);
         return;
     }
@@ -448,7 +493,8 @@ void conn_flush_pending(struct hub *hub)
 
 size_t conn_backlog(const struct conn *c)
 {
-    return c->out.len + c->out_busy.len + c->wire.len + c->io_unwritten;
+    return c->out.len + (c->wr != NULL ? c->wr->busy.len : 0) +
+           (c->tls != NULL ? c->tls->wire.len : 0) + c->io_unwritten;
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -605,9 +651,10 @@ static void conn_process_shared(struct conn *c, const uint8_t *data, size_t len)
 
 static void conn_tls_failed(struct conn *c, vigil_err rc)
 {
-    const char *why = rc == VIGIL_ERR_CLOSED ? "peer sent close_notify" : tls_session_error(c->tls);
+    const char *why = rc == VIGIL_ERR_CLOSED ? "peer sent close_notify"
+                                             : tls_session_error(c->tls->session);
 
-    if (rc != VIGIL_ERR_CLOSED && !tls_session_established(c->tls))
+    if (rc != VIGIL_ERR_CLOSED && !tls_session_established(c->tls->session))
         zt_handshake_failed(c, why);
     /* An alert the session produced goes out before the close. */
     conn_close(c, 0xFF, why);
@@ -618,8 +665,8 @@ static void conn_tls_failed(struct conn *c, vigil_err rc)
  * after the complete packets were consumed. */
 static void conn_tls_input(struct conn *c, const uint8_t *data, size_t len)
 {
-    bool was_established = tls_session_established(c->tls);
-    vigil_err rc = tls_session_feed(c->tls, data, len, &c->in, &c->wire);
+    bool was_established = tls_session_established(c->tls->session);
+    vigil_err rc = tls_session_feed(c->tls->session, data, len, &c->in, &c->tls->wire);
 
     for (;;) {
         if (rc == VIGIL_ERR_CLOSED) {
@@ -634,7 +681,7 @@ static void conn_tls_input(struct conn *c, const uint8_t *data, size_t len)
             conn_tls_failed(c, rc);
             return;
         }
-        if (!was_established && tls_session_established(c->tls)) {
+        if (!was_established && tls_session_established(c->tls->session)) {
             was_established = true;
             if (!zt_handshake_done(c))
                 return;
@@ -642,7 +689,7 @@ static void conn_tls_input(struct conn *c, const uint8_t *data, size_t len)
         conn_process(c);
         if (rc != VIGIL_ERR_LIMIT || c->closing_handles || c->state == CONN_AUTH)
             return;
-        rc = tls_session_feed(c->tls, NULL, 0, &c->in, &c->wire);
+        rc = tls_session_feed(c->tls->session, NULL, 0, &c->in, &c->tls->wire);
     }
 }
 
@@ -796,6 +843,22 @@ static void conn_format_peer(struct conn *c)
     hub_name_set(&c->peer, peer, sizeof peer, sizeof peer);
 }
 
+/* Gives c its TLS part; false when there is no TLS context or memory. */
+static bool conn_tls_start(struct conn *c, struct tls_server *server)
+{
+    if (server == NULL)
+        return false;
+    c->tls = vigil_calloc(1, sizeof *c->tls);
+    if (c->tls == NULL)
+        return false;
+    vigil_buf_init(&c->tls->wire, CONN_OUT_HARD_LIMIT);
+    if (tls_session_new(server, &c->tls->session) == VIGIL_OK)
+        return true;
+    vigil_free(c->tls);
+    c->tls = NULL;
+    return false;
+}
+
 void conn_accept(struct hub *hub, uv_stream_t *server, const struct config_listener *listener)
 {
     struct conn *c = vigil_calloc(1, sizeof *c);
@@ -813,8 +876,6 @@ void conn_accept(struct hub *hub, uv_stream_t *server, const struct config_liste
     vigil_timer_node_init(&c->timer);
     vigil_buf_init(&c->in, (size_t)hub->cfg.limits.max_packet_size + 5);
     vigil_buf_init(&c->out, CONN_OUT_HARD_LIMIT);
-    vigil_buf_init(&c->out_busy, CONN_OUT_HARD_LIMIT);
-    vigil_buf_init(&c->wire, CONN_OUT_HARD_LIMIT);
     uv_tcp_init(hub->loop, &c->tcp);
     c->tcp.data = c;
     hub->n_conns++;
@@ -837,8 +898,7 @@ void conn_accept(struct hub *hub, uv_stream_t *server, const struct config_liste
         return;
     }
     if (listener->transport == CONFIG_TRANSPORT_MQTTS &&
-        (hub->tls[listener - hub->cfg.listeners] == NULL ||
-         tls_session_new(hub->tls[listener - hub->cfg.listeners], &c->tls) != VIGIL_OK)) {
+        !conn_tls_start(c, hub->tls[listener - hub->cfg.listeners])) {
         log_error("conn %llu %s: cannot start a TLS session", (unsigned long long)c->id, c->peer);
         conn_close(c, 0xFF, "cannot start a TLS session");
         return;

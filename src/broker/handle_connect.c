@@ -221,6 +221,37 @@ static struct msg *connect_will(struct conn *c, const struct mqtt_connect *cn, u
     return m;
 }
 
+/* Replaces the will of s by the one of cn. When memory runs out it
+ * refuses the connection, discards s unless it is an offline session that
+ * outlives this attempt, and returns false. */
+static bool connect_set_will(struct conn *c, struct session *s, const struct mqtt_connect *cn)
+{
+    struct session_cold *x = s->cold;
+    struct msg *will;
+    uint32_t will_delay;
+
+    if (x != NULL) {
+        msg_unref(x->will);
+        x->will = NULL;
+        x->will_due_ms = 0;
+    }
+    if (!cn->will)
+        return true;
+    will = connect_will(c, cn, &will_delay);
+    x = will != NULL ? session_cold(s) : NULL;
+    if (x == NULL) {
+        msg_unref(will);
+        if (!s->in_offline_list)
+            session_discard(s);
+        connect_refuse(c, MQTT_RC_SERVER_UNAVAILABLE, NULL, "out of memory");
+        return false;
+    }
+    will->origin = s;
+    x->will = will;
+    x->will_delay = will_delay;
+    return true;
+}
+
 /* Completes an accepted CONNECT: session, CONNACK, events. */
 static bool connect_accept(struct conn *c, const struct mqtt_packet *pkt, bool assigned)
 {
@@ -230,7 +261,7 @@ static bool connect_accept(struct conn *c, const struct mqtt_packet *pkt, bool a
     struct mqtt_packet ack = {.type = MQTT_CONNACK};
     struct session *s = session_find(hub, c->client_id);
     char response_info[288] = "";
-    uint32_t expiry = 0, will_delay;
+    uint32_t expiry = 0;
     bool capped = false;
     uint16_t ka = cn->keep_alive;
 
@@ -310,15 +341,8 @@ static bool connect_accept(struct conn *c, const struct mqtt_packet *pkt, bool a
     /* The session's device is c->device here: a session of another
      * identity was refused or discarded above, and a new one was created
      * with it. */
-    if (s->will != NULL) {
-        msg_unref(s->will);
-        s->will = NULL;
-    }
-    s->will_due_ms = 0;
-    s->will = connect_will(c, cn, &will_delay);
-    s->will_delay = will_delay;
-    if (s->will != NULL)
-        s->will->origin = s;
+    if (!connect_set_will(c, s, cn))
+        return false;
 
     if (c->version == MQTT_V5)
         connack_props(c, &ack, assigned, cn, expiry, capped, ka, response_info);
@@ -333,6 +357,7 @@ static bool connect_accept(struct conn *c, const struct mqtt_packet *pkt, bool a
     if (s->stored)
         conn_hold_until_durable(c);
     session_attach(s, c);
+    conn_share_client_id(c, s);
     conn_start_keepalive(c);
     return true;
 }

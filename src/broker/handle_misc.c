@@ -28,9 +28,10 @@ bool handle_disconnect(struct conn *c, const struct mqtt_packet *pkt)
         s->persistent = s->expiry_interval > 0;
     }
     /* A normal DISCONNECT discards the will; reason 0x04 asks to keep it. */
-    if (!(c->version == MQTT_V5 && pkt->reason_code == MQTT_RC_DISCONNECT_WITH_WILL)) {
-        msg_unref(s->will);
-        s->will = NULL;
+    if (!(c->version == MQTT_V5 && pkt->reason_code == MQTT_RC_DISCONNECT_WITH_WILL) &&
+        s->cold != NULL) {
+        msg_unref(s->cold->will);
+        s->cold->will = NULL;
     }
     conn_close(c, 0xFF, "client sent DISCONNECT");
     return false;

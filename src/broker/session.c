@@ -33,6 +33,13 @@ const char *session_device(const struct session *s)
     return s->client_id + strlen(s->client_id) + 1;
 }
 
+struct session_cold *session_cold(struct session *s)
+{
+    if (s->cold == NULL)
+        s->cold = vigil_calloc(1, sizeof *s->cold);
+    return s->cold;
+}
+
 struct session *session_create(struct hub *hub, const char *client_id, const char *device,
                                uint8_t version)
 {
@@ -86,8 +93,11 @@ void session_unref(struct session *s)
     for (size_t i = 0; i < s->n_subs; i++)
         vigil_free(s->subs[i].filter);
     vigil_free(s->subs);
-    vigil_free(s->inqos2);
-    msg_unref(s->will);
+    if (s->cold != NULL) {
+        vigil_free(s->cold->inqos2);
+        msg_unref(s->cold->will);
+        vigil_free(s->cold);
+    }
     vigil_free(s);
 }
 
@@ -117,12 +127,12 @@ static void offline_link(struct session *s, bool add)
 
 void session_publish_will(struct session *s)
 {
-    struct msg *w = s->will;
+    struct msg *w = session_will(s);
 
     if (w == NULL)
         return;
-    s->will = NULL;
-    s->will_due_ms = 0;
+    s->cold->will = NULL;
+    s->cold->will_due_ms = 0;
     log_debug("client '%s': publishing its will on '%s'", s->client_id, w->topic);
     if (w->retain)
         router_retain(s->hub, w, true);
@@ -136,7 +146,7 @@ void session_discard(struct session *s)
 
     if (s->removed)
         return;
-    if (s->will_due_ms != 0)
+    if (s->cold != NULL && s->cold->will_due_ms != 0)
         session_publish_will(s);
     for (size_t i = 0; i < s->n_subs; i++)
         subtree_remove(hub->subs, s->subs[i].filter, strlen(s->subs[i].filter), s);
@@ -167,13 +177,14 @@ void session_detach(struct session *s)
     c->session = NULL;
     s->conn = NULL;
     s->offline_since_ms = now;
-    if (s->will != NULL) {
-        uint32_t delay = s->will_delay < s->expiry_interval ? s->will_delay : s->expiry_interval;
+    if (session_will(s) != NULL) {
+        uint32_t delay = s->cold->will_delay < s->expiry_interval ? s->cold->will_delay
+                                                                  : s->expiry_interval;
 
         if (delay == 0 || s->hub->stopping)
             session_publish_will(s);
         else
-            s->will_due_ms = now + (uint64_t)delay * 1000;
+            s->cold->will_due_ms = now + (uint64_t)delay * 1000;
     }
     if (s->expiry_interval == 0) {
         session_discard(s);
@@ -190,7 +201,7 @@ void session_offline_sweep(struct hub *hub, uint64_t now_ms)
     while (s != NULL) {
         struct session *next = s->offline_next;
 
-        if (s->will_due_ms != 0 && now_ms >= s->will_due_ms)
+        if (s->cold != NULL && s->cold->will_due_ms != 0 && now_ms >= s->cold->will_due_ms)
             session_publish_will(s);
         if (s->expiry_interval != UINT32_MAX &&
             now_ms - s->offline_since_ms >= (uint64_t)s->expiry_interval * 1000) {
@@ -570,24 +581,30 @@ void session_complete(struct session *s, struct delivery *d)
 
 bool session_has_inqos2(const struct session *s, uint16_t packet_id)
 {
-    for (size_t i = 0; i < s->n_inqos2; i++)
-        if (s->inqos2[i] == packet_id)
+    const struct session_cold *x = s->cold;
+
+    for (size_t i = 0; x != NULL && i < x->n_inqos2; i++)
+        if (x->inqos2[i] == packet_id)
             return true;
     return false;
 }
 
 bool session_add_inqos2(struct session *s, uint16_t packet_id)
 {
-    if (s->n_inqos2 == s->cap_inqos2) {
-        size_t cap = s->cap_inqos2 ? s->cap_inqos2 * 2 : 8;
-        uint16_t *p = vigil_realloc(s->inqos2, cap * sizeof *p);
+    struct session_cold *x = session_cold(s);
+
+    if (x == NULL)
+        return false;
+    if (x->n_inqos2 == x->cap_inqos2) {
+        size_t cap = x->cap_inqos2 ? x->cap_inqos2 * 2 : 8;
+        uint16_t *p = vigil_realloc(x->inqos2, cap * sizeof *p);
 
         if (p == NULL)
             return false;
-        s->inqos2 = p;
-        s->cap_inqos2 = cap;
+        x->inqos2 = p;
+        x->cap_inqos2 = cap;
     }
-    s->inqos2[s->n_inqos2++] = packet_id;
+    x->inqos2[x->n_inqos2++] = packet_id;
     if (s->stored)
         persist_inqos2(s, packet_id, false);
     return true;
@@ -595,10 +612,12 @@ bool session_add_inqos2(struct session *s, uint16_t packet_id)
 
 bool session_remove_inqos2(struct session *s, uint16_t packet_id)
 {
-    for (size_t i = 0; i < s->n_inqos2; i++) {
-        if (s->inqos2[i] != packet_id)
+    struct session_cold *x = s->cold;
+
+    for (size_t i = 0; x != NULL && i < x->n_inqos2; i++) {
+        if (x->inqos2[i] != packet_id)
             continue;
-        s->inqos2[i] = s->inqos2[--s->n_inqos2];
+        x->inqos2[i] = x->inqos2[--x->n_inqos2];
         if (s->stored)
             persist_inqos2(s, packet_id, true);
         return true;

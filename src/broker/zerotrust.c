@@ -269,7 +269,8 @@ static void zt_close_revoked(struct hub *hub)
     zt_fronts_revoked(hub);
     for (size_t i = 0; i < hub->n_conn_slots; i++) {
         struct conn *c = hub->conns[i];
-        const char *serial = c != NULL && c->tls != NULL ? tls_session_cert_serial(c->tls) : "";
+        const char *serial =
+            c != NULL && c->tls != NULL ? tls_session_cert_serial(c->tls->session) : "";
 
         if (serial[0] == '\0' || c->state == CONN_CLOSING)
             continue;
@@ -360,7 +361,8 @@ static void zt_close_removed(struct hub *hub)
             conn_close(c, MQTT_RC_ADMIN_ACTION, "device removed from the inventory");
             continue;
         }
-        if (c->tls != NULL && tls_session_used_psk(c->tls) && !zt_device_has_psk(hub, c->device)) {
+        if (c->tls != NULL && tls_session_used_psk(c->tls->session) &&
+            !zt_device_has_psk(hub, c->device)) {
             hub_emit(hub, c, VIGIL_EV_CERT, NULL, 0, NULL, "PSK revoked; connection closed");
             conn_close(c, MQTT_RC_ADMIN_ACTION, "pre-shared key revoked");
         }
@@ -537,13 +539,14 @@ void zt_tick(struct hub *hub, uint64_t now_ms)
  * connection keeps no copy. */
 const char *conn_tls_identity(const struct conn *c)
 {
-    return c->tls != NULL ? tls_session_identity(c->tls) : "";
+    return c->tls != NULL ? tls_session_identity(c->tls->session) : "";
 }
 
 bool zt_handshake_done(struct conn *c)
 {
     log_debug("conn %llu %s: TLS established (%s, %s), identity '%s'", (unsigned long long)c->id,
-              c->peer, tls_session_protocol(c->tls), tls_session_cipher(c->tls), conn_tls_identity(c));
+              c->peer, tls_session_protocol(c->tls->session), tls_session_cipher(c->tls->session),
+              conn_tls_identity(c));
     return true;
 }
 

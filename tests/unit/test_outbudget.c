@@ -159,8 +159,6 @@ static struct conn *test_conn(struct hub *hub, struct session *s)
     c->version = MQTT_V311;
     vigil_buf_init(&c->in, 1024);
     vigil_buf_init(&c->out, 64 * MIB);
-    vigil_buf_init(&c->out_busy, 64 * MIB);
-    vigil_buf_init(&c->wire, 64 * MIB);
     c->peer = c->client_id = c->device = c->device_type = hub_no_name;
     s->conn = c;
     c->session = s;

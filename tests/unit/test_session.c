@@ -181,7 +181,8 @@ static void inqos2_set_operations(void **state)
     assert_false(session_has_inqos2(s, 13));
     assert_false(session_remove_inqos2(s, 13));
     assert_true(session_has_inqos2(s, 20));
-    assert_int_equal(s->n_inqos2, 19);
+    assert_non_null(s->cold);
+    assert_int_equal(s->cold->n_inqos2, 19);
     unit_hub_free(hub);
 }
 
