@@ -187,7 +187,11 @@ struct conn_tls {
  * are sized to fit. */
 struct conn {
     struct hub *hub;
-    uv_tcp_t tcp;
+    /* The socket's handle on the hub's loop. It is in the same allocation
+     * as c unless tcp_separate is set, which conn_accept does for a
+     * connection it means to move to an I/O thread, so that the handle
+     * can be freed once the socket moved. NULL after that. */
+    uv_tcp_t *tcp;
     uint64_t id;
     uint32_t slot;             /* index in hub->conns */
     uint32_t refs;             /* the TCP handle and in-flight requests */
@@ -203,6 +207,7 @@ struct conn {
     bool request_problem_info : 1;
     bool close_deadline : 1;    /* timer is set to the close deadline */
     bool client_id_shared : 1;  /* client_id points into a session (conn_share_client_id) */
+    bool tcp_separate : 1;      /* tcp has an allocation of its own */
     uint16_t keep_alive;       /* effective, seconds; 0 = none */
     uint16_t keep_alive_requested; /* as the CONNECT asked, for the engine */
     /* Limits the client announced in CONNECT (v5). */

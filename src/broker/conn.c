@@ -128,7 +128,14 @@ void conn_unref(struct conn *c)
 
 static void on_handle_closed(uv_handle_t *h)
 {
-    conn_unref(h->data);
+    struct conn *c = h->data;
+
+    if (c->tcp_separate) {
+        if (c->tcp == (uv_tcp_t *)h)
+            c->tcp = NULL;
+        vigil_free(h);
+    }
+    conn_unref(c);
 }
 
 /* Starts the time c has to write its last output before it is reset. A
@@ -163,7 +170,7 @@ static void conn_release(struct conn *c)
         iopool_close(c);
         conn_set_close_deadline(c);
     } else {
-        uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+        uv_close((uv_handle_t *)c->tcp, on_handle_closed);
     }
 }
 
@@ -240,7 +247,7 @@ static void conn_report_abort(struct conn *c, size_t unwritten)
 static void conn_abort(struct conn *c)
 {
     conn_report_abort(c, conn_backlog(c));
-    conn_tcp_reset_on_close(&c->tcp);
+    conn_tcp_reset_on_close(c->tcp);
     vigil_buf_release(&c->out);
     if (c->tls != NULL)
         vigil_buf_release(&c->tls->wire);
@@ -347,7 +354,7 @@ static void conn_flush_io(struct conn *c)
 static bool conn_try_write(struct conn *c, struct vigil_buf *src, size_t *done)
 {
     uv_buf_t b = uv_buf_init((char *)src->data, (unsigned)src->len);
-    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    int n = uv_try_write((uv_stream_t *)c->tcp, &b, 1);
 
     *done = n > 0 ? (size_t)n : 0;
     c->hub->stats.bytes_sent += *done;
@@ -404,7 +411,7 @@ static void conn_write_out(struct conn *c)
     b = uv_buf_init((char *)wr->busy.data + done, (unsigned)(wr->busy.len - done));
     wr->busy.len -= done;
     wr->req.data = c;
-    rc = uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+    rc = uv_write(&wr->req, (uv_stream_t *)c->tcp, &b, 1, on_write);
     if (rc != 0) {
         wr->busy.len = 0;
         conn_release(c);
@@ -738,7 +745,7 @@ void conn_resume_read(struct conn *c)
         if (c->io != NULL)
             iopool_resume(c);
         else
-            uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+            uv_read_start((uv_stream_t *)c->tcp, on_alloc, on_read);
     }
     conn_unref(c);
 }
@@ -747,7 +754,7 @@ void conn_pause_read(struct conn *c)
 {
     /* An I/O thread stops reading after the first packet by itself. */
     if (c->io == NULL)
-        uv_read_stop((uv_stream_t *)&c->tcp);
+        uv_read_stop((uv_stream_t *)c->tcp);
 }
 
 void conn_io_packets(struct conn *c, const uint8_t *data, size_t len)
@@ -828,7 +835,7 @@ static void conn_format_peer(struct conn *c)
     char peer[INET6_ADDRSTRLEN + 8];
     int port = 0;
 
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+    if (uv_tcp_getpeername(c->tcp, (struct sockaddr *)&ss, &len) == 0) {
         if (ss.ss_family == AF_INET6) {
             uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof host);
             port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
@@ -859,9 +866,44 @@ static bool conn_tls_start(struct conn *c, struct tls_server *server)
     return false;
 }
 
+/* A connection and its handle in one allocation, for a connection that
+ * stays on the hub's loop. */
+struct conn_with_tcp {
+    struct conn conn;
+    uv_tcp_t tcp;
+};
+
+/* Allocates a zeroed connection with its handle: in one block, or for a
+ * connection meant for an I/O thread in two, so that the handle can be
+ * freed once the socket moved. NULL when memory runs out. */
+static struct conn *conn_new(bool to_io_thread)
+{
+    struct conn_with_tcp *block;
+    struct conn *c;
+
+    if (!to_io_thread) {
+        block = vigil_calloc(1, sizeof *block);
+        if (block == NULL)
+            return NULL;
+        block->conn.tcp = &block->tcp;
+        return &block->conn;
+    }
+    c = vigil_calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    c->tcp = vigil_calloc(1, sizeof *c->tcp);
+    if (c->tcp == NULL) {
+        vigil_free(c);
+        return NULL;
+    }
+    c->tcp_separate = true;
+    return c;
+}
+
 void conn_accept(struct hub *hub, uv_stream_t *server, const struct config_listener *listener)
 {
-    struct conn *c = vigil_calloc(1, sizeof *c);
+    bool plaintext = listener->transport != CONFIG_TRANSPORT_MQTTS;
+    struct conn *c = conn_new(plaintext && hub->io != NULL);
 
     if (c == NULL) {
         log_error("accept: out of memory");
@@ -876,17 +918,17 @@ void conn_accept(struct hub *hub, uv_stream_t *server, const struct config_liste
     vigil_timer_node_init(&c->timer);
     vigil_buf_init(&c->in, (size_t)hub->cfg.limits.max_packet_size + 5);
     vigil_buf_init(&c->out, CONN_OUT_HARD_LIMIT);
-    uv_tcp_init(hub->loop, &c->tcp);
-    c->tcp.data = c;
+    uv_tcp_init(hub->loop, c->tcp);
+    c->tcp->data = c;
     hub->n_conns++;
     hub->stats.connections_total++;
     conn_track(hub, c, true);
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+    if (uv_accept(server, (uv_stream_t *)c->tcp) != 0) {
         conn_release(c);
         return;
     }
     conn_format_peer(c);
-    uv_tcp_nodelay(&c->tcp, 1);
+    uv_tcp_nodelay(c->tcp, 1);
     hub_emit(hub, c, VIGIL_EV_CONNECT_ATTEMPT, NULL, 0, NULL, NULL);
     if (hub->stopping || hub->n_conns > hub->cfg.limits.max_connections) {
         hub_emit(hub, c, VIGIL_EV_LIMIT, NULL, 0, NULL, "connection limit reached");
@@ -897,8 +939,7 @@ void conn_accept(struct hub *hub, uv_stream_t *server, const struct config_liste
         conn_close(c, 0xFF, "too many failed logins from this address");
         return;
     }
-    if (listener->transport == CONFIG_TRANSPORT_MQTTS &&
-        !conn_tls_start(c, hub->tls[listener - hub->cfg.listeners])) {
+    if (!plaintext && !conn_tls_start(c, hub->tls[listener - hub->cfg.listeners])) {
         log_error("conn %llu %s: cannot start a TLS session", (unsigned long long)c->id, c->peer);
         conn_close(c, 0xFF, "cannot start a TLS session");
         return;
@@ -912,10 +953,13 @@ void conn_accept(struct hub *hub, uv_stream_t *server, const struct config_liste
      * inventory snapshot, the CRL and the login limits, which live here. */
     if (c->tls == NULL && hub->io != NULL && iopool_adopt(c)) {
         conn_ref(c);
-        uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+        uv_close((uv_handle_t *)c->tcp, on_handle_closed);
+        /* on_handle_closed frees a separate handle. */
+        if (c->tcp_separate)
+            c->tcp = NULL;
         return;
     }
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    uv_read_start((uv_stream_t *)c->tcp, on_alloc, on_read);
 }
 
 static void hold_released(void *arg, vigil_err rc)

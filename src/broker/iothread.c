@@ -841,7 +841,7 @@ bool iopool_adopt(struct conn *c)
     uv_os_fd_t fd;
     int dup_fd;
 
-    if (pool == NULL || pool->stopped || uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
+    if (pool == NULL || pool->stopped || uv_fileno((uv_handle_t *)c->tcp, &fd) != 0)
         return false;
     ic = vigil_calloc(1, sizeof *ic);
     if (ic == NULL)
