@@ -78,9 +78,13 @@ struct session_sub {
 };
 
 /* Parts of a session that few clients use, allocated at their first use
- * (session_cold()) and kept until the session is freed: the will and
- * incoming QoS 2 state. */
+ * (session_cold()) and kept until the session is freed: the will,
+ * incoming QoS 2 state and the place in the offline list. A persistent
+ * session gets it when it connects or is loaded, so that it can go
+ * offline without allocating. */
 struct session_cold {
+    uint64_t offline_since_ms; /* monotonic; valid while conn == NULL */
+    struct session *offline_next, *offline_prev;
     /* Will of the current or last connection, and when to send it. */
     struct msg *will;
     uint64_t will_due_ms;      /* monotonic, 0 = not scheduled */
@@ -102,13 +106,11 @@ struct session {
     bool removed : 1;          /* no longer in the session map */
     bool persistent : 1;       /* state is kept in the store */
     bool stored : 1;           /* a session row exists in the store */
-    bool in_offline_list : 1;
+    bool in_offline_list : 1;  /* in hub->offline_head; s->cold is set */
     uint16_t next_packet_id;
     /* Per-publish scratch for merging overlapping subscriptions. */
     uint32_t match_slot;
     uint64_t match_gen;
-    uint64_t offline_since_ms; /* monotonic; valid while conn == NULL */
-    struct session *offline_next, *offline_prev;
 
     struct session_sub *subs;
     uint32_t n_subs, cap_subs;
@@ -424,9 +426,9 @@ void conn_abort_closing(struct hub *hub);
 /* Makes the close of tcp reset the connection (SO_LINGER 0), so the kernel
  * discards the output the peer did not read instead of keeping it. */
 void conn_tcp_reset_on_close(uv_tcp_t *tcp);
-/* Replaces c's copy of the client id by the one stored in s (the same
- * id), so that a connected client's id is kept once; c holds a reference
- * on s until it is freed. */
+/* Replaces c's copy of the client id by the same id stored in s, so that
+ * a connected client's id is kept once. c keeps a reference on s until c
+ * is freed. */
 void conn_share_client_id(struct conn *c, struct session *s);
 void conn_ref(struct conn *c);
 void conn_unref(struct conn *c);
@@ -497,6 +499,10 @@ void session_ref(struct session *s);
 void session_unref(struct session *s);
 /* Removes the session from the map, the subscription tree and the store. */
 void session_discard(struct session *s);
+/* Puts an offline session in the offline list, offline since since_ms
+ * (monotonic), where it expires. When memory runs out it logs an error and
+ * the session stays out of the list. */
+void session_mark_offline(struct session *s, uint64_t since_ms);
 void session_attach(struct session *s, struct conn *c);
 void session_detach(struct session *s);
 vigil_err session_add_sub(struct session *s, const char *filter, size_t len, uint8_t options,

@@ -221,24 +221,26 @@ static struct msg *connect_will(struct conn *c, const struct mqtt_connect *cn, u
     return m;
 }
 
-/* Replaces the will of s by the one of cn. When memory runs out it
- * refuses the connection, discards s unless it is an offline session that
- * outlives this attempt, and returns false. */
+/* Replaces the will of s by the one of cn, and gives a persistent session
+ * its cold part, which contains its offline-list links. When memory runs
+ * out it rejects the connection, discards s unless it is an offline
+ * session that outlives this attempt, and returns false. */
 static bool connect_set_will(struct conn *c, struct session *s, const struct mqtt_connect *cn)
 {
     struct session_cold *x = s->cold;
-    struct msg *will;
-    uint32_t will_delay;
+    struct msg *will = NULL;
+    uint32_t will_delay = 0;
 
     if (x != NULL) {
         msg_unref(x->will);
         x->will = NULL;
         x->will_due_ms = 0;
     }
-    if (!cn->will)
+    if (!cn->will && !s->persistent)
         return true;
-    will = connect_will(c, cn, &will_delay);
-    x = will != NULL ? session_cold(s) : NULL;
+    if (cn->will)
+        will = connect_will(c, cn, &will_delay);
+    x = will != NULL || !cn->will ? session_cold(s) : NULL;
     if (x == NULL) {
         msg_unref(will);
         if (!s->in_offline_list)
@@ -246,7 +248,8 @@ static bool connect_set_will(struct conn *c, struct session *s, const struct mqt
         connect_refuse(c, MQTT_RC_SERVER_UNAVAILABLE, NULL, "out of memory");
         return false;
     }
-    will->origin = s;
+    if (will != NULL)
+        will->origin = s;
     x->will = will;
     x->will_delay = will_delay;
     return true;

@@ -166,12 +166,7 @@ static void load_session(void *ctx, const char *client_id, uint8_t version, uint
     s->persistent = true;
     s->stored = true;
     /* Time offline before the restart counts towards the expiry. */
-    s->offline_since_ms = mono > offline_ms ? mono - offline_ms : 0;
-    s->offline_next = lc->hub->offline_head;
-    if (lc->hub->offline_head != NULL)
-        lc->hub->offline_head->offline_prev = s;
-    lc->hub->offline_head = s;
-    s->in_offline_list = true;
+    session_mark_offline(s, mono > offline_ms ? mono - offline_ms : 0);
     lc->sessions++;
 }
 

@@ -101,28 +101,45 @@ void session_unref(struct session *s)
     vigil_free(s);
 }
 
-static void offline_link(struct session *s, bool add)
+/* Adds s to the offline list (since now_ms) or takes it out. Adding fails
+ * only when s has no cold part and memory runs out. */
+static bool offline_link(struct session *s, bool add, uint64_t now_ms)
 {
     struct hub *hub = s->hub;
+    struct session_cold *x;
 
     if (add == s->in_offline_list)
-        return;
+        return true;
+    x = add ? session_cold(s) : s->cold;
+    if (x == NULL)
+        return false;
     if (add) {
-        s->offline_prev = NULL;
-        s->offline_next = hub->offline_head;
+        x->offline_since_ms = now_ms;
+        x->offline_prev = NULL;
+        x->offline_next = hub->offline_head;
         if (hub->offline_head != NULL)
-            hub->offline_head->offline_prev = s;
+            hub->offline_head->cold->offline_prev = s;
         hub->offline_head = s;
     } else {
-        if (s->offline_prev != NULL)
-            s->offline_prev->offline_next = s->offline_next;
+        if (x->offline_prev != NULL)
+            x->offline_prev->cold->offline_next = x->offline_next;
         else
-            hub->offline_head = s->offline_next;
-        if (s->offline_next != NULL)
-            s->offline_next->offline_prev = s->offline_prev;
-        s->offline_next = s->offline_prev = NULL;
+            hub->offline_head = x->offline_next;
+        if (x->offline_next != NULL)
+            x->offline_next->cold->offline_prev = x->offline_prev;
+        x->offline_next = x->offline_prev = NULL;
     }
     s->in_offline_list = add;
+    return true;
+}
+
+void session_mark_offline(struct session *s, uint64_t since_ms)
+{
+    /* NOTE: a session left out of the list keeps its state but does not
+     * expire before a restart. */
+    if (!offline_link(s, true, since_ms))
+        log_error("client '%s': out of memory, the offline session will not expire",
+                  s->client_id);
 }
 
 void session_publish_will(struct session *s)
@@ -152,7 +169,7 @@ void session_discard(struct session *s)
         subtree_remove(hub->subs, s->subs[i].filter, strlen(s->subs[i].filter), s);
     if (s->stored)
         persist_delete_session(s);
-    offline_link(s, false);
+    offline_link(s, false, 0);
     vigil_map_remove(&hub->sessions, s->client_id, strlen(s->client_id));
     s->removed = true;
     session_unref(s);
@@ -160,7 +177,7 @@ void session_discard(struct session *s)
 
 void session_attach(struct session *s, struct conn *c)
 {
-    offline_link(s, false);
+    offline_link(s, false, 0);
     s->conn = c;
     c->session = s;
     session_resend_inflight(s);
@@ -176,7 +193,6 @@ void session_detach(struct session *s)
         return;
     c->session = NULL;
     s->conn = NULL;
-    s->offline_since_ms = now;
     if (session_will(s) != NULL) {
         uint32_t delay = s->cold->will_delay < s->expiry_interval ? s->cold->will_delay
                                                                   : s->expiry_interval;
@@ -190,7 +206,7 @@ void session_detach(struct session *s)
         session_discard(s);
         return;
     }
-    offline_link(s, true);
+    session_mark_offline(s, now);
     persist_session(s);
 }
 
@@ -199,12 +215,12 @@ void session_offline_sweep(struct hub *hub, uint64_t now_ms)
     struct session *s = hub->offline_head;
 
     while (s != NULL) {
-        struct session *next = s->offline_next;
+        struct session *next = s->cold->offline_next;
 
-        if (s->cold != NULL && s->cold->will_due_ms != 0 && now_ms >= s->cold->will_due_ms)
+        if (s->cold->will_due_ms != 0 && now_ms >= s->cold->will_due_ms)
             session_publish_will(s);
         if (s->expiry_interval != UINT32_MAX &&
-            now_ms - s->offline_since_ms >= (uint64_t)s->expiry_interval * 1000) {
+            now_ms - s->cold->offline_since_ms >= (uint64_t)s->expiry_interval * 1000) {
             log_debug("client '%s': session expired", s->client_id);
             session_discard(s);
         }

@@ -186,6 +186,42 @@ static void inqos2_set_operations(void **state)
     unit_hub_free(hub);
 }
 
+static void offline_sessions_expire_in_sweep(void **state)
+{
+    struct hub *hub = unit_hub_new();
+    struct session *a = session_create(hub, "a", "", MQTT_V5);
+    struct session *b = session_create(hub, "b", "", MQTT_V5);
+    struct session *forever = session_create(hub, "forever", "", MQTT_V5);
+
+    (void)state;
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(forever);
+    a->expiry_interval = 10;
+    b->expiry_interval = 20;
+    forever->expiry_interval = UINT32_MAX;
+    session_mark_offline(a, 1000);
+    session_mark_offline(b, 1000);
+    session_mark_offline(forever, 1000);
+    assert_true(a->in_offline_list);
+    assert_non_null(a->cold);
+    assert_int_equal(a->cold->offline_since_ms, 1000);
+
+    session_offline_sweep(hub, 10999);
+    assert_ptr_equal(session_find(hub, "a"), a);
+    session_offline_sweep(hub, 11000);
+    assert_null(session_find(hub, "a"));
+    assert_ptr_equal(session_find(hub, "b"), b);
+    session_offline_sweep(hub, 21000);
+    assert_null(session_find(hub, "b"));
+    session_offline_sweep(hub, UINT64_C(1) << 40);
+    assert_ptr_equal(session_find(hub, "forever"), forever);
+    assert_ptr_equal(hub->offline_head, forever);
+    assert_null(forever->cold->offline_next);
+    assert_null(forever->cold->offline_prev);
+    unit_hub_free(hub);
+}
+
 static void restored_inflight_is_found_by_packet_id(void **state)
 {
     struct hub *hub = unit_hub_new();
@@ -240,6 +276,7 @@ int main(void)
         cmocka_unit_test(routing_honours_no_local),
         cmocka_unit_test(routing_caps_qos_at_granted),
         cmocka_unit_test(inqos2_set_operations),
+        cmocka_unit_test(offline_sessions_expire_in_sweep),
         cmocka_unit_test(restored_inflight_is_found_by_packet_id),
         cmocka_unit_test(retained_delivery_on_subscribe),
     };
