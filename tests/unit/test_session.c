@@ -222,6 +222,36 @@ static void offline_sessions_expire_in_sweep(void **state)
     unit_hub_free(hub);
 }
 
+static void conn_shares_session_client_id(void **state)
+{
+    struct hub *hub = unit_hub_new();
+    struct session *s = session_create(hub, "mon-0001", "", MQTT_V311);
+    struct conn *c = vigil_calloc(1, sizeof *c);
+
+    (void)state;
+    assert_non_null(s);
+    assert_non_null(c);
+    c->hub = hub;
+    c->refs = 1;
+    c->peer = c->client_id = c->device = c->device_type = hub_no_name;
+    assert_true(hub_name_set(&c->client_id, "mon-0002", 8, CONN_CLIENT_ID_MAX));
+    conn_share_client_id(c, s);
+    assert_false(c->client_id_shared);
+    assert_int_equal(s->refs, 1);
+
+    assert_true(hub_name_set(&c->client_id, "mon-0001", 8, CONN_CLIENT_ID_MAX));
+    conn_share_client_id(c, s);
+    assert_true(c->client_id_shared);
+    assert_ptr_equal(c->client_id, s->client_id);
+    assert_int_equal(s->refs, 2);
+    /* The connection's reference keeps the id valid after the discard. */
+    session_discard(s);
+    assert_null(session_find(hub, "mon-0001"));
+    assert_string_equal(c->client_id, "mon-0001");
+    conn_unref(c);
+    unit_hub_free(hub);
+}
+
 static void restored_inflight_is_found_by_packet_id(void **state)
 {
     struct hub *hub = unit_hub_new();
@@ -277,6 +307,7 @@ int main(void)
         cmocka_unit_test(routing_caps_qos_at_granted),
         cmocka_unit_test(inqos2_set_operations),
         cmocka_unit_test(offline_sessions_expire_in_sweep),
+        cmocka_unit_test(conn_shares_session_client_id),
         cmocka_unit_test(restored_inflight_is_found_by_packet_id),
         cmocka_unit_test(retained_delivery_on_subscribe),
     };
