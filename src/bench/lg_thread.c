@@ -318,9 +318,8 @@ static uint64_t publish_due(struct lg_thread *t, uint64_t now)
 }
 
 /* The latest due time that may be emitted now: now itself, or with
- * coalescing the start of the current period, so that a publish waits for
- * the end of the period it falls in even when a socket event wakes the
- * thread earlier. */
+ * coalescing the start of the current period. A publish then waits for
+ * the end of its period even when a socket event wakes the thread. */
 static uint64_t emit_limit(const struct lg_thread *t, uint64_t now)
 {
     uint64_t period = (uint64_t)t->lg->opt.coalesce_us * 1000u;
@@ -330,8 +329,8 @@ static uint64_t emit_limit(const struct lg_thread *t, uint64_t now)
     return t->start_ns + (now - t->start_ns) / period * period;
 }
 
-/* With coalescing, the next wake-up is the end of the period that holds
- * next_due, so that everything due within a period is emitted together.
+/* With coalescing, the next wake-up is the end of the period next_due
+ * falls in, so that everything due within a period is emitted together.
  * A publish already due (the emit batch was full) is not delayed. */
 static uint64_t coalesced_due(const struct lg_thread *t, uint64_t next_due, uint64_t now)
 {

@@ -64,7 +64,7 @@ struct vigil_event_sink {
     size_t n_spares;
     size_t capacity;            /* maximum events queued and held by the writer */
     size_t count;
-    size_t held;                /* events the writer took and has not handed back */
+    size_t held;                /* events taken by the writer and not yet handed back */
     bool closing;
     bool paused;
     bool sleeping;              /* the writer waits on cond; guarded by mu */
@@ -178,9 +178,9 @@ static const struct vigil_event *sink_chain_next(const struct sink_chain *ch,
     return NULL;
 }
 
-/* Hands the blocks of ch back. While events keep coming, as many as ch
- * used, plus one, stay as spares, so that a steady flow maps nothing; once
- * the queue is empty, one does. The rest are unmapped after mu is
+/* Hands the blocks of ch back. While events keep coming, as many blocks
+ * as ch used, plus one, stay as spares, so a steady flow maps nothing.
+ * Once the queue is empty, one stays. The rest are unmapped after mu is
  * released. */
 static void sink_chain_return(struct vigil_event_sink *sink, struct sink_chain *ch)
 {

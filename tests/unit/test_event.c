@@ -693,7 +693,7 @@ static void test_sink_held_events_count(void **state)
     for (int i = 0; i < 5000 && !atomic_load(&feed_entered); i++)
         usleep(1000);
     assert_true(atomic_load(&feed_entered));
-    /* The writer holds all 128 events, so the queue has no room left. */
+    /* The writer has taken all 128 events, so the queue has no room left. */
     for (int i = 0; i < 200; i++)
         vigil_event_sink_emit(sink, &ev);
     assert_int_equal(vigil_event_sink_dropped(sink), 200);
