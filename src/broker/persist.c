@@ -45,6 +45,14 @@ void persist_session(struct session *s)
     op->version = s->version;
     op->session_expiry = s->expiry_interval;
     op->disconnected_at = s->conn == NULL ? hub_now_s() : 0;
+    /* The owner is stored so that after a restart the device that owns
+     * the session finds it again (connect_accept compares owners). */
+    op->topic = vigil_strdup(session_device(s));
+    if (op->topic == NULL) {
+        log_error("store: out of memory; an update for client '%s' is lost", s->client_id);
+        store_op_free(op);
+        return;
+    }
     persist_submit(s->hub, op, s->client_id);
     s->stored = true;
     if (first)
@@ -150,11 +158,11 @@ struct load_ctx {
     size_t sessions, queued, retained;
 };
 
-static void load_session(void *ctx, const char *client_id, uint8_t version, uint32_t expiry,
-                         int64_t disconnected_at)
+static void load_session(void *ctx, const char *client_id, const char *device, uint8_t version,
+                         uint32_t expiry, int64_t disconnected_at)
 {
     struct load_ctx *lc = ctx;
-    struct session *s = session_create(lc->hub, client_id, "", version);
+    struct session *s = session_create(lc->hub, client_id, device, version);
     int64_t now = hub_now_s();
     uint64_t offline_ms = disconnected_at > 0 && now > disconnected_at
                               ? (uint64_t)(now - disconnected_at) * 1000 : 0;

@@ -24,7 +24,8 @@ enum store_op_kind {
     STORE_QUEUE_DEL,     /* client_id, seq; the message row goes when unreferenced */
     STORE_RETAIN_SET,    /* topic, payload, props, qos, expiry_at */
     STORE_RETAIN_DEL,    /* topic */
-    STORE_SESSION_PUT,   /* client_id, version, session_expiry, disconnected_at */
+    STORE_SESSION_PUT,   /* client_id, version, session_expiry, disconnected_at, topic
+                          * (the owning device, NULL or "" for none) */
     STORE_SESSION_DEL,   /* client_id; its subscriptions, queue and QoS 2 ids too */
     STORE_SUB_PUT,       /* client_id, topic (filter), options, sub_id */
     STORE_SUB_DEL,       /* client_id, topic (filter) */
@@ -75,8 +76,8 @@ struct store;
 /* What store_load() reports, one callback per row; any may be NULL. All
  * pointers are valid only during the call. */
 struct store_load_cb {
-    void (*session)(void *ctx, const char *client_id, uint8_t version, uint32_t session_expiry,
-                    int64_t disconnected_at);
+    void (*session)(void *ctx, const char *client_id, const char *device, uint8_t version,
+                    uint32_t session_expiry, int64_t disconnected_at);
     void (*sub)(void *ctx, const char *client_id, const char *filter, uint8_t options,
                 uint32_t sub_id);
     void (*retained)(void *ctx, const char *topic, const uint8_t *payload, uint32_t payload_len,

@@ -37,7 +37,7 @@ enum store_stmt {
 /* A batch ends its gathering window early once this many ops are queued. */
 #define STORE_BATCH_MAX 4096
 #define STORE_COMMIT_INTERVAL_DEFAULT_US 2000
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 struct store {
     sqlite3 *db;

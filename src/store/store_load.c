@@ -47,7 +47,7 @@ static vigil_err load_rows(struct store *st, const char *sql, load_row_fn row,
 
 static void row_session(sqlite3_stmt *s, const struct store_load_cb *cb, void *ctx)
 {
-    cb->session(ctx, col_text(s, 0), (uint8_t)sqlite3_column_int(s, 1),
+    cb->session(ctx, col_text(s, 0), col_text(s, 4), (uint8_t)sqlite3_column_int(s, 1),
                 (uint32_t)sqlite3_column_int64(s, 2), sqlite3_column_int64(s, 3));
 }
 
@@ -130,7 +130,7 @@ static vigil_err load_all(struct store *st, const struct store_load_cb *cb, void
 
     if (rc == VIGIL_OK && cb->session != NULL)
         rc = load_rows(st,
-                       "SELECT client_id, version, session_expiry, disconnected_at "
+                       "SELECT client_id, version, session_expiry, disconnected_at, device "
                        "FROM sessions ORDER BY client_id",
                        row_session, cb, ctx);
     if (rc == VIGIL_OK && cb->sub != NULL)

@@ -33,7 +33,8 @@ static const char store_schema_sql[] =
     " client_id TEXT PRIMARY KEY NOT NULL,"
     " version INTEGER NOT NULL,"
     " session_expiry INTEGER NOT NULL,"
-    " disconnected_at INTEGER NOT NULL);"
+    " disconnected_at INTEGER NOT NULL,"
+    " device TEXT NOT NULL DEFAULT '');"
     "CREATE TABLE subs ("
     " client_id TEXT NOT NULL,"
     " filter TEXT NOT NULL,"
@@ -64,8 +65,8 @@ static const char *const store_stmt_sql[STMT_COUNT] = {
                         "VALUES (?1, ?2, ?3, ?4, ?5)",
     [STMT_RETAIN_DEL] = "DELETE FROM retained WHERE topic = ?1",
     [STMT_SESSION_PUT] = "INSERT OR REPLACE INTO sessions "
-                         "(client_id, version, session_expiry, disconnected_at) "
-                         "VALUES (?1, ?2, ?3, ?4)",
+                         "(client_id, version, session_expiry, disconnected_at, device) "
+                         "VALUES (?1, ?2, ?3, ?4, ?5)",
     [STMT_SESSION_DEL] = "DELETE FROM sessions WHERE client_id = ?1",
     [STMT_SESSION_DEL_SUBS] = "DELETE FROM subs WHERE client_id = ?1",
     /* Messages referenced by this client's queue and by no other client. */
@@ -173,6 +174,24 @@ static vigil_err store_create_schema(struct store *st)
     return VIGIL_OK;
 }
 
+/* Version 1 stored no owning device with a session. Its sessions keep an
+ * empty owner, so a device that logs in with such a client id still gets
+ * a fresh session once; sessions stored from now on keep their device. */
+static vigil_err store_upgrade_1(struct store *st)
+{
+    static const char sql[] = "BEGIN IMMEDIATE;"
+                              "ALTER TABLE sessions ADD COLUMN device TEXT NOT NULL DEFAULT '';"
+                              "UPDATE schema_version SET version = 2;"
+                              "COMMIT;";
+
+    if (store_exec(st, sql, "upgrading the schema from version 1") != VIGIL_OK) {
+        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+        return VIGIL_ERR_STORE;
+    }
+    log_info("store: schema upgraded from version 1 to 2 (sessions record their device)");
+    return VIGIL_OK;
+}
+
 static vigil_err store_check_schema(struct store *st, const char *path)
 {
     vigil_err rc;
@@ -183,6 +202,8 @@ static vigil_err store_check_schema(struct store *st, const char *path)
         return rc;
     if (version == 0)
         return store_create_schema(st);
+    if (version == 1 && STORE_SCHEMA_VERSION == 2)
+        return store_upgrade_1(st);
     if (version != STORE_SCHEMA_VERSION) {
         log_error("store: %s has schema version %d but this build reads version %d; "
                   "use a matching vigil build",

@@ -127,6 +127,7 @@ static vigil_err apply_session_put(struct store *st, const struct store_op *op)
     sqlite3_bind_int(stmt, 2, op->version);
     sqlite3_bind_int64(stmt, 3, op->session_expiry);
     sqlite3_bind_int64(stmt, 4, op->disconnected_at);
+    bind_text(stmt, 5, op->topic != NULL ? op->topic : "");
     return run(st, STMT_SESSION_PUT);
 }
 

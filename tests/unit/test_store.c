@@ -164,11 +164,11 @@ static void add_line(struct loaded *l, const char *fmt, ...)
     l->rows++;
 }
 
-static void on_session(void *ctx, const char *client_id, uint8_t version, uint32_t expiry,
-                       int64_t disconnected_at)
+static void on_session(void *ctx, const char *client_id, const char *device, uint8_t version,
+                       uint32_t expiry, int64_t disconnected_at)
 {
-    add_line(ctx, "session %s v%u e%u d%lld\n", client_id, version, expiry,
-             (long long)disconnected_at);
+    add_line(ctx, "session %s v%u e%u d%lld%s%s\n", client_id, version, expiry,
+             (long long)disconnected_at, device[0] != '\0' ? " dev=" : "", device);
 }
 
 static void on_sub(void *ctx, const char *client_id, const char *filter, uint8_t options,
@@ -227,7 +227,7 @@ static void test_roundtrip_every_kind(void **state)
     struct loaded l;
     uint64_t max_msg = 99, max_seq = 99;
 
-    client_op(fx, STORE_SESSION_PUT, "c1", NULL, 0, 0);
+    client_op(fx, STORE_SESSION_PUT, "c1", "mon1", 0, 0);
     client_op(fx, STORE_SUB_PUT, "c1", "a/+/c", 0, 0);
     client_op(fx, STORE_SUB_PUT, "c1", "x/#", 0, 0);
     client_op(fx, STORE_SUB_DEL, "c1", "x/#", 0, 0);
@@ -255,7 +255,7 @@ static void test_roundtrip_every_kind(void **state)
     assert_int_equal(store_pending(fx->st), 0);
 
     reload(fx, &l, &max_msg, &max_seq);
-    assert_string_equal(l.text, "session c1 v5 e3600 d1767323000\n"
+    assert_string_equal(l.text, "session c1 v5 e3600 d1767323000 dev=mon1\n"
                                 "sub c1 a/+/c o18 i7\n"
                                 "retained r/1 [on] p0 q2 x1767400000\n"
                                 "queued c1 s1 m10 t/1 [hello] p2 mq1 r0 x1767323045 q1 st0 pk0\n"
@@ -489,6 +489,34 @@ static void test_newer_schema_rejected(void **state)
     assert_int_equal(store_open(fx->dir, &fx->loop, &st), VIGIL_ERR_STORE);
 }
 
+/* A version 1 database, whose sessions had no device column, is upgraded
+ * in place: its sessions load with no owner and new ones keep theirs. */
+static void test_upgrade_from_version_1(void **state)
+{
+    struct fixture *fx = *state;
+    struct loaded l;
+    uint64_t max_msg, max_seq;
+    char path[128];
+    sqlite3 *db;
+
+    close_store(fx);
+    snprintf(path, sizeof path, "%s/store.db", fx->dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "ALTER TABLE sessions DROP COLUMN device;"
+                                  "UPDATE schema_version SET version = 1;"
+                                  "INSERT INTO sessions VALUES ('old', 4, 60, 1767323000);",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    open_store(fx);
+    client_op(fx, STORE_SESSION_PUT, "new", "pump-7", 0, 0);
+    wait_done(fx, 1);
+    reload(fx, &l, &max_msg, &max_seq);
+    assert_string_equal(l.text, "session new v5 e3600 d1767323000 dev=pump-7\n"
+                                "session old v4 e60 d1767323000\n");
+}
+
 /* Crash test: the child stores QoS messages and reports each acknowledged
  * seq through a pipe, then exits without closing inside the done callback
  * of op CRASH_AFTER, as kill -9 right after an acknowledgement would. */
@@ -618,6 +646,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_submit_during_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_bad_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_schema_rejected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upgrade_from_version_1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_acked_ops_survive_crash, setup, teardown),
     };
 

@@ -334,6 +334,37 @@ def _(ctx):
         close_session(sub, V5)
 
 
+@case("device session and queue survive kill -9", only="vigil")
+def _(ctx):
+    """A device that logs in with its password finds its persistent session,
+    with the QoS 1 message queued for it, after a restart: the session is
+    stored with its owning device, which the login compares."""
+    password = ctx.broker.add_device("mon-crash", role="monitor")
+
+    def login(session_present):
+        conn = Conn(ctx.broker.port, log=ctx.log)
+        ctx.defer(conn.close)
+        conn.send(m.connect(V311, "mon-crash", clean=False, keep_alive=60,
+                            username="mon-crash", password=password))
+        sp, rc, _ = m.parse_connack(conn.recv())
+        check_equal(rc, 0, "CONNACK code of the device")
+        check_equal(sp, session_present, "session present for the device")
+        return conn
+
+    sub = login(0)
+    sub.send(m.subscribe(1, [("ward/+/pump", 1)], version=V311))
+    sub.recv_type(m.SUBACK)
+    close_session(sub, V311)
+    pub = open_session(ctx, V311, "crash-device-pub", clean=True)
+    publish_acked(pub, V311, "ward/3/pump", b"queued-for-device", 1, 1)
+    close_session(pub, V311)
+    crash_and_restart(ctx)
+    sub = login(1)
+    deliveries = receive_all(ctx, sub, V311, 1)
+    check_equal(deliveries, [(b"queued-for-device", 1)], "deliveries after the restart")
+    close_session(sub, V311)
+
+
 # A subscriber that stopped reading leaves output that cannot be written.
 # SIGTERM must still stop the server within the stop timeout.
 @case("SIGTERM with a stalled subscriber", only="vigil")
