@@ -699,6 +699,29 @@ static void test_baseline_new_topic_and_rate(void **state)
     assert_int_equal(count_rule(&fx->seen, SECMON_RULE_BASELINE), 2);
 }
 
+/* A learned device logs in from an address it never used. That raises one
+ * baseline finding, which names the address and what was learned. The
+ * same new address again, or a learned one, raises nothing more. */
+static void test_baseline_new_source_address(void **state)
+{
+    struct fixture *fx = *state;
+    const struct secmon_alert *a;
+
+    steady(fx, "mon-1", T0, 400);
+    assert_int_equal(fx->seen.count, 0);
+    feed(fx, VIGIL_EV_AUTH_SUCCESS, T0 + 400 * SEC, "10.9.9.9:5000", "mon-1", NULL);
+    assert_int_equal(count_rule(&fx->seen, SECMON_RULE_BASELINE), 1);
+    a = find_rule(&fx->seen, SECMON_RULE_BASELINE);
+    assert_string_equal(a->device, "mon-1");
+    assert_non_null(strstr(a->observation, "new address 10.9.9.9"));
+    assert_non_null(strstr(a->expectation, "1 addresses learned"));
+    feed(fx, VIGIL_EV_AUTH_SUCCESS, T0 + 401 * SEC, "10.9.9.9:5001", "mon-1", NULL);
+    feed(fx, VIGIL_EV_AUTH_SUCCESS, T0 + 402 * SEC, "10.0.0.5:40001", "mon-1", NULL);
+    publish(fx, T0 + 403 * SEC, "mon-1", "north/icu3/r1/mon-1/heart_rate", 50, 0);
+    assert_int_equal(fx->seen.opens, 1);
+    assert_int_equal(fx->seen.updates, 0);
+}
+
 static void test_size_baseline_per_topic(void **state)
 {
     struct fixture *fx = *state;
@@ -1014,6 +1037,7 @@ int main(void)
         T(test_silence_needs_learning),
         T(test_learning_period_honoured),
         T(test_baseline_new_topic_and_rate),
+        T(test_baseline_new_source_address),
         T(test_type_baseline),
         T(test_size_baseline_per_topic),
         T(test_new_topic_known_to_type),
