@@ -21,10 +21,62 @@ static void out_byte(struct json_out *o, char c)
     o->len++;
 }
 
+static void out_bytes(struct json_out *o, const char *s, size_t n)
+{
+    if (o->len < o->cap)
+        memcpy(o->buf + o->len, s, n <= o->cap - o->len ? n : o->cap - o->len);
+    o->len += n;
+}
+
 static void out_str(struct json_out *o, const char *s)
 {
-    while (*s != '\0')
-        out_byte(o, *s++);
+    out_bytes(o, s, strlen(s));
+}
+
+/* Writes v in decimal without the format parser of snprintf, which took
+ * most of the time of a short event's JSON. */
+static void out_uint(struct json_out *o, unsigned long long v)
+{
+    char num[24];
+    size_t i = sizeof num;
+
+    do {
+        num[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    out_bytes(o, num + i, sizeof num - i);
+}
+
+/* Writes the RFC 3339 time of us with microseconds, as
+ * vigil_time_format_rfc3339 does. The date and time of day change once a
+ * second, so each thread keeps the last second it formatted. */
+static void out_timestamp(struct json_out *o, int64_t us)
+{
+    static _Thread_local int64_t cached_sec = INT64_MIN;
+    static _Thread_local char cached[40];
+    int64_t sec = us / 1000000, frac = us % 1000000;
+    char digits[6];
+
+    if (us < 0) {
+        char stamp[40];
+
+        out_str(o, vigil_time_format_rfc3339(us, stamp, sizeof stamp));
+        return;
+    }
+    if (sec != cached_sec) {
+        /* "YYYY-MM-DDTHH:MM:SS" is the part before the fraction. */
+        vigil_time_format_rfc3339(sec * 1000000, cached, sizeof cached);
+        cached[strcspn(cached, ".")] = '\0';
+        cached_sec = sec;
+    }
+    out_str(o, cached);
+    for (int i = 5; i >= 0; i--) {
+        digits[i] = (char)('0' + frac % 10);
+        frac /= 10;
+    }
+    out_byte(o, '.');
+    out_bytes(o, digits, sizeof digits);
+    out_byte(o, 'Z');
 }
 
 void vigil_event_init(struct vigil_event *ev, enum vigil_event_type type)
@@ -130,7 +182,18 @@ static void out_escaped(struct json_out *o, const char *s, size_t n)
     size_t i = 0;
 
     while (i < n) {
-        size_t seq = utf8_sequence_len(p + i, n - i);
+        size_t run = 0, seq;
+
+        /* Printable ASCII other than quote and backslash is copied as is. */
+        while (i + run < n && p[i + run] >= 0x20 && p[i + run] < 0x7F && p[i + run] != '"' &&
+               p[i + run] != '\\')
+            run++;
+        if (run > 0) {
+            out_bytes(o, s + i, run);
+            i += run;
+            continue;
+        }
+        seq = utf8_sequence_len(p + i, n - i);
 
         if (seq == 0) {
             out_str(o, "\xEF\xBF\xBD");
@@ -172,11 +235,8 @@ static void out_text_field(struct json_out *o, const char *key, const char *fiel
 
 static void out_uint_field(struct json_out *o, const char *key, unsigned long long v)
 {
-    char num[24];
-
-    snprintf(num, sizeof num, "%llu", v);
     out_key(o, key);
-    out_str(o, num);
+    out_uint(o, v);
 }
 
 const char *vigil_proto_name(uint8_t proto)
@@ -225,11 +285,9 @@ int vigil_event_to_json(const struct vigil_event *ev, char *out, size_t cap)
 {
     struct json_out o = {out, cap, 0};
     const char *proto = vigil_proto_name(ev->proto);
-    char stamp[40];
 
-    vigil_time_format_rfc3339(ev->ts_us, stamp, sizeof stamp);
     out_str(&o, "{\"ts\":\"");
-    out_str(&o, stamp);
+    out_timestamp(&o, ev->ts_us);
     out_str(&o, "\",\"type\":\"");
     out_str(&o, vigil_event_type_name((enum vigil_event_type)ev->type));
     out_byte(&o, '"');

@@ -56,6 +56,51 @@ static void test_json_minimal_event(void **state)
     json_decref(obj);
 }
 
+/* Timestamps are formatted from a per-second cache: the fraction keeps its
+ * leading zeros, and a new second or an earlier one is formatted afresh. */
+static void test_json_timestamps(void **state)
+{
+    static const struct {
+        int64_t us;
+        const char *text;
+    } cases[] = {
+        {1767323045000001LL, "2026-01-02T03:04:05.000001Z"},
+        {1767323045999999LL, "2026-01-02T03:04:05.999999Z"},
+        {1767323046000000LL, "2026-01-02T03:04:06.000000Z"},
+        {1767323045500000LL, "2026-01-02T03:04:05.500000Z"},
+        {0, "1970-01-01T00:00:00.000000Z"},
+        {1767225599999999LL, "2025-12-31T23:59:59.999999Z"},
+        {1767225600000000LL, "2026-01-01T00:00:00.000000Z"},
+    };
+    struct vigil_event ev;
+    json_t *obj;
+
+    (void)state;
+    vigil_event_init(&ev, VIGIL_EV_ADMIN);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ev.ts_us = cases[i].us;
+        obj = parse_event(&ev);
+        assert_string_equal(get_str(obj, "ts"), cases[i].text);
+        json_decref(obj);
+    }
+}
+
+static void test_json_numbers(void **state)
+{
+    struct vigil_event ev;
+    char buf[VIGIL_EVENT_JSON_MAX];
+
+    (void)state;
+    vigil_event_init(&ev, VIGIL_EV_PUBLISH);
+    ev.conn_id = UINT64_MAX;
+    ev.size = 0;
+    ev.qos = 2;
+    assert_true(vigil_event_to_json(&ev, buf, sizeof buf) > 0);
+    assert_non_null(strstr(buf, "\"conn\":18446744073709551615,"));
+    assert_non_null(strstr(buf, "\"qos\":2,"));
+    assert_non_null(strstr(buf, "\"size\":0}"));
+}
+
 static void test_json_observed_flag(void **state)
 {
     struct vigil_event ev;
@@ -748,6 +793,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_minimal_event),
+        cmocka_unit_test(test_json_timestamps),
+        cmocka_unit_test(test_json_numbers),
         cmocka_unit_test(test_json_observed_flag),
         cmocka_unit_test(test_json_publish_fields),
         cmocka_unit_test(test_json_malformed_fields),
