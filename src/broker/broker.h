@@ -426,6 +426,11 @@ void conn_abort_closing(struct hub *hub);
 /* Makes the close of tcp reset the connection (SO_LINGER 0), so the kernel
  * discards the output the peer did not read instead of keeping it. */
 void conn_tcp_reset_on_close(uv_tcp_t *tcp);
+/* Bounds how long the kernel keeps tcp's unacknowledged output, also
+ * after the socket is closed (TCP_USER_TIMEOUT), so that a peer that does
+ * not read cannot hold an orphaned socket and its send queue for longer
+ * than ms. */
+void conn_tcp_bound_unread(uv_tcp_t *tcp, uint32_t ms);
 /* Replaces c's copy of the client id by the same id stored in s, so that
  * a connected client's id is kept once. c keeps a reference on s until c
  * is freed. */

@@ -4,6 +4,8 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include "broker/broker.h"
@@ -200,6 +202,10 @@ void conn_close(struct conn *c, uint8_t reason, const char *why)
               c->client_id, why);
     c->state = CONN_CLOSING;
     c->holds = 0;
+    /* The close deadline covers the output vigil holds; this covers what
+     * the kernel holds once vigil has handed it over. */
+    if (c->io == NULL)
+        conn_tcp_bound_unread(c->tcp, c->hub->cfg.limits.close_grace_ms);
     /* A password check that has not started yet is cancelled, so closing
      * (and shutting down) waits at most for the checks already running. */
     connect_cancel_auth(c);
@@ -222,6 +228,15 @@ void conn_tcp_reset_on_close(uv_tcp_t *tcp)
 
     if (uv_fileno((const uv_handle_t *)tcp, &fd) == 0)
         (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+}
+
+void conn_tcp_bound_unread(uv_tcp_t *tcp, uint32_t ms)
+{
+    unsigned int timeout = ms;
+    uv_os_fd_t fd;
+
+    if (tcp != NULL && uv_fileno((const uv_handle_t *)tcp, &fd) == 0)
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout, sizeof timeout);
 }
 
 /* Counts the reset of c, which left unwritten bytes of output, and reports

@@ -111,6 +111,7 @@ struct io_pool {
     size_t n;
     size_t next;               /* round-robin position */
     uint64_t live;             /* handed-off connections not yet reported closed */
+    uint32_t close_grace_ms;   /* limits.close_grace_ms, read by the threads */
     bool stopped;
 };
 
@@ -448,8 +449,10 @@ static void io_close_request(struct io_conn *ic)
     if (ic->closing)
         return;
     ic->closing = true;
-    if (ic->tcp_open)
+    if (ic->tcp_open) {
         uv_read_stop((uv_stream_t *)&ic->tcp);
+        conn_tcp_bound_unread(&ic->tcp, ic->t->pool->close_grace_ms);
+    }
     io_stall_unlink(ic);
     io_list_push(&ic->t->closing_head, ic);
     io_write_start(ic);
@@ -734,6 +737,7 @@ vigil_err iopool_start(struct hub *hub, unsigned n)
         return VIGIL_ERR_NOMEM;
     }
     pool->hub = hub;
+    pool->close_grace_ms = hub->cfg.limits.close_grace_ms;
     hub->io = pool;
     for (unsigned i = 0; i < n; i++) {
         struct io_thread *t;

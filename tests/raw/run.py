@@ -1587,9 +1587,41 @@ def close_grace_takeover_case(needs):
     return _
 
 
+def close_grace_kernel_case(needs):
+    @case(f"v311 takeover of a stalled subscriber drops the kernel's copy ({needs})",
+          needs=needs, only="vigil")
+    def _(ctx):
+        # 50 messages of 16,000 bytes fit in the broker's socket send buffer,
+        # so vigil hands all of them to the kernel and closes the socket
+        # without holding any output itself. The kernel must still give up
+        # on the peer within limits.close_grace_ms instead of keeping the
+        # orphaned socket and its 800 KB until the peer reads.
+        topic = f"closegrace/kernel/{needs}"
+        cid = f"raw-closegrace-kernel-{needs}"
+        old = stalled_subscriber(ctx, V311, cid, topic)
+        pub, _ = session(ctx, V311)
+        pub.sock.sendall(publish(topic, b"k" * STALL_PAYLOAD, version=V311) * 50)
+        pub.send(m.PINGREQ_BYTES)
+        pub.recv_type(m.PINGRESP, timeout=30.0)
+        new, _ = session(ctx, V311, client_id=cid)
+        # The kernel checks its timeout at its next zero-window probe, whose
+        # interval doubles from 200 ms; 5 s covers a few of them.
+        time.sleep(CLOSE_GRACE_MS / 1000 + 5)
+        total, how = read_until_closed(old)
+        ctx.log(f"read {total} bytes from the old connection, then {how}")
+        check_equal(how, "reset", "how the old connection ended")
+        check(total < 50 * STALL_PAYLOAD // 2,
+              f"the old connection still delivered {total} bytes after the grace period")
+        new.send(m.PINGREQ_BYTES)
+        check_equal(new.recv().raw, b"\xd0\x00", "PINGRESP on the new connection")
+
+    return _
+
+
 for _needs in ("closegrace", "closegrace-io"):
     close_grace_keep_alive_case(_needs)
     close_grace_takeover_case(_needs)
+    close_grace_kernel_case(_needs)
 
 
 def stalled_reader_case(qos):
