@@ -176,7 +176,7 @@ static vigil_err store_create_schema(struct store *st)
 
 /* Version 1 stored no owning device with a session. Its sessions keep an
  * empty owner, so a device that logs in with such a client id still gets
- * a fresh session once; sessions stored from now on keep their device. */
+ * a fresh session once. Sessions stored from now on keep their device. */
 static vigil_err store_upgrade_1(struct store *st)
 {
     static const char sql[] = "BEGIN IMMEDIATE;"
