@@ -135,7 +135,7 @@ static double us(uint64_t ns)
     return (double)ns / 1000.0;
 }
 
-/* A coalescing generator holds each publish for up to one period before
+/* A coalescing generator delays each publish by up to one period before
  * sending it, so the period is added to the scenario's own limit. */
 static double p99_limit(const struct traffic *tr)
 {

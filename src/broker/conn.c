@@ -202,8 +202,8 @@ void conn_close(struct conn *c, uint8_t reason, const char *why)
               c->client_id, why);
     c->state = CONN_CLOSING;
     c->holds = 0;
-    /* The close deadline covers the output vigil holds; this covers what
-     * the kernel holds once vigil has handed it over. */
+    /* The close deadline bounds output still buffered in vigil. This bounds
+     * output already handed to the kernel's send queue. */
     if (c->io == NULL)
         conn_tcp_bound_unread(c->tcp, c->hub->cfg.limits.close_grace_ms);
     /* A password check that has not started yet is cancelled, so closing
