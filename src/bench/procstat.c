@@ -127,6 +127,23 @@ bool bench_wait_machine_quiet(pid_t broker, double max_pct, unsigned max_wait_ms
     return false;
 }
 
+bool bench_wait_proc_quiet(pid_t pid, double max_pct, unsigned max_wait_ms)
+{
+    const struct timespec window = {0, 250 * 1000000L};
+
+    for (unsigned waited = 0; waited < max_wait_ms; waited += 250) {
+        uint64_t c0 = proc_cpu(pid), c1;
+
+        nanosleep(&window, NULL);
+        c1 = proc_cpu(pid);
+        if (c0 == 0 || c1 == 0)
+            return false;
+        if ((double)(c1 - c0) / (250 * 1e4) < max_pct)
+            return true;
+    }
+    return false;
+}
+
 vigil_err bench_proc_read(pid_t pid, struct bench_proc_sample *out)
 {
     vigil_err rc;

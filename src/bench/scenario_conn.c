@@ -13,6 +13,8 @@
 #define CHURN_TIMEOUT_MS 120000
 #define IDLE_CONNECT_TIMEOUT_MS 300000
 #define IDLE_SETTLE_MS 2000
+#define IDLE_QUIET_PCT 2.0       /* the broker counts as settled below this */
+#define IDLE_QUIET_WAIT_MS 30000
 #define QUIET_OTHER_PCT 5.0      /* other processes: the machine counts as quiet below this */
 #define QUIET_WAIT_MS 60000
 
@@ -146,6 +148,7 @@ static json_t *run_idle(const struct bench_scenario *s, const struct bench_targe
     struct bench_proc_sample before, after;
     struct lg *lg;
     uint64_t t0;
+    bool settled = false;
     json_t *res = NULL;
 
     if (t->pid <= 0) {
@@ -165,12 +168,21 @@ static json_t *run_idle(const struct bench_scenario *s, const struct bench_targe
     if (lg_connect(lg, IDLE_CONNECT_TIMEOUT_MS, err, errcap) == VIGIL_OK) {
         double connect_s = (double)(bench_now_ns() - t0) / 1e9;
 
+        /* Memory is read once the broker has also finished what the burst
+         * of CONNECTs left to do (events, log records), so that transient
+         * queues do not count as the cost of an idle connection. */
         sleep_ms(IDLE_SETTLE_MS);
+        settled = bench_wait_proc_quiet(t->pid, IDLE_QUIET_PCT, IDLE_QUIET_WAIT_MS);
+        if (!settled && env->verbose)
+            fprintf(stderr, "  %s still busy %d s after the connections; measuring anyway\n",
+                    t->name, (IDLE_SETTLE_MS + IDLE_QUIET_WAIT_MS) / 1000);
         if (bench_proc_read(t->pid, &after) == VIGIL_OK && lg_ready(lg) == n)
             res = idle_json(s, t, n, &before, &after, connect_s);
         else
             snprintf(err, errcap, "%s lost connections while idle", t->name);
     }
+    if (res != NULL)
+        json_object_set_new(res, "settled", json_boolean(settled));
     if (res != NULL && s->connections > n)
         json_object_set_new(res, "capped_by",
                             json_string("RLIMIT_NOFILE: each connection takes a descriptor in "

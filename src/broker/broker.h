@@ -189,11 +189,11 @@ struct conn_tls {
  * are sized to fit. */
 struct conn {
     struct hub *hub;
-    /* The socket's handle on the hub's loop. It is in the same allocation
-     * as c unless tcp_separate is set, which conn_accept does for a
-     * connection it means to move to an I/O thread, so that the handle
-     * can be freed once the socket moved. NULL after that. */
-    uv_tcp_t *tcp;
+    /* The socket while it is on the hub's loop, -1 once it closed or moved
+     * to an I/O thread. It is in the hub's connection epoll set (conn.c)
+     * from the end of conn_accept, with ep_events registered. */
+    int fd;
+    uint8_t ep_events;         /* CONN_EP_* registered for fd */
     uint64_t id;
     uint32_t slot;             /* index in hub->conns */
     uint32_t refs;             /* the TCP handle and in-flight requests */
@@ -204,12 +204,11 @@ struct conn {
     bool password_allowed : 1;  /* the listener's allow_password */
     bool closing_handles : 1;
     bool write_busy : 1;
-    bool read_paused : 1;
+    bool reading : 1;           /* input is read from fd */
     bool flush_queued : 1;      /* in hub->flush_list */
     bool request_problem_info : 1;
     bool close_deadline : 1;    /* timer is set to the close deadline */
     bool client_id_shared : 1;  /* client_id points into a session (conn_share_client_id) */
-    bool tcp_separate : 1;      /* tcp has an allocation of its own */
     uint16_t keep_alive;       /* effective, seconds; 0 = none */
     uint16_t keep_alive_requested; /* as the CONNECT asked, for the engine */
     /* Limits the client announced in CONNECT (v5). */
@@ -256,6 +255,7 @@ struct conn {
      * hub's loop; owned by that thread. */
     struct io_conn *io;
     uint64_t io_unwritten;     /* bytes handed to the thread and not yet written */
+    struct conn *reap_next;    /* in hub->reap */
 };
 
 #define CONN_CLIENT_ID_MAX 255
@@ -308,9 +308,13 @@ struct hub {
     struct retain_tree *retained;
     struct vigil_map sessions;   /* client id -> struct session; borrows session->client_id */
     struct session *offline_head;
-    uv_tcp_t listeners[CONFIG_MAX_LISTENERS];
-    /* Per configured listener: a TCP handle (MQTT, MQTTS) or a front end
-     * (CoAP, MQTT-SN); listener_open[i] says whether slot i was opened. */
+    /* Per configured listener: a listening socket (MQTT, MQTTS) or a front
+     * end (CoAP, MQTT-SN); listener_open[i] says whether slot i was opened. */
+    struct hub_listener {
+        uv_poll_t poll;
+        int fd;
+    } listeners[CONFIG_MAX_LISTENERS];
+    int spare_fd;                    /* /dev/null, given up to shed a connection */
     struct gw_front *fronts[CONFIG_MAX_LISTENERS];
     bool listener_open[CONFIG_MAX_LISTENERS];
     /* Zero trust: the TLS context of the MQTTS listeners (replaced on
@@ -332,6 +336,12 @@ struct hub {
     uv_fs_event_t devices_watch;     /* changes to devices.db and its WAL */
     bool devices_watch_on;
     uint8_t read_buf[65536];         /* shared input buffer of the loop (conn.c) */
+    /* Sockets of the connections on this loop: one epoll set, polled by
+     * one handle, so that a connection needs no libuv handle of its own. */
+    int conn_epfd;
+    uv_poll_t conn_poll;
+    bool conn_poll_open;
+    struct conn *reap;               /* released, last reference not yet dropped */
     size_t n_listeners;
     uv_timer_t tick;             /* 1 s: expiry, wills, $SYS */
     /* Deadlines of every connection, and the one timer that serves them
@@ -402,7 +412,16 @@ bool hub_name_set(char **name, const char *s, size_t len, size_t max);
 void hub_name_free(char **name);
 
 /* conn.c */
-void conn_accept(struct hub *hub, uv_stream_t *server, const struct config_listener *listener);
+/* Takes the accepted socket fd from peer (its address) on listener. */
+void conn_accept(struct hub *hub, int fd, const struct sockaddr *peer,
+                 const struct config_listener *listener);
+/* The epoll set of the hub's connections and the handle that polls it on
+ * the loop; conn_sockets_close closes both once no connection is left. */
+vigil_err conn_sockets_open(struct hub *hub);
+void conn_sockets_close(struct hub *hub);
+/* Drops the last reference of connections released since the last call,
+ * once no callback of this loop iteration can still hold them. */
+void conn_reap(struct hub *hub);
 /* Appends an encoded packet to the output buffer; false when it cannot. */
 bool conn_send(struct conn *c, const struct mqtt_packet *pkt);
 void conn_flush(struct conn *c);
@@ -420,17 +439,18 @@ void conn_close(struct conn *c, uint8_t reason, const char *why);
  * a limit event. */
 void conn_close_expired(struct conn *c);
 /* Resets the closing connections of the hub's loop whose last write has
- * not completed (shutdown after limits.close_grace_ms); libuv cancels the
- * write. */
+ * not completed (shutdown after limits.close_grace_ms); their unwritten
+ * output is dropped. */
 void conn_abort_closing(struct hub *hub);
-/* Makes the close of tcp reset the connection (SO_LINGER 0), so the kernel
- * discards the output the peer did not read instead of keeping it. */
-void conn_tcp_reset_on_close(uv_tcp_t *tcp);
-/* Bounds how long the kernel keeps tcp's unacknowledged output, also
- * after the socket is closed (TCP_USER_TIMEOUT), so that a peer that does
- * not read cannot hold an orphaned socket and its send queue for longer
- * than ms. */
-void conn_tcp_bound_unread(uv_tcp_t *tcp, uint32_t ms);
+/* Makes the close of socket fd reset the connection (SO_LINGER 0), so the
+ * kernel discards the output the peer did not read instead of keeping it.
+ * Nothing happens for fd < 0. */
+void conn_sock_reset_on_close(int fd);
+/* Bounds how long the kernel keeps fd's unacknowledged output, also after
+ * the socket is closed (TCP_USER_TIMEOUT), so that a peer that does not
+ * read cannot hold an orphaned socket and its send queue for longer than
+ * ms. Nothing happens for fd < 0. */
+void conn_sock_bound_unread(int fd, uint32_t ms);
 /* Replaces c's copy of the client id by the same id stored in s, so that
  * a connected client's id is kept once. c keeps a reference on s until c
  * is freed. */

@@ -4,8 +4,11 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 
 #include "broker/broker.h"
@@ -18,15 +21,28 @@
  * limits.output_budget_bytes, outbudget.c). */
 #define CONN_OUT_HARD_LIMIT (64u * 1024 * 1024)
 
-/* The write in progress on the hub's loop and the buffer it sends. It is
- * allocated at the first write after an idle time and kept while more
- * output follows, so an idle connection has none. */
+/* Events a connection's socket is registered for in hub->conn_epfd. */
+#define CONN_EP_IN 1u
+#define CONN_EP_OUT 2u
+
+/* Read calls per readiness event at most, while each fills the buffer:
+ * a connection that keeps sending cannot hold the loop for longer. */
+#define CONN_READS_PER_EVENT 32
+
+/* Socket events taken from the epoll set per callback. */
+#define CONN_EP_BATCH 256
+
+/* Output the socket did not take at once, written as it becomes
+ * writable. It is allocated at the first such write after an idle time
+ * and kept while more output follows, so an idle connection has none. */
 struct conn_write {
-    uv_write_t req;
-    struct vigil_buf busy;     /* being written by uv_write */
+    struct vigil_buf busy;     /* len: bytes still unsent, from off */
+    size_t off;
 };
 
 static bool conn_tls_encrypt(struct conn *c);
+static void conn_write_ready(struct conn *c);
+static void conn_read_ready(struct conn *c);
 
 /* Brings the hub's count of c's unsent output up to date; called after
  * every change to out, the buffer being written or the TLS wire buffer. */
@@ -128,16 +144,130 @@ void conn_unref(struct conn *c)
     vigil_free(c);
 }
 
-static void on_handle_closed(uv_handle_t *h)
+/* Registers what c waits for on its socket: input while reading, and
+ * room to write while output is pending. Returns false when epoll cannot
+ * take the change. */
+static bool conn_ep_update(struct conn *c)
 {
-    struct conn *c = h->data;
+    uint8_t want = (c->reading ? CONN_EP_IN : 0) | (c->write_busy ? CONN_EP_OUT : 0);
+    struct epoll_event ev = {.events = (want & CONN_EP_IN ? EPOLLIN : 0u) |
+                                       (want & CONN_EP_OUT ? EPOLLOUT : 0u),
+                             .data.ptr = c};
 
-    if (c->tcp_separate) {
-        if (c->tcp == (uv_tcp_t *)h)
-            c->tcp = NULL;
-        vigil_free(h);
+    if (c->fd < 0 || want == c->ep_events)
+        return true;
+    /* A socket stays registered without events: epoll still reports an
+     * error or a hang-up, which on_sockets_ready handles. */
+    if (epoll_ctl(c->hub->conn_epfd, EPOLL_CTL_MOD, c->fd, &ev) != 0 &&
+        (errno != ENOENT || epoll_ctl(c->hub->conn_epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0)) {
+        log_error("conn %llu %s: epoll: %s", (unsigned long long)c->id, c->peer, strerror(errno));
+        return false;
     }
-    conn_unref(c);
+    c->ep_events = want;
+    return true;
+}
+
+/* The error pending on c's socket as a message, for a close reason. */
+static const char *conn_sock_error(const struct conn *c)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+
+    if (c->fd < 0 || getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err == 0)
+        return "peer closed the connection";
+    return uv_strerror(-err);
+}
+
+/* Handles the socket events epoll reports for the hub's connections. Each
+ * connection of the batch is held until the whole batch was handled, so
+ * one closed by an earlier event is still valid memory for its own. */
+static void on_sockets_ready(uv_poll_t *h, int status, int events)
+{
+    struct hub *hub = h->data;
+    struct epoll_event ev[CONN_EP_BATCH];
+    int n;
+
+    (void)status;
+    (void)events;
+    do
+        n = epoll_wait(hub->conn_epfd, ev, CONN_EP_BATCH, 0);
+    while (n < 0 && errno == EINTR);
+    for (int i = 0; i < n; i++)
+        conn_ref(ev[i].data.ptr);
+    for (int i = 0; i < n; i++) {
+        struct conn *c = ev[i].data.ptr;
+        uint32_t e = ev[i].events;
+        bool failed = (e & (EPOLLERR | EPOLLHUP)) != 0;
+
+        if (!c->closing_handles && c->write_busy && (e & EPOLLOUT || failed))
+            conn_write_ready(c);
+        if (!c->closing_handles && c->reading && (e & EPOLLIN || failed))
+            conn_read_ready(c);
+        /* An error with nothing to read or write (a login being checked)
+         * would be reported again at every turn of the loop. */
+        if (!c->closing_handles && failed && !c->reading && !c->write_busy)
+            conn_close(c, 0xFF, conn_sock_error(c));
+    }
+    for (int i = 0; i < n; i++)
+        conn_unref(ev[i].data.ptr);
+}
+
+vigil_err conn_sockets_open(struct hub *hub)
+{
+    hub->conn_epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (hub->conn_epfd < 0) {
+        log_error("epoll: %s", strerror(errno));
+        return VIGIL_ERR_IO;
+    }
+    if (uv_poll_init(hub->loop, &hub->conn_poll, hub->conn_epfd) != 0) {
+        close(hub->conn_epfd);
+        hub->conn_epfd = -1;
+        return VIGIL_ERR_IO;
+    }
+    hub->conn_poll.data = hub;
+    hub->conn_poll_open = true;
+    uv_poll_start(&hub->conn_poll, UV_READABLE, on_sockets_ready);
+    return VIGIL_OK;
+}
+
+static void conn_sockets_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+void conn_sockets_close(struct hub *hub)
+{
+    conn_reap(hub);
+    if (!hub->conn_poll_open)
+        return;
+    hub->conn_poll_open = false;
+    uv_close((uv_handle_t *)&hub->conn_poll, conn_sockets_closed);
+    close(hub->conn_epfd);
+    hub->conn_epfd = -1;
+}
+
+void conn_reap(struct hub *hub)
+{
+    while (hub->reap != NULL) {
+        struct conn *c = hub->reap;
+
+        hub->reap = c->reap_next;
+        c->reap_next = NULL;
+        conn_unref(c);
+    }
+}
+
+/* Closes c's socket, which also takes it out of the epoll set, and hands
+ * the socket's reference on c to conn_reap. */
+static void conn_sock_close(struct conn *c)
+{
+    if (c->fd >= 0) {
+        close(c->fd);
+        c->fd = -1;
+    }
+    c->reading = false;
+    c->reap_next = c->hub->reap;
+    c->hub->reap = c;
 }
 
 /* Starts the time c has to write its last output before it is reset. A
@@ -172,7 +302,7 @@ static void conn_release(struct conn *c)
         iopool_close(c);
         conn_set_close_deadline(c);
     } else {
-        uv_close((uv_handle_t *)c->tcp, on_handle_closed);
+        conn_sock_close(c);
     }
 }
 
@@ -205,7 +335,7 @@ void conn_close(struct conn *c, uint8_t reason, const char *why)
     /* The close deadline bounds output still buffered in vigil. This bounds
      * output already handed to the kernel's send queue. */
     if (c->io == NULL)
-        conn_tcp_bound_unread(c->tcp, c->hub->cfg.limits.close_grace_ms);
+        conn_sock_bound_unread(c->fd, c->hub->cfg.limits.close_grace_ms);
     /* A password check that has not started yet is cancelled, so closing
      * (and shutting down) waits at most for the checks already running. */
     connect_cancel_auth(c);
@@ -221,21 +351,19 @@ void conn_close(struct conn *c, uint8_t reason, const char *why)
         conn_set_close_deadline(c);
 }
 
-void conn_tcp_reset_on_close(uv_tcp_t *tcp)
+void conn_sock_reset_on_close(int fd)
 {
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
-    uv_os_fd_t fd;
 
-    if (uv_fileno((const uv_handle_t *)tcp, &fd) == 0)
+    if (fd >= 0)
         (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
 }
 
-void conn_tcp_bound_unread(uv_tcp_t *tcp, uint32_t ms)
+void conn_sock_bound_unread(int fd, uint32_t ms)
 {
     unsigned int timeout = ms;
-    uv_os_fd_t fd;
 
-    if (tcp != NULL && uv_fileno((const uv_handle_t *)tcp, &fd) == 0)
+    if (fd >= 0)
         (void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout, sizeof timeout);
 }
 
@@ -257,13 +385,15 @@ static void conn_report_abort(struct conn *c, size_t unwritten)
 }
 
 /* Closes c on the hub's loop without the output it has not written. The
- * reset discards what the kernel holds; libuv cancels the write in
- * progress, whose buffer is freed when its callback runs. */
+ * reset discards what the kernel holds; the output still in vigil is freed
+ * with c. */
 static void conn_abort(struct conn *c)
 {
     conn_report_abort(c, conn_backlog(c));
-    conn_tcp_reset_on_close(c->tcp);
+    conn_sock_reset_on_close(c->fd);
     vigil_buf_release(&c->out);
+    conn_write_free(c);
+    c->write_busy = false;
     if (c->tls != NULL)
         vigil_buf_release(&c->tls->wire);
     conn_account(c);
@@ -300,30 +430,56 @@ static void conn_release_idle_buffers(struct conn *c)
     }
 }
 
-static void on_write(uv_write_t *req, int status)
+/* Ends the pending write of c: status is 0 once everything was written,
+ * or a negative error code. */
+static void conn_write_done(struct conn *c, int status)
 {
-    struct conn *c = req->data;
-
     c->write_busy = false;
     c->wr->busy.len = 0;
+    c->wr->off = 0;
     conn_account(c);
     conn_release_idle_buffers(c);
-    if (status < 0 && !c->closing_handles) {
+    if (status < 0) {
         if (c->state != CONN_CLOSING)
             conn_close(c, 0xFF, "write failed");
         else
             conn_release(c);
-        conn_unref(c);
         return;
     }
-    if (c->out.len > 0 && !c->closing_handles) {
+    if (!conn_ep_update(c)) {
+        conn_release(c);
+        return;
+    }
+    if (c->out.len > 0) {
         conn_flush(c);
     } else if (c->state == CONN_CLOSING) {
         conn_release(c);
     } else if (c->session != NULL) {
         session_pump(c->session);
     }
-    conn_unref(c);
+}
+
+/* Writes the pending output as far as the socket takes it. */
+static void conn_write_ready(struct conn *c)
+{
+    struct conn_write *wr = c->wr;
+
+    while (wr->busy.len > 0) {
+        ssize_t n = send(c->fd, wr->busy.data + wr->off, wr->busy.len, MSG_NOSIGNAL);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n <= 0) {
+            conn_write_done(c, n < 0 ? -errno : UV_EPIPE);
+            return;
+        }
+        wr->off += (size_t)n;
+        wr->busy.len -= (size_t)n;
+        c->hub->stats.bytes_sent += (uint64_t)n;
+    }
+    conn_write_done(c, 0);
 }
 
 /* Moves plaintext output into the TLS session, which appends records to
@@ -359,18 +515,18 @@ static void conn_flush_io(struct conn *c)
         vigil_buf_release(&c->out);
 }
 
-/* Writes as much of src as the socket takes now, without a write request.
- * A write that completes here costs one system call: uv_write would also
- * allocate a request, run its callback in the next loop iteration and
- * change the socket's epoll registration when the write queue drains.
- * Returns true when src was written in full. Otherwise *done has the bytes
- * written from its start, and errors are left for uv_write to report
- * through on_write. */
+/* Writes as much of src as the socket takes now. Returns true when src
+ * was written in full. Otherwise *done has the bytes written from its
+ * start; an error is left for conn_write_ready, which meets it again once
+ * epoll reports the socket, so that the connection is never closed from
+ * inside a flush. */
 static bool conn_try_write(struct conn *c, struct vigil_buf *src, size_t *done)
 {
-    uv_buf_t b = uv_buf_init((char *)src->data, (unsigned)src->len);
-    int n = uv_try_write((uv_stream_t *)c->tcp, &b, 1);
+    ssize_t n;
 
+    do
+        n = send(c->fd, src->data, src->len, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
     *done = n > 0 ? (size_t)n : 0;
     c->hub->stats.bytes_sent += *done;
     if (*done < src->len)
@@ -384,14 +540,12 @@ static bool conn_try_write(struct conn *c, struct vigil_buf *src, size_t *done)
     return true;
 }
 
-/* Starts writing what c has buffered, unless a write is in progress. */
+/* Starts writing what c has buffered, unless a write is pending. */
 static void conn_write_out(struct conn *c)
 {
     struct vigil_buf tmp, *src = &c->out;
     struct conn_write *wr;
-    uv_buf_t b;
     size_t done = 0;
-    int rc;
 
     if (c->closing_handles || c->holds > 0)
         return;
@@ -423,18 +577,13 @@ static void conn_write_out(struct conn *c)
     src->len = 0;
     /* What the socket took is skipped, not moved: busy.len counts the
      * bytes still unsent (conn_backlog), not the end of the data. */
-    b = uv_buf_init((char *)wr->busy.data + done, (unsigned)(wr->busy.len - done));
+    wr->off = done;
     wr->busy.len -= done;
-    wr->req.data = c;
-    rc = uv_write(&wr->req, (uv_stream_t *)c->tcp, &b, 1, on_write);
-    if (rc != 0) {
-        wr->busy.len = 0;
+    c->write_busy = true;
+    if (!conn_ep_update(c)) {
         conn_release(c);
         return;
     }
-    c->hub->stats.bytes_sent += b.len;
-    c->write_busy = true;
-    conn_ref(c);
     /* Large idle buffers are returned so idle connections stay small. */
     if (src->cap > 65536)
         vigil_buf_release(src);
@@ -519,12 +668,12 @@ size_t conn_backlog(const struct conn *c)
            (c->tls != NULL ? c->tls->wire.len : 0) + c->io_unwritten;
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+/* Chooses where the next read of c goes; buf->len is 0 when c's input
+ * buffer is full or cannot grow. */
+static void conn_read_buf(struct conn *c, uv_buf_t *buf)
 {
-    struct conn *c = h->data;
     size_t want = 16384;
 
-    (void)suggested;
     if (c->tls != NULL || c->in.len == 0) {
         /* Input is consumed inside the read callback, so one buffer serves
          * every connection of the loop: ciphertext of TLS connections, and
@@ -715,34 +864,49 @@ static void conn_tls_input(struct conn *c, const uint8_t *data, size_t len)
     }
 }
 
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+/* Handles n bytes that a read put into buf. */
+static void conn_input(struct conn *c, const uv_buf_t *buf, size_t n)
 {
-    struct conn *c = stream->data;
-
-    (void)buf;
-    if (nread == UV_ENOBUFS || (nread == 0 && buf->base == NULL)) {
-        conn_close(c, MQTT_RC_PACKET_TOO_LARGE, "input buffer limit reached");
-        return;
-    }
-    if (nread < 0) {
-        conn_close(c, 0xFF, nread == UV_EOF ? "peer closed the connection" : uv_strerror((int)nread));
-        return;
-    }
-    if (nread == 0)
-        return;
     c->last_rx_ms = uv_now(c->hub->loop);
     conn_ref(c);
     if (c->tls != NULL) {
-        conn_tls_input(c, (const uint8_t *)buf->base, (size_t)nread);
+        conn_tls_input(c, (const uint8_t *)buf->base, n);
     } else if (buf->base == (char *)c->hub->read_buf) {
-        conn_process_shared(c, (const uint8_t *)buf->base, (size_t)nread);
+        conn_process_shared(c, (const uint8_t *)buf->base, n);
     } else {
-        c->in.len += (size_t)nread;
+        c->in.len += n;
         conn_process(c);
     }
     if (!c->closing_handles)
         conn_flush(c);
     conn_unref(c);
+}
+
+/* Reads what c's socket has, while c keeps reading. */
+static void conn_read_ready(struct conn *c)
+{
+    for (int i = 0; i < CONN_READS_PER_EVENT && c->reading && !c->closing_handles; i++) {
+        uv_buf_t buf;
+        ssize_t n;
+
+        conn_read_buf(c, &buf);
+        if (buf.len == 0) {
+            conn_close(c, MQTT_RC_PACKET_TOO_LARGE, "input buffer limit reached");
+            return;
+        }
+        n = recv(c->fd, buf.base, buf.len, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n <= 0) {
+            conn_close(c, 0xFF, n == 0 ? "peer closed the connection" : uv_strerror(-errno));
+            return;
+        }
+        conn_input(c, &buf, (size_t)n);
+        if ((size_t)n < buf.len)
+            return;
+    }
 }
 
 void conn_resume_read(struct conn *c)
@@ -757,10 +921,13 @@ void conn_resume_read(struct conn *c)
         conn_process(c);
     if (!c->closing_handles) {
         conn_flush(c);
-        if (c->io != NULL)
+        if (c->io != NULL) {
             iopool_resume(c);
-        else
-            uv_read_start((uv_stream_t *)c->tcp, on_alloc, on_read);
+        } else if (!c->closing_handles && !c->reading) {
+            c->reading = true;
+            if (!conn_ep_update(c))
+                conn_release(c);
+        }
     }
     conn_unref(c);
 }
@@ -768,8 +935,12 @@ void conn_resume_read(struct conn *c)
 void conn_pause_read(struct conn *c)
 {
     /* An I/O thread stops reading after the first packet by itself. */
-    if (c->io == NULL)
-        uv_read_stop((uv_stream_t *)c->tcp);
+    if (c->io != NULL || !c->reading)
+        return;
+    c->reading = false;
+    /* Without the change, epoll keeps reporting input nobody reads. */
+    if (!conn_ep_update(c))
+        conn_release(c);
 }
 
 void conn_io_packets(struct conn *c, const uint8_t *data, size_t len)
@@ -842,24 +1013,25 @@ void conn_io_closed(struct conn *c)
     conn_unref(c);
 }
 
-static void conn_format_peer(struct conn *c)
+static void conn_format_peer(struct conn *c, const struct sockaddr *sa)
 {
-    struct sockaddr_storage ss;
-    int len = sizeof ss;
     char host[INET6_ADDRSTRLEN] = "?";
     char peer[INET6_ADDRSTRLEN + 8];
     int port = 0;
 
-    if (uv_tcp_getpeername(c->tcp, (struct sockaddr *)&ss, &len) == 0) {
-        if (ss.ss_family == AF_INET6) {
-            uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof host);
-            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-            snprintf(peer, sizeof peer, "[%s]:%d", host, port);
-            hub_name_set(&c->peer, peer, sizeof peer, sizeof peer);
-            return;
-        }
-        uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof host);
-        port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        snprintf(peer, sizeof peer, "[%s]:%d", host, ntohs(in6->sin6_port));
+        hub_name_set(&c->peer, peer, sizeof peer, sizeof peer);
+        return;
+    }
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        port = ntohs(in->sin_port);
     }
     snprintf(peer, sizeof peer, "%s:%d", host, port);
     hub_name_set(&c->peer, peer, sizeof peer, sizeof peer);
@@ -881,69 +1053,34 @@ static bool conn_tls_start(struct conn *c, struct tls_server *server)
     return false;
 }
 
-/* A connection and its handle in one allocation, for a connection that
- * stays on the hub's loop. */
-struct conn_with_tcp {
-    struct conn conn;
-    uv_tcp_t tcp;
-};
-
-/* Allocates a zeroed connection with its handle: in one block, or for a
- * connection meant for an I/O thread in two, so that the handle can be
- * freed once the socket moved. NULL when memory runs out. */
-static struct conn *conn_new(bool to_io_thread)
-{
-    struct conn_with_tcp *block;
-    struct conn *c;
-
-    if (!to_io_thread) {
-        block = vigil_calloc(1, sizeof *block);
-        if (block == NULL)
-            return NULL;
-        block->conn.tcp = &block->tcp;
-        return &block->conn;
-    }
-    c = vigil_calloc(1, sizeof *c);
-    if (c == NULL)
-        return NULL;
-    c->tcp = vigil_calloc(1, sizeof *c->tcp);
-    if (c->tcp == NULL) {
-        vigil_free(c);
-        return NULL;
-    }
-    c->tcp_separate = true;
-    return c;
-}
-
-void conn_accept(struct hub *hub, uv_stream_t *server, const struct config_listener *listener)
+void conn_accept(struct hub *hub, int fd, const struct sockaddr *peer,
+                 const struct config_listener *listener)
 {
     bool plaintext = listener->transport != CONFIG_TRANSPORT_MQTTS;
-    struct conn *c = conn_new(plaintext && hub->io != NULL);
+    struct conn *c = vigil_calloc(1, sizeof *c);
+    struct epoll_event ev = {.events = EPOLLIN};
+    int on = 1;
 
     if (c == NULL) {
         log_error("accept: out of memory");
+        close(fd);
         return;
     }
     c->hub = hub;
+    c->fd = fd;
     c->id = hub->next_conn_id++;
     c->anonymous_allowed = listener->allow_anonymous;
     c->password_allowed = listener->allow_password;
-    c->refs = 1; /* the TCP handle */
+    c->refs = 1; /* the socket, dropped by conn_reap */
     c->peer = c->client_id = c->device = c->device_type = hub_no_name;
     vigil_timer_node_init(&c->timer);
     vigil_buf_init(&c->in, (size_t)hub->cfg.limits.max_packet_size + 5);
     vigil_buf_init(&c->out, CONN_OUT_HARD_LIMIT);
-    uv_tcp_init(hub->loop, c->tcp);
-    c->tcp->data = c;
     hub->n_conns++;
     hub->stats.connections_total++;
     conn_track(hub, c, true);
-    if (uv_accept(server, (uv_stream_t *)c->tcp) != 0) {
-        conn_release(c);
-        return;
-    }
-    conn_format_peer(c);
-    uv_tcp_nodelay(c->tcp, 1);
+    conn_format_peer(c, peer);
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
     hub_emit(hub, c, VIGIL_EV_CONNECT_ATTEMPT, NULL, 0, NULL, NULL);
     if (hub->stopping || hub->n_conns > hub->cfg.limits.max_connections) {
         hub_emit(hub, c, VIGIL_EV_LIMIT, NULL, 0, NULL, "connection limit reached");
@@ -965,16 +1102,18 @@ void conn_accept(struct hub *hub, uv_stream_t *server, const struct config_liste
         return;
     }
     /* TLS connections stay on the hub's loop: their handshake reads the
-     * inventory snapshot, the CRL and the login limits, which live here. */
-    if (c->tls == NULL && hub->io != NULL && iopool_adopt(c)) {
-        conn_ref(c);
-        uv_close((uv_handle_t *)c->tcp, on_handle_closed);
-        /* on_handle_closed frees a separate handle. */
-        if (c->tcp_separate)
-            c->tcp = NULL;
+     * inventory snapshot, the CRL and the login limits, which live here.
+     * The socket's reference on c passes to the thread. */
+    if (c->tls == NULL && hub->io != NULL && iopool_adopt(c))
+        return;
+    ev.data.ptr = c;
+    if (epoll_ctl(hub->conn_epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        log_error("conn %llu %s: epoll: %s", (unsigned long long)c->id, c->peer, strerror(errno));
+        conn_release(c);
         return;
     }
-    uv_read_start((uv_stream_t *)c->tcp, on_alloc, on_read);
+    c->ep_events = CONN_EP_IN;
+    c->reading = true;
 }
 
 static void hold_released(void *arg, vigil_err rc)

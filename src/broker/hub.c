@@ -1,5 +1,6 @@
 /* Hub life cycle: listeners, the periodic tick, signals, events. */
 #include <arpa/inet.h>
+#include <netinet/in.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -162,16 +163,60 @@ void hub_emit(struct hub *hub, const struct conn *c, enum vigil_event_type type,
     hub_emit_ev(hub, c, &ev);
 }
 
-static void on_connection(uv_stream_t *server, int status)
+/* Frees a descriptor for one accept when the process has none left:
+ * closes the spare, accepts the waiting connection and closes it at once,
+ * then takes the spare again. Without this a listener whose backlog cannot
+ * be accepted stays readable and the loop spins. Returns false when nothing
+ * could be done. */
+static bool hub_shed_connection(struct hub *hub, int lfd)
 {
-    struct hub *hub = server->loop->data;
-    size_t idx = (size_t)((uv_tcp_t *)server - hub->listeners);
+    int fd;
 
+    if (hub->spare_fd < 0)
+        return false;
+    close(hub->spare_fd);
+    fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0)
+        close(fd);
+    hub->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return fd >= 0;
+}
+
+/* Accepts what is waiting on a listening socket. The number per callback is
+ * capped so that a connection storm does not starve the loop's other work. */
+static void on_listener_ready(uv_poll_t *h, int status, int events)
+{
+    struct hub *hub = h->loop->data;
+    struct hub_listener *l = h->data;
+    size_t idx = (size_t)(l - hub->listeners);
+
+    (void)events;
     if (status < 0) {
         log_warn("accept failed: %s", uv_strerror(status));
         return;
     }
-    conn_accept(hub, server, &hub->cfg.listeners[idx]);
+    for (int n = 0; n < 256 && !hub->stopping; n++) {
+        struct sockaddr_storage peer;
+        socklen_t len = sizeof peer;
+        int fd = accept4(l->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (fd >= 0) {
+            conn_accept(hub, fd, (const struct sockaddr *)&peer, &hub->cfg.listeners[idx]);
+            continue;
+        }
+        if (errno == EINTR || errno == ECONNABORTED)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return;
+        if (errno == EMFILE || errno == ENFILE) {
+            log_warn("accept failed: %s; closing the waiting connection", strerror(errno));
+            if (hub_shed_connection(hub, l->fd))
+                continue;
+        } else {
+            log_warn("accept failed: %s", strerror(errno));
+        }
+        return;
+    }
 }
 
 /* Formats a listener's address as "host:port", with an IPv6 host in brackets. */
@@ -183,27 +228,46 @@ static void listener_address(const struct config_listener *l, char *out, size_t 
         snprintf(out, cap, "%s:%u", l->host, l->port);
 }
 
-/* Binds and listens on addr; false with rc set on failure. */
+/* Opens a listening socket on addr and polls it on the hub's loop. Returns
+ * 0 or a libuv error code. */
 static int hub_bind_tcp(struct hub *hub, size_t i, const char *host, uint16_t port)
 {
+    struct hub_listener *l = &hub->listeners[i];
     struct sockaddr_storage addr;
-    int rc;
+    socklen_t len;
+    int on = 1, off = 0, rc;
 
-    if (strchr(host, ':') != NULL)
+    if (strchr(host, ':') != NULL) {
         rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
-    else
+        len = sizeof(struct sockaddr_in6);
+    } else {
         rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
+        len = sizeof(struct sockaddr_in);
+    }
     if (rc != 0)
         return rc;
-    rc = uv_tcp_init(hub->loop, &hub->listeners[i]);
-    if (rc != 0)
+    l->fd = socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (l->fd < 0)
+        return -errno;
+    if (setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+        /* "::" takes IPv4 too where the system allows it. */
+        (addr.ss_family == AF_INET6 &&
+         setsockopt(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off) != 0) ||
+        bind(l->fd, (const struct sockaddr *)&addr, len) != 0 || listen(l->fd, 1024) != 0) {
+        rc = -errno;
+        close(l->fd);
+        l->fd = -1;
         return rc;
+    }
+    rc = uv_poll_init(hub->loop, &l->poll, l->fd);
+    if (rc != 0) {
+        close(l->fd);
+        l->fd = -1;
+        return rc;
+    }
+    l->poll.data = l;
     hub->listener_open[i] = true;
-    /* No UV_TCP_IPV6ONLY: "::" takes IPv4 too where the system allows it. */
-    rc = uv_tcp_bind(&hub->listeners[i], (const struct sockaddr *)&addr, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&hub->listeners[i], 1024, on_connection);
-    return rc;
+    return uv_poll_start(&l->poll, UV_READABLE, on_listener_ready);
 }
 
 /* Returns host, or "0.0.0.0" for the IPv6 wildcard "::" on a system
@@ -288,6 +352,7 @@ static void close_cb_noop(uv_handle_t *h);
 static void on_flush_check(uv_check_t *h)
 {
     conn_flush_pending(h->data);
+    conn_reap(h->data);
 }
 
 /* While stopping, the tick waits for every connection to be released (each
@@ -316,6 +381,7 @@ static void on_stop_tick(uv_timer_t *t)
     uv_close((uv_handle_t *)&hub->tick, close_cb_noop);
     conn_timers_close(hub, close_cb_noop);
     conn_flush_pending(hub);
+    conn_sockets_close(hub);
     uv_close((uv_handle_t *)&hub->flush_check, close_cb_noop);
     uv_close((uv_handle_t *)&hub->flush_idle, close_cb_noop);
     store_close(hub->store);
@@ -354,7 +420,9 @@ static void hub_close_listeners(struct hub *hub)
             hub->fronts[i] = NULL;
             f->close(f);
         } else {
-            uv_close((uv_handle_t *)&hub->listeners[i], close_cb_noop);
+            uv_close((uv_handle_t *)&hub->listeners[i].poll, close_cb_noop);
+            close(hub->listeners[i].fd);
+            hub->listeners[i].fd = -1;
         }
     }
 }
@@ -444,6 +512,9 @@ vigil_err hub_create(const struct vigil_config *cfg, struct hub **out)
     outbudget_init(&hub->output, cfg->limits.max_output_bytes,
                    (size_t)cfg->limits.output_budget_bytes);
     hub->lock_fd = -1;
+    /* The descriptor hub_shed_connection gives up when none are left. */
+    hub->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    hub->conn_epfd = -1;
     hub->loop = uv_default_loop();
     hub->loop->data = hub;
     vigil_map_init_borrowed(&hub->sessions);
@@ -463,6 +534,8 @@ vigil_err hub_create(const struct vigil_config *cfg, struct hub **out)
         rc = zt_init(hub);
     if (rc == VIGIL_OK && iopool_configured(hub) > 1)
         rc = iopool_start(hub, iopool_configured(hub));
+    if (rc == VIGIL_OK)
+        rc = conn_sockets_open(hub);
     if (rc != VIGIL_OK)
         goto fail;
     for (size_t i = 0; i < cfg->n_listeners; i++) {
@@ -496,6 +569,7 @@ fail:
     hub->stopping = true;
     zt_shutdown(hub);
     hub_close_listeners(hub);
+    conn_sockets_close(hub);
     hub_destroy(hub);
     return rc;
 }
@@ -517,6 +591,7 @@ void hub_destroy(struct hub *hub)
         store_close(hub->store);
     iopool_stop(hub);
     uv_run(hub->loop, UV_RUN_DEFAULT);
+    conn_reap(hub);
     iopool_free(hub);
     session_free_all(hub);
     router_free(hub);
@@ -537,5 +612,7 @@ void hub_destroy(struct hub *hub)
     uv_loop_close(hub->loop);
     if (hub->lock_fd >= 0)
         close(hub->lock_fd);
+    if (hub->spare_fd >= 0)
+        close(hub->spare_fd);
     vigil_free(hub);
 }

@@ -9,7 +9,6 @@
  * queues. */
 #include "broker/iothread.h"
 
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -395,6 +394,14 @@ static void io_read_start(struct io_conn *ic)
         io_fail(ic, TO_HUB_READ_FAILED, rc);
 }
 
+/* The socket of ic's open handle. */
+static int io_fd(const struct io_conn *ic)
+{
+    uv_os_fd_t fd;
+
+    return uv_fileno((const uv_handle_t *)&ic->tcp, &fd) == 0 ? fd : -1;
+}
+
 static void io_adopt(struct io_thread *t, struct io_conn *ic, int fd)
 {
     int rc = uv_tcp_init(&t->loop, &ic->tcp);
@@ -451,7 +458,7 @@ static void io_close_request(struct io_conn *ic)
     ic->closing = true;
     if (ic->tcp_open) {
         uv_read_stop((uv_stream_t *)&ic->tcp);
-        conn_tcp_bound_unread(&ic->tcp, ic->t->pool->close_grace_ms);
+        conn_sock_bound_unread(io_fd(ic), ic->t->pool->close_grace_ms);
     }
     io_stall_unlink(ic);
     io_list_push(&ic->t->closing_head, ic);
@@ -473,7 +480,7 @@ static void io_abort(struct io_conn *ic)
     ic->failed = true;
     ic->handle_closed = true;
     if (ic->tcp_open) {
-        conn_tcp_reset_on_close(&ic->tcp);
+        conn_sock_reset_on_close(io_fd(ic));
         uv_close((uv_handle_t *)&ic->tcp, io_on_closed);
         return;
     }
@@ -842,23 +849,19 @@ bool iopool_adopt(struct conn *c)
     struct io_pool *pool = c->hub->io;
     struct io_thread *t;
     struct io_conn *ic;
-    uv_os_fd_t fd;
-    int dup_fd;
 
-    if (pool == NULL || pool->stopped || uv_fileno((uv_handle_t *)c->tcp, &fd) != 0)
+    if (pool == NULL || pool->stopped || c->fd < 0)
         return false;
     ic = vigil_calloc(1, sizeof *ic);
     if (ic == NULL)
         return false;
-    /* The hub's handle closes its descriptor; the thread opens a copy. */
-    dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    /* The socket moves to the thread, which closes it. */
     t = pool->threads[pool->next];
-    if (dup_fd < 0 || hub_stage(t, TO_IO_ADOPT, ic, (uint64_t)dup_fd, NULL, 0) != VIGIL_OK) {
-        if (dup_fd >= 0)
-            close(dup_fd);
+    if (hub_stage(t, TO_IO_ADOPT, ic, (uint64_t)c->fd, NULL, 0) != VIGIL_OK) {
         vigil_free(ic);
         return false;
     }
+    c->fd = -1;
     pool->next = (pool->next + 1) % pool->n;
     ic->t = t;
     ic->conn = c;
