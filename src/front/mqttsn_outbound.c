@@ -20,6 +20,25 @@ static uint32_t queue_cap(const struct sn_client *c)
     return cfg->limits.max_queued_messages;
 }
 
+static bool fits(const struct sn_client *c, const struct sn_msg *m)
+{
+    size_t n = sn_encoded_size(m);
+
+    return n > 0 && (!c->f->dtls || n <= SN_DTLS_MAX);
+}
+
+/* Checks that a PUBLISH of m fits one datagram. Its size depends only
+ * on the payload, because the topic id field and MsgId are fixed size. */
+static bool publish_fits(const struct sn_client *c, const struct msg *m)
+{
+    struct sn_msg p = {.type = SN_PUBLISH};
+
+    if (m->payload_len > SN_MAX_LENGTH)
+        return false;
+    p.data = (struct sn_str){.p = m->payload, .len = (uint16_t)m->payload_len};
+    return fits(c, &p);
+}
+
 static void on_deliver(struct gw_client *gc, struct msg *m, uint8_t qos, bool retain,
                        const uint32_t *sub_ids, uint8_t n_sub_ids)
 {
@@ -29,6 +48,13 @@ static void on_deliver(struct gw_client *gc, struct msg *m, uint8_t qos, bool re
 
     if (c->peer == NULL || !c->gw.logged_in)
         return;
+    /* Dropped here rather than when sent, so that a message that can never
+     * be delivered does not push deliverable ones out of a full queue. */
+    if (!publish_fits(c, m)) {
+        sn_event(c, VIGIL_EV_LIMIT, m->topic, m->topic_len,
+                 "message too large for one MQTT-SN datagram");
+        return;
+    }
     rc = sn_outq_push(&c->out, m, qos, retain, queue_cap(c), c->out_state != SN_OUT_NONE,
                       &dropped);
     if (dropped) {
@@ -105,13 +131,6 @@ static void drop_head(struct sn_client *c, const char *why)
     sn_outq_pop(&c->out);
     c->out_state = SN_OUT_NONE;
     c->out_reregistered = false;
-}
-
-static bool fits(const struct sn_client *c, const struct sn_msg *m)
-{
-    size_t n = sn_encoded_size(m);
-
-    return n > 0 && (!c->f->dtls || n <= SN_DTLS_MAX);
 }
 
 /* Sends the head as PUBLISH; QoS 0 is done at once. */

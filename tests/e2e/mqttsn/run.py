@@ -527,6 +527,26 @@ def t_sleep_queue(ctx):
     check("mqttsn_sleep_queue" in ev.get("detail", ""), f"limit event detail: {ev}")
 
 
+@case("oversize messages not queued for sleeper", only="vigil")
+def t_sleep_oversize(ctx):
+    c = connected(ctx, "zo")
+    topic = f"{ctx.prefix}/big"
+    c.subscribe(topic, 1)
+    c.sleep(10)
+    m = paho(ctx, "m")
+    m.publish(topic, b"small", 1)
+    # A PUBLISH carries at most 65535 - 9 bytes of payload, so these can
+    # never be delivered and must not push the small one out of the queue.
+    for _ in range(SLEEP_QUEUE + 1):
+        m.publish(topic, b"x" * 70000, 1)
+    time.sleep(0.5)
+    c.wake()
+    check_equal([x.payload for x in c.messages], [b"small"], "deliverable message kept")
+    ev = peer_event(ctx, c, "limit")
+    check_equal(ev.get("detail"), "message too large for one MQTT-SN datagram", "limit detail")
+    check_equal(ev.get("topic"), topic, "limit event topic")
+
+
 @case("missed sleep deadline publishes will", only="vigil")
 def t_sleep_lost(ctx):
     m = paho(ctx, "m")
