@@ -49,8 +49,10 @@ class Message:
 class Client:
     """One paho client with a network thread; all waits time out after `timeout` s."""
 
-    def __init__(self, ctx, port, client_id, version=V5, clean=True, timeout=5.0):
+    def __init__(self, ctx, port, client_id, version=V5, clean=True, timeout=5.0,
+                 host="127.0.0.1"):
         self.ctx = ctx
+        self.host = host
         self.port = port
         self.client_id = client_id
         self.version = version
@@ -143,7 +145,7 @@ class Client:
             kwargs["properties"] = cprops
         self.connack = None
         self.disconnected = None
-        self.c.connect("127.0.0.1", self.port, **kwargs)
+        self.c.connect(self.host, self.port, **kwargs)
         sock = self.c.socket()
         self.local_port = sock.getsockname()[1] if sock else None
         self.c.loop_start()

@@ -22,7 +22,7 @@ import subprocess
 import time
 
 import pkitool
-from broker import Broker, BrokerError, vigil_binary
+from broker import Broker, BrokerError, free_port, vigil_binary
 
 # TLS 1.2 suites with ECDSA keys and forward secrecy; TLS 1.3 suites stay
 # OpenSSL's defaults.
@@ -56,10 +56,13 @@ class TlsBroker(Broker):
     psk: TLS-PSK accepted (the device id is the PSK identity).
     password: user name and password accepted over TLS without a client certificate.
     config: extra top-level YAML text for vigil (e.g. "tls:\\n  identity: cn\\n").
+    ipv6: vigil only, a second MQTT over TLS listener on [::1]:port6.
     """
 
-    def __init__(self, log_dir, name="tls", psk=False, password=False, config=None, kind=None):
+    def __init__(self, log_dir, name="tls", psk=False, password=False, config=None, kind=None,
+                 ipv6=False):
         super().__init__(log_dir, name=name, anonymous=False, kind=kind)
+        self.port6 = free_port("::1") if ipv6 else None
         self.psk = psk
         self.password = password
         self.config = config
@@ -90,6 +93,8 @@ class TlsBroker(Broker):
     def _vigil_command(self):
         cmd = [vigil_binary(), "serve", "--data-dir", self.data_dir,
                "--mqtts", f"127.0.0.1:{self.port}"]
+        if self.port6 is not None:
+            cmd += ["--mqtts", f"[::1]:{self.port6}"]
         if self.psk:
             cmd.append("--psk")
         if self.password:

@@ -1,7 +1,7 @@
 """vigil with CoAP listeners, and libcoap's coap-client, for the coap suites.
 
 CoapBroker runs `vigil serve -c FILE` whose listeners are: MQTT on
-127.0.0.1 (anonymous), plaintext CoAP on 127.0.0.1 and [::1] (anonymous),
+127.0.0.1 and [::1] (anonymous), plaintext CoAP on 127.0.0.1 and [::1] (anonymous),
 plaintext CoAP on 127.0.0.1 without anonymous access, and CoAP over DTLS
 on 127.0.0.1 and [::1] with client certificates and PSK. The gateway
 section makes block-wise limits and idle release quick to test. Every
@@ -17,7 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
-from broker import Broker, BrokerError, free_udp_ports, vigil_binary  # noqa: E402
+from broker import Broker, BrokerError, free_port, free_udp_ports, vigil_binary  # noqa: E402
 
 MAX_BODY = 4096
 IDLE_S = 10
@@ -37,6 +37,7 @@ class CoapBroker(Broker):
         (self.coap_port, self.coap_port6, self.closed_port, self.dtls_port,
          self.dtls_port6) = free_udp_ports(["127.0.0.1", "::1", "127.0.0.1", "127.0.0.1", "::1"],
                                            avoid=[self.port])
+        self.port6 = free_port("::1")
         self.devices_dir = os.path.join(self.workdir, "devices")
         os.makedirs(self.devices_dir, exist_ok=True)
 
@@ -45,6 +46,8 @@ class CoapBroker(Broker):
         with open(path, "w", encoding="utf-8") as f:
             f.write("listeners:\n"
                     f"  - mqtt: 127.0.0.1:{self.port}\n"
+                    "    anonymous: true\n"
+                    f"  - mqtt: \"[::1]:{self.port6}\"\n"
                     "    anonymous: true\n"
                     f"  - coap: 127.0.0.1:{self.coap_port}\n"
                     "    anonymous: true\n"

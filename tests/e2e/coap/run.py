@@ -121,8 +121,11 @@ def coap_event(ctx, ev_type, **fields):
     return wait_event(ctx, f"{ev_type} {fields}", pred)
 
 
-def mqtt_client(ctx, name):
-    cl = pahoclient.Client(ctx, ctx.broker.port, name, version=pahoclient.V311)
+def mqtt_client(ctx, name, v6=False):
+    if v6:
+        cl = pahoclient.Client(ctx, ctx.broker.port6, name, version=pahoclient.V311, host="::1")
+    else:
+        cl = pahoclient.Client(ctx, ctx.broker.port, name, version=pahoclient.V311)
     cl.connect()
     return cl
 
@@ -455,21 +458,25 @@ def block_dtls(ctx):
 # -- IPv6 ---------------------------------------------------------------------
 
 
-@case("ipv6 coap and coaps")
+@case("ipv6 coap, coaps and mqtt")
 def ipv6(ctx):
     res = coap_client(ctx, ["-m", "put", "-e", "v6", uri(ctx, "/ps/e2e/v6", v6=True)])
     ev = coap_event(ctx, "publish", topic="e2e/v6")
     check(ev.get("peer", "").startswith("[::1]:"), f"peer {ev.get('peer')}")
     res = coap_client(ctx, ["-m", "get", uri(ctx, "/ps/e2e/v6", v6=True)])
     check_equal(res.out, b"v6", "GET over IPv6")
-    sub = mqtt_client(ctx, "coap-e2e-sub6")
+    sub = mqtt_client(ctx, "coap-e2e-sub6", v6=True)
+    mqtt_ev = wait_event(ctx, "auth_success of coap-e2e-sub6",
+                         lambda e: e.get("type") == "auth_success" and
+                         e.get("client_id") == "coap-e2e-sub6")
+    check(mqtt_ev.get("peer", "").startswith("[::1]:"), f"MQTT peer {mqtt_ev.get('peer')}")
     sub.subscribe(device_topic(PSK_DEVICE, "resp_rate"), qos=1)
     coap_client(ctx, psk_args(ctx) + ["-m", "post", "-e", "16",
                                    uri(ctx, "/t/resp_rate", v6=True, dtls=True)], dtls=True)
     check_sim_shape(ctx, sub.recv().payload, PSK_DEVICE, "resp_rate", "1/min", 16)
     proc = start_coap_client(ctx, ["-m", "get", "-s", "3", "-w", uri(ctx, "/ps/e2e/v6", v6=True)])
     coap_event(ctx, "subscribe", topic="e2e/v6")
-    mqtt_client(ctx, "coap-e2e-pub4").publish("e2e/v6", b"v6 again", qos=1)
+    mqtt_client(ctx, "coap-e2e-pub4", v6=True).publish("e2e/v6", b"v6 again", qos=1)
     check_equal(finish(ctx, proc).text.split("\n")[:2], ["v6", "v6 again"], "observe over IPv6")
 
 

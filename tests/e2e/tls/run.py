@@ -175,10 +175,11 @@ class SClient:
         return self.cipher not in (None, "(NONE)") and self.alert is None
 
 
-def s_client(ctx, *args, send=b"", wait=1.5, port=None, ca=True):
+def s_client(ctx, *args, send=b"", wait=1.5, port=None, ca=True, host="127.0.0.1"):
     """Run openssl s_client against the broker, send bytes, and read for wait s."""
     ctx.broker.settle()
-    cmd = ["openssl", "s_client", "-connect", f"127.0.0.1:{port or ctx.port}",
+    address = f"[{host}]" if ":" in host else host
+    cmd = ["openssl", "s_client", "-connect", f"{address}:{port or ctx.port}",
            "-servername", "localhost"]
     if ca:
         cmd += ["-CAfile", ctx.broker.ca_file]
@@ -334,6 +335,22 @@ def _(ctx):
     ca_subject = pkitool.cert_field(ctx.broker.ca_file, "-subject")
     check_equal(issuer.split("=", 1)[1], ca_subject.split("=", 1)[1],
                 "server certificate issuer is the CA in pki/ca.crt")
+
+
+@case("s_client over IPv6 to [::1]", needs="own", only="vigil")
+def _(ctx):
+    b = TlsBroker(ctx.tmp, name="ipv6", config=MANY_FAILURES, ipv6=True)
+    ctx.defer(b.stop)
+    b.start()
+    ctx.broker, ctx.port, ctx.events_before = b, b.port6, 0
+    dev = device(ctx)
+    res = s_client(ctx, "-cert", dev.cert, "-key", dev.key, "-verify_return_error",
+                   "-verify_ip", "::1", host="::1", send=mqtt_connect_bytes(dev.id))
+    check_equal(res.verify, 0, "verify return code with -verify_ip ::1")
+    check(res.established, "handshake over IPv6")
+    check_equal(res.connack, 0, "CONNACK return code over IPv6")
+    ev = wait_event(ctx, "auth_success", device_id=dev.id, has_peer=False)
+    check(ev.get("peer", "").startswith("[::1]:"), f"auth_success names the IPv6 peer: {ev}")
 
 
 def no_cert_case(flag):
