@@ -181,7 +181,7 @@ vigil_err udp_send_to(struct udp_endpoint *ep, const struct sockaddr *addr, cons
 /* Ends the least recently active peer whose last datagram is at least the
  * endpoint's idle time old, to make room in a full table. A scan of the
  * table, but only when it is full and a new source arrives. */
-static bool evict_idle(struct udp_endpoint *ep)
+bool udp_evict_idle(struct udp_endpoint *ep)
 {
     uint64_t now = uv_now(ep->hub->loop);
     struct udp_peer_state *oldest = NULL;
@@ -214,7 +214,7 @@ struct udp_peer_state *udp_peer_new(struct udp_endpoint *ep, const struct sockad
     size_t addr_len = addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                    : sizeof(struct sockaddr_in);
 
-    if (ep->n_peers >= ep->max_peers && !evict_idle(ep))
+    if (ep->n_peers >= ep->max_peers && !udp_evict_idle(ep))
         return NULL;
     p = vigil_calloc(1, sizeof *p);
     if (p == NULL)

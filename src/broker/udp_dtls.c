@@ -242,7 +242,9 @@ static bool admit(struct udp_endpoint *ep, const char *name, size_t replaced, ui
                  "peer address blocked after repeated failed logins", size);
         return false;
     }
-    if (ep->n_peers - replaced >= ep->max_peers) {
+    /* Only now, once the cookie proved the address, may a new source
+     * take the place of an idle peer. */
+    if (ep->n_peers - replaced >= ep->max_peers && !udp_evict_idle(ep)) {
         udp_emit(ep, VIGIL_PROTO_DTLS, name, VIGIL_EV_LIMIT, NULL,
                  "peer limit of the listener reached", size);
         return false;

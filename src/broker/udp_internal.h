@@ -66,6 +66,10 @@ struct udp_endpoint {
  * (and counted) when the queue is full. */
 vigil_err udp_transmit(struct udp_endpoint *ep, const struct sockaddr *addr, const uint8_t *data,
                        size_t len);
+/* Ends the least recently active peer that has been idle for at least the
+ * endpoint's idle time, to make room in a full table. Returns false when
+ * no peer has been idle that long. */
+bool udp_evict_idle(struct udp_endpoint *ep);
 /* Creates a peer for addr in the table; NULL when the table is full or
  * memory runs out (the caller emits the event). */
 struct udp_peer_state *udp_peer_new(struct udp_endpoint *ep, const struct sockaddr *addr,

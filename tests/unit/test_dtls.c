@@ -1374,6 +1374,46 @@ static void test_udp_dtls_rate_limit(void **state)
     SSL_CTX_free(ctx);
 }
 
+/* A full table of idle DTLS peers makes room for a source that proved its
+ * address, as a plaintext endpoint does. */
+static void test_udp_dtls_evicts_idle(void **state)
+{
+    SSL_CTX *ctx = client_ctx(NULL, DTLS1_2_VERSION);
+    struct vigil_event ev;
+    int fd[5];
+    SSL *ssl[5];
+
+    (void)state;
+    open_endpoint("127.0.0.1", CONFIG_TRANSPORT_COAPS);
+    udp_endpoint_set_idle_ms(fx.ep, 50);
+    fx.front = (struct front){0};
+    for (int i = 0; i < 5; i++) {
+        fd[i] = client_socket(AF_INET);
+        ssl[i] = udp_client(fd[i], ctx, "bed-1", psk_bed1, sizeof psk_bed1);
+    }
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(udp_handshake(ssl[i]), 1);
+    assert_int_equal(udp_endpoint_n_peers(fx.ep), 4);
+    run_loop_ms(100);
+
+    /* The fifth source is over gateway.max_peers (4), and the first four
+     * have been idle for longer than 50 ms. */
+    assert_int_equal(udp_handshake(ssl[4]), 1);
+    run_loop_ms(20);
+    assert_int_equal(fx.front.secured, 5);
+    assert_int_equal(fx.front.closing, 1);
+    assert_int_equal(udp_endpoint_n_peers(fx.ep), 4);
+    assert_true(wait_event(VIGIL_EV_LIMIT, "idle peer released: peer table of the listener full",
+                           &ev));
+    assert_int_equal(ev.proto, VIGIL_PROTO_COAP);
+    for (int i = 0; i < 5; i++) {
+        SSL_free(ssl[i]);
+        close(fd[i]);
+    }
+    close_endpoint();
+    SSL_CTX_free(ctx);
+}
+
 static void test_udp_dtls_handshake_timeout(void **state)
 {
     SSL_CTX *ctx = client_ctx(NULL, DTLS1_2_VERSION);
@@ -1479,6 +1519,7 @@ int main(void)
         cmocka_unit_test(test_udp_dtls_restart),
         cmocka_unit_test(test_udp_dtls_wrong_psk),
         cmocka_unit_test(test_udp_dtls_rate_limit),
+        cmocka_unit_test(test_udp_dtls_evicts_idle),
         cmocka_unit_test(test_udp_dtls_handshake_timeout),
         cmocka_unit_test(test_udp_dtls_reload),
         cmocka_unit_test(test_udp_bad_host),
