@@ -199,10 +199,13 @@ static void on_sockets_ready(uv_poll_t *h, int status, int events)
         uint32_t e = ev[i].events;
         bool failed = (e & (EPOLLERR | EPOLLHUP)) != 0;
 
-        if (!c->closing_handles && c->write_busy && (e & EPOLLOUT || failed))
-            conn_write_ready(c);
+        /* Input is handled first, as libuv does, because after a reset
+         * recv() returns the reset as the close reason. A pending send()
+         * would take the error and report only a failed write. */
         if (!c->closing_handles && c->reading && (e & EPOLLIN || failed))
             conn_read_ready(c);
+        if (!c->closing_handles && c->write_busy && (e & EPOLLOUT || failed))
+            conn_write_ready(c);
         /* An error with nothing to read or write (a login being checked)
          * would be reported again at every turn of the loop. */
         if (!c->closing_handles && failed && !c->reading && !c->write_busy)

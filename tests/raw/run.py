@@ -1624,6 +1624,39 @@ for _needs in ("closegrace", "closegrace-io"):
     close_grace_kernel_case(_needs)
 
 
+def reset_pending_write_case(needs):
+    @case(f"v311 reset of a stalled subscriber is its close reason ({needs})", needs=needs,
+          only="vigil")
+    def _(ctx):
+        # vigil-only: the disconnect event and its detail are vigil's. The
+        # subscriber resets its connection while the broker still has
+        # output for it. Both the read and the pending write fail on that
+        # socket, and the event must name the reset, which is the cause.
+        topic = f"reset/pending/{needs}"
+        sub = stalled_subscriber(ctx, V311, f"raw-reset-pending-{needs}", topic)
+        peer = sub.peer_name
+        flood_qos0(ctx, topic)
+        sub.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sub.close()
+
+        def disconnects(evs):
+            return [e for e in evs[ctx.events_before:]
+                    if e.get("type") == "disconnect" and e.get("peer") == peer]
+
+        evs = ctx.broker.wait_events(disconnects, timeout=5.0)
+        check(evs is not None, f"no disconnect event for {peer} within 5 s")
+        details = [e.get("detail") for e in disconnects(evs)]
+        ctx.log("disconnect details:", details)
+        check_equal(details, ["connection reset by peer"], "disconnect event details")
+        check_others_work(ctx)
+
+    return _
+
+
+for _needs in ("closegrace", "closegrace-io"):
+    reset_pending_write_case(_needs)
+
+
 def stalled_reader_case(qos):
     @case(f"v5 QoS {qos} stalled reader resumes with every message once, in order")
     def _(ctx):
