@@ -315,6 +315,12 @@ struct hub {
         int fd;
     } listeners[CONFIG_MAX_LISTENERS];
     int spare_fd;                    /* /dev/null, given up to shed a connection */
+    /* Connections shed since the last log line about them, the error
+     * that made them shed, and when that line was logged (uv_now, ms; 0
+     * before the first). */
+    uint64_t shed_unlogged;
+    int shed_errno;
+    uint64_t shed_logged_ms;
     struct gw_front *fronts[CONFIG_MAX_LISTENERS];
     bool listener_open[CONFIG_MAX_LISTENERS];
     /* Zero trust: the TLS context of the MQTTS listeners (replaced on

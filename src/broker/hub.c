@@ -166,20 +166,47 @@ void hub_emit(struct hub *hub, const struct conn *c, enum vigil_event_type type,
 /* Frees a descriptor for one accept when the process has none left:
  * closes the spare, accepts the waiting connection and closes it at once,
  * then takes the spare again. Without this a listener whose backlog cannot
- * be accepted stays readable and the loop spins. Returns false when nothing
- * could be done. */
+ * be accepted stays readable and the loop spins. Returns false when no
+ * connection was shed, with errno set. It is EAGAIN when none was waiting,
+ * because Linux reports EMFILE before it looks at the backlog. */
 static bool hub_shed_connection(struct hub *hub, int lfd)
 {
-    int fd;
+    int fd, err;
 
-    if (hub->spare_fd < 0)
+    if (hub->spare_fd < 0) {
+        errno = EMFILE;
         return false;
+    }
     close(hub->spare_fd);
     fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    err = errno;
     if (fd >= 0)
         close(fd);
     hub->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    errno = err;
     return fd >= 0;
+}
+
+/* Logs how many connections were shed since the last such line, if any. */
+static void hub_log_shed_count(struct hub *hub)
+{
+    if (hub->shed_unlogged == 0)
+        return;
+    log_warn("accept failed: %s; closed %llu waiting connection(s) without reading them",
+             strerror(hub->shed_errno), (unsigned long long)hub->shed_unlogged);
+    hub->shed_unlogged = 0;
+    hub->shed_logged_ms = uv_now(hub->loop);
+}
+
+/* Counts a connection shed because descriptors ran out (error err). The
+ * first of a burst is logged at once and the rest by the 1 s tick, so
+ * that clients cannot flood the log by connecting. */
+static void hub_count_shed(struct hub *hub, int err)
+{
+    hub->shed_unlogged++;
+    hub->shed_errno = err;
+    if (hub->shed_logged_ms == 0 || uv_now(hub->loop) - hub->shed_logged_ms >= 1000)
+        hub_log_shed_count(hub);
 }
 
 /* Accepts what is waiting on a listening socket. The number per callback is
@@ -209,9 +236,16 @@ static void on_listener_ready(uv_poll_t *h, int status, int events)
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             return;
         if (errno == EMFILE || errno == ENFILE) {
-            log_warn("accept failed: %s; closing the waiting connection", strerror(errno));
-            if (hub_shed_connection(hub, l->fd))
+            int err = errno;
+
+            if (hub_shed_connection(hub, l->fd)) {
+                hub_count_shed(hub, err);
                 continue;
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            log_warn("accept failed: %s; cannot close the waiting connection: %s",
+                     strerror(err), strerror(errno));
         } else {
             log_warn("accept failed: %s", strerror(errno));
         }
@@ -395,6 +429,7 @@ static void on_tick(uv_timer_t *t)
 
     session_offline_sweep(hub, now);
     zt_tick(hub, now);
+    hub_log_shed_count(hub);
     if (hub->cfg.sys_interval_s > 0 &&
         now - hub->last_sys_ms >= (uint64_t)hub->cfg.sys_interval_s * 1000) {
         hub->last_sys_ms = now;

@@ -14,6 +14,7 @@ Environment: VIGIL_TEST_BROKER (vigil|mosquitto), VIGIL, VIGIL_TEST_LOG_DIR.
 """
 
 import os
+import resource
 import socket
 import struct
 import sys
@@ -1743,6 +1744,102 @@ def _(ctx):
             continue  # the value kept from before this client subscribed
         check_equal(int(p["payload"]), start, "bytes sent before this message")
         checked += 1
+
+
+def process_cpu_ticks(pid):
+    """User plus system CPU time of a process, in clock ticks."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def descriptor_exhaustion_case(io_threads):
+    @case(f"descriptor exhaustion keeps serving ({io_threads} I/O threads)", only="vigil")
+    def _(ctx):
+        # vigil-only: the case lowers the broker's RLIMIT_NOFILE and reads
+        # its log. With 16 descriptors left, 60 clients connect and stay.
+        # vigil must close the connections it cannot accept instead of
+        # polling the full listener in a busy loop, and keep serving the
+        # client it has. It logs the closed connections in a line or two
+        # with their total, not one line each, and accepts again once
+        # descriptors are free.
+        b = Broker(ctx.fixture.log_dir, name=f"raw-nofile-{io_threads}",
+                   limits={"io_threads": io_threads})
+        b.start()
+        ctx.defer(b.stop)
+        pid = b.proc.pid
+        witness = Conn(b.port, log=ctx.log)
+        ctx.defer(witness.close)
+        witness.send(connect(V311, client_id="raw-nofile-witness"))
+        check_equal(witness.recv().raw, b"\x20\x02\x00\x00", "witness CONNACK")
+        witness.send(subscribe(1, [("nofile/#", 0)], version=V311))
+        witness.recv_type(m.SUBACK)
+        with open(b.stderr_path, "rb") as f:
+            log_start = len(f.read())
+        limit = len(os.listdir(f"/proc/{pid}/fd")) + 16
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (limit, limit))
+        ctx.log(f"RLIMIT_NOFILE of the broker set to {limit}")
+
+        clients = []
+        for i in range(60):
+            s = socket.create_connection(("127.0.0.1", b.port), timeout=5.0)
+            ctx.defer(s.close)
+            s.sendall(connect(V311, client_id=f"raw-nofile-{i}"))
+            clients.append(s)
+        time.sleep(1.0)
+        before = process_cpu_ticks(pid)
+        time.sleep(2.0)
+        ticks = process_cpu_ticks(pid) - before
+        ctx.log(f"broker CPU over 2 s with every descriptor in use: {ticks} ticks")
+        check(ticks < os.sysconf("SC_CLK_TCK"), f"broker used {ticks} clock ticks of CPU in 2 s "
+              f"with no descriptor left: a busy loop")
+
+        accepted = 0
+        for s in clients:
+            s.settimeout(2.0)
+            try:
+                accepted += s.recv(4) == b"\x20\x02\x00\x00"
+            except OSError:
+                pass
+        ctx.log(f"{accepted} of {len(clients)} clients got a CONNACK")
+        check(accepted < len(clients), "every client was accepted: the limit did not apply")
+
+        witness.send(publish("nofile/1", b"still served", version=V311))
+        check_equal(witness.recv(timeout=5.0).raw,
+                    publish("nofile/1", b"still served", version=V311),
+                    "message to the witness with no descriptor left")
+        with open(b.stderr_path, "rb") as f:
+            log = f.read()[log_start:].decode("utf-8", "replace")
+        shed_lines = [line for line in log.splitlines() if "accept failed" in line]
+        ctx.log("accept failures logged:", shed_lines)
+        check(len(shed_lines) >= 1, "no log line about the connections closed unaccepted")
+        check(len(shed_lines) <= 3,
+              f"{len(shed_lines)} log lines about connections closed unaccepted, expected at most 3")
+        counted = sum(int(line.split("closed ")[1].split()[0]) for line in shed_lines
+                      if "closed " in line)
+        check_equal(counted, len(clients) - accepted, "closed connections counted in the log")
+
+        for s in clients:
+            s.close()
+        deadline = time.monotonic() + 10.0
+        while True:
+            try:
+                after = Conn(b.port, log=ctx.log)
+                ctx.defer(after.close)
+                after.send(connect(V311, client_id="raw-nofile-after"))
+                check_equal(after.recv(timeout=2.0).raw, b"\x20\x02\x00\x00",
+                            "CONNACK once descriptors are free")
+                break
+            except (Closed, Timeout, OSError):
+                if time.monotonic() > deadline:
+                    raise AssertionError("no CONNACK within 10 s of freeing the descriptors")
+                time.sleep(0.2)
+
+    return _
+
+
+descriptor_exhaustion_case(1)
+descriptor_exhaustion_case(2)
 
 
 if __name__ == "__main__":
