@@ -7,8 +7,12 @@
  *
  * Usage: sn_dtls_client --connect HOST:PORT [--listen PORT] [--ca FILE]
  *          [--cert FILE --key FILE] [--psk-identity ID --psk HEX]
- * HOST is a numeric IPv4 address or an IPv6 address in brackets. Prints
- * "handshake ok VERSION CIPHER" and "listening 127.0.0.1:PORT" on stdout,
+ *          [--session-in FILE] [--session-out FILE]
+ * HOST is a numeric IPv4 address or an IPv6 address in brackets.
+ * --session-in offers the session saved in FILE (PEM) for resumption, and
+ * --session-out saves the session after the handshake. Prints
+ * "handshake ok VERSION CIPHER new|resumed" and "listening 127.0.0.1:PORT"
+ * on stdout,
  * or "handshake failed: REASON" on stderr with exit status 1. Runs until
  * its standard input closes, SIGTERM, or the gateway ends the session
  * (exit status 0 after a close_notify, 2 after an error); sends
@@ -27,6 +31,7 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 
 struct options {
@@ -34,6 +39,7 @@ struct options {
     int listen_port;
     const char *ca, *cert, *key;
     const char *psk_identity, *psk_hex;
+    const char *session_in, *session_out;
 };
 
 static struct options opts;
@@ -48,7 +54,8 @@ static void on_signal(int sig)
 static void usage(void)
 {
     fprintf(stderr, "usage: sn_dtls_client --connect HOST:PORT [--listen PORT] [--ca FILE]\n"
-                    "         [--cert FILE --key FILE] [--psk-identity ID --psk HEX]\n");
+                    "         [--cert FILE --key FILE] [--psk-identity ID --psk HEX]\n"
+                    "         [--session-in FILE] [--session-out FILE]\n");
     exit(2);
 }
 
@@ -58,7 +65,8 @@ static void parse_args(int argc, char **argv)
         {"connect", required_argument, NULL, 'c'}, {"listen", required_argument, NULL, 'l'},
         {"ca", required_argument, NULL, 'a'},      {"cert", required_argument, NULL, 'C'},
         {"key", required_argument, NULL, 'k'},     {"psk-identity", required_argument, NULL, 'i'},
-        {"psk", required_argument, NULL, 'p'},     {NULL, 0, NULL, 0},
+        {"psk", required_argument, NULL, 'p'},     {"session-in", required_argument, NULL, 's'},
+        {"session-out", required_argument, NULL, 'S'}, {NULL, 0, NULL, 0},
     };
     int ch;
 
@@ -71,6 +79,8 @@ static void parse_args(int argc, char **argv)
         case 'k': opts.key = optarg; break;
         case 'i': opts.psk_identity = optarg; break;
         case 'p': opts.psk_hex = optarg; break;
+        case 's': opts.session_in = optarg; break;
+        case 'S': opts.session_out = optarg; break;
         default: usage();
         }
     }
@@ -176,6 +186,38 @@ fail:
     return NULL;
 }
 
+/* Sets the session saved in opts.session_in on ssl; exits with status 2
+ * when the file cannot be read. */
+static void offer_session(SSL *ssl)
+{
+    FILE *f = fopen(opts.session_in, "r");
+    SSL_SESSION *sess = f != NULL ? PEM_read_SSL_SESSION(f, NULL, NULL, NULL) : NULL;
+
+    if (f != NULL)
+        fclose(f);
+    if (sess == NULL || SSL_set_session(ssl, sess) != 1) {
+        fprintf(stderr, "cannot read a DTLS session from '%s'\n", opts.session_in);
+        exit(2);
+    }
+    SSL_SESSION_free(sess);
+}
+
+/* Writes the session of ssl to opts.session_out; exits with status 2 on
+ * failure. */
+static void save_session(SSL *ssl)
+{
+    SSL_SESSION *sess = SSL_get_session(ssl);
+    FILE *f = fopen(opts.session_out, "w");
+    int ok = f != NULL && sess != NULL && PEM_write_SSL_SESSION(f, sess) == 1;
+
+    if (f != NULL && fclose(f) != 0)
+        ok = 0;
+    if (!ok) {
+        fprintf(stderr, "cannot write the DTLS session to '%s'\n", opts.session_out);
+        exit(2);
+    }
+}
+
 /* Connects the DTLS socket and runs the handshake (blocking, with
  * OpenSSL's retransmission timer). */
 static SSL *handshake(SSL_CTX *ctx, int *fd_out)
@@ -201,11 +243,16 @@ static SSL *handshake(SSL_CTX *ctx, int *fd_out)
     BIO_ctrl(bio, BIO_CTRL_DGRAM_SET_RECV_TIMEOUT, 0, &tv);
     ssl = SSL_new(ctx);
     SSL_set_bio(ssl, bio, bio);
+    if (opts.session_in != NULL)
+        offer_session(ssl);
     if (SSL_connect(ssl) != 1) {
         print_errors("handshake failed");
         exit(1);
     }
-    printf("handshake ok %s %s\n", SSL_get_version(ssl), SSL_get_cipher_name(ssl));
+    if (opts.session_out != NULL)
+        save_session(ssl);
+    printf("handshake ok %s %s %s\n", SSL_get_version(ssl), SSL_get_cipher_name(ssl),
+           SSL_session_reused(ssl) ? "resumed" : "new");
     fflush(stdout);
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     *fd_out = fd;

@@ -648,6 +648,71 @@ def t_dtls_revoked(ctx):
     wait_event(ctx, lambda e: e.get("type") == "cert" and e.get("device") == dev, "cert")
 
 
+def reconnect_with_session(ctx, dev, **credentials):
+    """Connect twice through the DTLS listener, the second time offering the
+    session saved after the first handshake, and publish each time. Return
+    both relays and the auth_success events of dev."""
+    m = paho(ctx, "m")
+    m.subscribe(f"+/+/+/{dev}/#", 1)
+    saved = os.path.join(ctx.broker.workdir, f"{dev}.session.pem")
+    topic = f"north/icu3/room4/{dev}/heart_rate"
+    relays = []
+
+    for attempt, files in enumerate(({"session_out": saved}, {"session_in": saved})):
+        relay = Relay(ctx, ctx.broker.dtls_port, **credentials, **files)
+        relays.append(relay)
+        c = relay_client(ctx, relay, dev)
+        check_equal(c.connect(30), sn.ACCEPTED, f"CONNACK of connection {attempt + 1}")
+        payload = f"7{attempt}".encode()
+        check_equal(c.publish(topic, payload, 1), sn.ACCEPTED, f"PUBACK of connection {attempt + 1}")
+        got = m.recv()
+        check_equal((got.topic, got.payload), (topic, payload),
+                    f"MQTT delivery from connection {attempt + 1}")
+        c.disconnect()
+        # Closing stdin makes the relay send close_notify, which keeps the
+        # session resumable on both sides.
+        relay.close()
+        check_equal(relay.proc.returncode, 0, f"relay exit status of connection {attempt + 1}")
+
+    logins = ctx.broker.wait_events(
+        lambda es: len([e for e in es[ctx.events_before:]
+                        if e.get("type") == "auth_success" and e.get("device") == dev]) >= 2)
+    check(logins is not None, "two auth_success events of the device")
+    logins = [e for e in logins[ctx.events_before:]
+              if e.get("type") == "auth_success" and e.get("device") == dev]
+    return relays, logins
+
+
+@case("dtls psk session resumed", needs="dtls", only="vigil")
+def t_dtls_psk_resumed(ctx):
+    dev, _, _, psk = dtls_device(ctx, "rp")
+    relays, logins = reconnect_with_session(ctx, dev, psk=(dev, psk))
+    check(not relays[0].resumed, f"first handshake is a full one: {relays[0].handshake}")
+    check(relays[1].resumed, f"second handshake resumed the session: {relays[1].handshake}")
+    check_equal(relays[1].handshake.split()[3], relays[0].handshake.split()[3],
+                "cipher suite of the resumed session")
+    check_equal(len(logins), 2, "auth_success events of the device")
+    check_equal([e.get("proto") for e in logins], ["mqtt-sn", "mqtt-sn"], "protocols")
+    check_equal([e.get("client_id") for e in logins], [dev, dev], "client ids")
+    check(logins[0].get("peer") != logins[1].get("peer"),
+          f"each connection from its own source port: {logins[0].get('peer')}")
+    check_equal(logins[1].get("detail"), logins[0].get("detail"), "role of both logins")
+
+
+@case("dtls certificate session resumed", needs="dtls", only="vigil")
+def t_dtls_cert_resumed(ctx):
+    dev, cert, key, _ = dtls_device(ctx, "rc")
+    relays, logins = reconnect_with_session(ctx, dev, cert=(cert, key), ca=ctx.broker.ca_file)
+    check(not relays[0].resumed, f"first handshake is a full one: {relays[0].handshake}")
+    check(relays[1].resumed, f"second handshake resumed the session: {relays[1].handshake}")
+    check("PSK" not in relays[1].handshake, f"certificate suite: {relays[1].handshake}")
+    check_equal(len(logins), 2, "auth_success events of the device")
+    check_equal([e.get("client_id") for e in logins], [dev, dev], "client ids")
+    check(logins[0].get("peer") != logins[1].get("peer"),
+          f"each connection from its own source port: {logins[0].get('peer')}")
+    check_equal(logins[1].get("detail"), logins[0].get("detail"), "role of both logins")
+
+
 @case("sleeping sn client gets mqtt publish over dtls", needs="dtls", only="vigil")
 def t_dtls_sleep(ctx):
     dev, _, _, psk = dtls_device(ctx, "zz")

@@ -92,7 +92,8 @@ def relay_binary():
 class Relay:
     """tests/tools/sn_dtls_client between a plaintext local port and the DTLS listener."""
 
-    def __init__(self, ctx, port, psk=None, cert=None, ca=None, expect_ok=True):
+    def __init__(self, ctx, port, psk=None, cert=None, ca=None, expect_ok=True,
+                 session_in=None, session_out=None):
         args = [relay_binary(), "--connect", f"127.0.0.1:{port}"]
         if psk is not None:
             args += ["--psk-identity", psk[0], "--psk", psk[1]]
@@ -100,6 +101,10 @@ class Relay:
             args += ["--cert", cert[0], "--key", cert[1]]
         if ca is not None:
             args += ["--ca", ca]
+        if session_in is not None:
+            args += ["--session-in", session_in]
+        if session_out is not None:
+            args += ["--session-out", session_out]
         ctx.log("relay:", " ".join(args))
         self.ctx = ctx
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -117,6 +122,11 @@ class Relay:
         line = self.proc.stdout.readline().strip()
         ctx.log("relay:", line)
         self.port = int(line.rsplit(":", 1)[1])
+
+    @property
+    def resumed(self):
+        """Whether the handshake resumed the session given as session_in."""
+        return self.handshake.endswith(" resumed")
 
     def close(self):
         if self.proc.poll() is None:
