@@ -324,10 +324,16 @@ static const char *hub_wildcard_host(const char *host, const char *where)
 
 static vigil_err hub_listen_udp(struct hub *hub, size_t i, const char *where)
 {
-    const struct config_listener *l = &hub->cfg.listeners[i];
+    struct config_listener *l = &hub->cfg.listeners[i];
     bool coap = l->transport == CONFIG_TRANSPORT_COAP || l->transport == CONFIG_TRANSPORT_COAPS;
+    const char *host = hub_wildcard_host(l->host, where);
     vigil_err rc;
 
+    /* The front end binds the address in the hub's copy of the listener,
+     * so the IPv4 fallback for "::" that TCP listeners use goes there.
+     * NOTE: no test runs the fallback; it needs a kernel without IPv6. */
+    if (host != l->host)
+        snprintf(l->host, sizeof l->host, "%s", host);
     hub->n_listeners = i + 1;
     rc = coap ? coap_front_open(hub, l, &hub->fronts[i]) : mqttsn_front_open(hub, l, &hub->fronts[i]);
     if (rc != VIGIL_OK) {
