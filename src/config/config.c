@@ -160,17 +160,23 @@ static void default_listener(struct vigil_config *cfg, const char *host, uint16_
     l->require_client_cert = config_listener_is_tls(l);
 }
 
-/* Plaintext MQTT for local tools on both loopback addresses; for devices on
- * the network MQTT over TLS, CoAP over DTLS and MQTT-SN over DTLS, each with
- * client certificates, on "::", which also accepts IPv4 where the system
- * allows dual-stack sockets. */
+/* Plaintext MQTT, CoAP and MQTT-SN only on the two loopback addresses, for
+ * tools and gateways on the same host. CoAP and MQTT-SN carry no
+ * credentials, so without anonymous access no client can log in on their
+ * plaintext listeners. Devices on the network use MQTT over TLS, CoAP over
+ * DTLS and MQTT-SN over DTLS, each with client certificates, on "::", which
+ * also accepts IPv4 where the system allows dual-stack sockets. */
 static void defaults_listeners(struct vigil_config *cfg)
 {
     cfg->n_listeners = 0;
     default_listener(cfg, "127.0.0.1", 1883, CONFIG_TRANSPORT_MQTT);
     default_listener(cfg, "::1", 1883, CONFIG_TRANSPORT_MQTT);
     default_listener(cfg, "::", 8883, CONFIG_TRANSPORT_MQTTS);
+    default_listener(cfg, "127.0.0.1", 5683, CONFIG_TRANSPORT_COAP);
+    default_listener(cfg, "::1", 5683, CONFIG_TRANSPORT_COAP);
     default_listener(cfg, "::", 5684, CONFIG_TRANSPORT_COAPS);
+    default_listener(cfg, "127.0.0.1", 1884, CONFIG_TRANSPORT_MQTTSN);
+    default_listener(cfg, "::1", 1884, CONFIG_TRANSPORT_MQTTSN);
     default_listener(cfg, "::", 1885, CONFIG_TRANSPORT_MQTTSN_DTLS);
 }
 

@@ -51,6 +51,52 @@ static void example_path(char *out, size_t cap)
     snprintf(out, cap, "%.*svigil.example.yaml", (int)(tail - file), file);
 }
 
+/* The embedded default listeners, in order. */
+static const struct {
+    const char *host;
+    uint16_t port;
+    uint8_t transport;
+} default_listeners[] = {
+    {"127.0.0.1", 1883, CONFIG_TRANSPORT_MQTT},
+    {"::1", 1883, CONFIG_TRANSPORT_MQTT},
+    {"::", 8883, CONFIG_TRANSPORT_MQTTS},
+    {"127.0.0.1", 5683, CONFIG_TRANSPORT_COAP},
+    {"::1", 5683, CONFIG_TRANSPORT_COAP},
+    {"::", 5684, CONFIG_TRANSPORT_COAPS},
+    {"127.0.0.1", 1884, CONFIG_TRANSPORT_MQTTSN},
+    {"::1", 1884, CONFIG_TRANSPORT_MQTTSN},
+    {"::", 1885, CONFIG_TRANSPORT_MQTTSN_DTLS},
+};
+
+/* Plaintext defaults stay on loopback without anonymous access; secured
+ * ones require client certificates and accept neither PSK nor passwords. */
+static void check_default_listeners(const struct vigil_config *cfg)
+{
+    size_t n = sizeof default_listeners / sizeof default_listeners[0];
+
+    assert_int_equal(cfg->n_listeners, n);
+    for (size_t i = 0; i < n; i++) {
+        const struct config_listener *l = &cfg->listeners[i];
+        bool tls = l->transport == CONFIG_TRANSPORT_MQTTS ||
+                   l->transport == CONFIG_TRANSPORT_COAPS ||
+                   l->transport == CONFIG_TRANSPORT_MQTTSN_DTLS;
+
+        assert_string_equal(l->host, default_listeners[i].host);
+        assert_int_equal(l->port, default_listeners[i].port);
+        assert_int_equal(l->transport, default_listeners[i].transport);
+        assert_int_equal(config_listener_is_tls(l), tls);
+        assert_int_equal(config_listener_is_udp(l), l->transport != CONFIG_TRANSPORT_MQTT &&
+                                                        l->transport != CONFIG_TRANSPORT_MQTTS);
+        assert_false(l->allow_anonymous);
+        assert_false(l->plaintext_public);
+        assert_false(l->allow_psk);
+        assert_false(l->allow_password);
+        assert_int_equal(l->require_client_cert, tls);
+        if (!tls)
+            assert_true(config_host_is_loopback(l->host));
+    }
+}
+
 static void test_defaults_values(void **state)
 {
     static struct vigil_config cfg;
@@ -59,33 +105,7 @@ static void test_defaults_values(void **state)
 
     config_defaults(&cfg);
     assert_string_equal(cfg.data_dir, "./vigil-data");
-    assert_int_equal(cfg.n_listeners, 5);
-    assert_string_equal(cfg.listeners[0].host, "127.0.0.1");
-    assert_int_equal(cfg.listeners[0].port, 1883);
-    assert_int_equal(cfg.listeners[0].transport, CONFIG_TRANSPORT_MQTT);
-    assert_false(config_listener_is_tls(&cfg.listeners[0]));
-    assert_false(cfg.listeners[0].allow_anonymous);
-    assert_false(cfg.listeners[0].plaintext_public);
-    assert_string_equal(cfg.listeners[1].host, "::1");
-    assert_int_equal(cfg.listeners[1].port, 1883);
-    assert_int_equal(cfg.listeners[1].transport, CONFIG_TRANSPORT_MQTT);
-    assert_string_equal(cfg.listeners[2].host, "::");
-    assert_int_equal(cfg.listeners[2].port, 8883);
-    assert_int_equal(cfg.listeners[2].transport, CONFIG_TRANSPORT_MQTTS);
-    assert_true(config_listener_is_tls(&cfg.listeners[2]));
-    assert_true(cfg.listeners[2].require_client_cert);
-    assert_false(cfg.listeners[2].allow_psk);
-    assert_false(cfg.listeners[2].allow_password);
-    assert_false(cfg.listeners[2].allow_anonymous);
-    assert_string_equal(cfg.listeners[3].host, "::");
-    assert_int_equal(cfg.listeners[3].port, 5684);
-    assert_int_equal(cfg.listeners[3].transport, CONFIG_TRANSPORT_COAPS);
-    assert_true(cfg.listeners[3].require_client_cert);
-    assert_true(config_listener_is_udp(&cfg.listeners[3]));
-    assert_string_equal(cfg.listeners[4].host, "::");
-    assert_int_equal(cfg.listeners[4].port, 1885);
-    assert_int_equal(cfg.listeners[4].transport, CONFIG_TRANSPORT_MQTTSN_DTLS);
-    assert_true(cfg.listeners[4].require_client_cert);
+    check_default_listeners(&cfg);
     assert_int_equal(cfg.n_roles, 2);
 
     device = config_find_role(&cfg, "device");
@@ -166,7 +186,7 @@ static void test_example_file_loads(void **state)
     for (size_t i = 0; i < defaults.n_listeners; i++)
         assert_memory_equal(&cfg.listeners[i], &defaults.listeners[i], sizeof cfg.listeners[i]);
     assert_string_equal(cfg.listeners[defaults.n_listeners].host, "::1");
-    assert_int_equal(cfg.listeners[defaults.n_listeners].port, 1884);
+    assert_int_equal(cfg.listeners[defaults.n_listeners].port, 18830);
     assert_int_equal(cfg.listeners[defaults.n_listeners].transport, CONFIG_TRANSPORT_MQTT);
     assert_true(cfg.listeners[defaults.n_listeners].allow_anonymous);
     assert_memory_equal(&cfg.gateway, &defaults.gateway, sizeof cfg.gateway);

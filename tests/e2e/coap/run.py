@@ -15,9 +15,11 @@ Usage: /usr/bin/python3 tests/e2e/coap/run.py [NAME-SUBSTRING...]
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -26,8 +28,10 @@ sys.path.insert(0, HERE)
 import coapbroker  # noqa: E402  (puts tests/lib on the path)
 import harness  # noqa: E402
 import pahoclient  # noqa: E402
-from coapbroker import (IDLE_S, MAX_BODY, CoapBroker, coap_client, finish,  # noqa: E402
-                        start_coap_client)
+from broker import SANITIZER_PATTERNS, vigil_binary  # noqa: E402
+from coapbroker import (CLIENT_NOTLS, IDLE_S, MAX_BODY, CoapBroker, coap_client,  # noqa: E402
+                        finish, start_coap_client)
+from netns import Netns  # noqa: E402
 from harness import case, check, check_equal  # noqa: E402
 
 ROOT = coapbroker.ROOT
@@ -49,6 +53,11 @@ class Fixture:
         self.psk = None
 
     def before(self, c, ctx):
+        ctx.log_dir = self.log_dir
+        # These cases start vigil on its default ports in a namespace.
+        if c.needs == "netns":
+            ctx.broker = None
+            return
         if self.broker is None or not self.broker.alive():
             self.broker = CoapBroker(self.log_dir, name="coap-e2e")
             self.broker.start()
@@ -63,10 +72,11 @@ class Fixture:
         ctx.events_before = len(self.broker.events())
 
     def after(self, c, ctx):
-        self.broker.check_alive()
+        if ctx.broker is not None:
+            self.broker.check_alive()
 
     def on_failure(self, c, ctx, exc):
-        if self.broker is not None:
+        if ctx.broker is not None:
             ctx.log("broker stderr tail:\n" + self.broker.stderr_tail())
 
     def close(self):
@@ -508,6 +518,182 @@ def idle_release(ctx):
     elapsed = time.monotonic() - started
     check_equal(ev.get("detail"), "idle", "disconnect detail")
     check(elapsed >= IDLE_S - 2, f"released after {elapsed:.1f} s, before coap_idle")
+
+
+# -- the default listeners of `vigil serve` ------------------------------------
+# vigil binds its fixed default ports here, so each case runs it and its
+# clients in a network namespace of its own (tests/lib/netns.py), where no
+# other suite or service uses those ports.
+
+
+class DefaultVigil:
+    """`vigil serve --data-dir DIR [ARGS]` without listener options in ns."""
+
+    def __init__(self, ctx, ns, args=()):
+        self.ctx = ctx
+        self.ns = ns
+        self.workdir = tempfile.mkdtemp(prefix="coap-defaults-", dir=ctx.log_dir)
+        self.data_dir = os.path.join(self.workdir, "data")
+        self.stderr_path = os.path.join(self.workdir, "stderr.log")
+        cmd = [vigil_binary(), "serve", "--data-dir", self.data_dir] + list(args)
+        ctx.log("start in the namespace:", " ".join(cmd))
+        with open(self.stderr_path, "wb") as err:
+            self.proc = ns.popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        ctx.defer(self.stop)
+
+    def log(self):
+        with open(self.stderr_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def wait_started(self, timeout=60):
+        """Wait for "vigil started"; return False if vigil exited first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "vigil started" in self.log():
+                return True
+            if self.proc.poll() is not None:
+                return False
+            time.sleep(0.1)
+        raise AssertionError(f"vigil did not start within {timeout} s:\n{self.log()[-3000:]}")
+
+    def stop(self):
+        """Stop vigil with SIGTERM; return its exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("vigil did not exit within 10 s of SIGTERM")
+        log = self.log()
+        self.ctx.log("vigil stderr tail:\n" + log[-3000:])
+        check(SANITIZER_PATTERNS.search(log) is None, "sanitizer report in vigil's stderr")
+        return self.proc.returncode
+
+    def events(self):
+        path = os.path.join(self.data_dir, "events.jsonl")
+        with open(path, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def coap(self, args):
+        """Run coap-client-notls in the namespace; return (payload, messages)."""
+        out_path = os.path.join(self.workdir, "coap-client.out")
+        if os.path.exists(out_path):
+            os.unlink(out_path)
+        res = self.ns.run([CLIENT_NOTLS, "-B", "8", "-o", out_path] + list(args))
+        payload = b""
+        if os.path.exists(out_path):
+            with open(out_path, "rb") as f:
+                payload = f.read()
+        self.ctx.log(f"coap-client {args}: exit {res.returncode}; payload {payload!r}; "
+                     f"output {res.stdout + res.stderr!r}")
+        return payload, res.stdout + res.stderr
+
+    def mqttsn(self, host, args):
+        """Run tests/lib/snclient.py as client lab-tool against host:1884 in
+        the namespace."""
+        client = os.path.join(ROOT, "tests", "lib", "snclient.py")
+        res = self.ns.run(["/usr/bin/python3", client, "-H", host, "-p", "1884", "-i", "lab-tool"]
+                          + list(args))
+        self.ctx.log(f"snclient {host} {args}: exit {res.returncode}; "
+                     f"output {res.stdout + res.stderr!r}")
+        return res
+
+
+def netns(ctx):
+    ns = Netns()
+    ctx.defer(ns.close)
+    return ns
+
+
+PLAINTEXT_DEFAULTS = ("CoAP on UDP 127.0.0.1:5683", "CoAP on UDP [::1]:5683",
+                      "MQTT-SN on UDP 127.0.0.1:1884", "MQTT-SN on UDP [::1]:1884")
+
+
+def listening_lines(log):
+    return [line for line in log.splitlines() if "listening for " in line]
+
+
+@case("default plaintext udp needs credentials", needs="netns", only="vigil")
+def default_plaintext_closed(ctx):
+    vigil = DefaultVigil(ctx, netns(ctx))
+    check(vigil.wait_started(), f"vigil serve started:\n{vigil.log()[-3000:]}")
+    lines = listening_lines(vigil.log())
+    for listener in PLAINTEXT_DEFAULTS:
+        found = [line for line in lines if line.endswith(f"listening for {listener}")]
+        check_equal(len(found), 1, f"'{listener}' without anonymous access in {lines}")
+
+    for host in ("127.0.0.1", "[::1]"):
+        _, messages = vigil.coap(["-m", "get", f"coap://{host}/ps/lab/defaults"])
+        check("4.01" in messages, f"4.01 from CoAP on {host}:5683: {messages!r}")
+    for host in ("127.0.0.1", "::1"):
+        res = vigil.mqttsn(host, ["pub", "-t", "lab/defaults", "-m", "1", "-q", "1"])
+        check_equal(res.returncode, 1, f"snclient exit status on {host}:1884")
+        check("CONNACK return code 0x03" in res.stderr, f"CONNACK 0x03: {res.stderr!r}")
+
+    check_equal(vigil.stop(), 0, "vigil exit status")
+    failures = [e for e in vigil.events() if e.get("type") == "auth_failure"]
+    for proto, host in (("coap", "127.0.0.1:"), ("coap", "[::1]:"), ("mqtt-sn", "127.0.0.1:"),
+                        ("mqtt-sn", "[::1]:")):
+        check(any(e.get("proto") == proto and e.get("peer", "").startswith(host)
+                  for e in failures),
+              f"auth_failure of {proto} from {host}: {failures}")
+
+
+@case("default plaintext udp with anonymous", needs="netns", only="vigil")
+def default_plaintext_anonymous(ctx):
+    vigil = DefaultVigil(ctx, netns(ctx), ["--anonymous"])
+    check(vigil.wait_started(), f"vigil serve --anonymous started:\n{vigil.log()[-3000:]}")
+    lines = listening_lines(vigil.log())
+    for listener in PLAINTEXT_DEFAULTS:
+        found = [line for line in lines
+                 if line.endswith(f"listening for {listener} (anonymous access allowed)")]
+        check_equal(len(found), 1, f"'{listener}' with anonymous access in {lines}")
+
+    _, messages = vigil.coap(["-m", "put", "-e", "42", "coap://127.0.0.1/ps/lab/coap"])
+    check("4." not in messages and "5." not in messages, f"PUT accepted: {messages!r}")
+    res = vigil.mqttsn("::1", ["pub", "-t", "lab/sn", "-m", "7", "-q", "1", "-r"])
+    check_equal(res.returncode, 0, f"snclient exit status: {res.stderr!r}")
+    # Each message comes back from the retained store through the other
+    # address family's CoAP listener.
+    payload, messages = vigil.coap(["-m", "get", "coap://[::1]/ps/lab/coap"])
+    check_equal(payload, b"42", f"CoAP message over [::1]:5683 ({messages!r})")
+    payload, messages = vigil.coap(["-m", "get", "coap://127.0.0.1/ps/lab/sn"])
+    check_equal(payload, b"7", f"MQTT-SN message over 127.0.0.1:5683 ({messages!r})")
+
+    check_equal(vigil.stop(), 0, "vigil exit status")
+    logins = [e.get("proto") for e in vigil.events()
+              if e.get("type") == "auth_success" and e.get("detail") == "anonymous"]
+    check("coap" in logins, f"anonymous CoAP login event: {logins}")
+    check("mqtt-sn" in logins, f"anonymous MQTT-SN login event: {logins}")
+
+
+@case("default udp port busy", needs="netns", only="vigil")
+def default_port_busy(ctx):
+    ns = netns(ctx)
+    holder = ns.popen(["/usr/bin/python3", "-c",
+                       "import socket, sys, time\n"
+                       "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                       "s.bind(('127.0.0.1', 5683))\n"
+                       "print('bound', flush=True)\n"
+                       "time.sleep(120)\n"], stdout=subprocess.PIPE, text=True)
+
+    def stop_holder():
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+
+    ctx.defer(stop_holder)
+    check_equal(holder.stdout.readline().strip(), "bound", "UDP 127.0.0.1:5683 taken")
+    vigil = DefaultVigil(ctx, ns)
+    # Like a busy default MQTT port, a busy default UDP port stops the start.
+    check(not vigil.wait_started(), "vigil serve exits when 127.0.0.1:5683 is taken")
+    check_equal(vigil.stop(), 1, "vigil exit status")
+    log = vigil.log()
+    check("udp listener 127.0.0.1:5683: cannot bind: address already in use" in log,
+          f"error names the listener: {log[-2000:]!r}")
+    check("vigil serve: could not start" in log, "start failure reported")
 
 
 if __name__ == "__main__":
