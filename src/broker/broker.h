@@ -313,6 +313,7 @@ struct hub {
     struct hub_listener {
         uv_poll_t poll;
         int fd;
+        bool paused;                 /* after an accept error; the tick resumes it */
     } listeners[CONFIG_MAX_LISTENERS];
     int spare_fd;                    /* /dev/null, given up to shed a connection */
     /* Connections shed since the last log line about them, the error

@@ -154,28 +154,20 @@ static bool conn_ep_update(struct conn *c)
                                        (want & CONN_EP_OUT ? EPOLLOUT : 0u),
                              .data.ptr = c};
 
+    int op = want == 0 ? EPOLL_CTL_DEL : c->ep_events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+
     if (c->fd < 0 || want == c->ep_events)
         return true;
-    /* A socket stays registered without events: epoll still reports an
-     * error or a hang-up, which on_sockets_ready handles. */
-    if (epoll_ctl(c->hub->conn_epfd, EPOLL_CTL_MOD, c->fd, &ev) != 0 &&
-        (errno != ENOENT || epoll_ctl(c->hub->conn_epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0)) {
+    /* A socket without events leaves the set, because epoll reports an
+     * error or a hang-up whether asked or not. A reset while a login is
+     * being checked thus waits, as its input does, until reading resumes
+     * and recv() returns it. */
+    if (epoll_ctl(c->hub->conn_epfd, op, c->fd, &ev) != 0 && !(op == EPOLL_CTL_DEL && errno == ENOENT)) {
         log_error("conn %llu %s: epoll: %s", (unsigned long long)c->id, c->peer, strerror(errno));
         return false;
     }
     c->ep_events = want;
     return true;
-}
-
-/* The error pending on c's socket as a message, for a close reason. */
-static const char *conn_sock_error(const struct conn *c)
-{
-    int err = 0;
-    socklen_t len = sizeof err;
-
-    if (c->fd < 0 || getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err == 0)
-        return "peer closed the connection";
-    return uv_strerror(-err);
 }
 
 /* Handles the socket events epoll reports for the hub's connections. Each
@@ -206,10 +198,6 @@ static void on_sockets_ready(uv_poll_t *h, int status, int events)
             conn_read_ready(c);
         if (!c->closing_handles && c->write_busy && (e & EPOLLOUT || failed))
             conn_write_ready(c);
-        /* An error with nothing to read or write (a login being checked)
-         * would be reported again at every turn of the loop. */
-        if (!c->closing_handles && failed && !c->reading && !c->write_busy)
-            conn_close(c, 0xFF, conn_sock_error(c));
     }
     for (int i = 0; i < n; i++)
         conn_unref(ev[i].data.ptr);

@@ -244,12 +244,30 @@ static void on_listener_ready(uv_poll_t *h, int status, int events)
             }
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return;
-            log_warn("accept failed: %s; cannot close the waiting connection: %s",
+            log_warn("accept failed: %s; cannot close the waiting connection: %s; "
+                     "accepting again in 1 s",
                      strerror(err), strerror(errno));
         } else {
-            log_warn("accept failed: %s", strerror(errno));
+            log_warn("accept failed: %s; accepting again in 1 s", strerror(errno));
         }
+        /* The waiting connection keeps the socket readable, so polling it
+         * again at once would spin; the tick resumes it. */
+        uv_poll_stop(&l->poll);
+        l->paused = true;
         return;
+    }
+}
+
+/* Polls again the listeners that on_listener_ready paused. */
+static void hub_resume_listeners(struct hub *hub)
+{
+    for (size_t i = 0; i < hub->n_listeners; i++) {
+        struct hub_listener *l = &hub->listeners[i];
+
+        if (!hub->listener_open[i] || !l->paused || hub->fronts[i] != NULL)
+            continue;
+        l->paused = false;
+        uv_poll_start(&l->poll, UV_READABLE, on_listener_ready);
     }
 }
 
@@ -436,6 +454,8 @@ static void on_tick(uv_timer_t *t)
     session_offline_sweep(hub, now);
     zt_tick(hub, now);
     hub_log_shed_count(hub);
+    if (!hub->stopping)
+        hub_resume_listeners(hub);
     if (hub->cfg.sys_interval_s > 0 &&
         now - hub->last_sys_ms >= (uint64_t)hub->cfg.sys_interval_s * 1000) {
         hub->last_sys_ms = now;

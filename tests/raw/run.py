@@ -1077,6 +1077,29 @@ user_without_password_case(V311)
 user_without_password_case(V5)
 
 
+@case("reset during a password check still counts", needs="dual", only="vigil")
+def _(ctx):
+    # The connection stops reading while its password is checked, so a
+    # reset is seen only when the check has ended: the failed login is
+    # still counted and reported, as for a client that waited.
+    dev = "rawrstauth"
+    ctx.broker.add_device(dev)
+    sock = socket.create_connection(("127.0.0.1", ctx.auth_port), timeout=5)
+    sock.sendall(connect(V311, dev, username=dev, password="wrong"))
+    time.sleep(0.05)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+    deadline = time.monotonic() + 15.0
+    while True:
+        failures = [e for e in ctx.broker.events()[ctx.events_before:]
+                    if e.get("client_id") == dev and e.get("type") == "auth_failure"]
+        if failures:
+            break
+        check(time.monotonic() < deadline, "no auth_failure event 15 s after the reset")
+        time.sleep(0.1)
+    ctx.broker.check_alive()
+
+
 def device_session(ctx, dev, password, clean=True, session_present=None):
     """Connect a device on the password listener with session expiry 3600."""
     conn = Conn(ctx.auth_port, log=ctx.log)
