@@ -154,10 +154,14 @@ static bool conn_ep_update(struct conn *c)
                                        (want & CONN_EP_OUT ? EPOLLOUT : 0u),
                              .data.ptr = c};
 
-    int op = want == 0 ? EPOLL_CTL_DEL : c->ep_events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+    int op = EPOLL_CTL_MOD;
 
     if (c->fd < 0 || want == c->ep_events)
         return true;
+    if (want == 0)
+        op = EPOLL_CTL_DEL;
+    else if (c->ep_events == 0)
+        op = EPOLL_CTL_ADD;
     /* A socket without events leaves the set, because epoll reports an
      * error or a hang-up whether asked or not. A reset while a login is
      * being checked thus waits, as its input does, until reading resumes
@@ -508,9 +512,9 @@ static void conn_flush_io(struct conn *c)
 
 /* Writes as much of src as the socket takes now. Returns true when src
  * was written in full. Otherwise *done has the bytes written from its
- * start; an error is left for conn_write_ready, which meets it again once
- * epoll reports the socket, so that the connection is never closed from
- * inside a flush. */
+ * start. An error is left for conn_write_ready, which meets it again once
+ * epoll reports the socket: the connection is never closed from inside a
+ * flush. */
 static bool conn_try_write(struct conn *c, struct vigil_buf *src, size_t *done)
 {
     ssize_t n;
