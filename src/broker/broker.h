@@ -309,7 +309,7 @@ struct hub {
     struct vigil_map sessions;   /* client id -> struct session; borrows session->client_id */
     struct session *offline_head;
     /* Per configured listener: a listening socket (MQTT, MQTTS) or a front
-     * end (CoAP, MQTT-SN); listener_open[i] says whether slot i was opened. */
+     * end (CoAP, MQTT-SN); listener_open[i] is set once slot i is open. */
     struct hub_listener {
         uv_poll_t poll;
         int fd;

@@ -209,19 +209,27 @@ static void on_sockets_ready(uv_poll_t *h, int status, int events)
 
 vigil_err conn_sockets_open(struct hub *hub)
 {
+    int rc;
+
     hub->conn_epfd = epoll_create1(EPOLL_CLOEXEC);
     if (hub->conn_epfd < 0) {
         log_error("epoll: %s", strerror(errno));
         return VIGIL_ERR_IO;
     }
-    if (uv_poll_init(hub->loop, &hub->conn_poll, hub->conn_epfd) != 0) {
+    rc = uv_poll_init(hub->loop, &hub->conn_poll, hub->conn_epfd);
+    if (rc != 0) {
+        log_error("epoll: cannot poll the connection set: %s", uv_strerror(rc));
         close(hub->conn_epfd);
         hub->conn_epfd = -1;
         return VIGIL_ERR_IO;
     }
     hub->conn_poll.data = hub;
     hub->conn_poll_open = true;
-    uv_poll_start(&hub->conn_poll, UV_READABLE, on_sockets_ready);
+    rc = uv_poll_start(&hub->conn_poll, UV_READABLE, on_sockets_ready);
+    if (rc != 0) {
+        log_error("epoll: cannot poll the connection set: %s", uv_strerror(rc));
+        return VIGIL_ERR_IO;
+    }
     return VIGIL_OK;
 }
 
@@ -933,7 +941,7 @@ void conn_pause_read(struct conn *c)
     if (c->io != NULL || !c->reading)
         return;
     c->reading = false;
-    /* Without the change, epoll keeps reporting input nobody reads. */
+    /* Without the change, epoll keeps reporting input that is not read. */
     if (!conn_ep_update(c))
         conn_release(c);
 }
@@ -1053,7 +1061,6 @@ void conn_accept(struct hub *hub, int fd, const struct sockaddr *peer,
 {
     bool plaintext = listener->transport != CONFIG_TRANSPORT_MQTTS;
     struct conn *c = vigil_calloc(1, sizeof *c);
-    struct epoll_event ev = {.events = EPOLLIN};
     int on = 1;
 
     if (c == NULL) {
@@ -1101,14 +1108,9 @@ void conn_accept(struct hub *hub, int fd, const struct sockaddr *peer,
      * The socket's reference on c passes to the thread. */
     if (c->tls == NULL && hub->io != NULL && iopool_adopt(c))
         return;
-    ev.data.ptr = c;
-    if (epoll_ctl(hub->conn_epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-        log_error("conn %llu %s: epoll: %s", (unsigned long long)c->id, c->peer, strerror(errno));
-        conn_release(c);
-        return;
-    }
-    c->ep_events = CONN_EP_IN;
     c->reading = true;
+    if (!conn_ep_update(c))
+        conn_release(c);
 }
 
 static void hold_released(void *arg, vigil_err rc)
