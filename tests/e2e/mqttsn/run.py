@@ -683,34 +683,33 @@ def reconnect_with_session(ctx, dev, **credentials):
     return relays, logins
 
 
-@case("dtls psk session resumed", needs="dtls", only="vigil")
-def t_dtls_psk_resumed(ctx):
-    dev, _, _, psk = dtls_device(ctx, "rp")
-    relays, logins = reconnect_with_session(ctx, dev, psk=(dev, psk))
+def check_session_resumed(relays, logins, dev):
+    """Check a full handshake, then a resumed one, each logging dev in once."""
     check(not relays[0].resumed, f"first handshake is a full one: {relays[0].handshake}")
     check(relays[1].resumed, f"second handshake resumed the session: {relays[1].handshake}")
-    check_equal(relays[1].handshake.split()[3], relays[0].handshake.split()[3],
-                "cipher suite of the resumed session")
     check_equal(len(logins), 2, "auth_success events of the device")
-    check_equal([e.get("proto") for e in logins], ["mqtt-sn", "mqtt-sn"], "protocols")
     check_equal([e.get("client_id") for e in logins], [dev, dev], "client ids")
     check(logins[0].get("peer") != logins[1].get("peer"),
           f"each connection from its own source port: {logins[0].get('peer')}")
     check_equal(logins[1].get("detail"), logins[0].get("detail"), "role of both logins")
+
+
+@case("dtls psk session resumed", needs="dtls", only="vigil")
+def t_dtls_psk_resumed(ctx):
+    dev, _, _, psk = dtls_device(ctx, "rp")
+    relays, logins = reconnect_with_session(ctx, dev, psk=(dev, psk))
+    check_session_resumed(relays, logins, dev)
+    check_equal(relays[1].handshake.split()[3], relays[0].handshake.split()[3],
+                "cipher suite of the resumed session")
+    check_equal([e.get("proto") for e in logins], ["mqtt-sn", "mqtt-sn"], "protocols")
 
 
 @case("dtls certificate session resumed", needs="dtls", only="vigil")
 def t_dtls_cert_resumed(ctx):
     dev, cert, key, _ = dtls_device(ctx, "rc")
     relays, logins = reconnect_with_session(ctx, dev, cert=(cert, key), ca=ctx.broker.ca_file)
-    check(not relays[0].resumed, f"first handshake is a full one: {relays[0].handshake}")
-    check(relays[1].resumed, f"second handshake resumed the session: {relays[1].handshake}")
+    check_session_resumed(relays, logins, dev)
     check("PSK" not in relays[1].handshake, f"certificate suite: {relays[1].handshake}")
-    check_equal(len(logins), 2, "auth_success events of the device")
-    check_equal([e.get("client_id") for e in logins], [dev, dev], "client ids")
-    check(logins[0].get("peer") != logins[1].get("peer"),
-          f"each connection from its own source port: {logins[0].get('peer')}")
-    check_equal(logins[1].get("detail"), logins[0].get("detail"), "role of both logins")
 
 
 @case("sleeping sn client gets mqtt publish over dtls", needs="dtls", only="vigil")
