@@ -38,9 +38,10 @@ double bench_other_cpu_pct(pid_t broker, unsigned window_ms);
  * waits for on stderr when verbose is set. */
 bool bench_wait_machine_quiet(pid_t broker, double max_pct, unsigned max_wait_ms, bool verbose);
 
-/* Waits until process pid itself uses less than max_pct of one core over
- * 250 ms, at most max_wait_ms: a broker that has finished the work a burst
- * left behind (queued events, log writes). Returns false on timeout. */
+/* Waits, for at most max_wait_ms, until process pid itself uses less than
+ * max_pct of one core over 250 ms, as a broker does once it has finished
+ * the work a burst left behind (queued events, log writes). Returns false
+ * on timeout. */
 bool bench_wait_proc_quiet(pid_t pid, double max_pct, unsigned max_wait_ms);
 
 /* Monotonic clock (CLOCK_MONOTONIC) in nanoseconds. */

@@ -25,8 +25,8 @@
 #define CONN_EP_IN 1u
 #define CONN_EP_OUT 2u
 
-/* Read calls per readiness event at most, while each fills the buffer:
- * a connection that keeps sending cannot hold the loop for longer. */
+/* Maximum read calls per readiness event while each read fills the
+ * buffer, so that a connection that keeps sending cannot hold the loop. */
 #define CONN_READS_PER_EVENT 32
 
 /* Socket events taken from the epoll set per callback. */
@@ -163,11 +163,12 @@ static bool conn_ep_update(struct conn *c)
     else if (c->ep_events == 0)
         op = EPOLL_CTL_ADD;
     /* A socket without events leaves the set, because epoll reports an
-     * error or a hang-up whether asked or not. A reset while a login is
+     * error or a hang-up even when not requested. A reset while a login is
      * being checked thus waits, as its input does, until reading resumes
      * and recv() returns it. */
     if (epoll_ctl(c->hub->conn_epfd, op, c->fd, &ev) != 0 && !(op == EPOLL_CTL_DEL && errno == ENOENT)) {
-        log_error("conn %llu %s: epoll: %s", (unsigned long long)c->id, c->peer, strerror(errno));
+        log_error("conn %llu %s: epoll_ctl failed: %s", (unsigned long long)c->id, c->peer,
+                  strerror(errno));
         return false;
     }
     c->ep_events = want;
@@ -213,7 +214,7 @@ vigil_err conn_sockets_open(struct hub *hub)
 
     hub->conn_epfd = epoll_create1(EPOLL_CLOEXEC);
     if (hub->conn_epfd < 0) {
-        log_error("epoll: %s", strerror(errno));
+        log_error("epoll_create1 failed: %s", strerror(errno));
         return VIGIL_ERR_IO;
     }
     rc = uv_poll_init(hub->loop, &hub->conn_poll, hub->conn_epfd);
@@ -388,8 +389,8 @@ static void conn_report_abort(struct conn *c, size_t unwritten)
 }
 
 /* Closes c on the hub's loop without the output it has not written. The
- * reset discards what the kernel holds; the output still in vigil is freed
- * with c. */
+ * reset discards what the kernel holds, and the output still in vigil is
+ * freed here. */
 static void conn_abort(struct conn *c)
 {
     conn_report_abort(c, conn_backlog(c));
@@ -671,7 +672,7 @@ size_t conn_backlog(const struct conn *c)
            (c->tls != NULL ? c->tls->wire.len : 0) + c->io_unwritten;
 }
 
-/* Chooses where the next read of c goes; buf->len is 0 when c's input
+/* Chooses where the next read of c goes. buf->len is 0 when c's input
  * buffer is full or cannot grow. */
 static void conn_read_buf(struct conn *c, uv_buf_t *buf)
 {

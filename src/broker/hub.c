@@ -251,14 +251,14 @@ static void on_listener_ready(uv_poll_t *h, int status, int events)
             log_warn("accept failed: %s; accepting again in 1 s", strerror(errno));
         }
         /* The waiting connection keeps the socket readable, so polling it
-         * again at once would spin; the tick resumes it. */
+         * again at once would spin. The tick resumes it. */
         uv_poll_stop(&l->poll);
         l->paused = true;
         return;
     }
 }
 
-/* Polls again the listeners that on_listener_ready paused. */
+/* Restarts polling the listeners that on_listener_ready paused. */
 static void hub_resume_listeners(struct hub *hub)
 {
     for (size_t i = 0; i < hub->n_listeners; i++) {

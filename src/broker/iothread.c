@@ -394,7 +394,7 @@ static void io_read_start(struct io_conn *ic)
         io_fail(ic, TO_HUB_READ_FAILED, rc);
 }
 
-/* The socket of ic's open handle. */
+/* Returns the socket of ic's open handle, or -1. */
 static int io_fd(const struct io_conn *ic)
 {
     uv_os_fd_t fd;
