@@ -438,6 +438,14 @@ static void conn_release_idle_buffers(struct conn *c)
  * or a negative error code. */
 static void conn_write_done(struct conn *c, int status)
 {
+    /* A closing connection's socket carries TCP_USER_TIMEOUT set to
+     * limits.close_grace_ms, so the kernel may give up on a peer that does
+     * not read before the close deadline does: the same reset, reported
+     * the same way. */
+    if (status == -ETIMEDOUT && c->state == CONN_CLOSING) {
+        conn_abort(c);
+        return;
+    }
     c->write_busy = false;
     c->wr->busy.len = 0;
     c->wr->off = 0;

@@ -218,12 +218,22 @@ static void io_fail(struct io_conn *ic, uint8_t kind, int status)
 }
 
 static void io_write_start(struct io_conn *ic);
+static void io_abort(struct io_conn *ic);
 
 static void io_on_write(uv_write_t *req, int status)
 {
     struct io_conn *ic = req->data;
 
     vigil_free(req);
+    /* A closing connection's socket carries TCP_USER_TIMEOUT set to
+     * limits.close_grace_ms. The kernel may thus give up on a peer that
+     * does not read before the hub's close deadline does. That is the same
+     * reset and is reported the same way; this write's bytes count as
+     * unwritten. */
+    if (status == UV_ETIMEDOUT && ic->closing && !ic->handle_closed) {
+        io_abort(ic);
+        return;
+    }
     ic->write_busy = false;
     io_report(ic, TO_HUB_WRITTEN, ic->busy.len, NULL, 0);
     ic->busy.len = 0;

@@ -14,9 +14,11 @@ Environment: VIGIL_TEST_BROKER (vigil|mosquitto), VIGIL, VIGIL_TEST_LOG_DIR.
 """
 
 import os
+import re
 import resource
 import socket
 import struct
+import subprocess
 import sys
 import time
 
@@ -1642,8 +1644,73 @@ def close_grace_kernel_case(needs):
     return _
 
 
+def broker_tcp_timer_ms(ctx, conn):
+    """Milliseconds until the next TCP timer of the broker's end of conn, or None.
+
+    The timer is the kernel's retransmission or zero-window probe timer,
+    read with ss(8), which prints times such as 152ms, 1.564ms (1 s and
+    564 ms), 10sec or 2min3sec.
+    """
+    client_port = conn.sock.getsockname()[1]
+    out = subprocess.run(["ss", "-tnoH", "state", "established",
+                          f"( sport = :{ctx.port} and dport = :{client_port} )"],
+                         capture_output=True, text=True, check=False).stdout
+    found = re.search(r"timer:\(\w+,(?:(\d+)min)?(?:(\d+)(?:sec|\.))?(?:(\d+)ms)?,", out)
+    if found is None:
+        return None
+    minutes, secs, msecs = (int(g) if g else 0 for g in found.groups())
+    return (minutes * 60 + secs) * 1000 + msecs
+
+
+def close_grace_kernel_first_case(needs):
+    @case(f"v311 takeover of a stalled subscriber just before the kernel's timer resets it "
+          f"({needs})", needs=needs, only="vigil")
+    def _(ctx):
+        # A closing socket carries TCP_USER_TIMEOUT equal to
+        # limits.close_grace_ms. The kernel checks it when its next timer
+        # for the stalled peer runs, so a takeover shortly before that
+        # timer lets the kernel give up before vigil's own deadline. The
+        # reset must be counted and reported all the same.
+        observer, aborted_before = sys_observer(ctx, "$SYS/broker/output/aborted")
+
+        topic = f"closegrace/kernelfirst/{needs}"
+        cid = f"raw-closegrace-kernelfirst-{needs}"
+        old = stalled_subscriber(ctx, V311, cid, topic)
+        pub = flood_qos0(ctx, topic)
+        stalled_at = time.monotonic()
+
+        # The kernel's timeout counts from its first unanswered timer.
+        # The takeover waits until that lies past the grace period and the
+        # next timer is 100 to 300 ms away.
+        deadline = stalled_at + 30.0
+        remaining = None
+        while time.monotonic() < deadline:
+            remaining = broker_tcp_timer_ms(ctx, old)
+            if (remaining is not None and 100 <= remaining <= 300
+                    and time.monotonic() - stalled_at > CLOSE_GRACE_MS / 1000 + 0.5):
+                break
+            time.sleep(0.01)
+        else:
+            check(False, f"the broker's socket showed no TCP timer 100 to 300 ms away "
+                  f"within 30 s (last: {remaining} ms)")
+        ctx.log(f"takeover {remaining} ms before the kernel's timer, "
+                f"{time.monotonic() - stalled_at:.2f} s after the flood")
+        new, _ = session(ctx, V311, client_id=cid)
+        check_reset_after_grace(ctx, old, observer, aborted_before,
+                                wait_s=CLOSE_GRACE_MS / 1000 + 10)
+
+        new.send(m.PINGREQ_BYTES)
+        check_equal(new.recv().raw, b"\xd0\x00", "PINGRESP on the new connection")
+        pub.send(m.PINGREQ_BYTES)
+        check_equal(pub.recv().raw, b"\xd0\x00", "PINGRESP on the publisher")
+        check_others_work(ctx)
+
+    return _
+
+
 for _needs in ("closegrace", "closegrace-io"):
     close_grace_keep_alive_case(_needs)
+    close_grace_kernel_first_case(_needs)
     close_grace_takeover_case(_needs)
     close_grace_kernel_case(_needs)
 
