@@ -33,6 +33,7 @@ struct audit_log {
     uint32_t seg_index;
     uint64_t seg_size;
     bool rotate_next;           /* the current segment may end in a torn line */
+    bool unsynced;              /* records written but not yet fdatasync()ed */
     uint64_t seq;               /* of the last record written, 0 when empty */
     char last_hash[AUDIT_HASH_HEX];
     uint64_t unsigned_count;    /* records after the last checkpoint */
@@ -85,8 +86,15 @@ static vigil_err segment_open(struct audit_log *log, uint32_t index)
             close(fd);
         return VIGIL_ERR_IO;
     }
-    if (log->seg_fd >= 0)
+    if (log->seg_fd >= 0) {
+        /* Deferred records of the segment being left become durable now;
+         * later syncs only reach the new segment. */
+        if (log->unsynced && fdatasync(log->seg_fd) != 0)
+            log_error("audit: fdatasync of segment %" PRIu32 " failed: %s", log->seg_index,
+                      strerror(errno));
+        log->unsynced = false;
         close(log->seg_fd);
+    }
     log->seg_fd = fd;
     log->seg_index = index;
     log->seg_size = (uint64_t)st.st_size;
@@ -435,8 +443,23 @@ static vigil_err line_write(struct audit_log *log, const char *line, size_t len)
     return VIGIL_OK;
 }
 
-/* Appends one record of any type. Called with the lock held. */
-static vigil_err record_append(struct audit_log *log, const char *type, json_t *fields)
+/* Makes every record written so far durable. Called with the lock held. */
+static vigil_err sync_locked(struct audit_log *log)
+{
+    if (!log->unsynced)
+        return VIGIL_OK;
+    if (fdatasync(log->seg_fd) != 0) {
+        /* The lines are complete in the file but may not be durable. */
+        log_error("audit: fdatasync up to seq %" PRIu64 " failed: %s", log->seq, strerror(errno));
+        return VIGIL_ERR_IO;
+    }
+    log->unsynced = false;
+    return VIGIL_OK;
+}
+
+/* Appends one record of any type, durable before it returns when sync is
+ * true and at the next sync_locked() otherwise. Called with the lock held. */
+static vigil_err record_append(struct audit_log *log, const char *type, json_t *fields, bool sync)
 {
     json_t *rec = NULL;
     char hash[AUDIT_HASH_HEX];
@@ -453,11 +476,9 @@ static vigil_err record_append(struct audit_log *log, const char *type, json_t *
         goto out;
     log->seq++;
     memcpy(log->last_hash, hash, AUDIT_HASH_HEX);
-    if (fdatasync(log->seg_fd) != 0) {
-        /* The line is complete in the file but may not be durable. */
-        log_error("audit: fdatasync of seq %" PRIu64 " failed: %s", log->seq, strerror(errno));
-        rc = VIGIL_ERR_IO;
-    }
+    log->unsynced = true;
+    if (sync)
+        rc = sync_locked(log);
 out:
     vigil_free(line);
     json_decref(rec);
@@ -483,7 +504,7 @@ static vigil_err checkpoint_locked(struct audit_log *log, bool final)
                        final ? json_true() : NULL);
     if (fields == NULL)
         return VIGIL_ERR_NOMEM;
-    rc = record_append(log, "checkpoint", fields);
+    rc = record_append(log, "checkpoint", fields, true);
     json_decref(fields);
     if (rc == VIGIL_OK) {
         log->unsigned_count = 0;
@@ -508,7 +529,7 @@ static bool fields_valid(json_t *fields)
     return true;
 }
 
-vigil_err audit_append(struct audit_log *log, const char *type, json_t *fields)
+static vigil_err append(struct audit_log *log, const char *type, json_t *fields, bool sync)
 {
     uint64_t before;
     vigil_err rc;
@@ -522,7 +543,7 @@ vigil_err audit_append(struct audit_log *log, const char *type, json_t *fields)
         goto out;
     }
     before = log->seq;
-    rc = record_append(log, type, fields);
+    rc = record_append(log, type, fields, sync);
     if (log->seq != before) {
         log->unsigned_count++;
         log->last_is_final = false;
@@ -535,6 +556,28 @@ vigil_err audit_append(struct audit_log *log, const char *type, json_t *fields)
                       vigil_strerror(crc));
     }
 out:
+    pthread_mutex_unlock(&log->lock);
+    return rc;
+}
+
+vigil_err audit_append(struct audit_log *log, const char *type, json_t *fields)
+{
+    return append(log, type, fields, true);
+}
+
+vigil_err audit_append_deferred(struct audit_log *log, const char *type, json_t *fields)
+{
+    return append(log, type, fields, false);
+}
+
+vigil_err audit_sync(struct audit_log *log)
+{
+    vigil_err rc;
+
+    if (log == NULL)
+        return VIGIL_OK;
+    pthread_mutex_lock(&log->lock);
+    rc = sync_locked(log);
     pthread_mutex_unlock(&log->lock);
     return rc;
 }
@@ -601,6 +644,8 @@ vigil_err audit_close(struct audit_log *log)
     rc = checkpoint_locked(log, true);
     if (rc != VIGIL_OK)
         log_error("audit: final checkpoint failed: %s", vigil_strerror(rc));
+    if (sync_locked(log) != VIGIL_OK && rc == VIGIL_OK)
+        rc = VIGIL_ERR_IO;
     log->stopping = true;
     pthread_cond_signal(&log->wake);
     pthread_mutex_unlock(&log->lock);

@@ -56,6 +56,14 @@ vigil_err audit_open_dir(const char *audit_dir, const struct audit_opts *opts,
  * than AUDIT_MAX_RECORD), VIGIL_ERR_IO (the log stays usable; the failed
  * record has no seq), VIGIL_ERR_CLOSED. */
 vigil_err audit_append(struct audit_log *log, const char *type, json_t *fields);
+/* Appends like audit_append() without waiting for the disk. The record is
+ * in the file when this returns. It is durable after the next audit_sync(),
+ * synchronous append, checkpoint, segment rotation or audit_close(), so
+ * many records share one fdatasync(). */
+vigil_err audit_append_deferred(struct audit_log *log, const char *type, json_t *fields);
+/* Makes every record appended so far durable with one fdatasync(); does
+ * nothing when none is pending. VIGIL_ERR_IO when the sync failed. */
+vigil_err audit_sync(struct audit_log *log);
 
 /* Returns the audit record type for a security event, or NULL when events
  * of its type do not belong in the audit log: auth_success, auth_failure,
@@ -63,7 +71,8 @@ vigil_err audit_append(struct audit_log *log, const char *type, json_t *fields);
  * rate_limit (VIGIL_EV_RATE_LIMIT). */
 const char *audit_event_type(const struct vigil_event *ev);
 /* Appends ev as a record of type audit_event_type(ev), with the members of
- * vigil_event_to_json() except "type", and "ts" renamed "event_ts".
+ * vigil_event_to_json() except "type", and "ts" renamed "event_ts", as
+ * audit_append_deferred() does: the caller calls audit_sync() after a batch.
  * VIGIL_ERR_INVALID for events that do not belong in the audit log. */
 vigil_err audit_append_event(struct audit_log *log, const struct vigil_event *ev);
 

@@ -43,7 +43,7 @@ vigil_err audit_append_event(struct audit_log *log, const struct vigil_event *ev
     json_object_set(fields, "event_ts", json_object_get(fields, "ts"));
     json_object_del(fields, "ts");
     json_object_del(fields, "type");
-    rc = audit_append(log, type, fields);
+    rc = audit_append_deferred(log, type, fields);
     json_decref(fields);
     return rc;
 }

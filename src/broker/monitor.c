@@ -30,7 +30,7 @@ static void audit_alert(struct hub *hub, const struct secmon_alert *a)
 
     if (fields == NULL)
         return;
-    if (audit_append(hub->audit, "alert_raised", fields) != VIGIL_OK)
+    if (audit_append_deferred(hub->audit, "alert_raised", fields) != VIGIL_OK)
         log_error("audit: cannot record alert %s", a->alert_id);
     json_decref(fields);
 }
@@ -87,6 +87,13 @@ static void monitor_tick(void *ctx, int64_t now_us)
     struct hub *hub = ctx;
 
     secmon_engine_tick(hub->engine, now_us);
+    /* One fdatasync() and one commit per batch make its audit records and
+     * alert updates durable. One per record kept the disk busy for seconds
+     * during an alert storm. */
+    if (hub->audit != NULL && audit_sync(hub->audit) != VIGIL_OK)
+        log_error("audit: sync of the batch's records failed; they are written but may not survive a crash");
+    if (hub->alerts != NULL && alerts_flush(hub->alerts) != VIGIL_OK)
+        log_error("alerts: commit of the batch's alert updates failed");
     /* Records of commands run beside the hub (vigil device, acl, alerts);
      * the sink ticks after every batch, so the spool is read once a second.
      * A due time more than a second ahead means the wall clock went back. */

@@ -2,6 +2,7 @@
 #include "secmon/alerts.h"
 
 #include <limits.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 struct alerts_db {
     sqlite3 *db;
     pthread_mutex_t lock;
+    bool in_batch;              /* alerts_upsert() opened a transaction */
 };
 
 static const char *const state_names[] = {"open", "acknowledged", "resolved"};
@@ -88,10 +90,44 @@ cleanup:
     return rc;
 }
 
+/* Commits the upserts of the open batch. Called with the lock held. */
+static vigil_err batch_commit_locked(struct alerts_db *a)
+{
+    char *err = NULL;
+
+    if (!a->in_batch)
+        return VIGIL_OK;
+    if (sqlite3_exec(a->db, "COMMIT", NULL, NULL, &err) != SQLITE_OK) {
+        log_error("alerts: commit of alert updates failed: %s", err != NULL ? err : "unknown error");
+        sqlite3_free(err);
+        /* A failed COMMIT may leave the transaction open. Its rows are
+         * rolled back, so they do not stay pending behind every later write. */
+        if (!sqlite3_get_autocommit(a->db))
+            (void)sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
+        a->in_batch = false;
+        return VIGIL_ERR_STORE;
+    }
+    a->in_batch = false;
+    return VIGIL_OK;
+}
+
+vigil_err alerts_flush(struct alerts_db *a)
+{
+    vigil_err rc;
+
+    if (a == NULL)
+        return VIGIL_OK;
+    pthread_mutex_lock(&a->lock);
+    rc = batch_commit_locked(a);
+    pthread_mutex_unlock(&a->lock);
+    return rc;
+}
+
 void alerts_close(struct alerts_db *a)
 {
     if (a == NULL)
         return;
+    (void)alerts_flush(a);
     sqlite3_close(a->db);
     pthread_mutex_destroy(&a->lock);
     vigil_free(a);
@@ -148,6 +184,13 @@ vigil_err alerts_upsert(struct alerts_db *a, const struct secmon_alert *al)
     if (evidence == NULL)
         return VIGIL_ERR_NOMEM;
     pthread_mutex_lock(&a->lock);
+    /* Upserts share one transaction until alerts_flush(), so a burst of
+     * updates costs one WAL fsync instead of one each. */
+    if (!a->in_batch) {
+        if (sqlite3_exec(a->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+            goto cleanup;
+        a->in_batch = true;
+    }
     if (sqlite3_prepare_v2(a->db, upsert_sql, -1, &st, NULL) != SQLITE_OK)
         goto cleanup;
     bind_alert(st, al, evidence);
@@ -172,6 +215,10 @@ static vigil_err transition(struct alerts_db *a, const char *id, int64_t now_us,
     if (now_us == 0)
         now_us = vigil_time_now_us();
     pthread_mutex_lock(&a->lock);
+    /* The change is durable when this returns, so it does not join an
+     * open batch of upserts. */
+    if (batch_commit_locked(a) != VIGIL_OK)
+        goto cleanup;
     if (sqlite3_prepare_v2(a->db, sql, -1, &st, NULL) != SQLITE_OK)
         goto cleanup;
     sqlite3_bind_int64(st, 1, now_us);

@@ -38,8 +38,13 @@ void alerts_close(struct alerts_db *db);
 
 /* Inserts the alert, or updates the aggregated fields (severity,
  * observation, expectation, deviation, explanation, last_seen_us, count,
- * evidence) of the row with its alert_id. The state is left as it is. */
+ * evidence) of the row with its alert_id. The state is left as it is.
+ * Upserts join one transaction that alerts_flush() commits; until then
+ * other connections do not see them. */
 vigil_err alerts_upsert(struct alerts_db *db, const struct secmon_alert *alert);
+/* Commits the upserts since the last flush (one fsync of the WAL for all
+ * of them); does nothing when there are none. alerts_close() flushes too. */
+vigil_err alerts_flush(struct alerts_db *db);
 /* Acknowledges an open alert at now_us (0: the current time).
  * VIGIL_ERR_NOT_FOUND for an unknown id, VIGIL_ERR_INVALID when the alert
  * is not open. */

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -61,6 +62,16 @@ static int teardown(void **state)
 }
 
 static const struct audit_opts quiet_opts = { .no_timer = true };
+
+/* fdatasync() calls made by the audit writer, counted by the definition
+ * below, which takes the place of the C library's in this executable. */
+static unsigned fdatasync_calls;
+
+int fdatasync(int fd)
+{
+    fdatasync_calls++;
+    return (int)syscall(SYS_fdatasync, fd);
+}
 
 /* Writes n auth_failure records and closes the log. */
 static void write_log(struct fixture *fx, const struct audit_opts *opts, int n)
@@ -259,6 +270,58 @@ static void test_segments_rotate(void **state)
     assert_true(r.valid);
     assert_true(r.segments > 3);
     assert_int_equal(r.last_seq, 27);
+}
+
+/* Deferred records are written at once and share one fdatasync(): at
+ * audit_sync(), at a synchronous append, when their segment is left and
+ * at close. The chain stays whole across all of these. */
+static void test_deferred_append_syncs_once(void **state)
+{
+    struct fixture *fx = *state;
+    struct audit_opts opts = { .no_timer = true, .segment_max_bytes = 2000 };
+    struct audit_log *log = NULL;
+    struct audit_report r;
+    struct lines l;
+
+    assert_int_equal(audit_open(fx->root, &opts, &log), VIGIL_OK);
+    fdatasync_calls = 0;
+    for (int i = 0; i < 3; i++) {
+        json_t *fields = json_pack("{sssi}", "device", "mon-0042", "attempt", i);
+
+        assert_int_equal(audit_append_deferred(log, "auth_failure", fields), VIGIL_OK);
+        json_decref(fields);
+    }
+    assert_int_equal(fdatasync_calls, 0);
+    lines_read(fx, 1, &l);
+    assert_int_equal(l.count, 3);
+    while (l.count > 0)
+        lines_delete(&l, 0);
+    assert_int_equal(audit_sync(log), VIGIL_OK);
+    assert_int_equal(fdatasync_calls, 1);
+    assert_int_equal(audit_sync(log), VIGIL_OK);
+    assert_int_equal(fdatasync_calls, 1);
+
+    /* A synchronous append covers the deferred one before it. */
+    assert_int_equal(audit_append_deferred(log, "config_reloaded", NULL), VIGIL_OK);
+    assert_int_equal(audit_append(log, "config_reloaded", NULL), VIGIL_OK);
+    assert_int_equal(fdatasync_calls, 2);
+    assert_int_equal(audit_sync(log), VIGIL_OK);
+    assert_int_equal(fdatasync_calls, 2);
+
+    /* Leaving a segment syncs what it holds; the records after the
+     * rotation wait for close. */
+    fdatasync_calls = 0;
+    for (int i = 0; i < 30; i++)
+        assert_int_equal(audit_append_deferred(log, "config_reloaded", NULL), VIGIL_OK);
+    assert_true(fdatasync_calls >= 1);
+    assert_true(fdatasync_calls < 30);
+    assert_int_equal(audit_close(log), VIGIL_OK);
+
+    verify(fx, NULL, true, &r);
+    assert_true(r.valid);
+    assert_true(r.segments >= 2);
+    /* 35 records and the final checkpoint. */
+    assert_int_equal(r.last_seq, 36);
 }
 
 static void test_checkpoint_every(void **state)
@@ -1060,6 +1123,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_record_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_created_0600, setup, teardown),
         cmocka_unit_test_setup_teardown(test_segments_rotate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deferred_append_syncs_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_every, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_timer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_continues_chain, setup, teardown),

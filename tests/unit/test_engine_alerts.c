@@ -157,11 +157,76 @@ static void test_second_handle_sees_changes(void **state)
     struct rows r = {0};
 
     assert_int_equal(alerts_upsert(fx->db, &a), VIGIL_OK);
+    assert_int_equal(alerts_flush(fx->db), VIGIL_OK);
     assert_int_equal(alerts_open(fx->dir, &other), VIGIL_OK);
     assert_int_equal(alerts_ack(other, "a1", 0), VIGIL_OK);
     assert_int_equal(alerts_list(fx->db, ALERTS_ACKNOWLEDGED, collect, &r), VIGIL_OK);
     assert_int_equal(r.count, 1);
     assert_true(r.row[0].acked_at_us > 0);
+    alerts_close(other);
+}
+
+/* Upserts wait in one transaction until alerts_flush(). A second handle
+ * reads none of them before the flush and all of them after. */
+static void test_upserts_batched_until_flush(void **state)
+{
+    struct fixture *fx = *state;
+    struct secmon_alert a = make_alert("b1", 100 * SEC, 102 * SEC);
+    struct secmon_alert b = make_alert("b2", 100 * SEC, 103 * SEC);
+    struct alerts_db *other = NULL;
+    struct rows r = {0};
+
+    assert_int_equal(alerts_upsert(fx->db, &a), VIGIL_OK);
+    a.count = 7;
+    assert_int_equal(alerts_upsert(fx->db, &a), VIGIL_OK);
+    assert_int_equal(alerts_upsert(fx->db, &b), VIGIL_OK);
+    /* The writing handle reads its own pending rows. */
+    assert_int_equal(alerts_list(fx->db, -1, collect, &r), VIGIL_OK);
+    assert_int_equal(r.count, 2);
+
+    assert_int_equal(alerts_open(fx->dir, &other), VIGIL_OK);
+    memset(&r, 0, sizeof r);
+    assert_int_equal(alerts_list(other, -1, collect, &r), VIGIL_OK);
+    assert_int_equal(r.count, 0);
+
+    assert_int_equal(alerts_flush(fx->db), VIGIL_OK);
+    assert_int_equal(alerts_flush(fx->db), VIGIL_OK); /* nothing pending: no-op */
+    memset(&r, 0, sizeof r);
+    assert_int_equal(alerts_list(other, -1, collect, &r), VIGIL_OK);
+    assert_int_equal(r.count, 2);
+    assert_string_equal(r.row[0].alert.alert_id, "b1");
+    assert_int_equal(r.row[0].alert.count, 7);
+    alerts_close(other);
+}
+
+/* A state change on the writing handle commits the pending upserts with
+ * it, so both are durable when alerts_ack() returns; closing commits the
+ * rest. */
+static void test_transition_and_close_commit_batch(void **state)
+{
+    struct fixture *fx = *state;
+    struct secmon_alert a = make_alert("c1", 100 * SEC, 102 * SEC);
+    struct secmon_alert b = make_alert("c2", 100 * SEC, 104 * SEC);
+    struct alerts_db *other = NULL;
+    struct rows r = {0};
+
+    assert_int_equal(alerts_upsert(fx->db, &a), VIGIL_OK);
+    assert_int_equal(alerts_upsert(fx->db, &b), VIGIL_OK);
+    assert_int_equal(alerts_ack(fx->db, "c1", 0), VIGIL_OK);
+    assert_int_equal(alerts_open(fx->dir, &other), VIGIL_OK);
+    assert_int_equal(alerts_list(other, -1, collect, &r), VIGIL_OK);
+    assert_int_equal(r.count, 2);
+    assert_int_equal(r.row[0].state, ALERTS_ACKNOWLEDGED);
+    assert_int_equal(r.row[1].state, ALERTS_OPEN);
+
+    b.count = 3;
+    assert_int_equal(alerts_upsert(fx->db, &b), VIGIL_OK);
+    alerts_close(fx->db);
+    assert_int_equal(alerts_open(fx->dir, &fx->db), VIGIL_OK);
+    memset(&r, 0, sizeof r);
+    assert_int_equal(alerts_list(other, -1, collect, &r), VIGIL_OK);
+    assert_int_equal(r.count, 2);
+    assert_int_equal(r.row[1].alert.count, 3);
     alerts_close(other);
 }
 
@@ -179,7 +244,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_upsert_aggregates), T(test_life_cycle), T(test_mttd_mttr),
-        T(test_second_handle_sees_changes), T(test_state_names),
+        T(test_second_handle_sees_changes),
+        T(test_upserts_batched_until_flush),
+        T(test_transition_and_close_commit_batch), T(test_state_names),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
