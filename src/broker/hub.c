@@ -17,6 +17,7 @@
 #include "broker/topic.h"
 #include "core/alloc.h"
 #include "core/log.h"
+#include "core/sched.h"
 #include "core/time.h"
 #include "passive/live.h"
 #include "store/store.h"
@@ -637,6 +638,15 @@ fail:
 
 int hub_run(struct hub *hub)
 {
+    int rc = vigil_sched_set_slice(hub->cfg.limits.sched_slice_us);
+
+    if (rc != 0)
+        log_info("hub: the loop thread keeps the kernel's default time slice "
+                 "(limits.sched_slice_us %u): %s",
+                 (unsigned)hub->cfg.limits.sched_slice_us, strerror(rc));
+    else if (hub->cfg.limits.sched_slice_us > 0)
+        log_debug("hub: the loop thread runs with %u us time slices",
+                  (unsigned)hub->cfg.limits.sched_slice_us);
     sys_publish(hub);
     hub->last_sys_ms = uv_now(hub->loop);
     return uv_run(hub->loop, UV_RUN_DEFAULT);

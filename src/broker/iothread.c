@@ -18,6 +18,7 @@
 #include "core/alloc.h"
 #include "core/ioq.h"
 #include "core/log.h"
+#include "core/sched.h"
 
 /* Records from the hub to a thread. Every record names a struct io_conn,
  * except TO_IO_ABORT, which names the hub's struct conn because the
@@ -111,6 +112,7 @@ struct io_pool {
     size_t next;               /* round-robin position */
     uint64_t live;             /* handed-off connections not yet reported closed */
     uint32_t close_grace_ms;   /* limits.close_grace_ms, read by the threads */
+    uint32_t sched_slice_us;   /* limits.sched_slice_us, read by the threads */
     bool stopped;
 };
 
@@ -614,10 +616,15 @@ static void io_thread_main(void *arg)
 {
     struct io_thread *t = arg;
     char name[16];
+    int rc;
 
     /* Named so that top -H, perf and /proc/PID/task show which is which. */
     snprintf(name, sizeof name, "vigil-io%u", t->index);
     pthread_setname_np(pthread_self(), name);
+    rc = vigil_sched_set_slice(t->pool->sched_slice_us);
+    if (rc != 0)
+        log_debug("I/O thread %u keeps the kernel's default time slice: %s", t->index,
+                  strerror(rc));
     uv_run(&t->loop, UV_RUN_DEFAULT);
     io_push(t);
 }
@@ -755,6 +762,7 @@ vigil_err iopool_start(struct hub *hub, unsigned n)
     }
     pool->hub = hub;
     pool->close_grace_ms = hub->cfg.limits.close_grace_ms;
+    pool->sched_slice_us = hub->cfg.limits.sched_slice_us;
     hub->io = pool;
     for (unsigned i = 0; i < n; i++) {
         struct io_thread *t;

@@ -36,6 +36,7 @@ static const struct config_number numbers[] = {
     NUMBER("limits.output_budget_bytes", limits.output_budget_bytes, 1048576, 1099511627776),
     NUMBER("limits.close_grace_ms", limits.close_grace_ms, 100, 3600000),
     NUMBER("limits.io_threads", limits.io_threads, 0, 64),
+    NUMBER("limits.sched_slice_us", limits.sched_slice_us, 0, 100000),
     NUMBER("store.commit_interval_us", store_commit_interval_us, 0, 1000000),
     NUMBER("sys_interval", sys_interval_s, 0, 86400),
     NUMBER("event_queue_capacity", event_queue_capacity, 16, 16777216),
@@ -205,6 +206,7 @@ void config_defaults(struct vigil_config *cfg)
     lim->max_output_bytes = 4 * 1024 * 1024;
     lim->output_budget_bytes = 64 * 1024 * 1024;
     lim->close_grace_ms = 5000;
+    lim->sched_slice_us = 100;
 
     cfg->tls.identity = 0;  /* URI SAN */
     cfg->tls.device_cert_days = 365;

@@ -122,6 +122,8 @@ struct config_limits {
     uint32_t io_threads;            /* I/O loops for plaintext MQTT; 0 = online CPUs minus
                                      * one, capped at 8; 1 = everything on the hub's loop;
                                      * default 0 */
+    uint32_t sched_slice_us;        /* time slice the hub's and I/O threads request from
+                                     * the kernel; 0 = the kernel's default; default 100 */
 };
 
 /* Live capture of MQTT traffic between devices and other brokers, fed

@@ -34,7 +34,7 @@
     "max_packet_size, receive_maximum, max_inflight_out, max_queued_messages, "               \
     "max_subscriptions, max_topic_length, max_topic_levels, max_connections, max_keep_alive, " \
     "topic_alias_maximum, max_session_expiry, max_client_id_length, connect_timeout_ms, "     \
-    "max_output_bytes, output_budget_bytes, close_grace_ms, io_threads"
+    "max_output_bytes, output_budget_bytes, close_grace_ms, io_threads, sched_slice_us"
 #define SECMON_KEYS                                                                            \
     "learning_s, auth_fail_burst, auth_fail_window_s, churn_connects, churn_window_s, "        \
     "identities_per_source, slow_keepalive_s, slow_conns, flood_msgs_per_s, "                  \

@@ -53,6 +53,7 @@ CONFIGS = {
     # on two I/O threads whatever it selects.
     "closegrace": {"close_grace_ms": CLOSE_GRACE_MS},
     "closegrace-io": {"close_grace_ms": CLOSE_GRACE_MS, "io_threads": 2},
+    "sliceoff": {"sched_slice_us": 0},
 }
 
 # Broker options beyond the limits. "dual" has a password listener
@@ -1713,6 +1714,60 @@ for _needs in ("closegrace", "closegrace-io"):
     close_grace_kernel_first_case(_needs)
     close_grace_takeover_case(_needs)
     close_grace_kernel_case(_needs)
+
+
+# ======================================================================
+# Scheduling of the threads that move messages
+# ======================================================================
+
+def thread_slices(pid):
+    """Return (tid, name, time slice in ns) for each thread of pid.
+
+    The slice is the se.slice line of /proc/PID/task/TID/sched, which
+    Linux 6.6 and later print.
+    """
+    threads = []
+    for tid in sorted(os.listdir(f"/proc/{pid}/task"), key=int):
+        base = f"/proc/{pid}/task/{tid}"
+        try:
+            with open(f"{base}/comm", encoding="ascii") as f:
+                name = f.read().strip()
+            with open(f"{base}/sched", encoding="ascii") as f:
+                sched = f.read()
+        except OSError:
+            continue  # the thread ended meanwhile
+        found = re.search(r"^se\.slice\s*:\s*(\d+)", sched, re.M)
+        check(found is not None, f"no se.slice in {base}/sched (Linux 6.6 or later prints it)")
+        threads.append((int(tid), name, int(found.group(1))))
+    return threads
+
+
+@case("hub and I/O threads run with 100 us time slices, other threads with the default "
+      "(closegrace-io)", needs="closegrace-io", only="vigil")
+def _(ctx):
+    # limits.sched_slice_us defaults to 100. The kernel resets the slice of
+    # threads started after the request, so only the hub's loop thread (the
+    # main thread) and the two I/O threads have it.
+    pid = ctx.broker.proc.pid
+    threads = thread_slices(pid)
+    ctx.log("threads (tid, name, slice ns):", threads)
+    short = sorted(name if tid != pid else "hub" for tid, name, ns in threads if ns == 100000)
+    check_equal(short, ["hub", "vigil-io0", "vigil-io1"], "threads with 100 us slices")
+    check(len(threads) > 3, "vigil runs no thread besides the hub and the I/O threads")
+
+
+@case("sched_slice_us 0 leaves the hub thread the kernel's default slice (sliceoff)",
+      needs="sliceoff", only="vigil")
+def _(ctx):
+    pid = ctx.broker.proc.pid
+    threads = thread_slices(pid)
+    ctx.log("threads (tid, name, slice ns):", threads)
+    hub = [ns for tid, _, ns in threads if tid == pid]
+    others = {ns for tid, _, ns in threads if tid != pid}
+    check_equal(len(hub), 1, "hub threads found")
+    check(hub[0] != 100000, f"the hub thread still has a {hub[0]} ns slice")
+    check(hub[0] in others, f"the hub thread's slice {hub[0]} ns differs from the other "
+          f"threads' {sorted(others)}")
 
 
 def reset_pending_write_case(needs):

@@ -139,6 +139,7 @@ static void test_defaults_values(void **state)
     assert_int_equal(cfg.limits.max_output_bytes, 4 * 1024 * 1024);
     assert_int_equal(cfg.limits.output_budget_bytes, 64 * 1024 * 1024);
     assert_int_equal(cfg.limits.close_grace_ms, 5000);
+    assert_int_equal(cfg.limits.sched_slice_us, 100);
     assert_int_equal(cfg.store_commit_interval_us, 2000);
     assert_int_equal(cfg.sys_interval_s, 10);
     assert_int_equal(cfg.event_queue_capacity, 16384);
@@ -238,6 +239,7 @@ static void test_load_every_setting(void **state)
                        "  connect_timeout_ms: 100\n"
                        "  output_budget_bytes: 1099511627776\n"
                        "  close_grace_ms: 100\n"
+                       "  sched_slice_us: 100000\n"
                        "store: {commit_interval_us: 0}\n"
                        "sys_interval: 0\n"
                        "event_queue_capacity: 16777216\n"
@@ -282,6 +284,7 @@ static void test_load_every_setting(void **state)
     assert_int_equal(cfg.limits.connect_timeout_ms, 100);
     assert_int_equal(cfg.limits.output_budget_bytes, 1099511627776ull);
     assert_int_equal(cfg.limits.close_grace_ms, 100);
+    assert_int_equal(cfg.limits.sched_slice_us, 100000);
     assert_int_equal(cfg.limits.max_topic_levels, 16);
     assert_int_equal(cfg.store_commit_interval_us, 0);
     assert_int_equal(cfg.sys_interval_s, 0);
@@ -409,6 +412,9 @@ static void test_error_numbers(void **state)
     expect_error("limits:\n  close_grace_ms: 99\n",
                  "t.yaml:2: limits.close_grace_ms: expected an unsigned integer from 100 to "
                  "3600000, got '99'");
+    expect_error("limits:\n  sched_slice_us: 100001\n",
+                 "t.yaml:2: limits.sched_slice_us: expected an unsigned integer from 0 to "
+                 "100000, got '100001'");
     expect_error("event_queue_capacity: 99999999999999999999999\n",
                  "t.yaml:1: event_queue_capacity: expected an unsigned integer from 16 to "
                  "16777216, got '99999999999999999999999'");
