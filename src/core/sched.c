@@ -36,6 +36,10 @@ int vigil_sched_set_slice(uint32_t slice_us)
     policy = sched_getscheduler(0);
     if (policy < 0)
         return errno;
+    /* A thread started with reset-on-fork (chrt --reset-on-fork) reads its
+     * policy with SCHED_RESET_ON_FORK set. The request below sets that flag
+     * itself, so only the policy is kept. */
+    policy &= ~SCHED_RESET_ON_FORK;
     /* Real-time and deadline threads do not use slices this way. */
     if (policy != SCHED_OTHER && policy != SCHED_BATCH)
         return EINVAL;
