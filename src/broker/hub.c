@@ -640,7 +640,10 @@ int hub_run(struct hub *hub)
 {
     int rc = vigil_sched_set_slice(hub->cfg.limits.sched_slice_us);
 
-    if (rc != 0)
+    if (rc == ENOTSUP)
+        log_info("hub: limits.sched_slice_us does not apply: the loop thread runs under a "
+                 "real-time, deadline or idle scheduling policy");
+    else if (rc != 0)
         log_info("hub: the loop thread keeps the kernel's default time slice "
                  "(limits.sched_slice_us %u): %s",
                  (unsigned)hub->cfg.limits.sched_slice_us, strerror(rc));

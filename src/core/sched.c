@@ -40,9 +40,9 @@ int vigil_sched_set_slice(uint32_t slice_us)
      * policy with SCHED_RESET_ON_FORK set. The request below sets that flag
      * itself, so only the policy is kept. */
     policy &= ~SCHED_RESET_ON_FORK;
-    /* Real-time and deadline threads do not use slices this way. */
+    /* Real-time, deadline and idle threads do not use slices this way. */
     if (policy != SCHED_OTHER && policy != SCHED_BATCH)
-        return EINVAL;
+        return ENOTSUP;
     errno = 0;
     nice_value = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
     if (nice_value == -1 && errno != 0)

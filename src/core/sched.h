@@ -11,8 +11,9 @@
  * slices, such as the event writer or another process's CPU-bound work,
  * instead of waiting for them to use up theirs. The kernel clamps the value
  * to 100 to 100,000 us, and older kernels ignore it. The thread keeps its
- * policy and nice value. slice_us 0 does nothing. Returns 0 or an errno
- * value. */
+ * policy and nice value. slice_us 0 does nothing. Returns 0, ENOTSUP for a
+ * thread under a real-time, deadline or idle policy, or the errno value of
+ * the failed call. */
 int vigil_sched_set_slice(uint32_t slice_us);
 
 #endif
