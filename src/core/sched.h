@@ -6,7 +6,8 @@
 
 /* Asks the kernel to give the calling thread time slices of slice_us
  * microseconds (sched_setattr with sched_runtime, which the EEVDF scheduler
- * of Linux 6.12 and later reads for normal threads). A thread with a short
+ * reads for normal threads since kernel commit 857b158d, merged for Linux
+ * 6.12). A thread with a short
  * slice is picked first when it wakes, so it preempts threads with longer
  * slices, such as the event writer or another process's CPU-bound work,
  * instead of waiting for them to use up theirs. The kernel clamps the value

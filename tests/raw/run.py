@@ -1724,7 +1724,8 @@ def thread_slices(pid):
     """Return (tid, name, time slice in ns) for each thread of pid.
 
     The slice is the se.slice line of /proc/PID/task/TID/sched, which
-    Linux 6.6 and later print.
+    kernels print since commit 9065ce69 ("sched/debug: Provide slice
+    length for fair tasks").
     """
     threads = []
     for tid in sorted(os.listdir(f"/proc/{pid}/task"), key=int):
@@ -1737,7 +1738,8 @@ def thread_slices(pid):
         except OSError:
             continue  # the thread ended meanwhile
         found = re.search(r"^se\.slice\s*:\s*(\d+)", sched, re.M)
-        check(found is not None, f"no se.slice in {base}/sched (Linux 6.6 or later prints it)")
+        check(found is not None, f"no se.slice in {base}/sched: this kernel does not print "
+              f"thread time slices")
         threads.append((int(tid), name, int(found.group(1))))
     return threads
 

@@ -22,7 +22,8 @@
 #include "core/sched.h"
 
 /* Returns the calling thread's se.slice in ns, or -1 when the kernel does
- * not print it (before Linux 6.6). */
+ * not print it (kernels before commit 9065ce69 "sched/debug: Provide slice
+ * length for fair tasks"). */
 static long long own_slice_ns(void)
 {
     char path[64];
