@@ -1592,15 +1592,28 @@ def close_grace_keep_alive_case(needs):
     return _
 
 
-def close_grace_takeover_case(needs):
-    @case(f"v311 takeover of a stalled subscriber resets it ({needs})", needs=needs,
+def close_grace_takeover_case(needs, kernel_first=False):
+    """Register a takeover case. With kernel_first, the takeover waits for the kernel's timer.
+
+    A closing socket carries TCP_USER_TIMEOUT equal to
+    limits.close_grace_ms. The kernel checks it when its next timer for the
+    stalled peer runs, so a takeover shortly before that timer lets the
+    kernel give up before vigil's own deadline. The reset must be counted
+    and reported all the same.
+    """
+    label = "kernelfirst" if kernel_first else "takeover"
+    when = " just before the kernel's timer" if kernel_first else ""
+
+    @case(f"v311 takeover of a stalled subscriber{when} resets it ({needs})", needs=needs,
           only="vigil")
     def _(ctx):
         observer, aborted_before = sys_observer(ctx, "$SYS/broker/output/aborted")
-        topic = f"closegrace/takeover/{needs}"
-        cid = f"raw-closegrace-takeover-{needs}"
+        topic = f"closegrace/{label}/{needs}"
+        cid = f"raw-closegrace-{label}-{needs}"
         old = stalled_subscriber(ctx, V311, cid, topic)
         pub = flood_qos0(ctx, topic)
+        if kernel_first:
+            wait_for_broker_tcp_timer(ctx, old)
         new, _ = session(ctx, V311, client_id=cid)
         # The takeover closes the old connection, whose output stays unwritten.
         check_reset_after_grace(ctx, old, observer, aborted_before,
@@ -1663,55 +1676,30 @@ def broker_tcp_timer_ms(ctx, conn):
     return (minutes * 60 + secs) * 1000 + msecs
 
 
-def close_grace_kernel_first_case(needs):
-    @case(f"v311 takeover of a stalled subscriber just before the kernel's timer resets it "
-          f"({needs})", needs=needs, only="vigil")
-    def _(ctx):
-        # A closing socket carries TCP_USER_TIMEOUT equal to
-        # limits.close_grace_ms. The kernel checks it when its next timer
-        # for the stalled peer runs, so a takeover shortly before that
-        # timer lets the kernel give up before vigil's own deadline. The
-        # reset must be counted and reported all the same.
-        observer, aborted_before = sys_observer(ctx, "$SYS/broker/output/aborted")
+def wait_for_broker_tcp_timer(ctx, conn):
+    """Wait until the broker's next TCP timer for conn is 100 to 300 ms away.
 
-        topic = f"closegrace/kernelfirst/{needs}"
-        cid = f"raw-closegrace-kernelfirst-{needs}"
-        old = stalled_subscriber(ctx, V311, cid, topic)
-        pub = flood_qos0(ctx, topic)
-        stalled_at = time.monotonic()
-
-        # The kernel's timeout counts from its first unanswered timer.
-        # The takeover waits until that lies past the grace period and the
-        # next timer is 100 to 300 ms away.
-        deadline = stalled_at + 30.0
-        remaining = None
-        while time.monotonic() < deadline:
-            remaining = broker_tcp_timer_ms(ctx, old)
-            if (remaining is not None and 100 <= remaining <= 300
-                    and time.monotonic() - stalled_at > CLOSE_GRACE_MS / 1000 + 0.5):
-                break
-            time.sleep(0.01)
-        else:
-            check(False, f"the broker's socket showed no TCP timer 100 to 300 ms away "
-                  f"within 30 s (last: {remaining} ms)")
-        ctx.log(f"takeover {remaining} ms before the kernel's timer, "
-                f"{time.monotonic() - stalled_at:.2f} s after the flood")
-        new, _ = session(ctx, V311, client_id=cid)
-        check_reset_after_grace(ctx, old, observer, aborted_before,
-                                wait_s=CLOSE_GRACE_MS / 1000 + 10)
-
-        new.send(m.PINGREQ_BYTES)
-        check_equal(new.recv().raw, b"\xd0\x00", "PINGRESP on the new connection")
-        pub.send(m.PINGREQ_BYTES)
-        check_equal(pub.recv().raw, b"\xd0\x00", "PINGRESP on the publisher")
-        check_others_work(ctx)
-
-    return _
+    The kernel's timeout counts from its first unanswered timer, so the
+    wait also lasts until that lies past the grace period.
+    """
+    stalled_at = time.monotonic()
+    deadline = stalled_at + 30.0
+    remaining = None
+    while time.monotonic() < deadline:
+        remaining = broker_tcp_timer_ms(ctx, conn)
+        if (remaining is not None and 100 <= remaining <= 300
+                and time.monotonic() - stalled_at > CLOSE_GRACE_MS / 1000 + 0.5):
+            ctx.log(f"takeover {remaining} ms before the kernel's timer, "
+                    f"{time.monotonic() - stalled_at:.2f} s after the flood")
+            return
+        time.sleep(0.01)
+    check(False, f"the broker's socket showed no TCP timer 100 to 300 ms away "
+          f"within 30 s (last: {remaining} ms)")
 
 
 for _needs in ("closegrace", "closegrace-io"):
     close_grace_keep_alive_case(_needs)
-    close_grace_kernel_first_case(_needs)
+    close_grace_takeover_case(_needs, kernel_first=True)
     close_grace_takeover_case(_needs)
     close_grace_kernel_case(_needs)
 
