@@ -43,6 +43,7 @@ struct msg {
     uint32_t payload_len;
     uint32_t props_len;
     uint64_t id;               /* store row id, 0 when not stored */
+    uint32_t store_refs;       /* stored queue entries submitted for id */
     int64_t expiry_at;         /* Unix seconds, 0 = never */
     const struct session *origin; /* publisher, for No Local; not a reference */
     char *topic;               /* NUL-terminated, points into data */
@@ -592,10 +593,18 @@ vigil_err persist_load(struct hub *hub);
  * persistent); when it is first written, its subscriptions go too. */
 void persist_session(struct session *s);
 void persist_delete_session(struct session *s);
-/* Makes sure msg has a store row; returns its id. */
+/* Makes sure msg has a store row; returns its id. The row lives while a
+ * stored queue entry refers to it: when the last goes, msg->id returns to
+ * 0 and a later entry stores the message again under a new id, so the
+ * store never sees an id reused after its row could have been removed. */
 uint64_t persist_msg(struct hub *hub, struct msg *msg);
 void persist_sub(struct session *s, const char *filter, uint8_t options, uint32_t sub_id, bool del);
+/* STORE_QUEUE_PUT gives d a seq and stores its message first; UPDATE
+ * writes d's state and packet id; DEL removes the entry and sets d->seq
+ * back to 0. */
 void persist_queue(struct session *s, struct delivery *d, enum store_op_kind kind);
+/* A delivery restored from the store refers to msg's row. */
+void persist_restored(struct delivery *d);
 void persist_inqos2(struct session *s, uint16_t packet_id, bool del);
 /* Submits a barrier whose completion calls done(arg). */
 void persist_barrier(struct hub *hub, void (*done)(void *arg, vigil_err rc), void *arg);

@@ -29,6 +29,16 @@ static struct store_op *persist_op(enum store_op_kind kind)
     return op;
 }
 
+/* d no longer has a queue row: its message row may go with the last. */
+static void release_entry(struct delivery *d)
+{
+    if (d->seq == 0)
+        return;
+    d->seq = 0;
+    if (d->msg->store_refs > 0 && --d->msg->store_refs == 0)
+        d->msg->id = 0;
+}
+
 void persist_session(struct session *s)
 {
     struct store_op *op;
@@ -64,6 +74,9 @@ void persist_delete_session(struct session *s)
 {
     struct store_op *op = persist_op(STORE_SESSION_DEL);
 
+    /* The session's removal takes its queue rows with it. */
+    for (struct delivery *d = s->queue_head; d != NULL; d = d->next)
+        release_entry(d);
     s->stored = false;
     if (op != NULL)
         persist_submit(s->hub, op, s->client_id);
@@ -115,16 +128,32 @@ void persist_sub(struct session *s, const char *filter, uint8_t options, uint32_
 
 void persist_queue(struct session *s, struct delivery *d, enum store_op_kind kind)
 {
-    struct store_op *op = persist_op(kind);
+    struct store_op *op;
 
-    if (op == NULL)
+    if (kind == STORE_QUEUE_PUT) {
+        persist_msg(s->hub, d->msg);
+        d->seq = s->hub->next_seq++;
+        d->msg->store_refs++;
+    } else if (d->seq == 0) {
         return;
-    op->seq = d->seq;
-    op->msg_id = d->msg->id;
-    op->qos = d->qos;
-    op->state = d->state;
-    op->packet_id = d->packet_id;
-    persist_submit(s->hub, op, s->client_id);
+    }
+    op = persist_op(kind);
+    if (op != NULL) {
+        op->seq = d->seq;
+        op->msg_id = d->msg->id;
+        op->qos = d->qos;
+        op->state = d->state;
+        op->packet_id = d->packet_id;
+        persist_submit(s->hub, op, s->client_id);
+    }
+    if (kind == STORE_QUEUE_DEL)
+        release_entry(d);
+}
+
+void persist_restored(struct delivery *d)
+{
+    if (d != NULL && d->seq != 0)
+        d->msg->store_refs++;
 }
 
 void persist_inqos2(struct session *s, uint16_t packet_id, bool del)
@@ -235,7 +264,7 @@ static void load_queued(void *ctx, const char *client_id, uint64_t seq, uint64_t
             return;
         }
     }
-    session_restore_delivery(s, m, seq, qos, state, packet_id);
+    persist_restored(session_restore_delivery(s, m, seq, qos, state, packet_id));
     if (packet_id > s->next_packet_id)
         s->next_packet_id = packet_id;
     lc->queued++;

@@ -456,11 +456,8 @@ void session_enqueue(struct session *s, struct msg *msg, uint8_t qos, bool retai
         s->hub->stats.msgs_dropped++;
         return;
     }
-    if (s->stored) {
-        persist_msg(s->hub, msg);
-        d->seq = s->hub->next_seq++;
+    if (s->stored)
         persist_queue(s, d, STORE_QUEUE_PUT);
-    }
     session_append(s, d);
     if (s->conn != NULL)
         session_pump(s);

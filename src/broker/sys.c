@@ -61,6 +61,8 @@ void sys_publish(struct hub *hub)
     sys_put_u64(hub, "$SYS/broker/heap/maximum", vigil_alloc_peak());
     sys_put_u64(hub, "$SYS/broker/store/commits", store_commits(hub->store));
     sys_put_u64(hub, "$SYS/broker/store/pending", store_pending(hub->store));
+    sys_put_u64(hub, "$SYS/broker/store/written", store_ops_written(hub->store));
+    sys_put_u64(hub, "$SYS/broker/store/elided", store_ops_elided(hub->store));
     sys_put_u64(hub, "$SYS/broker/events/written", vigil_event_sink_written(hub->events));
     sys_put_u64(hub, "$SYS/broker/events/dropped", vigil_event_sink_dropped(hub->events));
     sys_put_u64(hub, "$SYS/broker/io/threads", iopool_threads(hub));

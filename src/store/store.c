@@ -115,6 +115,8 @@ void store_op_free(struct store_op *op)
 
 void store_submit(struct store *st, struct store_op *op)
 {
+    bool wake;
+
     if (op == NULL)
         return;
     op->next = NULL;
@@ -126,9 +128,13 @@ void store_submit(struct store *st, struct store_op *op)
     else
         st->queue_head = op;
     st->queue_tail = op;
-    st->queue_len++;
+    /* The writer waits for the first op of a batch, then for a full batch
+     * or the end of its window; any other signal would only wake it to
+     * wait again, one futex call and context switch per op. */
+    wake = ++st->queue_len == 1 || st->queue_len == STORE_BATCH_MAX;
     pthread_mutex_unlock(&st->mu);
-    pthread_cond_signal(&st->cond);
+    if (wake)
+        pthread_cond_signal(&st->cond);
 }
 
 void store_set_commit_interval(struct store *st, uint32_t us)
@@ -149,6 +155,11 @@ uint64_t store_commits(const struct store *st)
 uint64_t store_ops_written(const struct store *st)
 {
     return atomic_load(&((struct store *)st)->ops_written);
+}
+
+uint64_t store_ops_elided(const struct store *st)
+{
+    return atomic_load(&((struct store *)st)->ops_elided);
 }
 
 void store_close(struct store *st)

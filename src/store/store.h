@@ -69,6 +69,7 @@ struct store_op {
 
     struct store_op *next;   /* internal */
     vigil_err rc;            /* internal: the result passed to done */
+    uint8_t elided;          /* internal: enum store_elision */
 };
 
 struct store;
@@ -120,8 +121,11 @@ size_t store_pending(const struct store *st);
  * uv_loop_close(). No callback refers to st after this returns. */
 void store_close(struct store *st);
 
-/* Metrics: transactions committed and ops written since open. */
+/* Metrics: transactions committed, ops written and ops elided (a queue
+ * entry added and removed within one batch, with what only it needed)
+ * since open. */
 uint64_t store_commits(const struct store *st);
 uint64_t store_ops_written(const struct store *st);
+uint64_t store_ops_elided(const struct store *st);
 
 #endif

@@ -34,6 +34,28 @@ enum store_stmt {
     STMT_COUNT
 };
 
+/* What the writer does with an op of a batch (store_op.elided). */
+enum store_elision {
+    STORE_APPLY = 0,
+    STORE_SKIP,    /* its effect is cancelled by a later op of the same batch */
+    STORE_GC_ONLY, /* a queue removal whose row was never written: only its
+                    * message row, written by an earlier batch, may go */
+};
+
+/* Open-addressing table from a 64-bit key (queue seq or message id) to an
+ * op of the batch being elided; reused from batch to batch. */
+struct store_elide_slot {
+    uint64_t key; /* 0: empty; seqs and message ids start at 1 */
+    struct store_op *op;
+    uint32_t live;   /* messages: queue entries of this batch still written */
+    uint32_t elided; /* messages: queue entries of this batch elided */
+};
+
+struct store_elide_table {
+    struct store_elide_slot *slots;
+    size_t cap; /* a power of two, or 0 */
+};
+
 /* A batch ends its gathering window early once this many ops are queued. */
 #define STORE_BATCH_MAX 4096
 #define STORE_COMMIT_INTERVAL_DEFAULT_US 2000
@@ -47,7 +69,8 @@ struct store {
 
     /* Guards the two lists and stopping. */
     pthread_mutex_t mu;
-    pthread_cond_t cond;             /* signalled on submit and on close */
+    /* Signalled on the first op of a batch, on a full batch and on close. */
+    pthread_cond_t cond;
     struct store_op *queue_head;     /* submitted, not yet taken by the writer */
     struct store_op *queue_tail;
     size_t queue_len;
@@ -62,6 +85,11 @@ struct store {
     atomic_size_t pending;
     atomic_uint_fast64_t commits;
     atomic_uint_fast64_t ops_written;
+    atomic_uint_fast64_t ops_elided;
+
+    /* Writer thread only. */
+    struct store_elide_table elide_queue; /* seq -> STORE_QUEUE_PUT */
+    struct store_elide_table elide_msgs;  /* msg_id -> STORE_MSG_PUT */
 };
 
 /* store_schema.c: opens the database, creates or checks the schema and
@@ -71,6 +99,15 @@ vigil_err store_db_open(struct store *st, const char *path);
 void store_db_close(struct store *st);
 /* Logs a failed SQLite call with what was being done. */
 void store_log_sqlite(struct store *st, const char *what);
+
+/* store_elide.c: marks the ops of batch (count ops) whose effects cancel
+ * out within it, and returns how many of them remain to be written. A
+ * queue entry added and removed in the same batch is skipped with its
+ * updates; its message row too, when it came in this batch and no written
+ * entry refers to it. This relies on the loop thread never referring to a
+ * message id again once no queue entry refers to it (persist.c). */
+size_t store_elide(struct store *st, struct store_op *batch, size_t count);
+void store_elide_free(struct store *st);
 
 /* store_writer.c */
 void *store_writer_main(void *arg);

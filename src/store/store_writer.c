@@ -83,6 +83,10 @@ static vigil_err apply_queue_del(struct store *st, const struct store_op *op)
     bool found = false;
     int step;
 
+    if (op->elided == STORE_GC_ONLY) {
+        sqlite3_bind_int64(st->stmt[STMT_MSG_GC], 1, (sqlite3_int64)op->msg_id);
+        return run(st, STMT_MSG_GC);
+    }
     bind_text(del, 1, op->client_id);
     sqlite3_bind_int64(del, 2, (sqlite3_int64)op->seq);
     while ((step = sqlite3_step(del)) == SQLITE_ROW) {
@@ -177,6 +181,8 @@ static vigil_err apply_inqos2(struct store *st, const struct store_op *op)
 
 static vigil_err apply_op(struct store *st, const struct store_op *op)
 {
+    if (op->elided == STORE_SKIP)
+        return VIGIL_OK;
     switch (op->kind) {
     case STORE_MSG_PUT:
         return apply_msg_put(st, op);
@@ -208,14 +214,17 @@ static vigil_err apply_op(struct store *st, const struct store_op *op)
     return VIGIL_ERR_STORE;
 }
 
-/* Applies every op of batch in one transaction. Returns VIGIL_OK once the
- * commit returned, which with synchronous=FULL means the WAL was fsynced. */
+/* Applies every op of batch that store_elide() left, in one transaction.
+ * Returns VIGIL_OK once the commit returned, which with synchronous=FULL
+ * means the WAL was fsynced. */
 static vigil_err apply_batch(struct store *st, struct store_op *batch, size_t writes)
 {
     vigil_err rc;
 
+    /* Only barriers and elided ops: everything before them is durable
+     * already, and the elided ops had no net effect. */
     if (writes == 0)
-        return VIGIL_OK; /* only barriers: everything before them is durable already */
+        return VIGIL_OK;
     pthread_mutex_lock(&st->db_mu);
     rc = run(st, STMT_BEGIN);
     for (struct store_op *op = batch; rc == VIGIL_OK && op != NULL; op = op->next)
@@ -274,7 +283,7 @@ void *store_writer_main(void *arg)
     pthread_mutex_lock(&st->mu);
     for (;;) {
         struct store_op *batch, *tail;
-        size_t count, writes = 0;
+        size_t count, writes;
         vigil_err rc;
 
         while (st->queue_head == NULL && !st->stopping)
@@ -289,8 +298,7 @@ void *store_writer_main(void *arg)
         st->queue_len = 0;
         pthread_mutex_unlock(&st->mu);
 
-        for (struct store_op *op = batch; op != NULL; op = op->next)
-            writes += op->kind != STORE_BARRIER;
+        writes = store_elide(st, batch, count);
         rc = apply_batch(st, batch, writes);
 
         pthread_mutex_lock(&st->mu);
@@ -299,6 +307,7 @@ void *store_writer_main(void *arg)
         uv_async_send(st->async);
     }
     pthread_mutex_unlock(&st->mu);
+    store_elide_free(st);
     return NULL;
 }
 
