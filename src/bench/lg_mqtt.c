@@ -43,7 +43,11 @@ bool lg_send_connect(struct lg_thread *t, struct lg_conn *c)
                      t->lg->opt.client_prefix, kinds[c->role], c->index);
 
     pkt.connect.version = MQTT_V311;
-    pkt.connect.clean_start = true;
+    /* A persistent subscriber session makes the broker keep every QoS 1/2
+     * message until the subscriber acknowledges it. The connection lasts
+     * the whole sweep, so what one step leaves arrives in the next and
+     * is not counted there. */
+    pkt.connect.clean_start = !(c->role == LG_SUB && t->lg->wl.sub_persistent);
     pkt.connect.keep_alive = t->lg->opt.keep_alive;
     pkt.connect.client_id = mstr(id, (size_t)n);
     return queue_packet(t, c, &pkt, 64 + (size_t)n);

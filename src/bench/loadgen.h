@@ -56,6 +56,7 @@ struct lg_workload {
     void *ctx;                /* passed to the three callbacks */
     uint32_t payload;         /* bytes, LG_PAYLOAD_MIN .. LG_PAYLOAD_MAX */
     uint32_t fanout;          /* deliveries expected for each publish */
+    bool sub_persistent;      /* subscribers connect with clean session 0 */
 };
 
 /* One step at a fixed offered rate. */

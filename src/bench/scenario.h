@@ -37,6 +37,10 @@ struct bench_scenario {
     /* Fan-in: publishes due within one period of this many microseconds
      * leave together, one write per publisher; 0 sends each when due. */
     uint32_t coalesce_us;
+    /* Fan-in: the subscriber connects with a persistent session (clean
+     * session 0), so the broker has to keep each QoS 1/2 message for it
+     * until it acknowledges. */
+    bool durable_sub;
 };
 
 /* Settings shared by every scenario of a run. */

@@ -87,6 +87,7 @@ static void workload(struct traffic *tr, struct lg_workload *wl)
     wl->n_sub = s->subscribers;
     wl->pub_qos = s->qos;
     wl->sub_qos = s->qos;
+    wl->sub_persistent = s->durable_sub;
     wl->payload = s->payload;
     wl->ctx = tr;
     wl->fanout = 1;
@@ -364,13 +365,13 @@ static json_t *params_json(const struct traffic *tr)
 {
     const struct bench_scenario *s = tr->s;
 
-    return json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:f, s:i, s:i, s:i, s:f, s:i}", "kind",
+    return json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:f, s:i, s:i, s:i, s:f, s:i, s:b}", "kind",
                      bench_kind_name(s->kind), "publishers", (int)s->publishers, "subscribers",
                      (int)s->subscribers, "qos", s->kind == BENCH_HOSPITAL ? -1 : (int)s->qos,
                      "payload", (int)s->payload, "fanout", (int)tr->fanout, "rate", s->rate,
                      "warmup_ms", (int)s->warmup_ms, "measure_ms", (int)s->measure_ms,
                      "threads", (int)tr->env->threads, "p99_limit_us", p99_limit(tr),
-                     "coalesce_us", (int)s->coalesce_us);
+                     "coalesce_us", (int)s->coalesce_us, "durable", (int)s->durable_sub);
 }
 
 json_t *bench_run_traffic(const struct bench_scenario *scenario, const struct bench_target *t,

@@ -26,6 +26,7 @@ struct overrides {
     long long publishers, subscribers, connections, concurrency, qos, payload;
     long long warmup_ms, measure_ms, coalesce_us;
     double rate, start_rate, max_rate;
+    bool durable;
 };
 
 struct bench_args {
@@ -74,6 +75,8 @@ static void usage(FILE *out)
           "      --coalesce US      fan-in: send what each publisher has due once per\n"
           "                         period of US microseconds, in one write; the knee's\n"
           "                         latency limit grows by US unless --p99-limit is given\n"
+          "      --durable          fan-in, QoS 1/2: the subscriber keeps a persistent\n"
+          "                         session, so the broker must hold every message for it\n"
           "      --duration MS      measured time per step; --warmup MS before it\n"
           "      --p99-limit US     knee latency limit (default 2000; fan-out 50000)\n"
           "      --quick            shorter runs and fewer connections\n"
@@ -116,7 +119,7 @@ enum {
     OPT_CLIENT_ID, OPT_PUBLISHERS, OPT_SUBSCRIBERS, OPT_CONNECTIONS, OPT_CONCURRENCY, OPT_QOS,
     OPT_PAYLOAD, OPT_RATE, OPT_DURATION, OPT_WARMUP, OPT_P99, OPT_QUICK, OPT_COMPARE, OPT_ONLY,
     OPT_BROKERS, OPT_OUT, OPT_KEEP, OPT_LIST, OPT_THREADS, OPT_VIGIL, OPT_MOSQUITTO, OPT_JSON,
-    OPT_CSV, OPT_COALESCE, OPT_RELAY, OPT_START_RATE, OPT_MAX_RATE, OPT_REPORT, OPT_NO_WAIT,
+    OPT_CSV, OPT_COALESCE, OPT_RELAY, OPT_START_RATE, OPT_MAX_RATE, OPT_REPORT, OPT_NO_WAIT, OPT_DURABLE,
 };
 
 static const struct option longopts[] = {
@@ -157,6 +160,7 @@ static const struct option longopts[] = {
     {"relay", required_argument, NULL, OPT_RELAY},
     {"report", required_argument, NULL, OPT_REPORT},
     {"no-wait", no_argument, NULL, OPT_NO_WAIT},
+    {"durable", no_argument, NULL, OPT_DURABLE},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -267,6 +271,7 @@ static int parse_option(struct bench_args *a, int opt, const char *arg)
     case OPT_RELAY: a->relay = arg; break;
     case OPT_REPORT: a->report = arg; break;
     case OPT_NO_WAIT: a->env.no_wait = true; break;
+    case OPT_DURABLE: a->ov.durable = true; break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
     }
@@ -276,7 +281,7 @@ static int parse_option(struct bench_args *a, int opt, const char *arg)
 static void args_defaults(struct bench_args *a)
 {
     memset(a, 0, sizeof *a);
-    a->ov = (struct overrides){-1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0};
+    a->ov = (struct overrides){-1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, false};
     a->host = "127.0.0.1";
     a->port = 1883;
     a->mosquitto_bin = "/usr/sbin/mosquitto";
@@ -305,6 +310,11 @@ static int parse_args(int argc, char **argv, struct bench_args *a)
         a->scenario = argv[optind++];
     if (optind < argc) {
         fprintf(stderr, "vigil bench: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (a->compare && a->ov.durable) {
+        fprintf(stderr, "vigil bench: --durable sets one fan-in run; the suite has its own "
+                        "fanin-q1-durable scenario\n");
         return 2;
     }
     if (a->compare && a->ov.coalesce_us >= 0) {
@@ -340,6 +350,10 @@ static void apply_overrides(const struct overrides *ov, struct bench_scenario *s
         s->warmup_ms = (uint32_t)ov->warmup_ms;
     if (ov->coalesce_us >= 0)
         s->coalesce_us = (uint32_t)ov->coalesce_us;
+    if (ov->durable) {
+        s->durable_sub = true;
+        s->persistence = true;
+    }
     if (ov->rate > 0)
         s->rate = ov->rate;
     if (ov->start_rate > 0)
@@ -499,6 +513,10 @@ static int run_single(struct bench_args *a)
     }
     bench_scenario_defaults(&s, (uint8_t)kind, a->quick);
     apply_overrides(&a->ov, &s);
+    if (s.durable_sub && (kind != BENCH_FANIN || s.qos == 0)) {
+        fprintf(stderr, "vigil bench: --durable applies to fan-in with --qos 1 or 2\n");
+        return 2;
+    }
     a->env.max_connections = bench_raise_fd_limit();
     st = a->broker != NULL ? owned_target(a, &s, work, &t) : external_target(a, &t);
     if (st >= 0)

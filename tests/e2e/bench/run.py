@@ -144,6 +144,24 @@ def fanin_qos2(ctx):
     check_equal(res["params"]["qos"], 2, "QoS")
 
 
+@case("fan-in QoS 1 into a persistent subscriber session")
+def fanin_durable(ctx):
+    res = fixed(ctx, "fan-in", "200", "--publishers", "10", "--qos", "1", "--durable")
+    check_equal(res["params"]["durable"], True, "durable flag in the parameters")
+    check_equal(res["steps"][-1]["lost"], 0, "messages lost")
+
+
+@case("--durable needs fan-in with QoS 1 or 2")
+def durable_rejected(ctx):
+    for args in (["fan-in", "--qos", "0", "--durable"], ["fan-out", "--qos", "1", "--durable"],
+                 ["--compare", "--durable"]):
+        cmd = [vigil_binary(), "bench", *args, "--port", str(ctx.broker.port), "--no-wait"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BENCH_TIMEOUT)
+        ctx.log("run:", " ".join(cmd), "->", proc.returncode, proc.stderr)
+        check_equal(proc.returncode, 2, f"exit status of {' '.join(args)}")
+        check("--durable" in proc.stderr, f"error names the option: {proc.stderr!r}")
+
+
 @case("fan-in 16 KiB payloads")
 def fanin_payload(ctx):
     res = fixed(ctx, "fan-in", "100", "--publishers", "5", "--payload", "16384")
