@@ -115,7 +115,7 @@ void bench_list_suite(bool quick)
     for (size_t i = 0; i < n; i++) {
         const struct bench_scenario *s = &list[i].s;
 
-        printf("%-14s %-9s", s->name, bench_kind_name(s->kind));
+        printf("%-16s %-9s", s->name, bench_kind_name(s->kind));
         for (size_t b = 0; b < sizeof broker_order; b++)
             if (list[i].brokers & BROKER_BIT(broker_order[b]))
                 printf(" %s", bench_broker_name(broker_order[b]));
