@@ -233,7 +233,7 @@ void config_defaults(struct vigil_config *cfg)
     cfg->audit.checkpoint_interval_s = 60;
     cfg->audit.segment_max_bytes = 64ull * 1024 * 1024;
 
-    cfg->store_commit_interval_us = 2000;
+    cfg->store_commit_interval_us = 5000;
     cfg->sys_interval_s = 10;
     cfg->event_queue_capacity = 16384;
     cfg->secmon_enabled = true;

@@ -109,7 +109,7 @@ void store_op_free(struct store_op *op);
 void store_submit(struct store *st, struct store_op *op);
 /* Sets the group-commit window: after the first op of a batch arrives, the
  * writer waits up to us microseconds for more before it commits (default
- * 2000; 0 commits at once). Callable from any thread at any time. */
+ * 5000; 0 commits at once). Callable from any thread at any time. */
 void store_set_commit_interval(struct store *st, uint32_t us);
 /* Number of ops queued and not yet committed. */
 size_t store_pending(const struct store *st);

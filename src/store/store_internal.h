@@ -58,7 +58,7 @@ struct store_elide_table {
 
 /* A batch ends its gathering window early once this many ops are queued. */
 #define STORE_BATCH_MAX 4096
-#define STORE_COMMIT_INTERVAL_DEFAULT_US 2000
+#define STORE_COMMIT_INTERVAL_DEFAULT_US 5000
 #define STORE_SCHEMA_VERSION 2
 
 struct store {

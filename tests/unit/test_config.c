@@ -140,7 +140,7 @@ static void test_defaults_values(void **state)
     assert_int_equal(cfg.limits.output_budget_bytes, 64 * 1024 * 1024);
     assert_int_equal(cfg.limits.close_grace_ms, 5000);
     assert_int_equal(cfg.limits.sched_slice_us, 100);
-    assert_int_equal(cfg.store_commit_interval_us, 2000);
+    assert_int_equal(cfg.store_commit_interval_us, 5000);
     assert_int_equal(cfg.sys_interval_s, 10);
     assert_int_equal(cfg.event_queue_capacity, 16384);
     assert_string_equal(cfg.log_level, "info");
