@@ -229,6 +229,64 @@ def _(ctx):
     check_equal(got, expected, "retained messages after restart")
 
 
+def retained_reuse_case(version):
+    label = "v5 clean start 0 expiry 3600" if version == V5 else "v311 clean session 0"
+
+    @case(f"{label} retained message reused by a second session survives kill -9")
+    def _(ctx):
+        """One retained message goes to two persistent sessions in turn: A
+        acknowledges it, B does not. A's acknowledgement removes the stored
+        copy of the message, so B's queue entry needs a copy of its own to
+        find it again after a restart."""
+        a_id, b_id, pub_id = (f"crash-reuse-{n}-{version}" for n in ("a", "b", "pub"))
+        topic = f"reuse/{version}"
+        expiry = 3600 if version == V5 else None
+        pub = open_session(ctx, version, pub_id, clean=True)
+        pub.send(m.publish(topic, b"retained-once", qos=1, packet_id=1, retain=True,
+                           version=version))
+        pub.recv_type(m.PUBACK)
+        close_session(pub, version)
+
+        a = open_session(ctx, version, a_id, clean=False, expiry=expiry)
+        a.send(m.subscribe(1, [(topic, 1)], version=version))
+        a.recv_type(m.SUBACK)
+        check_equal(receive_all(ctx, a, version, 1), [(b"retained-once", 1)], "deliveries to A")
+        close_session(a, version)
+
+        b = open_session(ctx, version, b_id, clean=False, expiry=expiry)
+        b.send(m.subscribe(1, [(topic, 1)], version=version))
+        b.recv_type(m.SUBACK)
+        p = m.parse_publish(b.recv_type(m.PUBLISH), version)
+        check_equal((p["payload"], p["qos"], p["retain"]), (b"retained-once", 1, 1),
+                    "retained message sent to B")
+        # B never acknowledges it. B's own QoS 1 publish is acknowledged
+        # once everything stored before it is durable, B's queue entry too.
+        publish_acked(b, version, f"{topic}/sync", b"", 1, 2)
+        crash_and_restart(ctx)
+
+        b = open_session(ctx, version, b_id, clean=False, expiry=expiry, session_present=1)
+        try:
+            p = m.parse_publish(b.recv_type(m.PUBLISH, timeout=5.0), version)
+        except Timeout:
+            raise AssertionError("the unacknowledged retained message was lost") from None
+        check_equal((p["payload"], p["qos"], p["dup"]), (b"retained-once", 1, 1),
+                    "redelivery to B after the restart")
+        b.send(m.ack(m.PUBACK, p["packet_id"]))
+        close_session(b, version)
+
+        a = open_session(ctx, version, a_id, clean=False, expiry=expiry, session_present=1)
+        check_equal(receive_all(ctx, a, version, 0), [], "deliveries to A after the restart")
+        close_session(a, version)
+        # Events still queued at the kill are lost, so only the second
+        # life's events are certain.
+        ctx.expected.append((a_id, ("auth_success", "disconnect")))
+        ctx.expected.append((b_id, ("auth_success", "disconnect")))
+
+
+retained_reuse_case(V5)
+retained_reuse_case(V311)
+
+
 # mosquitto 2.0.11 sends PUBCOMP 0x00 for the PUBREL after a restart but
 # never delivers the message, so this case runs only against vigil.
 @case("QoS 2 inbound interrupted by kill -9", only="vigil")
