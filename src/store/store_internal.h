@@ -24,7 +24,6 @@ enum store_stmt {
     STMT_SESSION_PUT,
     STMT_SESSION_DEL,
     STMT_SESSION_DEL_SUBS,
-    STMT_SESSION_DEL_MSGS,
     STMT_SESSION_DEL_QUEUE,
     STMT_SESSION_DEL_INQOS2,
     STMT_SUB_PUT,
@@ -90,6 +89,10 @@ struct store {
     /* Writer thread only. */
     struct store_elide_table elide_queue; /* seq -> STORE_QUEUE_PUT */
     struct store_elide_table elide_msgs;  /* msg_id -> STORE_MSG_PUT */
+    /* Message ids whose queue rows the batch removed, collected at its end. */
+    uint64_t *gc_ids;
+    size_t gc_len;
+    size_t gc_cap;
 };
 
 /* store_schema.c: opens the database, creates or checks the schema and

@@ -69,12 +69,7 @@ static const char *const store_stmt_sql[STMT_COUNT] = {
                          "VALUES (?1, ?2, ?3, ?4, ?5)",
     [STMT_SESSION_DEL] = "DELETE FROM sessions WHERE client_id = ?1",
     [STMT_SESSION_DEL_SUBS] = "DELETE FROM subs WHERE client_id = ?1",
-    /* Messages referenced by this client's queue and by no other client. */
-    [STMT_SESSION_DEL_MSGS] = "DELETE FROM messages WHERE id IN "
-                              "(SELECT msg_id FROM queue WHERE client_id = ?1) "
-                              "AND NOT EXISTS (SELECT 1 FROM queue q "
-                              "WHERE q.msg_id = messages.id AND q.client_id <> ?1)",
-    [STMT_SESSION_DEL_QUEUE] = "DELETE FROM queue WHERE client_id = ?1",
+    [STMT_SESSION_DEL_QUEUE] = "DELETE FROM queue WHERE client_id = ?1 RETURNING msg_id",
     [STMT_SESSION_DEL_INQOS2] = "DELETE FROM inqos2 WHERE client_id = ?1",
     [STMT_SUB_PUT] = "INSERT OR REPLACE INTO subs (client_id, filter, options, sub_id) "
                      "VALUES (?1, ?2, ?3, ?4)",

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <time.h>
 
+#include "core/alloc.h"
 #include "core/log.h"
 #include "store/store_internal.h"
 
@@ -74,35 +75,71 @@ static vigil_err apply_queue_update(struct store *st, const struct store_op *op)
     return run(st, STMT_QUEUE_UPDATE);
 }
 
-/* Deletes the queue row, then its message if no other queue row refers to
- * it. */
-static vigil_err apply_queue_del(struct store *st, const struct store_op *op)
+/* Notes msg_id for collect_messages() at the end of the batch. A queue
+ * entry elided in this batch is never written, so a message that only it
+ * refers to looks unreferenced here, although a later entry may name it. */
+static void collect_later(struct store *st, uint64_t msg_id)
 {
-    sqlite3_stmt *del = st->stmt[STMT_QUEUE_DEL];
-    sqlite3_int64 msg_id = 0;
-    bool found = false;
+    if (st->gc_len == st->gc_cap) {
+        size_t cap = st->gc_cap != 0 ? 2 * st->gc_cap : 64;
+        uint64_t *ids = vigil_realloc(st->gc_ids, cap * sizeof *ids);
+
+        if (ids == NULL) {
+            /* store_load() removes the unreferenced row at the next start. */
+            log_error("store: out of memory; unreferenced message %llu stays until the next start",
+                      (unsigned long long)msg_id);
+            return;
+        }
+        st->gc_ids = ids;
+        st->gc_cap = cap;
+    }
+    st->gc_ids[st->gc_len++] = msg_id;
+}
+
+/* Deletes the messages noted by collect_later() that no queue row refers
+ * to, once every op of the batch has been applied. */
+static vigil_err collect_messages(struct store *st)
+{
+    vigil_err rc = VIGIL_OK;
+
+    for (size_t i = 0; rc == VIGIL_OK && i < st->gc_len; i++) {
+        sqlite3_bind_int64(st->stmt[STMT_MSG_GC], 1, (sqlite3_int64)st->gc_ids[i]);
+        rc = run(st, STMT_MSG_GC);
+    }
+    st->gc_len = 0;
+    return rc;
+}
+
+/* Runs a queue DELETE ... RETURNING msg_id (STMT_QUEUE_DEL, or
+ * STMT_SESSION_DEL_QUEUE without a seq) and notes each message it
+ * returns for collection. */
+static vigil_err delete_queue_rows(struct store *st, enum store_stmt which, const char *client_id,
+                                   uint64_t seq)
+{
+    sqlite3_stmt *del = st->stmt[which];
     int step;
 
-    if (op->elided == STORE_GC_ONLY) {
-        sqlite3_bind_int64(st->stmt[STMT_MSG_GC], 1, (sqlite3_int64)op->msg_id);
-        return run(st, STMT_MSG_GC);
-    }
-    bind_text(del, 1, op->client_id);
-    sqlite3_bind_int64(del, 2, (sqlite3_int64)op->seq);
-    while ((step = sqlite3_step(del)) == SQLITE_ROW) {
-        msg_id = sqlite3_column_int64(del, 0);
-        found = true;
-    }
+    bind_text(del, 1, client_id);
+    if (which == STMT_QUEUE_DEL)
+        sqlite3_bind_int64(del, 2, (sqlite3_int64)seq);
+    while ((step = sqlite3_step(del)) == SQLITE_ROW)
+        collect_later(st, (uint64_t)sqlite3_column_int64(del, 0));
     if (step != SQLITE_DONE)
         store_log_sqlite(st, sqlite3_sql(del));
     sqlite3_reset(del);
     sqlite3_clear_bindings(del);
-    if (step != SQLITE_DONE)
-        return VIGIL_ERR_STORE;
-    if (!found)
+    return step == SQLITE_DONE ? VIGIL_OK : VIGIL_ERR_STORE;
+}
+
+/* Deletes the queue row. Its message goes at the end of the batch if no
+ * queue row refers to it then. */
+static vigil_err apply_queue_del(struct store *st, const struct store_op *op)
+{
+    if (op->elided == STORE_GC_ONLY) {
+        collect_later(st, op->msg_id);
         return VIGIL_OK;
-    sqlite3_bind_int64(st->stmt[STMT_MSG_GC], 1, msg_id);
-    return run(st, STMT_MSG_GC);
+    }
+    return delete_queue_rows(st, STMT_QUEUE_DEL, op->client_id, op->seq);
 }
 
 static vigil_err apply_retain_set(struct store *st, const struct store_op *op)
@@ -135,13 +172,15 @@ static vigil_err apply_session_put(struct store *st, const struct store_op *op)
     return run(st, STMT_SESSION_PUT);
 }
 
-/* Deletes the session with its subscriptions, queue, the messages only
- * that queue referred to, and its incoming QoS 2 packet ids. */
+/* Deletes the session with its subscriptions, queue and incoming QoS 2
+ * packet ids. The messages of its queue go at the end of the batch if no
+ * queue row refers to them then. */
 static vigil_err apply_session_del(struct store *st, const struct store_op *op)
 {
     static const enum store_stmt steps[] = {
-        STMT_SESSION_DEL,       STMT_SESSION_DEL_SUBS,   STMT_SESSION_DEL_MSGS,
-        STMT_SESSION_DEL_QUEUE, STMT_SESSION_DEL_INQOS2,
+        STMT_SESSION_DEL,
+        STMT_SESSION_DEL_SUBS,
+        STMT_SESSION_DEL_INQOS2,
     };
 
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
@@ -149,7 +188,7 @@ static vigil_err apply_session_del(struct store *st, const struct store_op *op)
         if (run(st, steps[i]) != VIGIL_OK)
             return VIGIL_ERR_STORE;
     }
-    return VIGIL_OK;
+    return delete_queue_rows(st, STMT_SESSION_DEL_QUEUE, op->client_id, 0);
 }
 
 static vigil_err apply_sub_put(struct store *st, const struct store_op *op)
@@ -226,9 +265,12 @@ static vigil_err apply_batch(struct store *st, struct store_op *batch, size_t wr
     if (writes == 0)
         return VIGIL_OK;
     pthread_mutex_lock(&st->db_mu);
+    st->gc_len = 0;
     rc = run(st, STMT_BEGIN);
     for (struct store_op *op = batch; rc == VIGIL_OK && op != NULL; op = op->next)
         rc = apply_op(st, op);
+    if (rc == VIGIL_OK)
+        rc = collect_messages(st);
     if (rc == VIGIL_OK)
         rc = run(st, STMT_COMMIT);
     if (rc != VIGIL_OK) {
@@ -308,6 +350,9 @@ void *store_writer_main(void *arg)
     }
     pthread_mutex_unlock(&st->mu);
     store_elide_free(st);
+    vigil_free(st->gc_ids);
+    st->gc_ids = NULL;
+    st->gc_len = st->gc_cap = 0;
     return NULL;
 }
 

@@ -770,6 +770,58 @@ static void test_elide_session_del_between(void **state)
                                 "queued c2 s2 m1 t/1 [shared] p2 mq1 r0 x1767323045 q1 st0 pk0\n");
 }
 
+/* The last written entry of a message is removed while an entry elided
+ * later in the batch still refers to it, and then a new entry names it.
+ * The message row must outlive the batch, as it does when every op is
+ * written. */
+static void test_elide_keeps_message_for_later_put(void **state)
+{
+    struct fixture *fx = *state;
+    struct loaded l;
+    uint64_t max_msg, max_seq;
+
+    store_set_commit_interval(fx->st, LONG_WINDOW_US);
+    put_msg(fx, 1, "t/1", "retained");
+    put_queue(fx, "a", 1, 1);
+    end_batch(fx);
+
+    put_queue(fx, "c", 2, 1);
+    queue_op(fx, STORE_QUEUE_DEL, "a", 1, 1, STORE_Q_PENDING, 0);
+    put_queue(fx, "b", 3, 1);
+    queue_op(fx, STORE_QUEUE_DEL, "c", 2, 1, STORE_Q_PENDING, 0);
+    end_batch(fx);
+    assert_int_equal(count_dangling(fx->dir), 0);
+
+    reload(fx, &l, &max_msg, &max_seq);
+    assert_string_equal(l.text,
+                        "queued b s3 m1 t/1 [retained] p2 mq1 r0 x1767323045 q1 st0 pk0\n");
+}
+
+/* The same with the session of the message's last written entry removed
+ * in the batch. */
+static void test_elide_keeps_message_across_session_del(void **state)
+{
+    struct fixture *fx = *state;
+    struct loaded l;
+    uint64_t max_msg, max_seq;
+
+    store_set_commit_interval(fx->st, LONG_WINDOW_US);
+    client_op(fx, STORE_SESSION_PUT, "b", NULL, 0, 0);
+    put_msg(fx, 1, "t/1", "retained");
+    put_queue(fx, "a", 1, 1);
+    put_queue(fx, "c", 2, 1);
+    client_op(fx, STORE_SESSION_DEL, "a", NULL, 0, 0);
+    put_queue(fx, "b", 3, 1);
+    queue_op(fx, STORE_QUEUE_DEL, "c", 2, 1, STORE_Q_PENDING, 0);
+    end_batch(fx);
+    assert_int_equal(count_dangling(fx->dir), 0);
+
+    reload(fx, &l, &max_msg, &max_seq);
+    assert_string_equal(l.text,
+                        "session b v5 e3600 d1767323000\n"
+                        "queued b s3 m1 t/1 [retained] p2 mq1 r0 x1767323045 q1 st0 pk0\n");
+}
+
 /* Crash test: the child stores QoS messages and reports each acknowledged
  * seq through a pipe, then exits without closing inside the done callback
  * of op CRASH_AFTER, as kill -9 right after an acknowledgement would. */
@@ -1077,6 +1129,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_elide_shared_message, setup, teardown),
         cmocka_unit_test_setup_teardown(test_elide_collects_earlier_message, setup, teardown),
         cmocka_unit_test_setup_teardown(test_elide_session_del_between, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_elide_keeps_message_for_later_put, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_elide_keeps_message_across_session_del, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_acked_ops_survive_crash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_elided_ops_survive_crash, setup, teardown),
     };

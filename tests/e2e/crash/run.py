@@ -31,7 +31,10 @@ class Fixture:
         self.current = None
 
     def before(self, c, ctx):
-        self.current = Broker(self.log_dir, name=f"crash{c.number}")
+        # "long-window": a store commit window of one second, so that the
+        # steps of a case land in one store batch.
+        extra = "store:\n  commit_interval_us: 1000000\n" if c.needs == "long-window" else None
+        self.current = Broker(self.log_dir, name=f"crash{c.number}", extra_yaml=extra)
         self.current.start()
         ctx.broker = self.current
         ctx.expected = []
@@ -285,6 +288,57 @@ def retained_reuse_case(version):
 
 retained_reuse_case(V5)
 retained_reuse_case(V311)
+
+
+# The store commit window is a vigil setting.
+@case("retained message queued again within one store batch survives kill -9", only="vigil",
+      needs="long-window")
+def _(ctx):
+    """Within one store batch, a retained message is queued for A (offline)
+    and C, A's session is reset, B subscribes and gets the message, and C
+    acknowledges it. C's entry is elided, so the reset of A must not remove
+    the message row. B's entry, written later in the batch, names it."""
+    a_id, b_id, c_id, pub_id = (f"crash-window-{n}" for n in ("a", "b", "c", "pub"))
+    topic = "window/t"
+    for client_id in (a_id, c_id):
+        conn = open_session(ctx, V311, client_id, clean=False)
+        conn.send(m.subscribe(1, [(topic, 1)], version=V311))
+        conn.recv_type(m.SUBACK, timeout=5.0)
+        if client_id == a_id:
+            close_session(conn, V311)
+        else:
+            c = conn
+    b = open_session(ctx, V311, b_id, clean=False)
+
+    # The store is idle now: the batch starts with this publish.
+    pub = open_session(ctx, V311, pub_id, clean=True)
+    pub.send(m.publish(topic, b"windowed", qos=1, packet_id=1, retain=True, version=V311))
+    to_c = m.parse_publish(c.recv_type(m.PUBLISH), V311)
+    open_session(ctx, V311, a_id, clean=True)
+    b.send(m.subscribe(1, [(topic, 1)], version=V311))
+    seen = ctx.broker.wait_events(lambda evs: any(
+        e.get("type") == "subscribe" and e.get("client_id") == b_id for e in evs))
+    check(seen is not None, "no subscribe event for B")
+    c.send(m.ack(m.PUBACK, to_c["packet_id"]))
+
+    b.recv_type(m.SUBACK, timeout=5.0)
+    to_b = m.parse_publish(b.recv_type(m.PUBLISH, timeout=5.0), V311)
+    check_equal(to_b["payload"], b"windowed", "retained message sent to B")
+    pub.recv_type(m.PUBACK, timeout=5.0)
+    # B does not acknowledge it. Its own QoS 1 publish returns once
+    # everything stored before it is durable.
+    publish_acked(b, V311, "window/sync", b"", 1, 2)
+    crash_and_restart(ctx)
+
+    b = open_session(ctx, V311, b_id, clean=False, session_present=1)
+    try:
+        p = m.parse_publish(b.recv_type(m.PUBLISH, timeout=5.0), V311)
+    except Timeout:
+        raise AssertionError("the unacknowledged retained message was lost") from None
+    check_equal((p["payload"], p["qos"], p["dup"]), (b"windowed", 1, 1),
+                "redelivery to B after the restart")
+    b.send(m.ack(m.PUBACK, p["packet_id"]))
+    close_session(b, V311)
 
 
 # mosquitto 2.0.11 sends PUBCOMP 0x00 for the PUBREL after a restart but
