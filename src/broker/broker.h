@@ -44,6 +44,9 @@ struct msg {
     uint32_t props_len;
     uint64_t id;               /* store row id, 0 when not stored */
     uint32_t store_refs;       /* stored queue entries submitted for id */
+    /* The publisher's PUBACK while it waits for these entries to be
+     * acknowledged or written (handle_publish.c); NULL otherwise. */
+    struct pending_ack *ack_waiter;
     int64_t expiry_at;         /* Unix seconds, 0 = never */
     const struct session *origin; /* publisher, for No Local; not a reference */
     char *topic;               /* NUL-terminated, points into data */
@@ -155,6 +158,13 @@ enum conn_state {
  * because PUBACKs must go out in the order the PUBLISHes came in. */
 struct pending_ack {
     struct pending_ack *next;
+    struct conn *conn;         /* holds a reference while the ack waits */
+    /* While waiting for its message's subscribers (handle_publish.c): the
+     * message (a reference), the hub list it is on and when it stops
+     * waiting for them and waits for the store instead. */
+    struct msg *msg;
+    struct pending_ack *wprev, *wnext;
+    uint64_t due_ms;
     uint8_t type;              /* MQTT_PUBACK or MQTT_PUBREC */
     uint8_t reason;
     uint16_t packet_id;
@@ -387,6 +397,14 @@ struct hub {
     size_t flush_n, flush_cap;
     uv_check_t flush_check;
     uv_idle_t flush_idle;
+    /* PUBACKs waiting for their messages' persistent subscribers, oldest
+     * first, with the timer that hands the overdue ones to the store; and
+     * those whose subscribers acknowledged, sent at the next flush
+     * (handle_publish.c). */
+    struct pending_ack *ack_wait_head, *ack_wait_tail;
+    struct pending_ack *ack_ready_head, *ack_ready_tail;
+    uv_timer_t ack_timer;
+    bool ack_timer_open;
     struct conn **conns;         /* open connections, for shutdown; NULL = free slot */
     size_t n_conn_slots;
     uint32_t *free_slots;        /* indexes of free slots in conns */
@@ -490,6 +508,18 @@ const char *conn_tls_identity(const struct conn *c);
  * runs out (handle_publish.c). */
 struct conn_extra *conn_extra(struct conn *c);
 void conn_extra_free(struct conn *c);
+/* Publisher acknowledgements that wait for persistent subscribers: m's
+ * last stored entry is gone, so its PUBACK needs nothing written. */
+void publish_ack_released(struct msg *m);
+/* Sends the PUBACKs released since the last call; run once per loop
+ * iteration, where no handler is on the stack. */
+void publish_acks_ready(struct hub *hub);
+void publish_ack_wait_init(struct hub *hub);
+/* An idle callback that does nothing: an active idle handle keeps the
+ * next poll from blocking (conn.c). */
+void hub_keep_polling(uv_idle_t *h);
+/* Hands every waiting PUBACK to the store and closes the timer. */
+void publish_ack_wait_close(struct hub *hub);
 
 /* keepalive.c: connection deadlines on one hub timer. */
 void conn_timers_init(struct hub *hub);

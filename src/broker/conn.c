@@ -607,7 +607,7 @@ void conn_flush(struct conn *c)
     conn_account(c);
 }
 
-static void on_flush_idle(uv_idle_t *h)
+void hub_keep_polling(uv_idle_t *h)
 {
     (void)h;
 }
@@ -634,7 +634,7 @@ static void conn_queue_flush(struct conn *c)
     conn_ref(c);
     /* An active idle handle keeps the next poll from blocking. */
     if (hub->flush_n == 1)
-        uv_idle_start(&hub->flush_idle, on_flush_idle);
+        uv_idle_start(&hub->flush_idle, hub_keep_polling);
 }
 
 bool conn_send(struct conn *c, const struct mqtt_packet *pkt)
@@ -659,6 +659,7 @@ bool conn_send(struct conn *c, const struct mqtt_packet *pkt)
 
 void conn_flush_pending(struct hub *hub)
 {
+    publish_acks_ready(hub);
     /* A flush can close a connection, which can publish a will and queue
      * more connections here; the list is indexed afresh each turn, so
      * those are flushed in the same pass. */

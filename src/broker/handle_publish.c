@@ -93,6 +93,139 @@ void conn_extra_free(struct conn *c)
 }
 
 /* Called only once c->extra exists: a queued acknowledgement needs it. */
+static void acks_flush(struct conn *c);
+
+/* The publisher's acknowledgement of a QoS 1 message routed to persistent
+ * sessions waits first for those sessions: when each has acknowledged the
+ * message (or dropped it) before the store wrote it, the store writes
+ * nothing and the PUBACK needs no fsync. After the commit window it waits
+ * for the store instead, as every other acknowledgement does. */
+
+static void wait_unlink(struct hub *hub, struct pending_ack *a)
+{
+    if (a->wprev != NULL)
+        a->wprev->wnext = a->wnext;
+    else
+        hub->ack_wait_head = a->wnext;
+    if (a->wnext != NULL)
+        a->wnext->wprev = a->wprev;
+    else
+        hub->ack_wait_tail = a->wprev;
+    a->wprev = a->wnext = NULL;
+}
+
+/* Ends a's wait for its message's subscribers. */
+static void wait_end(struct hub *hub, struct pending_ack *a)
+{
+    wait_unlink(hub, a);
+    a->msg->ack_waiter = NULL;
+    msg_unref(a->msg);
+    a->msg = NULL;
+}
+
+static void ack_durable(void *arg, vigil_err rc);
+
+/* Moves a from waiting for subscribers to waiting for the store; the
+ * connection reference passes to the barrier. */
+static void wait_to_store(struct hub *hub, struct pending_ack *a)
+{
+    wait_end(hub, a);
+    persist_barrier(hub, ack_durable, a);
+}
+
+static void on_ack_timer(uv_timer_t *t)
+{
+    struct hub *hub = t->data;
+    uint64_t now = uv_now(hub->loop);
+
+    while (hub->ack_wait_head != NULL && hub->ack_wait_head->due_ms <= now)
+        wait_to_store(hub, hub->ack_wait_head);
+    if (hub->ack_wait_head != NULL)
+        uv_timer_start(&hub->ack_timer, on_ack_timer, hub->ack_wait_head->due_ms - now, 0);
+}
+
+void publish_ack_wait_init(struct hub *hub)
+{
+    uv_timer_init(hub->loop, &hub->ack_timer);
+    hub->ack_timer.data = hub;
+    hub->ack_timer_open = true;
+}
+
+void publish_ack_wait_close(struct hub *hub)
+{
+    while (hub->ack_wait_head != NULL)
+        wait_to_store(hub, hub->ack_wait_head);
+    publish_acks_ready(hub);
+    if (hub->ack_timer_open) {
+        uv_timer_stop(&hub->ack_timer);
+        uv_close((uv_handle_t *)&hub->ack_timer, NULL);
+        hub->ack_timer_open = false;
+    }
+}
+
+/* Starts a's wait for the persistent sessions m was queued for; false
+ * when the store must be waited for at once. */
+static bool wait_for_subscribers(struct conn *c, struct pending_ack *a, struct msg *m)
+{
+    struct hub *hub = c->hub;
+    uint32_t window_ms = hub->cfg.store_commit_interval_us / 1000;
+
+    if (m->ack_waiter != NULL || window_ms == 0 || !hub->ack_timer_open)
+        return false;
+    a->msg = msg_ref(m);
+    m->ack_waiter = a;
+    a->due_ms = uv_now(hub->loop) + window_ms;
+    a->wprev = hub->ack_wait_tail;
+    if (hub->ack_wait_tail != NULL)
+        hub->ack_wait_tail->wnext = a;
+    else
+        hub->ack_wait_head = a;
+    hub->ack_wait_tail = a;
+    conn_ref(c);
+    if (a == hub->ack_wait_head)
+        uv_timer_start(&hub->ack_timer, on_ack_timer, window_ms, 0);
+    return true;
+}
+
+void publish_ack_released(struct msg *m)
+{
+    struct pending_ack *a = m->ack_waiter;
+    struct hub *hub;
+
+    if (a == NULL)
+        return;
+    hub = a->conn->hub;
+    wait_end(hub, a);
+    /* Sent from publish_acks_ready(): this runs inside another client's
+     * handler, where writing to the publisher could close it. a is marked
+     * ready only there, so that no flush of an earlier acknowledgement
+     * frees it while it is on the list. */
+    a->wnext = NULL;
+    if (hub->ack_ready_tail != NULL)
+        hub->ack_ready_tail->wnext = a;
+    else
+        hub->ack_ready_head = a;
+    hub->ack_ready_tail = a;
+    uv_idle_start(&hub->flush_idle, hub_keep_polling);
+}
+
+void publish_acks_ready(struct hub *hub)
+{
+    struct pending_ack *a = hub->ack_ready_head;
+
+    hub->ack_ready_head = hub->ack_ready_tail = NULL;
+    while (a != NULL) {
+        struct pending_ack *next = a->wnext;
+        struct conn *c = a->conn;
+
+        a->wnext = NULL;
+        a->ready = true;
+        acks_flush(c); /* which may free a */
+        conn_unref(c);
+        a = next;
+    }
+}
+
 static void acks_flush(struct conn *c)
 {
     struct conn_extra *x = c->extra;
@@ -118,7 +251,7 @@ static void acks_flush(struct conn *c)
 static void ack_durable(void *arg, vigil_err rc)
 {
     struct pending_ack *a = arg;
-    struct conn *c = *(struct conn **)(a + 1);
+    struct conn *c = a->conn;
 
     if (rc != VIGIL_OK)
         log_error("conn %llu: store write failed; acknowledging PUBLISH %u anyway is unsafe, closing",
@@ -132,11 +265,15 @@ static void ack_durable(void *arg, vigil_err rc)
 }
 
 /* Queues a PUBACK or PUBREC; it goes out once everything written to the
- * store before it is durable, and after every earlier acknowledgement. */
-static void publish_ack(struct conn *c, uint8_t type, uint16_t packet_id, uint8_t reason)
+ * store before it is durable, and after every earlier acknowledgement.
+ * routed, for a QoS 1 message that was routed and not retained, lets the
+ * PUBACK go out sooner when persistent sessions hold the message: once
+ * every one of them has acknowledged it. */
+static void publish_ack(struct conn *c, uint8_t type, uint16_t packet_id, uint8_t reason,
+                        struct msg *routed)
 {
     struct conn_extra *x = conn_extra(c);
-    struct pending_ack *a = x != NULL ? vigil_calloc(1, sizeof *a + sizeof(struct conn *)) : NULL;
+    struct pending_ack *a = x != NULL ? vigil_calloc(1, sizeof *a) : NULL;
 
     if (a == NULL) {
         conn_close(c, MQTT_RC_UNSPECIFIED, "out of memory");
@@ -145,17 +282,20 @@ static void publish_ack(struct conn *c, uint8_t type, uint16_t packet_id, uint8_
     a->type = type;
     a->packet_id = packet_id;
     a->reason = c->version == MQTT_V5 ? reason : 0;
-    *(struct conn **)(a + 1) = c;
+    a->conn = c;
     if (x->acks_tail != NULL)
         x->acks_tail->next = a;
     else
         x->acks_head = a;
     x->acks_tail = a;
-    if (store_pending(c->hub->store) == 0 && a == x->acks_head) {
+    if (store_pending(c->hub->store) == 0) {
         a->ready = true;
-        acks_flush(c);
+        if (a == x->acks_head)
+            acks_flush(c);
         return;
     }
+    if (routed != NULL && routed->store_refs > 0 && wait_for_subscribers(c, a, routed))
+        return;
     conn_ref(c);
     persist_barrier(c->hub, ack_durable, a);
 }
@@ -217,7 +357,7 @@ static bool publish_reject(struct conn *c, const struct mqtt_packet *pkt, uint8_
 
     if (qos == 1) {
         c->extra->in_qos_pending++;
-        publish_ack(c, MQTT_PUBACK, pkt->packet_id, reason);
+        publish_ack(c, MQTT_PUBACK, pkt->packet_id, reason, NULL);
     } else if (qos == 2) {
         c->extra->in_qos_pending++;
         /* MQTT 3.1.1 has no negative PUBREC: the exchange completes normally. */
@@ -225,7 +365,7 @@ static bool publish_reject(struct conn *c, const struct mqtt_packet *pkt, uint8_
             return publish_fail(c, MQTT_RC_UNSPECIFIED, NULL, "out of memory");
         if (c->version == MQTT_V5)
             c->extra->in_qos_pending--;
-        publish_ack(c, MQTT_PUBREC, pkt->packet_id, reason);
+        publish_ack(c, MQTT_PUBREC, pkt->packet_id, reason, NULL);
     }
     return !c->closing_handles;
 }
@@ -251,7 +391,7 @@ bool handle_publish(struct conn *c, const struct mqtt_packet *pkt)
     }
     if (qos == 2 && session_has_inqos2(c->session, pkt->packet_id)) {
         /* A retransmission of a QoS 2 message already received. */
-        publish_ack(c, MQTT_PUBREC, pkt->packet_id, 0);
+        publish_ack(c, MQTT_PUBREC, pkt->packet_id, 0, NULL);
         return !c->closing_handles;
     }
     /* MQTT 3.1.1 cannot announce a Receive Maximum, so its clients are held
@@ -285,15 +425,16 @@ bool handle_publish(struct conn *c, const struct mqtt_packet *pkt)
     if (m->retain)
         router_retain(hub, m, true);
     router_publish(hub, m, c->session);
-    msg_unref(m);
     if (qos == 1) {
         c->extra->in_qos_pending++;
-        publish_ack(c, MQTT_PUBACK, pkt->packet_id, 0);
-    } else if (qos == 2) {
+        publish_ack(c, MQTT_PUBACK, pkt->packet_id, 0, m->retain ? NULL : m);
+    }
+    msg_unref(m);
+    if (qos == 2) {
         c->extra->in_qos_pending++;
         if (!session_add_inqos2(c->session, pkt->packet_id))
             return publish_fail(c, MQTT_RC_UNSPECIFIED, NULL, "out of memory");
-        publish_ack(c, MQTT_PUBREC, pkt->packet_id, 0);
+        publish_ack(c, MQTT_PUBREC, pkt->packet_id, 0, NULL);
     }
     return !c->closing_handles;
 }

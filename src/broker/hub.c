@@ -439,6 +439,7 @@ static void on_stop_tick(uv_timer_t *t)
     uv_timer_stop(&hub->tick);
     uv_close((uv_handle_t *)&hub->tick, close_cb_noop);
     conn_timers_close(hub, close_cb_noop);
+    publish_ack_wait_close(hub);
     conn_flush_pending(hub);
     conn_sockets_close(hub);
     uv_close((uv_handle_t *)&hub->flush_check, close_cb_noop);
@@ -614,6 +615,7 @@ vigil_err hub_create(const struct vigil_config *cfg, struct hub **out)
     uv_idle_init(hub->loop, &hub->flush_idle);
     hub->flush_check.data = hub;
     uv_check_start(&hub->flush_check, on_flush_check);
+    publish_ack_wait_init(hub);
     uv_timer_init(hub->loop, &hub->tick);
     hub->tick.data = hub;
     uv_timer_start(&hub->tick, on_tick, 1000, 1000);
@@ -661,6 +663,8 @@ void hub_destroy(struct hub *hub)
         return;
     live_sniffers_stop(hub->sniffers);
     hub->sniffers = NULL;
+    if (hub->ack_timer_open)
+        publish_ack_wait_close(hub);
     if (hub->store != NULL)
         store_close(hub->store);
     iopool_stop(hub);

@@ -35,8 +35,10 @@ static void release_entry(struct delivery *d)
     if (d->seq == 0)
         return;
     d->seq = 0;
-    if (d->msg->store_refs > 0 && --d->msg->store_refs == 0)
+    if (d->msg->store_refs > 0 && --d->msg->store_refs == 0) {
         d->msg->id = 0;
+        publish_ack_released(d->msg);
+    }
 }
 
 void persist_session(struct session *s)

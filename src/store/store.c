@@ -80,6 +80,7 @@ vigil_err store_open(const char *dir, uv_loop_t *loop, struct store **out)
     if (st == NULL)
         return VIGIL_ERR_NOMEM;
     atomic_init(&st->commit_interval_us, STORE_COMMIT_INTERVAL_DEFAULT_US);
+    atomic_init(&st->hold_max_us, STORE_HOLD_MAX_US);
     store_init_sync(st);
     rc = store_db_open(st, path);
     if (rc == VIGIL_OK)
@@ -129,9 +130,12 @@ void store_submit(struct store *st, struct store_op *op)
         st->queue_head = op;
     st->queue_tail = op;
     /* The writer waits for the first op of a batch, then for a full batch
-     * or the end of its window; any other signal would only wake it to
-     * wait again, one futex call and context switch per op. */
+     * or the end of its window, and after the window for the first op that
+     * someone waits for; any other signal would only wake it to wait
+     * again, one futex call and context switch per op. */
     wake = ++st->queue_len == 1 || st->queue_len == STORE_BATCH_MAX;
+    if (op->done != NULL && ++st->queue_waiters == 1)
+        wake = true;
     pthread_mutex_unlock(&st->mu);
     if (wake)
         pthread_cond_signal(&st->cond);
@@ -140,6 +144,11 @@ void store_submit(struct store *st, struct store_op *op)
 void store_set_commit_interval(struct store *st, uint32_t us)
 {
     atomic_store(&st->commit_interval_us, us);
+}
+
+void store_set_hold_max(struct store *st, uint32_t us)
+{
+    atomic_store(&st->hold_max_us, us);
 }
 
 size_t store_pending(const struct store *st)

@@ -111,6 +111,11 @@ void store_submit(struct store *st, struct store_op *op);
  * writer waits up to us microseconds for more before it commits (default
  * 5000; 0 commits at once). Callable from any thread at any time. */
 void store_set_commit_interval(struct store *st, uint32_t us);
+/* Sets how long after its start a batch that no op waits for (none has a
+ * done callback) may keep gathering past its window, so that queue entries
+ * acknowledged meanwhile are elided (default 100000). Callable from any
+ * thread at any time. */
+void store_set_hold_max(struct store *st, uint32_t us);
 /* Number of ops queued and not yet committed. */
 size_t store_pending(const struct store *st);
 /* Commits what is queued, stops the writer, runs the remaining done

@@ -58,6 +58,8 @@ struct store_elide_table {
 /* A batch ends its gathering window early once this many ops are queued. */
 #define STORE_BATCH_MAX 4096
 #define STORE_COMMIT_INTERVAL_DEFAULT_US 5000
+/* Default of store_set_hold_max(). */
+#define STORE_HOLD_MAX_US 100000
 #define STORE_SCHEMA_VERSION 2
 
 struct store {
@@ -73,6 +75,7 @@ struct store {
     struct store_op *queue_head;     /* submitted, not yet taken by the writer */
     struct store_op *queue_tail;
     size_t queue_len;
+    size_t queue_waiters;            /* queued ops with a done callback */
     struct store_op *done_head;      /* committed or failed, callbacks not yet run */
     struct store_op *done_tail;
     bool stopping;
@@ -81,6 +84,7 @@ struct store {
     uv_async_t *async;               /* freed by its close callback */
 
     atomic_uint commit_interval_us;
+    atomic_uint hold_max_us;
     atomic_size_t pending;
     atomic_uint_fast64_t commits;
     atomic_uint_fast64_t ops_written;

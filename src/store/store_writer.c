@@ -286,20 +286,37 @@ static vigil_err apply_batch(struct store *st, struct store_op *batch, size_t wr
     return rc;
 }
 
+static struct timespec after(const struct timespec *t, unsigned us)
+{
+    struct timespec r = *t;
+
+    r.tv_nsec += (long)(us % 1000000) * 1000;
+    r.tv_sec += us / 1000000 + r.tv_nsec / 1000000000;
+    r.tv_nsec %= 1000000000;
+    return r;
+}
+
 /* Waits, with mu held, up to the commit interval for more ops to arrive.
- * Ends early when the batch is full or the store is closing. */
+ * If no queued op has a done callback by then, nobody waits for the batch
+ * and it keeps gathering until one arrives, up to the hold limit from its
+ * start. Ends early when the batch is full or the store is closing. */
 static void gather_window(struct store *st)
 {
     unsigned interval = atomic_load(&st->commit_interval_us);
-    struct timespec deadline;
+    unsigned hold = atomic_load(&st->hold_max_us);
+    struct timespec start, deadline;
 
     if (interval == 0)
         return;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_nsec += (long)(interval % 1000000) * 1000;
-    deadline.tv_sec += interval / 1000000 + deadline.tv_nsec / 1000000000;
-    deadline.tv_nsec %= 1000000000;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    deadline = after(&start, interval);
     while (!st->stopping && st->queue_len < STORE_BATCH_MAX)
+        if (pthread_cond_timedwait(&st->cond, &st->mu, &deadline) == ETIMEDOUT)
+            break;
+    if (hold <= interval)
+        return;
+    deadline = after(&start, hold);
+    while (!st->stopping && st->queue_len < STORE_BATCH_MAX && st->queue_waiters == 0)
         if (pthread_cond_timedwait(&st->cond, &st->mu, &deadline) == ETIMEDOUT)
             break;
 }
@@ -338,6 +355,7 @@ void *store_writer_main(void *arg)
         count = st->queue_len;
         st->queue_head = st->queue_tail = NULL;
         st->queue_len = 0;
+        st->queue_waiters = 0;
         pthread_mutex_unlock(&st->mu);
 
         writes = store_elide(st, batch, count);

@@ -30,7 +30,8 @@ struct fixture {
     int ok;     /* done callbacks with VIGIL_OK */
     int failed; /* done callbacks with an error */
     vigil_err last_error;
-    int submitted; /* ops passed to submit() */
+    int submitted; /* ops passed to submit() with a done callback */
+    bool quiet;    /* submit() gives no done callback: nobody waits */
     int batched;   /* of those, ops since the last end_batch() */
 };
 
@@ -101,9 +102,11 @@ static void wait_done(struct fixture *fx, int expected)
 
 static void submit(struct fixture *fx, struct store_op *op)
 {
-    op->done = count_done;
-    op->arg = fx;
-    fx->submitted++;
+    if (!fx->quiet) {
+        op->done = count_done;
+        op->arg = fx;
+        fx->submitted++;
+    }
     fx->batched++;
     store_submit(fx->st, op);
 }
@@ -428,6 +431,49 @@ static void test_group_commit_batches(void **state)
     assert_int_equal(store_ops_written(fx->st), 1000);
     assert_true(store_commits(fx->st) >= 1);
     assert_true(store_commits(fx->st) < 1000);
+}
+
+/* A batch that nobody waits for keeps gathering past its window, so an
+ * entry acknowledged after the window is elided with its message; the
+ * first op with a waiter ends the hold. */
+static void test_hold_elides_after_window(void **state)
+{
+    struct fixture *fx = *state;
+
+    store_set_commit_interval(fx->st, 1000);
+    store_set_hold_max(fx->st, LONG_WINDOW_US);
+    fx->quiet = true;
+    put_msg(fx, 1, "held/t", "held");
+    put_queue(fx, "held-client", 1, 1);
+    usleep(50000); /* fifty windows */
+    queue_op(fx, STORE_QUEUE_DEL, "held-client", 1, 1, STORE_Q_PENDING, 0);
+    fx->quiet = false;
+    submit(fx, store_op_new(STORE_BARRIER));
+    wait_done(fx, 1);
+    assert_int_equal(store_commits(fx->st), 0);
+    assert_int_equal(store_ops_written(fx->st), 0);
+    assert_int_equal(store_ops_elided(fx->st), 3);
+}
+
+/* Without a waiter, the held batch is written when the hold ends. */
+static void test_hold_ends(void **state)
+{
+    struct fixture *fx = *state;
+    uint64_t deadline = vigil_time_mono_ms() + 20000;
+
+    store_set_commit_interval(fx->st, 1000);
+    store_set_hold_max(fx->st, 20000);
+    fx->quiet = true;
+    put_msg(fx, 1, "held/t", "held");
+    put_queue(fx, "held-client", 1, 1);
+    while (store_pending(fx->st) > 0) {
+        if (vigil_time_mono_ms() > deadline)
+            fail_msg("the held batch was never written");
+        uv_run(&fx->loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    assert_int_equal(store_commits(fx->st), 1);
+    assert_int_equal(store_ops_written(fx->st), 2);
 }
 
 static void test_barrier_needs_no_commit(void **state)
@@ -1118,6 +1164,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_load_deletes_orphans, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_barrier_needs_no_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hold_elides_after_window, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hold_ends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_batch_reports_all, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_runs_completions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_submit_during_close, setup, teardown),

@@ -341,6 +341,97 @@ def _(ctx):
     close_session(b, V311)
 
 
+def subscribed(ctx, client_id, topic, online):
+    conn = open_session(ctx, V311, client_id, clean=False)
+    conn.send(m.subscribe(1, [(topic, 1)], version=V311))
+    conn.recv_type(m.SUBACK, timeout=5.0)
+    if online:
+        return conn
+    close_session(conn, V311)
+    return None
+
+
+def ack_wait_case(window):
+    label = "a one-second store window" if window == "long-window" else "the default store window"
+
+    @case(f"PUBACK waits for an offline session after the online one acknowledged, {label}",
+          only="vigil", needs=window)
+    def _(ctx):
+        """The publisher's PUBACK may go out without a write once every
+        persistent session holding the message has acknowledged it. Here
+        only one of two has: the other is offline, so the PUBACK must wait
+        until the message is durable."""
+        topic = f"ackwait/{window}"
+        off_id, on_id = f"ackwait-off-{window}", f"ackwait-on-{window}"
+        subscribed(ctx, off_id, topic, online=False)
+        on = subscribed(ctx, on_id, topic, online=True)
+        pub = open_session(ctx, V311, f"ackwait-pub-{window}", clean=True)
+        pub.send(m.publish(topic, b"held-by-two", qos=1, packet_id=1, version=V311))
+        p = m.parse_publish(on.recv_type(m.PUBLISH, timeout=5.0), V311)
+        on.send(m.ack(m.PUBACK, p["packet_id"]))
+        pub.recv_type(m.PUBACK, timeout=10.0)
+        crash_and_restart(ctx)
+
+        off = open_session(ctx, V311, off_id, clean=False, session_present=1)
+        check_equal(receive_all(ctx, off, V311, 1), [(b"held-by-two", 1)],
+                    "deliveries to the offline session after the restart")
+        close_session(off, V311)
+        on = open_session(ctx, V311, on_id, clean=False, session_present=1)
+        check_equal(receive_all(ctx, on, V311, 0), [], "deliveries to the session that acknowledged")
+        close_session(on, V311)
+
+    @case(f"PUBACK while a persistent subscriber does not acknowledge, {label}",
+          only="vigil", needs=window)
+    def _(ctx):
+        """A subscriber that never acknowledges must not hold the
+        publisher's PUBACK back for good, and once the PUBACK is out the
+        message survives kill -9."""
+        topic = f"ackslow/{window}"
+        sub_id = f"ackslow-sub-{window}"
+        sub = subscribed(ctx, sub_id, topic, online=True)
+        pub = open_session(ctx, V311, f"ackslow-pub-{window}", clean=True)
+        pub.send(m.publish(topic, b"never-acked", qos=1, packet_id=1, version=V311))
+        first = m.parse_publish(sub.recv_type(m.PUBLISH, timeout=5.0), V311)
+        check_equal(first["payload"], b"never-acked", "first delivery")
+        pub.recv_type(m.PUBACK, timeout=10.0)
+        crash_and_restart(ctx)
+
+        sub = open_session(ctx, V311, sub_id, clean=False, session_present=1)
+        try:
+            p = m.parse_publish(sub.recv_type(m.PUBLISH, timeout=5.0), V311)
+        except Timeout:
+            raise AssertionError("the acknowledged publish was lost") from None
+        check_equal((p["payload"], p["dup"]), (b"never-acked", 1), "redelivery after the restart")
+        sub.send(m.ack(m.PUBACK, p["packet_id"]))
+        close_session(sub, V311)
+
+    @case(f"PUBACK after the persistent subscriber acknowledged, {label}", only="vigil",
+          needs=window)
+    def _(ctx):
+        """The subscriber acknowledges before the store writes the
+        message, so the PUBACK needs no write; nothing comes back after
+        kill -9, and later messages still flow."""
+        topic = f"ackfast/{window}"
+        sub_id = f"ackfast-sub-{window}"
+        sub = subscribed(ctx, sub_id, topic, online=True)
+        pub = open_session(ctx, V311, f"ackfast-pub-{window}", clean=True)
+        for i in range(1, 6):
+            pub.send(m.publish(topic, b"fast-%d" % i, qos=1, packet_id=i, version=V311))
+            p = m.parse_publish(sub.recv_type(m.PUBLISH, timeout=5.0), V311)
+            check_equal(p["payload"], b"fast-%d" % i, "delivery in order")
+            sub.send(m.ack(m.PUBACK, p["packet_id"]))
+            ack = pub.recv_type(m.PUBACK, timeout=10.0)
+            check_equal(ack.body[:2], m.u16(i), "PUBACK packet id")
+        crash_and_restart(ctx)
+        sub = open_session(ctx, V311, sub_id, clean=False, session_present=1)
+        check_equal(receive_all(ctx, sub, V311, 0), [], "deliveries after the restart")
+        close_session(sub, V311)
+
+
+ack_wait_case("default-window")
+ack_wait_case("long-window")
+
+
 # mosquitto 2.0.11 sends PUBCOMP 0x00 for the PUBREL after a restart but
 # never delivers the message, so this case runs only against vigil.
 @case("QoS 2 inbound interrupted by kill -9", only="vigil")
