@@ -672,7 +672,11 @@ void conn_flush_pending(struct hub *hub)
     }
     hub->flush_n = 0;
     iopool_push(hub);
-    uv_idle_stop(&hub->flush_idle);
+    /* Closing a connection during a flush can release PUBACKs, for example
+     * when its will drops a queued message. Those wait for the next loop
+     * iteration, so the idle handle stays active to keep poll from blocking. */
+    if (hub->ack_ready_head == NULL)
+        uv_idle_stop(&hub->flush_idle);
 }
 
 size_t conn_backlog(const struct conn *c)
