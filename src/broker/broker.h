@@ -44,7 +44,7 @@ struct msg {
     uint32_t props_len;
     uint64_t id;               /* store row id, 0 when not stored */
     uint32_t store_refs;       /* stored queue entries submitted for id */
-    /* The publisher's PUBACK while it waits for these entries to be
+    /* The publisher's PUBACK or PUBREC while it waits for these entries to be
      * acknowledged or written (handle_publish.c); NULL otherwise. */
     struct pending_ack *ack_waiter;
     int64_t expiry_at;         /* Unix seconds, 0 = never */
@@ -397,10 +397,10 @@ struct hub {
     size_t flush_n, flush_cap;
     uv_check_t flush_check;
     uv_idle_t flush_idle;
-    /* PUBACKs waiting for their messages' persistent subscribers, oldest
-     * first, with the timer that hands the overdue ones to the store; and
-     * those whose subscribers acknowledged, sent at the next flush
-     * (handle_publish.c). */
+    /* PUBACKs and PUBRECs waiting for their messages' persistent
+     * subscribers, oldest first, with the timer that hands the overdue ones
+     * to the store; and those whose subscribers acknowledged, sent at the
+     * next flush (handle_publish.c). */
     struct pending_ack *ack_wait_head, *ack_wait_tail;
     struct pending_ack *ack_ready_head, *ack_ready_tail;
     uv_timer_t ack_timer;
@@ -509,16 +509,16 @@ const char *conn_tls_identity(const struct conn *c);
 struct conn_extra *conn_extra(struct conn *c);
 void conn_extra_free(struct conn *c);
 /* Publisher acknowledgements that wait for persistent subscribers: m's
- * last stored entry is gone, so its PUBACK needs nothing written. */
+ * last stored entry is gone, so its PUBACK or PUBREC needs nothing written. */
 void publish_ack_released(struct msg *m);
-/* Sends the PUBACKs released since the last call; run once per loop
+/* Sends the acknowledgements released since the last call; run once per loop
  * iteration, where no handler is on the stack. */
 void publish_acks_ready(struct hub *hub);
 void publish_ack_wait_init(struct hub *hub);
 /* An idle callback that does nothing: an active idle handle keeps the
  * next poll from blocking (conn.c). */
 void hub_keep_polling(uv_idle_t *h);
-/* Hands every waiting PUBACK to the store and closes the timer. */
+/* Hands every waiting acknowledgement to the store and closes the timer. */
 void publish_ack_wait_close(struct hub *hub);
 
 /* keepalive.c: connection deadlines on one hub timer. */

@@ -95,10 +95,10 @@ void conn_extra_free(struct conn *c)
 /* Called only once c->extra exists: a queued acknowledgement needs it. */
 static void acks_flush(struct conn *c);
 
-/* The publisher's acknowledgement of a QoS 1 message routed to persistent
- * sessions waits first for those sessions: when each has acknowledged the
+/* The publisher's acknowledgement (PUBACK, or PUBREC for QoS 2) of a
+ * message routed to persistent sessions waits first for those sessions: when each has acknowledged the
  * message (or dropped it) before the store wrote it, the store writes
- * nothing and the PUBACK needs no fsync. After the commit window it waits
+ * nothing and the acknowledgement needs no fsync. After the commit window it waits
  * for the store instead, as every other acknowledgement does. */
 
 static void wait_unlink(struct hub *hub, struct pending_ack *a)
@@ -266,9 +266,10 @@ static void ack_durable(void *arg, vigil_err rc)
 
 /* Queues a PUBACK or PUBREC; it goes out once everything written to the
  * store before it is durable, and after every earlier acknowledgement.
- * routed, for a QoS 1 message that was routed and not retained, lets the
- * PUBACK go out sooner when persistent sessions hold the message: once
- * every one of them has acknowledged it. */
+ * routed, for a message that was routed and not retained (and, for QoS 2,
+ * whose publisher keeps no stored session), lets the acknowledgement go
+ * out sooner when persistent sessions hold the message: once every one of
+ * them has acknowledged it. */
 static void publish_ack(struct conn *c, uint8_t type, uint16_t packet_id, uint8_t reason,
                         struct msg *routed)
 {
@@ -428,14 +429,18 @@ bool handle_publish(struct conn *c, const struct mqtt_packet *pkt)
     if (qos == 1) {
         c->extra->in_qos_pending++;
         publish_ack(c, MQTT_PUBACK, pkt->packet_id, 0, m->retain ? NULL : m);
+    } else if (qos == 2) {
+        c->extra->in_qos_pending++;
+        if (!session_add_inqos2(c->session, pkt->packet_id)) {
+            msg_unref(m);
+            return publish_fail(c, MQTT_RC_UNSPECIFIED, NULL, "out of memory");
+        }
+        /* A stored publisher session's packet id must be durable before
+         * PUBREC, so that a resent PUBLISH is known after a restart. */
+        publish_ack(c, MQTT_PUBREC, pkt->packet_id, 0,
+                    m->retain || c->session->stored ? NULL : m);
     }
     msg_unref(m);
-    if (qos == 2) {
-        c->extra->in_qos_pending++;
-        if (!session_add_inqos2(c->session, pkt->packet_id))
-            return publish_fail(c, MQTT_RC_UNSPECIFIED, NULL, "out of memory");
-        publish_ack(c, MQTT_PUBREC, pkt->packet_id, 0, NULL);
-    }
     return !c->closing_handles;
 }
 

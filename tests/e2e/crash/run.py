@@ -351,11 +351,24 @@ def subscribed(ctx, client_id, topic, online):
     return None
 
 
-def ack_wait_case(window):
-    label = "a one-second store window" if window == "long-window" else "the default store window"
+def publisher_acked(ctx, pub, qos, packet_id):
+    """Waits for the PUBACK, or the PUBREC and then the PUBCOMP."""
+    if qos == 1:
+        ack = pub.recv_type(m.PUBACK, timeout=10.0)
+    else:
+        ack = pub.recv_type(m.PUBREC, timeout=10.0)
+        pub.send(m.ack(m.PUBREL, packet_id))
+        pub.recv_type(m.PUBCOMP, timeout=10.0)
+    check_equal(ack.body[:2], m.u16(packet_id), "acknowledged packet id")
 
-    @case(f"PUBACK waits for an offline session after the online one acknowledged, {label}",
-          only="vigil", needs=window)
+
+def ack_wait_case(window, qos=1):
+    label = "a one-second store window" if window == "long-window" else "the default store window"
+    ack_name = "PUBACK" if qos == 1 else "PUBREC"
+    window = f"{window}-q{qos}"
+
+    @case(f"{ack_name} waits for an offline session after the online one acknowledged, {label}",
+          only="vigil", needs=window.rsplit("-q", 1)[0])
     def _(ctx):
         """The publisher's PUBACK may go out without a write once every
         persistent session holding the message has acknowledged it. Here
@@ -366,10 +379,10 @@ def ack_wait_case(window):
         subscribed(ctx, off_id, topic, online=False)
         on = subscribed(ctx, on_id, topic, online=True)
         pub = open_session(ctx, V311, f"ackwait-pub-{window}", clean=True)
-        pub.send(m.publish(topic, b"held-by-two", qos=1, packet_id=1, version=V311))
+        pub.send(m.publish(topic, b"held-by-two", qos=qos, packet_id=1, version=V311))
         p = m.parse_publish(on.recv_type(m.PUBLISH, timeout=5.0), V311)
         on.send(m.ack(m.PUBACK, p["packet_id"]))
-        pub.recv_type(m.PUBACK, timeout=10.0)
+        publisher_acked(ctx, pub, qos, 1)
         crash_and_restart(ctx)
 
         off = open_session(ctx, V311, off_id, clean=False, session_present=1)
@@ -380,8 +393,8 @@ def ack_wait_case(window):
         check_equal(receive_all(ctx, on, V311, 0), [], "deliveries to the session that acknowledged")
         close_session(on, V311)
 
-    @case(f"PUBACK while a persistent subscriber does not acknowledge, {label}",
-          only="vigil", needs=window)
+    @case(f"{ack_name} while a persistent subscriber does not acknowledge, {label}",
+          only="vigil", needs=window.rsplit("-q", 1)[0])
     def _(ctx):
         """A subscriber that never acknowledges must not hold the
         publisher's PUBACK back for good, and once the PUBACK is out the
@@ -390,10 +403,10 @@ def ack_wait_case(window):
         sub_id = f"ackslow-sub-{window}"
         sub = subscribed(ctx, sub_id, topic, online=True)
         pub = open_session(ctx, V311, f"ackslow-pub-{window}", clean=True)
-        pub.send(m.publish(topic, b"never-acked", qos=1, packet_id=1, version=V311))
+        pub.send(m.publish(topic, b"never-acked", qos=qos, packet_id=1, version=V311))
         first = m.parse_publish(sub.recv_type(m.PUBLISH, timeout=5.0), V311)
         check_equal(first["payload"], b"never-acked", "first delivery")
-        pub.recv_type(m.PUBACK, timeout=10.0)
+        publisher_acked(ctx, pub, qos, 1)
         crash_and_restart(ctx)
 
         sub = open_session(ctx, V311, sub_id, clean=False, session_present=1)
@@ -405,8 +418,8 @@ def ack_wait_case(window):
         sub.send(m.ack(m.PUBACK, p["packet_id"]))
         close_session(sub, V311)
 
-    @case(f"PUBACK after the persistent subscriber acknowledged, {label}", only="vigil",
-          needs=window)
+    @case(f"{ack_name} after the persistent subscriber acknowledged, {label}", only="vigil",
+          needs=window.rsplit("-q", 1)[0])
     def _(ctx):
         """The subscriber acknowledges before the store writes the
         message, so the PUBACK needs no write; nothing comes back after
@@ -416,12 +429,11 @@ def ack_wait_case(window):
         sub = subscribed(ctx, sub_id, topic, online=True)
         pub = open_session(ctx, V311, f"ackfast-pub-{window}", clean=True)
         for i in range(1, 6):
-            pub.send(m.publish(topic, b"fast-%d" % i, qos=1, packet_id=i, version=V311))
+            pub.send(m.publish(topic, b"fast-%d" % i, qos=qos, packet_id=i, version=V311))
             p = m.parse_publish(sub.recv_type(m.PUBLISH, timeout=5.0), V311)
             check_equal(p["payload"], b"fast-%d" % i, "delivery in order")
             sub.send(m.ack(m.PUBACK, p["packet_id"]))
-            ack = pub.recv_type(m.PUBACK, timeout=10.0)
-            check_equal(ack.body[:2], m.u16(i), "PUBACK packet id")
+            publisher_acked(ctx, pub, qos, i)
         crash_and_restart(ctx)
         sub = open_session(ctx, V311, sub_id, clean=False, session_present=1)
         check_equal(receive_all(ctx, sub, V311, 0), [], "deliveries after the restart")
@@ -430,6 +442,7 @@ def ack_wait_case(window):
 
 ack_wait_case("default-window")
 ack_wait_case("long-window")
+ack_wait_case("default-window", qos=2)
 
 
 # mosquitto 2.0.11 sends PUBCOMP 0x00 for the PUBREL after a restart but
