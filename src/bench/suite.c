@@ -56,9 +56,9 @@ static size_t build_suite(bool quick, struct suite_entry *list)
         e->s.qos = qos;
         e->s.persistence = true;
     }
-    /* The subscriber of fanin-q1 has a clean session: a broker that
-     * delivers a message to it holds nothing a restart could lose, and
-     * vigil acknowledges without writing. Here the subscriber's session
+    /* The subscriber of fanin-q1 has a clean session: once a message is
+     * delivered to it, a restart has nothing to give back, so vigil
+     * acknowledges without writing. Here the subscriber's session
      * persists, so each message is vigil's to store until acknowledged. */
     e = add(list, &n, "fanin-q1-durable", BENCH_FANIN, quick, BROKER_BIT(BENCH_BROKER_VIGIL) |
                                                               BROKER_BIT(BENCH_BROKER_MOSQUITTO));

@@ -398,9 +398,9 @@ struct hub {
     uv_check_t flush_check;
     uv_idle_t flush_idle;
     /* PUBACKs and PUBRECs waiting for their messages' persistent
-     * subscribers, oldest first, with the timer that hands the overdue ones
-     * to the store; and those whose subscribers acknowledged, sent at the
-     * next flush (handle_publish.c). */
+     * subscribers, oldest first, and the timer that hands overdue ones to
+     * the store. The ready list holds those whose subscribers acknowledged,
+     * sent at the next flush (handle_publish.c). */
     struct pending_ack *ack_wait_head, *ack_wait_tail;
     struct pending_ack *ack_ready_head, *ack_ready_tail;
     uv_timer_t ack_timer;
@@ -623,10 +623,10 @@ vigil_err persist_load(struct hub *hub);
  * persistent); when it is first written, its subscriptions go too. */
 void persist_session(struct session *s);
 void persist_delete_session(struct session *s);
-/* Makes sure msg has a store row; returns its id. The row lives while a
- * stored queue entry refers to it: when the last goes, msg->id returns to
- * 0 and a later entry stores the message again under a new id, so the
- * store never sees an id reused after its row could have been removed. */
+/* Makes sure msg has a store row and returns its id. The row lives while a
+ * stored queue entry refers to it. When the last goes, msg->id returns to
+ * 0, so a later entry stores the message again under a new id and no op
+ * ever names a row that could have been removed. */
 uint64_t persist_msg(struct hub *hub, struct msg *msg);
 void persist_sub(struct session *s, const char *filter, uint8_t options, uint32_t sub_id, bool del);
 /* STORE_QUEUE_PUT gives d a seq and stores its message first; UPDATE

@@ -96,10 +96,11 @@ void conn_extra_free(struct conn *c)
 static void acks_flush(struct conn *c);
 
 /* The publisher's acknowledgement (PUBACK, or PUBREC for QoS 2) of a
- * message routed to persistent sessions waits first for those sessions: when each has acknowledged the
- * message (or dropped it) before the store wrote it, the store writes
- * nothing and the acknowledgement needs no fsync. After the commit window it waits
- * for the store instead, as every other acknowledgement does. */
+ * message routed to persistent sessions waits first for those sessions.
+ * When each has acknowledged the message (or dropped it) before the store
+ * wrote it, the store writes nothing and the acknowledgement needs no
+ * fsync. After the commit window it waits for the store instead, as every
+ * other acknowledgement does. */
 
 static void wait_unlink(struct hub *hub, struct pending_ack *a)
 {

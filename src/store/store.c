@@ -130,9 +130,9 @@ void store_submit(struct store *st, struct store_op *op)
         st->queue_head = op;
     st->queue_tail = op;
     /* The writer waits for the first op of a batch, then for a full batch
-     * or the end of its window, and after the window for the first op that
-     * someone waits for; any other signal would only wake it to wait
-     * again, one futex call and context switch per op. */
+     * or the end of its window, and after the window for the first op with
+     * a done callback. Any other signal would only wake it to wait again,
+     * at the cost of one futex call and context switch per op. */
     wake = ++st->queue_len == 1 || st->queue_len == STORE_BATCH_MAX;
     if (op->done != NULL && ++st->queue_waiters == 1)
         wake = true;

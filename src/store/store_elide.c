@@ -2,7 +2,7 @@
  * session that the subscriber acknowledges before the writer commits costs
  * four statements (message, queue entry, its update when sent, its
  * removal) whose net effect is nothing. The writer finds such entries in
- * the batch it took and writes none of them; a batch left with no write
+ * the batch it took and writes none of them. A batch left with no write
  * needs no transaction and no fsync. */
 #include <string.h>
 
@@ -145,7 +145,7 @@ size_t store_elide(struct store *st, struct store_op *batch, size_t count)
         }
     }
     /* A message row of this batch goes unwritten when every queue entry of
-     * this batch that refers to it was elided; entries of later batches
+     * this batch that refers to it was elided. Entries of later batches
      * cannot refer to it (see store_internal.h). */
     for (size_t i = 0; i < st->elide_msgs.cap; i++) {
         struct store_elide_slot *slot = &st->elide_msgs.slots[i];

@@ -33,7 +33,7 @@ enum store_stmt {
     STMT_COUNT
 };
 
-/* What the writer does with an op of a batch (store_op.elided). */
+/* The writer's action for one op of a batch (store_op.elided). */
 enum store_elision {
     STORE_APPLY = 0,
     STORE_SKIP,    /* its effect is cancelled by a later op of the same batch */
@@ -110,8 +110,8 @@ void store_log_sqlite(struct store *st, const char *what);
 /* store_elide.c: marks the ops of batch (count ops) whose effects cancel
  * out within it, and returns how many of them remain to be written. A
  * queue entry added and removed in the same batch is skipped with its
- * updates; its message row too, when it came in this batch and no written
- * entry refers to it. This relies on the loop thread never referring to a
+ * updates. Its message row is skipped too when it came in this batch and
+ * no written entry refers to it. This relies on the loop thread never referring to a
  * message id again once no queue entry refers to it (persist.c). */
 size_t store_elide(struct store *st, struct store_op *batch, size_t count);
 void store_elide_free(struct store *st);

@@ -297,9 +297,9 @@ static struct timespec after(const struct timespec *t, unsigned us)
 }
 
 /* Waits, with mu held, up to the commit interval for more ops to arrive.
- * If no queued op has a done callback by then, nobody waits for the batch
- * and it keeps gathering until one arrives, up to the hold limit from its
- * start. Ends early when the batch is full or the store is closing. */
+ * If no queued op has a done callback by then, the batch keeps gathering
+ * until one arrives, up to the hold limit from its start. Ends early when
+ * the batch is full or the store is closing. */
 static void gather_window(struct store *st)
 {
     unsigned interval = atomic_load(&st->commit_interval_us);

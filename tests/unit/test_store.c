@@ -31,7 +31,7 @@ struct fixture {
     int failed; /* done callbacks with an error */
     vigil_err last_error;
     int submitted; /* ops passed to submit() with a done callback */
-    bool quiet;    /* submit() gives no done callback: nobody waits */
+    bool quiet;    /* submit() sets no done callback */
     int batched;   /* of those, ops since the last end_batch() */
 };
 
@@ -433,9 +433,9 @@ static void test_group_commit_batches(void **state)
     assert_true(store_commits(fx->st) < 1000);
 }
 
-/* A batch that nobody waits for keeps gathering past its window, so an
- * entry acknowledged after the window is elided with its message; the
- * first op with a waiter ends the hold. */
+/* A batch without done callbacks keeps gathering past its window, so an
+ * entry acknowledged after the window is elided with its message. The
+ * first op with a done callback ends the hold. */
 static void test_hold_elides_after_window(void **state)
 {
     struct fixture *fx = *state;

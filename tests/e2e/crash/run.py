@@ -422,8 +422,8 @@ def ack_wait_case(window, qos=1):
           needs=window.rsplit("-q", 1)[0])
     def _(ctx):
         """The subscriber acknowledges before the store writes the
-        message, so the PUBACK needs no write; nothing comes back after
-        kill -9, and later messages still flow."""
+        message, so the acknowledgement needs no write. Nothing comes back
+        after kill -9, and later messages still flow."""
         topic = f"ackfast/{window}"
         sub_id = f"ackfast-sub-{window}"
         sub = subscribed(ctx, sub_id, topic, online=True)
