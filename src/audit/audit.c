@@ -622,12 +622,7 @@ static void *timer_main(void *arg)
             continue;
         }
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += (time_t)((due - now) / 1000);
-        ts.tv_nsec += (long)((due - now) % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        ts = vigil_timespec_add_us(ts, (due - now) * 1000);
         pthread_cond_timedwait(&log->wake, &log->lock, &ts);
     }
     pthread_mutex_unlock(&log->lock);

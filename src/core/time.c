@@ -20,6 +20,17 @@ uint64_t vigil_time_mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+struct timespec vigil_timespec_add_us(struct timespec t, uint64_t us)
+{
+    t.tv_sec += (time_t)(us / 1000000);
+    t.tv_nsec += (long)(us % 1000000) * 1000;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
 char *vigil_time_format_rfc3339(int64_t us, char *out, size_t cap)
 {
     time_t secs = (time_t)(us / 1000000);

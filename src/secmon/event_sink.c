@@ -13,6 +13,7 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "core/time.h"
 #include "secmon/event.h"
 
 /* Queued events at which the writer takes them without waiting longer. */
@@ -284,9 +285,7 @@ static void sink_wait(struct vigil_event_sink *sink)
 
     /* With a consumer, wake at least once a second for its tick. */
     clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_nsec += (wait_us % 1000000) * 1000;
-    until.tv_sec += wait_us / 1000000 + until.tv_nsec / 1000000000;
-    until.tv_nsec %= 1000000000;
+    until = vigil_timespec_add_us(until, (uint64_t)wait_us);
     sink->sleeping = true;
     if (sink->consumer.feed == NULL && sink->count == 0)
         pthread_cond_wait(&sink->cond, &sink->mu);

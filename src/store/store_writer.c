@@ -6,6 +6,7 @@
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "core/time.h"
 #include "store/store_internal.h"
 
 /* Non-NULL stand-in for an empty blob, so SQLite stores an empty BLOB
@@ -286,16 +287,6 @@ static vigil_err apply_batch(struct store *st, struct store_op *batch, size_t wr
     return rc;
 }
 
-static struct timespec after(const struct timespec *t, unsigned us)
-{
-    struct timespec r = *t;
-
-    r.tv_nsec += (long)(us % 1000000) * 1000;
-    r.tv_sec += us / 1000000 + r.tv_nsec / 1000000000;
-    r.tv_nsec %= 1000000000;
-    return r;
-}
-
 /* Waits, with mu held, up to the commit interval for more ops to arrive.
  * If no queued op has a done callback by then, the batch keeps gathering
  * until one arrives, up to the hold limit from its start. Ends early when
@@ -309,13 +300,13 @@ static void gather_window(struct store *st)
     if (interval == 0)
         return;
     clock_gettime(CLOCK_MONOTONIC, &start);
-    deadline = after(&start, interval);
+    deadline = vigil_timespec_add_us(start, interval);
     while (!st->stopping && st->queue_len < STORE_BATCH_MAX)
         if (pthread_cond_timedwait(&st->cond, &st->mu, &deadline) == ETIMEDOUT)
             break;
     if (hold <= interval)
         return;
-    deadline = after(&start, hold);
+    deadline = vigil_timespec_add_us(start, hold);
     while (!st->stopping && st->queue_len < STORE_BATCH_MAX && st->queue_waiters == 0)
         if (pthread_cond_timedwait(&st->cond, &st->mu, &deadline) == ETIMEDOUT)
             break;
