@@ -154,6 +154,21 @@ def crash_and_restart(ctx):
     ctx.log("restarted broker pid", ctx.broker.proc.pid)
 
 
+def expect_redelivery(ctx, version, client_id, payload, lost, expiry=None):
+    """Resume client_id's session after a restart and expect payload again
+    at QoS 1 with DUP set; `lost` is the failure message when it is not
+    sent."""
+    conn = open_session(ctx, version, client_id, clean=False, expiry=expiry, session_present=1)
+    try:
+        p = m.parse_publish(conn.recv_type(m.PUBLISH, timeout=5.0), version)
+    except Timeout:
+        raise AssertionError(lost) from None
+    check_equal((p["payload"], p["qos"], p["dup"]), (payload, 1, 1),
+                f"redelivery to {client_id} after the restart")
+    conn.send(m.ack(m.PUBACK, p["packet_id"]))
+    close_session(conn, version)
+
+
 def session_case(version):
     label = "v5 clean start 0 expiry 3600" if version == V5 else "v311 clean session 0"
 
@@ -267,15 +282,8 @@ def retained_reuse_case(version):
         publish_acked(b, version, f"{topic}/sync", b"", 1, 2)
         crash_and_restart(ctx)
 
-        b = open_session(ctx, version, b_id, clean=False, expiry=expiry, session_present=1)
-        try:
-            p = m.parse_publish(b.recv_type(m.PUBLISH, timeout=5.0), version)
-        except Timeout:
-            raise AssertionError("the unacknowledged retained message was lost") from None
-        check_equal((p["payload"], p["qos"], p["dup"]), (b"retained-once", 1, 1),
-                    "redelivery to B after the restart")
-        b.send(m.ack(m.PUBACK, p["packet_id"]))
-        close_session(b, version)
+        expect_redelivery(ctx, version, b_id, b"retained-once",
+                          "the unacknowledged retained message was lost", expiry=expiry)
 
         a = open_session(ctx, version, a_id, clean=False, expiry=expiry, session_present=1)
         check_equal(receive_all(ctx, a, version, 0), [], "deliveries to A after the restart")
@@ -330,15 +338,7 @@ def _(ctx):
     publish_acked(b, V311, "window/sync", b"", 1, 2)
     crash_and_restart(ctx)
 
-    b = open_session(ctx, V311, b_id, clean=False, session_present=1)
-    try:
-        p = m.parse_publish(b.recv_type(m.PUBLISH, timeout=5.0), V311)
-    except Timeout:
-        raise AssertionError("the unacknowledged retained message was lost") from None
-    check_equal((p["payload"], p["qos"], p["dup"]), (b"windowed", 1, 1),
-                "redelivery to B after the restart")
-    b.send(m.ack(m.PUBACK, p["packet_id"]))
-    close_session(b, V311)
+    expect_redelivery(ctx, V311, b_id, b"windowed", "the unacknowledged retained message was lost")
 
 
 def subscribed(ctx, client_id, topic, online):
@@ -409,14 +409,7 @@ def ack_wait_case(window, qos=1):
         publisher_acked(ctx, pub, qos, 1)
         crash_and_restart(ctx)
 
-        sub = open_session(ctx, V311, sub_id, clean=False, session_present=1)
-        try:
-            p = m.parse_publish(sub.recv_type(m.PUBLISH, timeout=5.0), V311)
-        except Timeout:
-            raise AssertionError("the acknowledged publish was lost") from None
-        check_equal((p["payload"], p["dup"]), (b"never-acked", 1), "redelivery after the restart")
-        sub.send(m.ack(m.PUBACK, p["packet_id"]))
-        close_session(sub, V311)
+        expect_redelivery(ctx, V311, sub_id, b"never-acked", "the acknowledged publish was lost")
 
     @case(f"{ack_name} after the persistent subscriber acknowledged, {label}", only="vigil",
           needs=window.rsplit("-q", 1)[0])
