@@ -399,7 +399,7 @@ struct hub {
     uv_idle_t flush_idle;
     /* PUBACKs and PUBRECs waiting for their messages' persistent
      * subscribers, oldest first, and the timer that hands overdue ones to
-     * the store. The ready list holds those whose subscribers acknowledged,
+     * the store. The ready list contains those whose subscribers acknowledged,
      * sent at the next flush (handle_publish.c). */
     struct pending_ack *ack_wait_head, *ack_wait_tail;
     struct pending_ack *ack_ready_head, *ack_ready_tail;

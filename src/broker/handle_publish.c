@@ -126,7 +126,7 @@ static void wait_end(struct hub *hub, struct pending_ack *a)
 
 static void ack_durable(void *arg, vigil_err rc);
 
-/* Moves a from waiting for subscribers to waiting for the store; the
+/* Moves a from waiting for subscribers to waiting for the store. The
  * connection reference passes to the barrier. */
 static void wait_to_store(struct hub *hub, struct pending_ack *a)
 {
@@ -164,8 +164,8 @@ void publish_ack_wait_close(struct hub *hub)
     }
 }
 
-/* Starts a's wait for the persistent sessions m was queued for; false
- * when the store must be waited for at once. */
+/* Starts a's wait for the persistent sessions m was queued for. Returns
+ * false when the store must be waited for at once. */
 static bool wait_for_subscribers(struct conn *c, struct pending_ack *a, struct msg *m)
 {
     struct hub *hub = c->hub;
@@ -267,10 +267,9 @@ static void ack_durable(void *arg, vigil_err rc)
 
 /* Queues a PUBACK or PUBREC; it goes out once everything written to the
  * store before it is durable, and after every earlier acknowledgement.
- * routed, for a message that was routed and not retained (and, for QoS 2,
- * whose publisher keeps no stored session), lets the acknowledgement go
- * out sooner when persistent sessions hold the message: once every one of
- * them has acknowledged it. */
+ * A non-NULL routed is a message that was routed and not retained (for QoS
+ * 2, from a publisher without a stored session). If persistent sessions
+ * have it, the acknowledgement may go out once each has acknowledged it. */
 static void publish_ack(struct conn *c, uint8_t type, uint16_t packet_id, uint8_t reason,
                         struct msg *routed)
 {

@@ -37,7 +37,7 @@ static size_t slot_index(const struct store_elide_table *t, uint64_t key)
     return (size_t)((key * 0x9E3779B97F4A7C15ull) >> 32) & (t->cap - 1);
 }
 
-/* The slot holding key, or the empty slot where it belongs. */
+/* Returns the slot of key, or the empty slot where it belongs. */
 static struct store_elide_slot *table_slot(struct store_elide_table *t, uint64_t key)
 {
     size_t i = slot_index(t, key);
@@ -60,8 +60,8 @@ static bool same_client(const struct store_op *a, const struct store_op *b)
                   b->client_id != NULL ? b->client_id : "") == 0;
 }
 
-/* The STORE_QUEUE_PUT of this batch that op (an update or removal of the
- * same entry) follows, if it is still to be written. */
+/* Returns the STORE_QUEUE_PUT of this batch that op (an update or removal
+ * of the same entry) follows, if it is still to be written; else NULL. */
 static struct store_op *queued_put(struct store *st, const struct store_op *op)
 {
     struct store_elide_slot *slot;

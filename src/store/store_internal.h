@@ -41,8 +41,9 @@ enum store_elision {
                     * message row, written by an earlier batch, may go */
 };
 
-/* Open-addressing table from a 64-bit key (queue seq or message id) to an
- * op of the batch being elided; reused from batch to batch. */
+/* Slot of an open-addressing table from a 64-bit key (queue seq or message
+ * id) to an op of the batch being elided. The tables are reused from batch
+ * to batch. */
 struct store_elide_slot {
     uint64_t key; /* 0: empty; seqs and message ids start at 1 */
     struct store_op *op;
@@ -70,7 +71,8 @@ struct store {
 
     /* Guards the two lists and stopping. */
     pthread_mutex_t mu;
-    /* Signalled on the first op of a batch, on a full batch and on close. */
+    /* Signalled on the first op of a batch, a full batch, the first op with a
+     * done callback, and close. */
     pthread_cond_t cond;
     struct store_op *queue_head;     /* submitted, not yet taken by the writer */
     struct store_op *queue_tail;
