@@ -41,7 +41,13 @@ bool handle_pubrec(struct conn *c, const struct mqtt_packet *pkt)
         if (d->seq != 0 && c->session->stored)
             persist_queue(c->session, d, STORE_QUEUE_UPDATE);
     }
-    conn_send(c, &rel);
+    /* Once the PUBREL is out the PUBLISH must never be sent again (MQTT
+     * 4.3.3). For a stored entry it waits until the new state is durable,
+     * so a restart resends the PUBREL, not the PUBLISH. */
+    if (d->seq != 0 && c->session->stored)
+        conn_send_when_durable(c, MQTT_PUBREL, pkt->packet_id);
+    else
+        conn_send(c, &rel);
     return true;
 }
 

@@ -265,8 +265,9 @@ static void ack_durable(void *arg, vigil_err rc)
     conn_unref(c);
 }
 
-/* Queues a PUBACK or PUBREC; it goes out once everything written to the
- * store before it is durable, and after every earlier acknowledgement.
+/* Queues a PUBACK or PUBREC (or a PUBREL, from conn_send_when_durable());
+ * it goes out once everything written to the store before it is durable,
+ * and after every earlier acknowledgement.
  * A non-NULL routed is a message that was routed and not retained (for QoS
  * 2, from a publisher without a stored session). If persistent sessions
  * have it, the acknowledgement may go out once each has acknowledged it. */
@@ -299,6 +300,11 @@ static void publish_ack(struct conn *c, uint8_t type, uint16_t packet_id, uint8_
         return;
     conn_ref(c);
     persist_barrier(c->hub, ack_durable, a);
+}
+
+void conn_send_when_durable(struct conn *c, uint8_t type, uint16_t packet_id)
+{
+    publish_ack(c, type, packet_id, 0, NULL);
 }
 
 static struct msg *publish_msg(struct conn *c, const struct mqtt_packet *pkt, const char *topic,

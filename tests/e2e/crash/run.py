@@ -9,6 +9,7 @@ and redelivery is visible. Each case starts its own broker.
 
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -436,6 +437,98 @@ def ack_wait_case(window, qos=1):
 ack_wait_case("default-window")
 ack_wait_case("long-window")
 ack_wait_case("default-window", qos=2)
+
+
+def q2_offline_delivery(ctx, name, payload):
+    """Queues payload at QoS 2 for the offline persistent session name-sub,
+    resumes it, and returns the open connection with the PUBLISH read."""
+    topic, sub_id = f"{name}/t", f"{name}-sub"
+    conn = open_session(ctx, V311, sub_id, clean=False)
+    conn.send(m.subscribe(1, [(topic, 2)], version=V311))
+    conn.recv_type(m.SUBACK, timeout=5.0)
+    close_session(conn, V311)
+    pub = open_session(ctx, V311, f"{name}-pub", clean=True)
+    publish_acked(pub, V311, topic, payload, 2, 1)
+    sub = open_session(ctx, V311, sub_id, clean=False, session_present=1)
+    p = m.parse_publish(sub.recv_type(m.PUBLISH, timeout=5.0), V311)
+    check_equal((p["payload"], p["qos"]), (payload, 2), "delivery to the resumed session")
+    return sub, sub_id, p
+
+
+@case("QoS 2 delivery completed before kill -9 is not sent again", only="vigil",
+      needs="long-window")
+def _(ctx):
+    """With a one-second store window the subscriber's PUBREC and PUBCOMP
+    arrive long before the store writes anything. The PUBREL may leave only
+    once the PUBREC's state is durable, so after kill -9 the broker can
+    resend the PUBREL but never the PUBLISH the subscriber completed."""
+    sub, sub_id, p = q2_offline_delivery(ctx, "q2once", b"exactly-once")
+    sub.send(m.ack(m.PUBREC, p["packet_id"]))
+    rel = sub.recv_type(m.PUBREL, timeout=5.0)
+    check_equal(rel.body[:2], m.u16(p["packet_id"]), "PUBREL packet id")
+    sub.send(m.ack(m.PUBCOMP, p["packet_id"]))
+    crash_and_restart(ctx)
+    sub = open_session(ctx, V311, sub_id, clean=False, session_present=1)
+    check_equal(receive_all(ctx, sub, V311, 0), [], "deliveries after the restart")
+    close_session(sub, V311)
+
+
+@case("QoS 2 after kill -9: the completed message stays completed, the open one returns",
+      only="vigil", needs="long-window")
+def _(ctx):
+    """The subscriber's Receive Maximum of 1 sends two queued messages one
+    after the other. The first completes (PUBREL after its state is
+    durable, then PUBCOMP); the second has only its PUBREC when the broker
+    is killed. After the restart the second must come back, as a PUBLISH
+    or as a PUBREL, and the first must not be published again."""
+    topic, sub_id = "q2two/t", "q2two-sub"
+    props = m.prop(m.SESSION_EXPIRY, 3600) + m.prop(m.RECEIVE_MAXIMUM, 1)
+
+    def connect_sub(session_present):
+        conn = Conn(ctx.broker.port, log=ctx.log)
+        ctx.defer(conn.close)
+        conn.send(m.connect(V5, sub_id, clean=False, properties=props, keep_alive=60))
+        sp, rc, _ = m.parse_connack(conn.recv())
+        check_equal((sp, rc), (session_present, 0), "CONNACK of the subscriber")
+        return conn
+
+    sub = connect_sub(0)
+    sub.send(m.subscribe(1, [(topic, 2)]))
+    sub.recv_type(m.SUBACK, timeout=5.0)
+    close_session(sub, V5)
+    pub = open_session(ctx, V311, "q2two-pub", clean=True)
+    publish_acked(pub, V311, topic, b"first", 2, 1)
+    publish_acked(pub, V311, topic, b"second", 2, 2)
+    sub = connect_sub(1)
+    first = m.parse_publish(sub.recv_type(m.PUBLISH, timeout=5.0))
+    check_equal(first["payload"], b"first", "first delivery")
+    sub.send(m.ack(m.PUBREC, first["packet_id"]))
+    sub.recv_type(m.PUBREL, timeout=5.0)
+    sub.send(m.ack(m.PUBCOMP, first["packet_id"]))
+    second = m.parse_publish(sub.recv_type(m.PUBLISH, timeout=5.0))
+    check_equal(second["payload"], b"second", "second delivery")
+    sub.send(m.ack(m.PUBREC, second["packet_id"]))
+    crash_and_restart(ctx)
+
+    sub = connect_sub(1)
+    published, released = [], set()
+    while True:
+        try:
+            pkt = sub.recv(timeout=1.5)
+        except Timeout:
+            break
+        if pkt.type == m.PUBREL:
+            released.add(struct.unpack(">H", pkt.body[:2])[0])
+            sub.send(m.packet(0x70, pkt.body[:2]))
+            continue
+        p = m.parse_publish(pkt)
+        published.append(p["payload"])
+        sub.send(m.ack(m.PUBREC, p["packet_id"]))
+    ctx.log("after the restart: published", published, "released", sorted(released))
+    check(b"first" not in published, "the completed QoS 2 message was published again")
+    check(published == [b"second"] or (not published and second["packet_id"] in released),
+          f"the open QoS 2 message did not come back: published {published!r}")
+    close_session(sub, V5)
 
 
 # mosquitto 2.0.11 sends PUBCOMP 0x00 for the PUBREL after a restart but
