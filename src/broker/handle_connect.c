@@ -265,7 +265,7 @@ static bool connect_accept(struct conn *c, const struct mqtt_packet *pkt, bool a
     struct session *s = session_find(hub, c->client_id);
     char response_info[288] = "";
     uint32_t expiry = 0;
-    bool capped = false;
+    bool capped = false, was_stored;
     uint16_t ka = cn->keep_alive;
 
     if (c->version == MQTT_V5) {
@@ -356,8 +356,13 @@ static bool connect_accept(struct conn *c, const struct mqtt_packet *pkt, bool a
     log_debug("conn %llu %s: client '%s' connected (MQTT %s, keep-alive %u s)",
               (unsigned long long)c->id, c->peer, c->client_id, c->version == MQTT_V5 ? "5.0" : "3.1.1",
               ka);
+    was_stored = s->stored;
     persist_session(s);
-    if (s->stored)
+    /* When Session Expiry 0 has just removed a resumed session from the
+     * store, the output also waits for that removal. The session's PUBRELs
+     * and PUBLISHes are sent again now, and a restart must not bring back
+     * the stored state they replaced (MQTT 4.3.3). */
+    if (s->stored || was_stored)
         conn_hold_until_durable(c);
     session_attach(s, c);
     conn_share_client_id(c, s);

@@ -531,6 +531,36 @@ def _(ctx):
     close_session(sub, V5)
 
 
+@case("QoS 2 completed after a resume with Session Expiry 0 is not sent again after kill -9",
+      only="vigil", needs="long-window")
+def _(ctx):
+    """The subscriber sends PUBREC for a stored QoS 2 delivery and
+    resumes its session with Clean Start 0 and Session Expiry 0, which
+    removes the session from the store. The PUBREL sent again on the new
+    connection and the client's PUBCOMP complete the message. A kill -9
+    must not bring the stored session back with the message unsent."""
+    topic, sub_id = "q2exp0/t", "q2exp0-sub"
+    sub = open_session(ctx, V5, sub_id, clean=False, expiry=3600)
+    sub.send(m.subscribe(1, [(topic, 2)]))
+    sub.recv_type(m.SUBACK, timeout=5.0)
+    close_session(sub, V5)
+    pub = open_session(ctx, V311, "q2exp0-pub", clean=True)
+    publish_acked(pub, V311, topic, b"completed", 2, 1)
+    sub = open_session(ctx, V5, sub_id, clean=False, expiry=3600, session_present=1)
+    p = m.parse_publish(sub.recv_type(m.PUBLISH, timeout=5.0))
+    check_equal((p["payload"], p["qos"]), (b"completed", 2), "delivery to the resumed session")
+    sub.send(m.ack(m.PUBREC, p["packet_id"]))
+    close_session(sub, V5)
+    sub = open_session(ctx, V5, sub_id, clean=False, expiry=0, session_present=1)
+    rel = sub.recv_type(m.PUBREL, timeout=5.0)
+    check_equal(rel.body[:2], m.u16(p["packet_id"]), "PUBREL packet id")
+    sub.send(m.ack(m.PUBCOMP, p["packet_id"]))
+    crash_and_restart(ctx)
+    sub = open_session(ctx, V5, sub_id, clean=False, expiry=3600)
+    check_equal(receive_all(ctx, sub, V5, 0), [], "deliveries after the restart")
+    close_session(sub, V5)
+
+
 # mosquitto 2.0.11 sends PUBCOMP 0x00 for the PUBREL after a restart but
 # never delivers the message, so this case runs only against vigil.
 @case("QoS 2 inbound interrupted by kill -9", only="vigil")
