@@ -511,10 +511,11 @@ void conn_extra_free(struct conn *c);
 /* Publisher acknowledgements that wait for persistent subscribers: m's
  * last stored entry is gone, so its PUBACK or PUBREC needs nothing written. */
 void publish_ack_released(struct msg *m);
-/* Queues a PUBACK, PUBREC or PUBREL without reason code: it goes out once
- * everything submitted to the store before it is durable, after the
- * acknowledgements queued before it, and without holding other output. */
-void conn_send_when_durable(struct conn *c, uint8_t type, uint16_t packet_id);
+/* Queues a PUBACK, PUBREC or PUBREL (reason is sent to MQTT 5 clients
+ * only): it goes out once everything submitted to the store before it is
+ * durable, after the acknowledgements queued before it, and without
+ * holding other output. */
+void conn_send_when_durable(struct conn *c, uint8_t type, uint16_t packet_id, uint8_t reason);
 /* Sends the acknowledgements released since the last call; run once per loop
  * iteration, where no handler is on the stack. */
 void publish_acks_ready(struct hub *hub);

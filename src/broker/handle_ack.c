@@ -28,24 +28,23 @@ bool handle_pubrec(struct conn *c, const struct mqtt_packet *pkt)
     if (d == NULL || d->qos != 2) {
         ack_unknown(c, pkt);
         rel.reason_code = MQTT_RC_PACKET_ID_NOT_FOUND;
-        conn_send(c, &rel);
-        return true;
-    }
-    if (pkt->reason_code >= 0x80) {
+    } else if (pkt->reason_code >= 0x80) {
         /* The receiver refused the message: the exchange ends here. */
         session_complete(c->session, d);
         return true;
-    }
-    if (d->state != STORE_Q_PUBREL) {
+    } else if (d->state != STORE_Q_PUBREL) {
         d->state = STORE_Q_PUBREL;
         if (d->seq != 0 && c->session->stored)
             persist_queue(c->session, d, STORE_QUEUE_UPDATE);
     }
     /* Once the PUBREL is out the PUBLISH must never be sent again (MQTT
-     * 4.3.3). For a stored entry it waits until the new state is durable,
-     * so a restart resends the PUBREL, not the PUBLISH. */
-    if (d->seq != 0 && c->session->stored)
-        conn_send_when_durable(c, MQTT_PUBREL, pkt->packet_id);
+     * 4.3.3). In a stored session it waits until the new state is durable,
+     * so a restart resends the PUBREL, not the PUBLISH. Every PUBREL of
+     * such a session takes that queue, also the one for an unknown packet
+     * id, so that PUBRELs leave in the order of their PUBRECs (MQTT
+     * 4.6.0). */
+    if (c->session->stored)
+        conn_send_when_durable(c, MQTT_PUBREL, pkt->packet_id, rel.reason_code);
     else
         conn_send(c, &rel);
     return true;

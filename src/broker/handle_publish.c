@@ -302,9 +302,9 @@ static void publish_ack(struct conn *c, uint8_t type, uint16_t packet_id, uint8_
     persist_barrier(c->hub, ack_durable, a);
 }
 
-void conn_send_when_durable(struct conn *c, uint8_t type, uint16_t packet_id)
+void conn_send_when_durable(struct conn *c, uint8_t type, uint16_t packet_id, uint8_t reason)
 {
-    publish_ack(c, type, packet_id, 0, NULL);
+    publish_ack(c, type, packet_id, reason, NULL);
 }
 
 static struct msg *publish_msg(struct conn *c, const struct mqtt_packet *pkt, const char *topic,

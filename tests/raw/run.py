@@ -649,6 +649,45 @@ def _(ctx):
         pass
 
 
+def pubrel_order_case(version):
+    label = "v5" if version == V5 else "v311"
+
+    @case(f"{label} PUBRELs of a persistent session follow the order of the PUBRECs")
+    def _(ctx):
+        """MQTT 4.6.0: PUBRELs leave in the order of their PUBRECs. The
+        subscriber's session is persistent, so the PUBREL of a stored
+        delivery waits for the store. The PUBREL for an unknown packet id,
+        whose PUBREC came in the same write, must not overtake it."""
+        cid = f"raw-relorder-{label}"
+        props = prop(m.SESSION_EXPIRY, 3600) if version == V5 else b""
+        sub, _ = session(ctx, version, client_id=cid, properties=props, clean=False)
+        sub.send(subscribe(1, [("relorder/t", 2)], version=version))
+        sub.recv_type(m.SUBACK)
+        pub, _ = session(ctx, V311)
+        pub.send(publish("relorder/t", b"stored", qos=2, packet_id=1, version=V311))
+        pub.recv_type(m.PUBREC)
+        pub.send(ack(m.PUBREL, 1))
+        pub.recv_type(m.PUBCOMP)
+        got = parse_publish(sub.recv_type(m.PUBLISH), version)
+        unknown = got["packet_id"] % 65535 + 1
+        sub.send(ack(m.PUBREC, got["packet_id"]) + ack(m.PUBREC, unknown))
+        first, second = sub.recv_type(m.PUBREL), sub.recv_type(m.PUBREL)
+        check_equal((first.body[:2], second.body[:2]), (u16(got["packet_id"]), u16(unknown)),
+                    "packet ids of the PUBRELs in order")
+        check(len(first.body) < 3 or first.body[2] == 0, f"PUBREL reason code {first!r}")
+        # mosquitto 2.0.11 sends reason code 0 for an unknown packet id.
+        if version == V5 and ctx.vigil:
+            check_equal(second.body[2:3], b"\x92", "reason code for the unknown packet id")
+        sub.send(ack(m.PUBCOMP, got["packet_id"]))
+        sub.send(disconnect(0x00, prop(m.SESSION_EXPIRY, 0)) if version == V5 else disconnect())
+        sub.wait_closed()
+        session(ctx, version, client_id=cid)
+
+
+pubrel_order_case(V5)
+pubrel_order_case(V311)
+
+
 # ======================================================================
 # SUBSCRIBE and UNSUBSCRIBE
 # ======================================================================
