@@ -220,6 +220,7 @@ struct conn {
     bool request_problem_info : 1;
     bool close_deadline : 1;    /* timer is set to the close deadline */
     bool client_id_shared : 1;  /* client_id points into a session (conn_share_client_id) */
+    bool publish_wait : 1;      /* QoS 2 PUBLISHes of a stored session wait for the store */
     uint16_t keep_alive;       /* effective, seconds; 0 = none */
     uint16_t keep_alive_requested; /* as the CONNECT asked, for the engine */
     /* Limits the client announced in CONNECT (v5). */

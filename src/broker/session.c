@@ -526,12 +526,47 @@ static void session_drop(struct session *s, struct delivery *d)
     vigil_free(d);
 }
 
+/* Ends publish_hold(): sends what waited, then the next PUBLISHes. */
+static void publish_durable(void *arg, vigil_err rc)
+{
+    struct conn *c = arg;
+
+    c->publish_wait = false;
+    if (c->holds > 0)
+        c->holds--;
+    if (rc != VIGIL_OK && !c->closing_handles) {
+        conn_close(c, MQTT_RC_UNSPECIFIED, "store write failed");
+    } else {
+        /* The output that waited leaves before the next QoS 2 PUBLISHes
+         * hold it again. */
+        conn_flush(c);
+        if (c->session != NULL)
+            session_pump(c->session);
+    }
+    conn_unref(c);
+}
+
+/* Holds c's output until the packet ids of the QoS 2 PUBLISHes just sent
+ * are durable. The receiver keeps such an id until the PUBREL (MQTT
+ * 4.3.3). A restart that lost it could give it to another message, which
+ * the receiver would take for a retransmission and drop. Later QoS 2
+ * PUBLISHes stay queued meanwhile (publish_wait), so that with one wait
+ * at a time the output leaves after each commit. */
+static void publish_hold(struct conn *c)
+{
+    c->publish_wait = true;
+    c->holds++;
+    conn_ref(c);
+    persist_barrier(c->hub, publish_durable, c);
+}
+
 void session_pump(struct session *s)
 {
     struct conn *c = s->conn;
     uint32_t window;
     int64_t now = hub_now_s();
     struct delivery *d, *next;
+    bool hold = false;
 
     if (c == NULL || c->state != CONN_ACTIVE)
         return;
@@ -542,6 +577,8 @@ void session_pump(struct session *s)
         next = d->next;
         if (d->sent)
             continue;
+        if (d->qos == 2 && s->stored && c->publish_wait)
+            break;
         /* Over either output bound, the rest wait in the queue until this
          * connection's writes complete (on_write pumps again). */
         if (outbudget_check(&s->hub->output, conn_backlog(c)) != OUT_SEND)
@@ -559,9 +596,13 @@ void session_pump(struct session *s)
         }
         d->sent = true;
         s->n_inflight++;
-        if (d->seq != 0 && s->stored)
+        if (d->seq != 0 && s->stored) {
             persist_queue(s, d, STORE_QUEUE_UPDATE);
+            hold = hold || d->qos == 2;
+        }
     }
+    if (hold)
+        publish_hold(c);
 }
 
 void session_resend_inflight(struct session *s)

@@ -561,6 +561,57 @@ def _(ctx):
     close_session(sub, V5)
 
 
+@case("QoS 2 packet id held by the receiver is not reused after kill -9", only="vigil",
+      needs="long-window")
+def _(ctx):
+    """The online subscriber sends PUBREC for a QoS 2 PUBLISH and keeps
+    its packet id until the PUBREL (MQTT 4.3.3), and then the broker is
+    killed. A receiver that gets a PUBLISH with an id still awaiting
+    PUBREL takes it for a retransmission and does not deliver it. So after
+    the restart the broker must not send another message under that id, or
+    that message, acknowledged to its publisher, never reaches the
+    subscriber."""
+    topic, sub_id = "q2reuse/t", "q2reuse-sub"
+    sub = open_session(ctx, V311, sub_id, clean=False)
+    sub.send(m.subscribe(1, [(topic, 2)], version=V311))
+    sub.recv_type(m.SUBACK, timeout=5.0)
+    pub = open_session(ctx, V311, "q2reuse-pub", clean=True)
+    pub.send(m.publish(topic, b"before-kill", qos=2, packet_id=1, version=V311))
+    p = m.parse_publish(sub.recv_type(m.PUBLISH, timeout=5.0), V311)
+    check_equal(p["payload"], b"before-kill", "delivery before the kill")
+    sub.send(m.ack(m.PUBREC, p["packet_id"]))
+    crash_and_restart(ctx)
+
+    pub = open_session(ctx, V311, "q2reuse-pub", clean=True)
+    publish_acked(pub, V311, topic, b"after-restart", 2, 2)
+    close_session(pub, V311)
+    # The receiver stores a QoS 2 message on PUBLISH and delivers it on
+    # PUBREL (method A of MQTT 4.3.3).
+    awaiting_rel = {p["packet_id"]: p["payload"]}
+    delivered = []
+    sub = open_session(ctx, V311, sub_id, clean=False, session_present=1)
+    while True:
+        try:
+            pkt = sub.recv(timeout=1.5)
+        except Timeout:
+            break
+        if pkt.type == m.PUBREL:
+            packet_id = struct.unpack(">H", pkt.body[:2])[0]
+            if packet_id in awaiting_rel:
+                delivered.append(awaiting_rel.pop(packet_id))
+            sub.send(m.packet(0x70, pkt.body[:2]))
+            continue
+        incoming = m.parse_publish(pkt, V311)
+        ctx.log("PUBLISH", incoming["packet_id"], incoming["payload"], "dup", incoming["dup"])
+        awaiting_rel.setdefault(incoming["packet_id"], incoming["payload"])
+        sub.send(m.ack(m.PUBREC, incoming["packet_id"]))
+    ctx.log("delivered after the restart:", delivered)
+    check(b"after-restart" in delivered,
+          f"the acknowledged message was not delivered: {delivered!r}")
+    check(delivered.count(b"before-kill") <= 1, f"delivered twice: {delivered!r}")
+    close_session(sub, V311)
+
+
 # mosquitto 2.0.11 sends PUBCOMP 0x00 for the PUBREL after a restart but
 # never delivers the message, so this case runs only against vigil.
 @case("QoS 2 inbound interrupted by kill -9", only="vigil")
