@@ -455,6 +455,22 @@ def q2_offline_delivery(ctx, name, payload):
     return sub, sub_id, p
 
 
+def complete_q2_and_restart(ctx, sub, packet_id):
+    """Waits for the PUBREL of packet_id, answers PUBCOMP, then kills the
+    broker with -9 and restarts it."""
+    rel = sub.recv_type(m.PUBREL, timeout=5.0)
+    check_equal(rel.body[:2], m.u16(packet_id), "PUBREL packet id")
+    sub.send(m.ack(m.PUBCOMP, packet_id))
+    crash_and_restart(ctx)
+
+
+def expect_nothing_resent(ctx, version, client_id, expiry=None, session_present=1):
+    sub = open_session(ctx, version, client_id, clean=False, expiry=expiry,
+                       session_present=session_present)
+    check_equal(receive_all(ctx, sub, version, 0), [], "deliveries after the restart")
+    close_session(sub, version)
+
+
 @case("QoS 2 delivery completed before kill -9 is not sent again", only="vigil",
       needs="long-window")
 def _(ctx):
@@ -464,13 +480,8 @@ def _(ctx):
     resend the PUBREL but never the PUBLISH the subscriber completed."""
     sub, sub_id, p = q2_offline_delivery(ctx, "q2once", b"exactly-once")
     sub.send(m.ack(m.PUBREC, p["packet_id"]))
-    rel = sub.recv_type(m.PUBREL, timeout=5.0)
-    check_equal(rel.body[:2], m.u16(p["packet_id"]), "PUBREL packet id")
-    sub.send(m.ack(m.PUBCOMP, p["packet_id"]))
-    crash_and_restart(ctx)
-    sub = open_session(ctx, V311, sub_id, clean=False, session_present=1)
-    check_equal(receive_all(ctx, sub, V311, 0), [], "deliveries after the restart")
-    close_session(sub, V311)
+    complete_q2_and_restart(ctx, sub, p["packet_id"])
+    expect_nothing_resent(ctx, V311, sub_id)
 
 
 @case("QoS 2 after kill -9: the completed message stays completed, the open one returns",
@@ -552,13 +563,8 @@ def _(ctx):
     sub.send(m.ack(m.PUBREC, p["packet_id"]))
     close_session(sub, V5)
     sub = open_session(ctx, V5, sub_id, clean=False, expiry=0, session_present=1)
-    rel = sub.recv_type(m.PUBREL, timeout=5.0)
-    check_equal(rel.body[:2], m.u16(p["packet_id"]), "PUBREL packet id")
-    sub.send(m.ack(m.PUBCOMP, p["packet_id"]))
-    crash_and_restart(ctx)
-    sub = open_session(ctx, V5, sub_id, clean=False, expiry=3600)
-    check_equal(receive_all(ctx, sub, V5, 0), [], "deliveries after the restart")
-    close_session(sub, V5)
+    complete_q2_and_restart(ctx, sub, p["packet_id"])
+    expect_nothing_resent(ctx, V5, sub_id, expiry=3600, session_present=None)
 
 
 @case("QoS 2 packet id held by the receiver is not reused after kill -9", only="vigil",
