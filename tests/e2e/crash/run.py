@@ -456,7 +456,7 @@ def q2_offline_delivery(ctx, name, payload):
 
 
 def complete_q2_and_restart(ctx, sub, packet_id):
-    """Waits for the PUBREL of packet_id, answers PUBCOMP, then kills the
+    """Waits for the PUBREL of packet_id, sends PUBCOMP, then kills the
     broker with -9 and restarts it."""
     rel = sub.recv_type(m.PUBREL, timeout=5.0)
     check_equal(rel.body[:2], m.u16(packet_id), "PUBREL packet id")
