@@ -455,6 +455,9 @@ void conn_flush(struct conn *c);
 /* Holds all output of c until everything submitted to the store so far is
  * durable, so a CONNACK or SUBACK never promises state a crash could lose. */
 void conn_hold_until_durable(struct conn *c);
+/* Ends one hold of c's output once its store barrier completed with rc:
+ * closes c when the write failed, and otherwise flushes what waited. */
+void conn_hold_end(struct conn *c, vigil_err rc);
 /* Runs the queued flushes; called by the hub once per loop iteration. */
 void conn_flush_pending(struct hub *hub);
 /* Sends DISCONNECT with reason (v5 only, when reason != 0xFF) and closes

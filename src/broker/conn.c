@@ -1127,16 +1127,21 @@ void conn_accept(struct hub *hub, int fd, const struct sockaddr *peer,
         conn_release(c);
 }
 
-static void hold_released(void *arg, vigil_err rc)
+void conn_hold_end(struct conn *c, vigil_err rc)
 {
-    struct conn *c = arg;
-
     if (c->holds > 0)
         c->holds--;
     if (rc != VIGIL_OK && !c->closing_handles)
         conn_close(c, MQTT_RC_UNSPECIFIED, "store write failed");
     else
         conn_flush(c);
+}
+
+static void hold_released(void *arg, vigil_err rc)
+{
+    struct conn *c = arg;
+
+    conn_hold_end(c, rc);
     conn_unref(c);
 }
 

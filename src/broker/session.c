@@ -530,19 +530,14 @@ static void session_drop(struct session *s, struct delivery *d)
 static void publish_durable(void *arg, vigil_err rc)
 {
     struct conn *c = arg;
+    bool failed = rc != VIGIL_OK && !c->closing_handles;
 
     c->publish_wait = false;
-    if (c->holds > 0)
-        c->holds--;
-    if (rc != VIGIL_OK && !c->closing_handles) {
-        conn_close(c, MQTT_RC_UNSPECIFIED, "store write failed");
-    } else {
-        /* The output that waited leaves before the next QoS 2 PUBLISHes
-         * hold it again. */
-        conn_flush(c);
-        if (c->session != NULL)
-            session_pump(c->session);
-    }
+    /* The output that waited leaves before the next QoS 2 PUBLISHes hold
+     * it again. */
+    conn_hold_end(c, rc);
+    if (!failed && c->session != NULL)
+        session_pump(c->session);
     conn_unref(c);
 }
 
