@@ -19,6 +19,7 @@ struct alerts_db {
     sqlite3 *db;
     pthread_mutex_t lock;
     bool in_batch;              /* alerts_upsert() opened a transaction */
+    sqlite3_stmt *upsert;       /* prepared on first use, reset after each */
 };
 
 static const char *const state_names[] = {"open", "acknowledged", "resolved"};
@@ -128,6 +129,7 @@ void alerts_close(struct alerts_db *a)
     if (a == NULL)
         return;
     (void)alerts_flush(a);
+    sqlite3_finalize(a->upsert);
     sqlite3_close(a->db);
     pthread_mutex_destroy(&a->lock);
     vigil_free(a);
@@ -177,7 +179,7 @@ static void bind_alert(sqlite3_stmt *st, const struct secmon_alert *al, const ch
 
 vigil_err alerts_upsert(struct alerts_db *a, const struct secmon_alert *al)
 {
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *st;
     char *evidence = evidence_json(al);
     vigil_err rc = VIGIL_ERR_STORE;
 
@@ -191,15 +193,23 @@ vigil_err alerts_upsert(struct alerts_db *a, const struct secmon_alert *al)
             goto cleanup;
         a->in_batch = true;
     }
-    if (sqlite3_prepare_v2(a->db, upsert_sql, -1, &st, NULL) != SQLITE_OK)
+    /* An alert in a flood is updated once a second, so the statement is
+     * kept rather than parsed for each update. */
+    if (a->upsert == NULL &&
+        sqlite3_prepare_v3(a->db, upsert_sql, -1, SQLITE_PREPARE_PERSISTENT, &a->upsert, NULL) !=
+            SQLITE_OK)
         goto cleanup;
+    st = a->upsert;
     bind_alert(st, al, evidence);
     if (sqlite3_step(st) == SQLITE_DONE)
         rc = VIGIL_OK;
 cleanup:
     if (rc != VIGIL_OK)
         log_error("alerts: cannot store alert %s: %s", al->alert_id, sqlite3_errmsg(a->db));
-    sqlite3_finalize(st);
+    if (a->upsert != NULL) {
+        sqlite3_reset(a->upsert);
+        sqlite3_clear_bindings(a->upsert);
+    }
     pthread_mutex_unlock(&a->lock);
     free(evidence);
     return rc;

@@ -165,11 +165,52 @@ static bool alert_quiet(const struct secmon_engine *e, const struct engine_alert
     return e->now_us - al->pub.last_seen_us >= (int64_t)e->cfg.alert_quiet_s * 1000000;
 }
 
+size_t engine_key_join(char *out, const char *a, size_t alen, const char *b)
+{
+    size_t blen = strlen(b);
+    size_t len = 0;
+
+    if (alen > ENGINE_KEY_MAX - 1)
+        alen = ENGINE_KEY_MAX - 1;
+    memcpy(out, a, alen);
+    len = alen;
+    if (len < ENGINE_KEY_MAX - 1)
+        out[len++] = '|';
+    if (blen > ENGINE_KEY_MAX - 1 - len)
+        blen = ENGINE_KEY_MAX - 1 - len;
+    memcpy(out + len, b, blen);
+    len += blen;
+    out[len] = '\0';
+    return len;
+}
+
+bool engine_raise_repeat(struct secmon_engine *e, const struct vigil_event *ev, const char *rule,
+                         const char *subject, uint8_t severity, double deviation)
+{
+    char key[ENGINE_KEY_MAX];
+    size_t len = engine_key_join(key, rule, strlen(rule), subject);
+    struct engine_alert *al = engine_table_get(&e->alerts, key, len);
+    struct secmon_alert *a;
+
+    if (al == NULL || alert_quiet(e, al))
+        return false;
+    a = &al->pub;
+    if (deviation > a->deviation || severity > a->severity)
+        return false;
+    a->count++;
+    a->last_seen_us = e->now_us;
+    if (ev != NULL)
+        alert_add_evidence(a, ev, NULL);
+    al->dirty = true;
+    if (e->now_us - al->last_callback_us >= 1000000)
+        alert_notify(e, al, true);
+    return true;
+}
+
 void engine_raise(struct secmon_engine *e, const struct vigil_event *ev, struct engine_finding *f)
 {
     char key[ENGINE_KEY_MAX];
-    int n = snprintf(key, sizeof key, "%s|%s", f->rule, f->subject);
-    size_t len = n < 0 ? 0 : (size_t)n >= sizeof key ? sizeof key - 1 : (size_t)n;
+    size_t len = engine_key_join(key, f->rule, strlen(f->rule), f->subject);
     struct engine_alert *al = engine_table_get(&e->alerts, key, len);
     bool created;
 

@@ -98,17 +98,17 @@ static struct engine_type *type_of(struct secmon_engine *e, const char *id, cons
     size_t len = dash != NULL ? (size_t)(dash - id) + 1 : 0;
     const char *last = strrchr(topic, '/');
     char key[ENGINE_KEY_MAX];
-    int n;
+    size_t n;
 
     if (len < 2 || len > TYPE_PREFIX_MAX || id[len] == '\0')
         return NULL;
     last = last != NULL ? last + 1 : topic;
-    n = snprintf(key, sizeof key, "%.*s|%s", (int)len, id, last);
-    if (n < 0 || (size_t)n >= sizeof key)
+    if (len + 1 + strlen(last) >= sizeof key)
         return NULL;
+    n = engine_key_join(key, id, len, last);
     if (!create)
-        return engine_table_get(&e->types, key, (size_t)n);
-    return engine_table_touch(e, &e->types, key, (size_t)n, NULL);
+        return engine_table_get(&e->types, key, n);
+    return engine_table_touch(e, &e->types, key, n, NULL);
 }
 
 static bool type_learned(const struct secmon_engine *e, const struct engine_type *t)

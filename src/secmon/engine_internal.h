@@ -61,6 +61,9 @@ void *engine_table_get(struct engine_table *t, const char *key, size_t len);
  * when memory runs out or the key is longer than ENGINE_KEY_MAX - 1. */
 void *engine_table_touch(struct secmon_engine *e, struct engine_table *t, const char *key,
                          size_t len, bool *created);
+/* Writes the decimal key of connection id into out (at least 21 bytes)
+ * and returns its length. */
+size_t engine_conn_key(char *out, uint64_t id);
 /* Removes and frees n without calling on_evict. */
 void engine_table_remove(struct engine_table *t, struct engine_node *n);
 
@@ -216,6 +219,17 @@ struct engine_finding {
 
 void engine_finding_init(struct engine_finding *f, const char *rule, uint8_t severity,
                          const char *device, const char *source, const char *subject);
+/* Writes "a|b" into out (ENGINE_KEY_MAX bytes), truncated to fit, and
+ * returns its length. alen bytes of a are used. */
+size_t engine_key_join(char *out, const char *a, size_t alen, const char *b);
+/* Counts one more event into the open alert of rule and subject when it
+ * exists, is not quiet and already shows a deviation of at least
+ * deviation, and returns true. Otherwise returns false and changes
+ * nothing: the caller builds the finding and calls engine_raise. Rules
+ * that fire on every event of a sustained episode use it to skip
+ * formatting texts the alert would not show. */
+bool engine_raise_repeat(struct secmon_engine *e, const struct vigil_event *ev, const char *rule,
+                         const char *subject, uint8_t severity, double deviation);
 /* ev may be NULL (tick findings); then f->evidence is the evidence line. */
 void engine_raise(struct secmon_engine *e, const struct vigil_event *ev, struct engine_finding *f);
 /* Closes alerts quiet for alert_quiet_s and sends throttled updates. */

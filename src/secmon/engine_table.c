@@ -125,6 +125,21 @@ void *engine_table_get(struct engine_table *t, const char *key, size_t len)
     return n;
 }
 
+size_t engine_conn_key(char *out, uint64_t id)
+{
+    char digits[20];
+    size_t n = 0;
+
+    do {
+        digits[n++] = (char)('0' + id % 10);
+        id /= 10;
+    } while (id != 0);
+    for (size_t i = 0; i < n; i++)
+        out[i] = digits[n - 1 - i];
+    out[n] = '\0';
+    return n;
+}
+
 void engine_table_remove(struct engine_table *t, struct engine_node *n)
 {
     bucket_unlink(t, n);

@@ -27,6 +27,11 @@
 #define SINK_KICK 256
 /* Nice value of the writer thread above the rest of the process. */
 #define SINK_NICE 5
+/* Period over which the writer tracks the peak of queue blocks in use. */
+#define SINK_SPARE_WINDOW_US 250000
+/* Output buffer of the writer. A batch of 512 publish events is about
+ * 130 KB of JSON, which thus goes out in about 8 writes. */
+#define SINK_OUT (16 * 1024)
 /* Events per queue block (about 40 KiB). */
 #define SINK_BLOCK_EVENTS 64
 /* Blocks the writer takes at most per batch (about 320 KiB). Taking a
@@ -39,8 +44,10 @@
  * 632 bytes by default) would be touched in full by any long run of
  * events and stay resident. Blocks from the heap would stay resident after
  * a burst too, because connections allocated meanwhile sit between them.
- * Mapped blocks go back to the system once drained, except for as many
- * spares as the last batch needed. */
+ * Drained blocks stay mapped as spares up to the most blocks in use at
+ * once during the last one or two windows of SINK_SPARE_WINDOW_US, so a
+ * steady flow maps and unmaps nothing; a burst's blocks go back to the
+ * system once that peak has aged out. */
 struct sink_block {
     struct sink_block *next;
     struct vigil_event ev[SINK_BLOCK_EVENTS];
@@ -63,6 +70,9 @@ struct vigil_event_sink {
     size_t first_pos, last_len;
     struct sink_block *spares;  /* owned; drained blocks kept for reuse, linked by next */
     size_t n_spares;
+    size_t n_mapped;            /* blocks queued, held by the writer or spare */
+    size_t peak_used, peak_prev; /* most blocks queued or held: this window, the last */
+    int64_t window_us;          /* monotonic start of the current peak window */
     size_t capacity;            /* maximum events queued and held by the writer */
     size_t count;
     size_t held;                /* events taken by the writer and not yet handed back */
@@ -70,8 +80,11 @@ struct vigil_event_sink {
     bool paused;
     bool sleeping;              /* the writer waits on cond; guarded by mu */
     pthread_t thread;
-    FILE *file;                 /* owned; opened with O_APPEND */
-    char *line;                 /* owned; VIGIL_EVENT_JSON_MAX bytes */
+    int fd;                     /* owned; opened with O_APPEND, -1 when closed */
+    char *out;                  /* owned; SINK_OUT bytes of JSON lines not yet written */
+    size_t out_len;
+    bool write_failed;          /* the last write failed; logged once until one succeeds */
+    bool cut_line;              /* a failed write left part of a line in the file */
     atomic_uint_fast64_t dropped;
     atomic_uint_fast64_t written;
     uint64_t dropped_reported;  /* writer thread only */
@@ -94,10 +107,17 @@ static struct sink_block *sink_block_get(struct vigil_event_sink *sink)
 {
     struct sink_block *b = sink->spares;
 
-    if (b == NULL)
-        return vigil_pages_alloc(sizeof *b);
-    sink->spares = b->next;
-    sink->n_spares--;
+    if (b == NULL) {
+        b = vigil_pages_alloc(sizeof *b);
+        if (b == NULL)
+            return NULL;
+        sink->n_mapped++;
+    } else {
+        sink->spares = b->next;
+        sink->n_spares--;
+    }
+    if (sink->n_mapped - sink->n_spares > sink->peak_used)
+        sink->peak_used = sink->n_mapped - sink->n_spares;
     return b;
 }
 
@@ -179,19 +199,28 @@ static const struct vigil_event *sink_chain_next(const struct sink_chain *ch,
     return NULL;
 }
 
-/* Hands the blocks of ch back. While events keep coming, as many blocks
- * as ch used, plus one, stay as spares, so a steady flow maps nothing.
- * Once the queue is empty, one stays. The rest are unmapped after mu is
- * released. */
+static int64_t sink_monotonic_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Hands the blocks of ch back as spares and unmaps, after mu is released,
+ * those beyond the peak of blocks in use over the current and the last
+ * window. Once the queue has been empty for two windows one spare stays.
+ * Returning only as many spares as the last batch used, and one once the
+ * queue was empty, mapped and unmapped blocks all the time at 100,000
+ * events a second, because the writer often empties the queue. */
 static void sink_chain_return(struct vigil_event_sink *sink, struct sink_chain *ch)
 {
-    size_t keep = (ch->count + SINK_BLOCK_EVENTS - 1) / SINK_BLOCK_EVENTS + 1;
+    int64_t now = sink_monotonic_us();
     struct sink_block *b = ch->first, *extra = NULL;
+    size_t used, keep;
 
     pthread_mutex_lock(&sink->mu);
     sink->held = 0;
-    if (sink->count == 0)
-        keep = 1;
     while (b != NULL) {
         struct sink_block *next = b->next;
 
@@ -200,10 +229,21 @@ static void sink_chain_return(struct vigil_event_sink *sink, struct sink_chain *
         sink->n_spares++;
         b = next;
     }
+    used = sink->n_mapped - sink->n_spares;
+    if (now - sink->window_us >= SINK_SPARE_WINDOW_US) {
+        sink->peak_prev = sink->peak_used;
+        sink->peak_used = used;
+        sink->window_us = now;
+    }
+    keep = sink->peak_used > sink->peak_prev ? sink->peak_used : sink->peak_prev;
+    keep = keep > used ? keep - used : 0;
+    if (keep < 1)
+        keep = 1;
     while (sink->n_spares > keep) {
         b = sink->spares;
         sink->spares = b->next;
         sink->n_spares--;
+        sink->n_mapped--;
         b->next = extra;
         extra = b;
     }
@@ -212,32 +252,71 @@ static void sink_chain_return(struct vigil_event_sink *sink, struct sink_chain *
     ch->first = NULL;
 }
 
+/* Writes out the buffered lines. A failed write drops them, because the
+ * writer must not stall the queue behind a full or broken disk; the
+ * first failure of a run is logged. A line cut by a failure is ended
+ * before the next write, so it cannot run into the next event. */
+static bool sink_out_flush(struct vigil_event_sink *sink)
+{
+    size_t done = 0;
+
+    if (sink->cut_line && sink->out_len > 0) {
+        if (write(sink->fd, "\n", 1) != 1) {
+            sink->out_len = 0;
+            return false;
+        }
+        sink->cut_line = false;
+    }
+    while (done < sink->out_len) {
+        ssize_t n = write(sink->fd, sink->out + done, sink->out_len - done);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (!sink->write_failed)
+                log_error("event sink: write failed: %s", n < 0 ? strerror(errno) : "no progress");
+            sink->write_failed = true;
+            if (done > 0 && sink->out[done - 1] != '\n')
+                sink->cut_line = true;
+            sink->out_len = 0;
+            return false;
+        }
+        done += (size_t)n;
+    }
+    sink->write_failed = false;
+    sink->out_len = 0;
+    return true;
+}
+
 static void sink_write_batch(struct vigil_event_sink *sink, const struct sink_chain *ch)
 {
     uint64_t dropped = atomic_load(&sink->dropped);
-    uint64_t ok = 0;
+    uint64_t ok = 0, pending = 0;
     struct sink_block *b = NULL;
     size_t i = 0;
     const struct vigil_event *ev;
 
     while ((ev = sink_chain_next(ch, &b, &i)) != NULL) {
-        int len = vigil_event_to_json(ev, sink->line, VIGIL_EVENT_JSON_MAX - 1);
+        int len;
 
+        if (SINK_OUT - sink->out_len < VIGIL_EVENT_JSON_MAX) {
+            if (sink_out_flush(sink))
+                ok += pending;
+            pending = 0;
+        }
+        len = vigil_event_to_json(ev, sink->out + sink->out_len, VIGIL_EVENT_JSON_MAX - 1);
         if (len < 0) {
             log_error("event sink: %s event skipped because its JSON exceeds %d bytes",
                       vigil_event_type_name((enum vigil_event_type)ev->type),
                       VIGIL_EVENT_JSON_MAX);
             continue;
         }
-        sink->line[len] = '\n';
-        if (fwrite(sink->line, 1, (size_t)len + 1, sink->file) != (size_t)len + 1) {
-            log_error("event sink: write failed: %s", strerror(errno));
-            break;
-        }
-        ok++;
+        sink->out[sink->out_len + (size_t)len] = '\n';
+        sink->out_len += (size_t)len + 1;
+        pending++;
     }
-    if (fflush(sink->file) != 0)
-        log_error("event sink: flush failed: %s", strerror(errno));
+    if (sink_out_flush(sink))
+        ok += pending;
     atomic_fetch_add(&sink->written, ok);
     if (dropped != sink->dropped_reported) {
         log_warn("event sink: queue full or out of memory, %llu events dropped since open",
@@ -277,17 +356,22 @@ static void sink_consume(struct vigil_event_sink *sink, const struct vigil_event
 
 /* Waits for events, called with mu held: up to SINK_WAKE_US while some
  * are queued, so more can join the batch; otherwise until an emitter wakes
- * the writer, or a second at most when a consumer needs its tick. */
+ * the writer, one spare window at most while spare blocks wait to be given
+ * back, or a second at most when a consumer needs its tick. */
 static void sink_wait(struct vigil_event_sink *sink)
 {
     struct timespec until;
-    int64_t wait_us = sink->count > 0 ? SINK_WAKE_US : 1000000;
+    int64_t wait_us = sink->count > 0     ? SINK_WAKE_US
+                      : sink->n_spares > 1 ? SINK_SPARE_WINDOW_US
+                                           : 1000000;
 
     /* With a consumer, wake at least once a second for its tick. */
     clock_gettime(CLOCK_REALTIME, &until);
     until = vigil_timespec_add_us(until, (uint64_t)wait_us);
     sink->sleeping = true;
-    if (sink->consumer.feed == NULL && sink->count == 0)
+    /* Spares beyond one are given back after the last burst, so the
+     * writer wakes for that too. */
+    if (sink->consumer.feed == NULL && sink->count == 0 && sink->n_spares <= 1)
         pthread_cond_wait(&sink->cond, &sink->mu);
     else
         pthread_cond_timedwait(&sink->cond, &sink->mu, &until);
@@ -350,30 +434,22 @@ void vigil_event_sink_set_consumer(struct vigil_event_sink *sink,
     pthread_cond_signal(&sink->cond);
 }
 
-static FILE *sink_open_file(const char *path)
+static int sink_open_file(const char *path)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    FILE *f;
 
-    if (fd < 0) {
+    if (fd < 0)
         log_error("event sink: open of %s failed: %s", path, strerror(errno));
-        return NULL;
-    }
-    f = fdopen(fd, "a");
-    if (f == NULL) {
-        log_error("event sink: fdopen of %s failed: %s", path, strerror(errno));
-        close(fd);
-    }
-    return f;
+    return fd;
 }
 
 static void sink_free(struct vigil_event_sink *sink)
 {
-    if (sink->file != NULL)
-        fclose(sink->file);
+    if (sink->fd >= 0)
+        close(sink->fd);
     sink_blocks_free(sink->first);
     sink_blocks_free(sink->spares);
-    vigil_free(sink->line);
+    vigil_free(sink->out);
     vigil_free(sink);
 }
 
@@ -389,11 +465,12 @@ vigil_err vigil_event_sink_open(const char *path, size_t capacity, struct vigil_
     if (sink == NULL)
         return VIGIL_ERR_NOMEM;
     sink->capacity = capacity;
-    sink->line = vigil_malloc(VIGIL_EVENT_JSON_MAX);
-    if (sink->line == NULL)
+    sink->fd = -1;
+    sink->out = vigil_malloc(SINK_OUT);
+    if (sink->out == NULL)
         goto fail;
-    sink->file = sink_open_file(path);
-    if (sink->file == NULL) {
+    sink->fd = sink_open_file(path);
+    if (sink->fd < 0) {
         rc = VIGIL_ERR_IO;
         goto fail;
     }

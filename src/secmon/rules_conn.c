@@ -12,11 +12,11 @@
 static struct engine_conn *conn_lookup(struct secmon_engine *e, uint64_t id, bool create)
 {
     char key[24];
-    int n = snprintf(key, sizeof key, "%" PRIu64, id);
+    size_t n = engine_conn_key(key, id);
 
     if (create)
-        return engine_table_touch(e, &e->conns, key, (size_t)n, NULL);
-    return engine_table_get(&e->conns, key, (size_t)n);
+        return engine_table_touch(e, &e->conns, key, n, NULL);
+    return engine_table_get(&e->conns, key, n);
 }
 
 static struct engine_source *source_of(struct secmon_engine *e, const char *src)

@@ -17,8 +17,8 @@
 static void check_unauthenticated(struct secmon_engine *e, const struct vigil_event *ev, const char *src)
 {
     char key[24];
-    int n = snprintf(key, sizeof key, "%" PRIu64, ev->conn_id);
-    struct engine_conn *c = engine_table_get(&e->conns, key, (size_t)n);
+    size_t n = engine_conn_key(key, ev->conn_id);
+    struct engine_conn *c = engine_table_get(&e->conns, key, n);
     const char *id = engine_event_identity(ev);
     struct engine_finding f;
 
@@ -44,6 +44,10 @@ static void check_flood(struct secmon_engine *e, const struct vigil_event *ev, c
     struct engine_finding f;
 
     if (rate <= threshold)
+        return;
+    /* A flood fires on each of its events; the alert keeps the texts of
+     * its largest deviation, so only a new largest one is formatted. */
+    if (engine_raise_repeat(e, ev, rule, subject, SECMON_SEV_HIGH, rate / threshold))
         return;
     engine_finding_init(&f, rule, SECMON_SEV_HIGH, engine_event_identity(ev), src, subject);
     f.deviation = rate / threshold;
@@ -159,7 +163,10 @@ static void check_metric_rate(struct secmon_engine *e, const struct vigil_event 
     n = engine_window_add(&d->base->topic_rate[slot], e->now_us, US_PER_S);
     if (n <= c->vital_max_msgs_per_s)
         return;
-    snprintf(subject, sizeof subject, "%s|%s", engine_node_key(&d->node), ev->topic);
+    engine_key_join(subject, engine_node_key(&d->node), d->node.key_len, ev->topic);
+    if (engine_raise_repeat(e, ev, SECMON_RULE_IMPOSSIBLE_RATE, subject, SECMON_SEV_HIGH,
+                            n / c->vital_max_msgs_per_s))
+        return;
     engine_finding_init(&f, SECMON_RULE_IMPOSSIBLE_RATE, SECMON_SEV_HIGH, engine_node_key(&d->node), src, subject);
     f.deviation = n / c->vital_max_msgs_per_s;
     f.open_count = (uint64_t)(n + 0.5);

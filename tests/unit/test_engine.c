@@ -560,6 +560,32 @@ static void test_flood_one_alert(void **state)
     assert_int_equal(secmon_engine_open_alerts(fx->e), 0);
 }
 
+/* A flood that grows shows its largest rate; a later, weaker phase of the
+ * same episode neither lowers it nor loses a count. */
+static void test_flood_keeps_largest_deviation(void **state)
+{
+    struct fixture *fx = *state;
+    const struct secmon_alert *a;
+    int64_t t = T0;
+    uint64_t sent = 0;
+
+    for (int i = 0; i < 600; i++, sent++, t += 5000) /* 200/s for 3 s */
+        publish(fx, t, "mon-1", "north/icu3/r1/mon-1/log", 52, 0);
+    for (int i = 0; i < 3000; i++, sent++, t += 1000) /* 1,000/s for 3 s */
+        publish(fx, t, "mon-1", "north/icu3/r1/mon-1/log", 52, 0);
+    for (int i = 0; i < 600; i++, sent++, t += 5000) /* 200/s again */
+        publish(fx, t, "mon-1", "north/icu3/r1/mon-1/log", 52, 0);
+    secmon_engine_tick(fx->e, t + 200 * SEC);
+    assert_int_equal(count_rule(&fx->seen, SECMON_RULE_FLOOD), 1);
+    a = find_rule(&fx->seen, SECMON_RULE_FLOOD);
+    /* The alert opens with the count of its window, which holds every
+     * publish before it. */
+    assert_int_equal(a->count, sent);
+    assert_true(a->deviation >= 9.9 && a->deviation <= 10.1);
+    assert_int_equal(strncmp(a->observation, "100", 3), 0);
+    assert_non_null(strstr(a->observation, "publishes by 'mon-1' in the last second"));
+}
+
 static void test_steady_publishes_benign(void **state)
 {
     struct fixture *fx = *state;
@@ -1027,6 +1053,7 @@ int main(void)
         T(test_slow_keepalive_closed_benign),
         T(test_no_connect_limit),
         T(test_flood_one_alert),
+        T(test_flood_keeps_largest_deviation),
         T(test_steady_publishes_benign),
         T(test_qos_flood),
         T(test_malformed_burst),
