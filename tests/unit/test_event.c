@@ -17,6 +17,7 @@
 #include <sys/resource.h>
 
 #include "core/alloc.h"
+#include "core/time.h"
 #include "secmon/event.h"
 
 static json_t *parse_event(const struct vigil_event *ev)
@@ -536,7 +537,7 @@ static void test_sink_order_while_emitting(void **state)
 
 /* Events fed since the last tick, and their maximum between two ticks.
  * The sink ticks its consumer once per batch. */
-static size_t batch_fed, batch_max, batch_total;
+static size_t batch_fed, batch_max, batch_total, batch_ticks;
 
 static void batch_feed(void *ctx, const struct vigil_event *ev)
 {
@@ -553,10 +554,9 @@ static void batch_tick(void *ctx, int64_t now_us)
     if (batch_fed > batch_max)
         batch_max = batch_fed;
     batch_fed = 0;
+    batch_ticks++;
 }
 
-/* A backlog is taken a few blocks at a time, so the blocks of what was
- * written go back while the rest still waits. */
 /* A disk that refuses writes loses the lines, not the engine's events,
  * and the writer keeps draining the queue. */
 static void test_sink_write_failure(void **state)
@@ -576,6 +576,40 @@ static void test_sink_write_failure(void **state)
     assert_int_equal(batch_total, 3000);
 }
 
+/* Events that trickle in are handed over in batches: the first one wakes
+ * the writer, which then waits one period for more before taking them. */
+static void test_sink_trickle_batched(void **state)
+{
+    struct vigil_event_consumer cons = {.feed = batch_feed, .tick = batch_tick};
+    struct vigil_event_sink *sink;
+    struct vigil_event ev;
+    char *path = temp_path();
+    uint64_t start, periods;
+
+    (void)state;
+    batch_fed = batch_max = batch_total = batch_ticks = 0;
+    assert_int_equal(vigil_event_sink_open(path, 5000, &sink), VIGIL_OK);
+    vigil_event_sink_set_consumer(sink, &cons);
+    vigil_event_init(&ev, VIGIL_EV_PUBLISH);
+    start = vigil_time_mono_ms();
+    /* 1,000 events 200 us apart: 200 ms, or about 40 periods of 5 ms on an
+     * idle machine. A loaded one stretches the loop and gets more periods,
+     * but not one per event. */
+    for (int i = 0; i < 1000; i++) {
+        vigil_event_sink_emit(sink, &ev);
+        usleep(200);
+    }
+    periods = (vigil_time_mono_ms() - start) / 5;
+    vigil_event_sink_close(sink);
+    assert_int_equal(batch_total, 1000);
+    assert_true(batch_ticks <= (size_t)(2 * periods + 20));
+    assert_true(batch_ticks < 500);
+    assert_int_equal(count_json_lines(path), 1000);
+    unlink(path);
+}
+
+/* A backlog is taken a few blocks at a time, so the blocks of what was
+ * written go back while the rest still waits. */
 static void test_sink_batch_capped(void **state)
 {
     struct vigil_event_consumer cons = {.feed = batch_feed, .tick = batch_tick};
@@ -833,6 +867,7 @@ int main(void)
         cmocka_unit_test(test_sink_open_memory),
         cmocka_unit_test(test_sink_batch_capped),
         cmocka_unit_test(test_sink_write_failure),
+        cmocka_unit_test(test_sink_trickle_batched),
         cmocka_unit_test(test_sink_memory_follows_backlog),
         cmocka_unit_test(test_sink_concurrent_emitters),
         cmocka_unit_test(test_sink_held_events_count),
