@@ -368,21 +368,27 @@ static vigil_err write_all(int fd, const char *p, size_t len)
 /* Serialises rec (with its hash) into a new line ending in '\n'. */
 static vigil_err record_serialise(json_t *rec, char **line, size_t *len)
 {
-    size_t n = json_dumpb(rec, NULL, 0, AUDIT_JSON_FLAGS);
+    char stack[AUDIT_DUMP_STACK];
+    size_t n = 0;
+    char *text = audit_dump(rec, stack, sizeof stack, &n);
     char *buf;
 
-    if (n == 0)
+    if (text == NULL)
         return VIGIL_ERR_INVALID;
-    if (n > AUDIT_MAX_RECORD)
+    if (n > AUDIT_MAX_RECORD) {
+        if (text != stack)
+            vigil_free(text);
         return VIGIL_ERR_LIMIT;
+    }
     buf = vigil_malloc(n + 1);
+    if (buf != NULL) {
+        memcpy(buf, text, n);
+        buf[n] = '\n';
+    }
+    if (text != stack)
+        vigil_free(text);
     if (buf == NULL)
         return VIGIL_ERR_NOMEM;
-    if (json_dumpb(rec, buf, n, AUDIT_JSON_FLAGS) != n) {
-        vigil_free(buf);
-        return VIGIL_ERR_INVALID;
-    }
-    buf[n] = '\n';
     *line = buf;
     *len = n + 1;
     return VIGIL_OK;

@@ -23,7 +23,16 @@
 #define AUDIT_PUB_FILE "signing.pub"
 #define AUDIT_SEGMENT_NAME_MAX 32
 
+/* Bytes of the stack buffer callers of audit_dump() use; an event's
+ * record is well under this. */
+#define AUDIT_DUMP_STACK 4096
+
 void audit_sha256_hex(const void *data, size_t len, char out[AUDIT_HASH_HEX]);
+/* Serialises value with AUDIT_JSON_FLAGS into stack (cap bytes) when it
+ * fits, else into a new allocation, and sets *len. Returns the text, which
+ * the caller frees when it is not stack, or NULL when value does not
+ * serialise (a string that is not UTF-8) or memory runs out. */
+char *audit_dump(json_t *value, char *stack, size_t cap, size_t *len);
 /* Hashes the canonical form of record: the object without its "hash"
  * member, serialised with AUDIT_JSON_FLAGS. VIGIL_ERR_INVALID when it does
  * not serialise (a string that is not UTF-8), VIGIL_ERR_NOMEM. */

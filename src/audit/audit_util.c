@@ -40,35 +40,50 @@ void audit_sha256_hex(const void *data, size_t len, char out[AUDIT_HASH_HEX])
     hex_encode(md, sizeof md, out);
 }
 
+char *audit_dump(json_t *value, char *stack, size_t cap, size_t *len)
+{
+    size_t n = json_dumpb(value, stack, cap, AUDIT_JSON_FLAGS);
+    char *heap;
+
+    if (n == 0)
+        return NULL;
+    *len = n;
+    if (n <= cap)
+        return stack;
+    heap = vigil_malloc(n);
+    if (heap == NULL)
+        return NULL;
+    if (json_dumpb(value, heap, n, AUDIT_JSON_FLAGS) != n) {
+        vigil_free(heap);
+        return NULL;
+    }
+    return heap;
+}
+
 vigil_err audit_canonical_hash(json_t *record, char out[AUDIT_HASH_HEX])
 {
-    json_t *copy = json_copy(record);
-    char *text = NULL;
-    size_t len;
-    vigil_err rc = VIGIL_OK;
+    char stack[AUDIT_DUMP_STACK];
+    json_t *copy = NULL;
+    json_t *canonical = record;
+    char *text;
+    size_t len = 0;
 
-    if (copy == NULL)
-        return VIGIL_ERR_NOMEM;
-    json_object_del(copy, "hash");
-    len = json_dumpb(copy, NULL, 0, AUDIT_JSON_FLAGS);
-    if (len == 0) {
-        rc = VIGIL_ERR_INVALID;
-        goto out;
+    /* A record being built has no hash yet and is hashed as it is. */
+    if (json_object_get(record, "hash") != NULL) {
+        copy = json_copy(record);
+        if (copy == NULL)
+            return VIGIL_ERR_NOMEM;
+        json_object_del(copy, "hash");
+        canonical = copy;
     }
-    text = vigil_malloc(len);
-    if (text == NULL) {
-        rc = VIGIL_ERR_NOMEM;
-        goto out;
-    }
-    if (json_dumpb(copy, text, len, AUDIT_JSON_FLAGS) != len) {
-        rc = VIGIL_ERR_INVALID;
-        goto out;
-    }
-    audit_sha256_hex(text, len, out);
-out:
-    vigil_free(text);
+    text = audit_dump(canonical, stack, sizeof stack, &len);
     json_decref(copy);
-    return rc;
+    if (text == NULL)
+        return VIGIL_ERR_INVALID;
+    audit_sha256_hex(text, len, out);
+    if (text != stack)
+        vigil_free(text);
+    return VIGIL_OK;
 }
 
 bool audit_hash_hex_valid(const char *s)

@@ -384,6 +384,37 @@ static void test_second_open_rejected(void **state)
     assert_int_equal(audit_close(log), VIGIL_OK);
 }
 
+/* Records longer than the serialiser's stack buffer are written and
+ * verify. One above AUDIT_MAX_RECORD is rejected and leaves the chain
+ * as it was. */
+static void test_large_records(void **state)
+{
+    struct fixture *fx = *state;
+    struct audit_log *log = NULL;
+    struct audit_report r;
+    char *text = malloc(AUDIT_MAX_RECORD + 1);
+    json_t *fields;
+
+    assert_non_null(text);
+    memset(text, 'x', 10000);
+    text[10000] = '\0';
+    fields = json_pack("{ss}", "detail", text);
+    assert_int_equal(audit_open(fx->root, &quiet_opts, &log), VIGIL_OK);
+    assert_int_equal(audit_append(log, "admin", fields), VIGIL_OK);
+    json_decref(fields);
+    memset(text, 'y', AUDIT_MAX_RECORD);
+    text[AUDIT_MAX_RECORD] = '\0';
+    fields = json_pack("{ss}", "detail", text);
+    assert_int_equal(audit_append(log, "admin", fields), VIGIL_ERR_LIMIT);
+    json_decref(fields);
+    assert_int_equal(audit_last_seq(log), 1);
+    assert_int_equal(audit_close(log), VIGIL_OK);
+    free(text);
+    verify(fx, NULL, true, &r);
+    assert_true(r.valid);
+    assert_int_equal(r.records, 2);
+}
+
 static void test_append_rejects_invalid(void **state)
 {
     struct fixture *fx = *state;
@@ -1129,6 +1160,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reopen_continues_chain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_open_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_append_rejects_invalid, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_large_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_append_event, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads_keep_chain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tamper_field_edit, setup, teardown),
