@@ -112,7 +112,7 @@ vigil_err secmon_engine_new(const struct secmon_config *cfg, secmon_alert_fn fn,
     cap = e->cfg.max_tracked;
     engine_table_init(&e->devices, cap, sizeof(struct engine_device), NULL);
     e->devices.release = device_release;
-    engine_table_init(&e->types, 256, sizeof(struct engine_type), NULL);
+    engine_table_init(&e->types, ENGINE_TYPES_MAX, sizeof(struct engine_type), NULL);
     engine_table_init(&e->sources, cap, sizeof(struct engine_source), NULL);
     engine_table_init(&e->idents, cap, sizeof(struct engine_ident), NULL);
     engine_table_init(&e->conns, cap, sizeof(struct engine_conn), conn_evicted);

@@ -5,9 +5,30 @@
 
 const double secmon_half_life_s[SECMON_WINDOWS] = {10.0, 60.0, 600.0};
 
+/* Recent decay factors of this thread. A publish decays a device's
+ * statistics over the same interval for each half-life, so most of the
+ * dozen factors an event needs were just computed. */
+#define DECAY_MEMO 4
+static _Thread_local struct {
+    double half_life_s;
+    int64_t dt_us;
+    double factor;
+} decay_memo[DECAY_MEMO];
+static _Thread_local unsigned decay_memo_next;
+
 static double decay_factor(double half_life_s, int64_t dt_us)
 {
-    return exp2(-((double)dt_us / 1e6) / half_life_s);
+    double f;
+
+    for (int i = 0; i < DECAY_MEMO; i++)
+        if (decay_memo[i].dt_us == dt_us && decay_memo[i].half_life_s == half_life_s)
+            return decay_memo[i].factor;
+    f = exp2(-((double)dt_us / 1e6) / half_life_s);
+    decay_memo[decay_memo_next].half_life_s = half_life_s;
+    decay_memo[decay_memo_next].dt_us = dt_us;
+    decay_memo[decay_memo_next].factor = f;
+    decay_memo_next = (decay_memo_next + 1) % DECAY_MEMO;
+    return f;
 }
 
 void secmon_damped_decay(struct secmon_damped *s, double half_life_s, int64_t now_us)

@@ -78,6 +78,24 @@ static void test_damped_halves_per_half_life(void **state)
     assert_float_equal(s.weight, 1.0, 1e-12);
 }
 
+/* Statistics of several half-lives decayed over the same intervals, in
+ * turn, each get the factor of their own half-life. */
+static void test_damped_decay_per_half_life(void **state)
+{
+    static const double half_lives[] = {10.0, 60.0, 600.0, 3600.0, 5.0};
+    struct secmon_damped s[5];
+
+    (void)state;
+    memset(s, 0, sizeof s);
+    for (int i = 0; i < 5; i++)
+        secmon_damped_add(&s[i], half_lives[i], 1000 * SEC, 1.0);
+    for (int step = 1; step <= 3; step++)
+        for (int i = 0; i < 5; i++)
+            secmon_damped_decay(&s[i], half_lives[i], (1000 + 7 * step) * SEC);
+    for (int i = 0; i < 5; i++)
+        assert_float_equal(s[i].weight, exp2(-21.0 / half_lives[i]), 1e-12);
+}
+
 static void test_damped_rate_steady_stream(void **state)
 {
     struct secmon_multi m;
@@ -191,6 +209,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_damped_matches_reference),
         cmocka_unit_test(test_damped_halves_per_half_life),
+        cmocka_unit_test(test_damped_decay_per_half_life),
         cmocka_unit_test(test_damped_rate_steady_stream),
         cmocka_unit_test(test_damped_empty),
         cmocka_unit_test(test_value_senml_simulator),
