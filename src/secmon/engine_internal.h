@@ -13,9 +13,10 @@
 #define ENGINE_KEY_MAX 200
 #define ENGINE_TOPICS_MAX 16      /* topics remembered per device */
 /* Kinds of message tracked (device id prefix and last topic level). A
- * table smaller than the fleet's kinds evicts and allocates an entry on
- * nearly every publish: with 256, 1,000 publishers on their own topics
- * did. Entries are about 130 bytes and allocated as kinds appear. */
+ * table smaller than the number of kinds in use evicts and allocates an
+ * entry on nearly every publish, as 256 did for 1,000 publishers on
+ * topics of their own. Entries take about 130 bytes each and are
+ * allocated as kinds appear. */
 #define ENGINE_TYPES_MAX 4096
 #define ENGINE_PEERS_MAX 4        /* source addresses remembered per device */
 #define ENGINE_IDENTS_MAX 32      /* client ids remembered per source and window */
