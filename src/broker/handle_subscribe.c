@@ -17,6 +17,7 @@ static uint8_t subscribe_one(struct conn *c, const struct mqtt_sub_entry *e, uin
     vigil_err split = topic_split_shared(f, len, &group, &glen, &inner, &ilen);
     bool existed = false;
     uint8_t fail = c->version == MQTT_V5 ? 0 : 0x80;
+    struct vigil_event ev;
 
     *send_retained = false;
     if (split == VIGIL_ERR_INVALID || !topic_filter_valid(f, len)) {
@@ -44,7 +45,10 @@ static uint8_t subscribe_one(struct conn *c, const struct mqtt_sub_entry *e, uin
     }
     if (session_add_sub(c->session, f, len, e->options, sub_id, &existed) != VIGIL_OK)
         return fail ? fail : MQTT_RC_UNSPECIFIED;
-    hub_emit(hub, c, VIGIL_EV_SUBSCRIBE, f, len, NULL, NULL);
+    vigil_event_init(&ev, VIGIL_EV_SUBSCRIBE);
+    VIGIL_EVENT_SET(&ev, topic, f, len);
+    ev.qos = MQTT_SUBOPT_QOS(e->options);
+    hub_emit_ev(hub, c, &ev);
     if (split != VIGIL_OK) {
         uint8_t rh = c->version == MQTT_V5 ? MQTT_SUBOPT_RH(e->options) : 0;
 

@@ -92,6 +92,17 @@ def check_events(ctx, client_id, types):
         raise AssertionError("no connect_attempt event during the case")
 
 
+def check_event_qos(ctx, client_id, etype, qos):
+    """Wait for the client's events of etype and check that each carries qos."""
+    def found(evs):
+        return [e for e in evs[ctx.events_before:]
+                if e.get("client_id") == client_id and e.get("type") == etype]
+
+    evs = ctx.broker.wait_events(lambda evs: len(found(evs)) > 0)
+    check(evs is not None, f"no {etype} event for {client_id}")
+    check_equal({e.get("qos") for e in found(evs)}, {qos}, f"QoS of the {etype} events")
+
+
 def expect(ctx, client_id, *types):
     ctx.expected.append((client_id, types))
 
@@ -128,6 +139,9 @@ def qos_case(version, pub_qos, sub_qos):
         sub.disconnect()
         expect(ctx, sub.client_id, "auth_success", "subscribe", "disconnect")
         expect(ctx, pub.client_id, "auth_success", "publish", "disconnect")
+        if ctx.vigil:
+            check_event_qos(ctx, sub.client_id, "subscribe", sub_qos)
+            check_event_qos(ctx, pub.client_id, "publish", pub_qos)
 
 
 for _v in (V311, V5):
