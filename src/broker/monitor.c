@@ -28,8 +28,11 @@ static void audit_alert(struct hub *hub, const struct secmon_alert *a)
                                a->rule, "severity", severity_name(a->severity), "device",
                                a->device, "source", a->source, "explanation", a->explanation);
 
-    if (fields == NULL)
+    if (fields == NULL) {
+        log_error("audit: recording alert %s failed: a text is not UTF-8 or memory ran out",
+                  a->alert_id);
         return;
+    }
     if (audit_append_deferred(hub->audit, "alert_raised", fields) != VIGIL_OK)
         log_error("audit: cannot record alert %s", a->alert_id);
     json_decref(fields);

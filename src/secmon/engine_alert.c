@@ -44,6 +44,31 @@ static void alert_make_id(struct secmon_alert *a, const char *key, size_t key_le
         snprintf(a->alert_id + 2 * i, 3, "%02x", digest[i]);
 }
 
+/* Ends s before a UTF-8 character that a truncating snprintf cut short,
+ * because the JSON of the alert list and of the audit log rejects it. */
+static void text_end_whole(char *s)
+{
+    size_t len = strlen(s), i = len;
+    unsigned char lead;
+    size_t need;
+
+    while (i > 0 && len - i < 3 && ((unsigned char)s[i - 1] & 0xC0) == 0x80)
+        i--;
+    if (i == 0)
+        return;
+    lead = (unsigned char)s[i - 1];
+    if (lead < 0xC0)
+        return;
+    if (lead >= 0xF0)
+        need = 4;
+    else if (lead >= 0xE0)
+        need = 3;
+    else
+        need = 2;
+    if (len - (i - 1) < need)
+        s[i - 1] = '\0';
+}
+
 static void evidence_from_event(const struct vigil_event *ev, const char *src, char *out, size_t cap)
 {
     char ts[40];
@@ -72,6 +97,7 @@ static void alert_explain(struct secmon_alert *a)
              a->rule, a->device[0] != '\0' ? a->device : "unknown",
              a->source[0] != '\0' ? a->source : "unknown", a->observation, a->expectation, a->deviation,
              a->count, first, severity_name(a->severity));
+    text_end_whole(a->explanation);
 }
 
 static void alert_notify(struct secmon_engine *e, struct engine_alert *al, bool update)
@@ -96,6 +122,7 @@ static void alert_add_evidence(struct secmon_alert *a, const struct vigil_event 
     } else {
         snprintf(a->evidence[a->n_evidence], sizeof a->evidence[0], "%s", f->evidence);
     }
+    text_end_whole(a->evidence[a->n_evidence]);
     a->n_evidence++;
 }
 
@@ -111,6 +138,8 @@ static void alert_open(struct secmon_engine *e, struct engine_alert *al, const s
     snprintf(a->source, sizeof a->source, "%s", f->source);
     snprintf(a->observation, sizeof a->observation, "%s", f->observation);
     snprintf(a->expectation, sizeof a->expectation, "%s", f->expectation);
+    text_end_whole(a->observation);
+    text_end_whole(a->expectation);
     a->deviation = f->deviation;
     a->first_seen_us = a->last_seen_us = e->now_us;
     a->first_event_us = f->first_event_us != 0 && f->first_event_us < e->now_us ? f->first_event_us
@@ -136,6 +165,8 @@ static void alert_update(struct secmon_engine *e, struct engine_alert *al, const
         a->deviation = f->deviation;
         snprintf(a->observation, sizeof a->observation, "%s", f->observation);
         snprintf(a->expectation, sizeof a->expectation, "%s", f->expectation);
+        text_end_whole(a->observation);
+        text_end_whole(a->expectation);
     }
     if (a->source[0] == '\0' && f->source[0] != '\0')
         snprintf(a->source, sizeof a->source, "%s", f->source);

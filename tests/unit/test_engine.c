@@ -668,6 +668,73 @@ static void test_impossible_rate(void **state)
     assert_int_equal(count_rule(&fx->seen, SECMON_RULE_FLOOD), 0);
 }
 
+/* Checks that s is well-formed UTF-8 (no overlong forms or surrogates). */
+static bool utf8_valid(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+
+    while (*p != '\0') {
+        size_t n;
+        uint32_t cp;
+
+        if (*p < 0x80) {
+            n = 1;
+            cp = *p;
+        } else if ((*p & 0xE0) == 0xC0) {
+            n = 2;
+            cp = *p & 0x1Fu;
+        } else if ((*p & 0xF0) == 0xE0) {
+            n = 3;
+            cp = *p & 0x0Fu;
+        } else if ((*p & 0xF8) == 0xF0) {
+            n = 4;
+            cp = *p & 0x07u;
+        } else {
+            return false;
+        }
+        for (size_t i = 1; i < n; i++) {
+            if ((p[i] & 0xC0) != 0x80)
+                return false;
+            cp = cp << 6 | (p[i] & 0x3Fu);
+        }
+        if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+            cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        p += n;
+    }
+    return true;
+}
+
+/* A long topic of two-byte characters runs over the end of each alert
+ * text. The texts stay valid UTF-8 at either parity of the cut. */
+static void test_texts_cut_at_whole_characters(void **state)
+{
+    struct fixture *fx = *state;
+    char topic[192];
+
+    for (int pad = 0; pad < 2; pad++) {
+        size_t n = (size_t)snprintf(topic, sizeof topic, "north/%s", pad ? "x" : "");
+
+        for (int i = 0; i < 80; i++)
+            n += (size_t)snprintf(topic + n, sizeof topic - n, "\xc3\xbc"); /* U+00FC */
+        snprintf(topic + n, sizeof topic - n, "/heart_rate");
+        restart(fx);
+        for (int i = 0; i < 300; i++)
+            publish(fx, T0 + i * 4000, "mon-1", topic, 50, 0);
+        secmon_engine_tick(fx->e, T0 + 200 * SEC);
+        assert_int_equal(count_rule(&fx->seen, SECMON_RULE_IMPOSSIBLE_RATE), 1);
+        for (size_t a = 0; a < fx->seen.count; a++) {
+            const struct secmon_alert *al = &fx->seen.alerts[a];
+
+            assert_true(utf8_valid(al->observation));
+            assert_true(utf8_valid(al->expectation));
+            assert_true(utf8_valid(al->explanation));
+            for (int e = 0; e < al->n_evidence; e++)
+                assert_true(utf8_valid(al->evidence[e]));
+        }
+    }
+}
+
 static void test_silence_after_learning(void **state)
 {
     struct fixture *fx = *state;
@@ -1060,6 +1127,7 @@ int main(void)
         T(test_suspicious_topics),
         T(test_physiological_range),
         T(test_impossible_rate),
+        T(test_texts_cut_at_whole_characters),
         T(test_silence_after_learning),
         T(test_silence_needs_learning),
         T(test_learning_period_honoured),
