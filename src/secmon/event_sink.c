@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -84,7 +85,7 @@ struct vigil_event_sink {
     char *out;                  /* owned; SINK_OUT bytes of JSON lines not yet written */
     size_t out_len;
     bool write_failed;          /* the last write failed; logged once until one succeeds */
-    bool cut_line;              /* a failed write left part of a line in the file */
+    bool cut_line;              /* the file ends in part of a line, cut by a failure */
     atomic_uint_fast64_t dropped;
     atomic_uint_fast64_t written;
     uint64_t dropped_reported;  /* writer thread only */
@@ -452,6 +453,28 @@ static int sink_open_file(const char *path)
     return fd;
 }
 
+/* Checks whether the regular file open as fd ends in part of a line, which a
+ * full disk or a crash of an earlier run left. The writer then ends that line
+ * before its first new line. */
+static bool sink_file_ends_cut(const char *path, int fd)
+{
+    struct stat st;
+    char last;
+    int rfd;
+    bool cut;
+
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0)
+        return false;
+    /* The writer's descriptor is write-only, so the last byte is read
+     * through a second one. */
+    rfd = open(path, O_RDONLY | O_CLOEXEC);
+    if (rfd < 0)
+        return false;
+    cut = pread(rfd, &last, 1, st.st_size - 1) == 1 && last != '\n';
+    close(rfd);
+    return cut;
+}
+
 static void sink_free(struct vigil_event_sink *sink)
 {
     if (sink->fd >= 0)
@@ -483,6 +506,7 @@ vigil_err vigil_event_sink_open(const char *path, size_t capacity, struct vigil_
         rc = VIGIL_ERR_IO;
         goto fail;
     }
+    sink->cut_line = sink_file_ends_cut(path, sink->fd);
     pthread_mutex_init(&sink->mu, NULL);
     pthread_cond_init(&sink->cond, NULL);
     if (pthread_create(&sink->thread, NULL, sink_main, sink) != 0) {

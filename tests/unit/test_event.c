@@ -449,6 +449,39 @@ static void test_sink_appends(void **state)
     unlink(path);
 }
 
+/* A line that a full disk or a crash left without its newline is ended
+ * before the next run's first line, so that line stays valid JSON. */
+static void test_sink_ends_cut_line_at_open(void **state)
+{
+    static const char cut[] = "{\"ts\":\"2026-01-02T03:04:05.000000Z\",\"type\":\"pub";
+    struct vigil_event_sink *sink;
+    struct vigil_event ev;
+    char *path = temp_path();
+    char text[512];
+    FILE *f = fopen(path, "w");
+    size_t n;
+
+    (void)state;
+    assert_non_null(f);
+    assert_true(fputs(cut, f) >= 0);
+    assert_int_equal(fclose(f), 0);
+    vigil_event_init(&ev, VIGIL_EV_ADMIN);
+    assert_int_equal(vigil_event_sink_open(path, 8, &sink), VIGIL_OK);
+    vigil_event_sink_emit(sink, &ev);
+    vigil_event_sink_close(sink);
+
+    f = fopen(path, "r");
+    assert_non_null(f);
+    n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    assert_int_equal(strncmp(text, cut, sizeof cut - 1), 0);
+    assert_int_equal(text[sizeof cut - 1], '\n');
+    assert_non_null(strstr(text + sizeof cut, "\"type\":\"admin\""));
+    assert_int_equal(text[n - 1], '\n');
+    unlink(path);
+}
+
 /* Connection ids the test consumer saw, in order; written on the sink's
  * thread and read after vigil_event_sink_close() joined it. */
 static uint64_t seen_ids[1000];
@@ -867,6 +900,7 @@ int main(void)
         cmocka_unit_test(test_sink_open_memory),
         cmocka_unit_test(test_sink_batch_capped),
         cmocka_unit_test(test_sink_write_failure),
+        cmocka_unit_test(test_sink_ends_cut_line_at_open),
         cmocka_unit_test(test_sink_trickle_batched),
         cmocka_unit_test(test_sink_memory_follows_backlog),
         cmocka_unit_test(test_sink_concurrent_emitters),
