@@ -34,7 +34,8 @@ static void check_unauthenticated(struct secmon_engine *e, const struct vigil_ev
 
 /* Raises a flood when the sliding 1-s count of the subject, or its damped
  * 10-s rate, is above the threshold. Every publish while it stays above
- * joins the alert. */
+ * joins the alert. what qualifies "publishes" in the texts: "" or a word
+ * with a trailing space. */
 static void check_flood(struct secmon_engine *e, const struct vigil_event *ev, const char *src,
                         struct engine_window *w, const char *rule, uint32_t threshold, double damped,
                         const char *subject, const char *what)
@@ -54,9 +55,9 @@ static void check_flood(struct secmon_engine *e, const struct vigil_event *ev, c
     f.open_count = (uint64_t)(n + 0.5);
     f.first_event_us = w->first_us;
     snprintf(f.observation, sizeof f.observation,
-             "%.0f %s publishes by '%s' in the last second (damped 10-s rate %.1f/s)", n, what, subject,
+             "%.0f %spublishes by '%s' in the last second (damped 10-s rate %.1f/s)", n, what, subject,
              damped);
-    snprintf(f.expectation, sizeof f.expectation, "policy: at most %" PRIu32 " %s publishes per second",
+    snprintf(f.expectation, sizeof f.expectation, "policy: at most %" PRIu32 " %spublishes per second",
              threshold, what);
     engine_raise(e, ev, &f);
 }
@@ -86,7 +87,7 @@ static void check_floods(struct secmon_engine *e, const struct vigil_event *ev, 
     }
     check_flood(e, ev, src, pub, SECMON_RULE_FLOOD, c->flood_msgs_per_s, damped, subject, "");
     if (ev->qos > 0)
-        check_flood(e, ev, src, qos, SECMON_RULE_QOS_FLOOD, c->qos_flood_msgs_per_s, 0, subject, "QoS 1/2");
+        check_flood(e, ev, src, qos, SECMON_RULE_QOS_FLOOD, c->qos_flood_msgs_per_s, 0, subject, "QoS 1/2 ");
 }
 
 /* Clinical value of a measurement that a producer may have sent in another

@@ -583,7 +583,8 @@ static void test_flood_keeps_largest_deviation(void **state)
     assert_int_equal(a->count, sent);
     assert_true(a->deviation >= 9.9 && a->deviation <= 10.1);
     assert_int_equal(strncmp(a->observation, "100", 3), 0);
-    assert_non_null(strstr(a->observation, "publishes by 'mon-1' in the last second"));
+    assert_non_null(strstr(a->observation, " publishes by 'mon-1' in the last second"));
+    assert_null(strstr(a->observation, "  "));
 }
 
 static void test_steady_publishes_benign(void **state)
@@ -603,6 +604,10 @@ static void test_qos_flood(void **state)
         publish(fx, T0 + i * 10000, "mon-1", "north/icu3/r1/mon-1/log", 52, 1);
     assert_int_equal(count_rule(&fx->seen, SECMON_RULE_QOS_FLOOD), 1);
     assert_int_equal(count_rule(&fx->seen, SECMON_RULE_FLOOD), 0);
+    assert_non_null(strstr(find_rule(&fx->seen, SECMON_RULE_QOS_FLOOD)->observation,
+                           " QoS 1/2 publishes by 'mon-1'"));
+    assert_non_null(strstr(find_rule(&fx->seen, SECMON_RULE_QOS_FLOOD)->expectation,
+                           "at most 50 QoS 1/2 publishes per second"));
 }
 
 static void test_malformed_burst(void **state)
