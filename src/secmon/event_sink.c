@@ -86,6 +86,7 @@ struct vigil_event_sink {
     size_t out_len;
     bool write_failed;          /* the last write failed; logged once until one succeeds */
     bool cut_line;              /* the file ends in part of a line, cut by a failure */
+    uint64_t lost_lines;        /* lines dropped since writing began to fail */
     atomic_uint_fast64_t dropped;
     atomic_uint_fast64_t written;
     uint64_t dropped_reported;  /* writer thread only */
@@ -253,17 +254,20 @@ static void sink_chain_return(struct vigil_event_sink *sink, struct sink_chain *
     ch->first = NULL;
 }
 
-/* Writes out the buffered lines. A failed write drops them, because the
- * writer must not stall the queue behind a full or broken disk. The first
- * failure of a run is logged. A line cut short by a failure is ended
- * before the next write, so it cannot run into the next event's line. */
-static bool sink_out_flush(struct vigil_event_sink *sink)
+/* Writes out the buffered lines, of which there are lines. A failed write
+ * drops them, because the writer must not stall the queue behind a full
+ * or broken disk. The first failure of a run is logged, and so is the
+ * number of lines dropped once writing works again. A line cut short by a
+ * failure is ended before the next write, so it cannot run into the next
+ * event's line. */
+static bool sink_out_flush(struct vigil_event_sink *sink, uint64_t lines)
 {
     size_t done = 0;
 
     if (sink->cut_line && sink->out_len > 0) {
         if (write(sink->fd, "\n", 1) != 1) {
             sink->out_len = 0; /* still failing; logged when the failure began */
+            sink->lost_lines += lines;
             return false;
         }
         sink->cut_line = false;
@@ -280,11 +284,16 @@ static bool sink_out_flush(struct vigil_event_sink *sink)
             if (done > 0 && sink->out[done - 1] != '\n')
                 sink->cut_line = true;
             sink->out_len = 0;
+            sink->lost_lines += lines;
             return false;
         }
         done += (size_t)n;
     }
+    if (sink->write_failed)
+        log_warn("event sink: writing events works again; %llu events were not written",
+                 (unsigned long long)sink->lost_lines);
     sink->write_failed = false;
+    sink->lost_lines = 0;
     sink->out_len = 0;
     return true;
 }
@@ -301,7 +310,7 @@ static void sink_write_batch(struct vigil_event_sink *sink, const struct sink_ch
         int len;
 
         if (SINK_OUT - sink->out_len < VIGIL_EVENT_JSON_MAX) {
-            if (sink_out_flush(sink))
+            if (sink_out_flush(sink, pending))
                 ok += pending;
             pending = 0;
         }
@@ -316,7 +325,7 @@ static void sink_write_batch(struct vigil_event_sink *sink, const struct sink_ch
         sink->out_len += (size_t)len + 1;
         pending++;
     }
-    if (sink_out_flush(sink))
+    if (sink_out_flush(sink, pending))
         ok += pending;
     atomic_fetch_add(&sink->written, ok);
     if (dropped != sink->dropped_reported) {

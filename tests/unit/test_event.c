@@ -1,5 +1,7 @@
 /* Tests for security event formatting and the JSON-lines sink. */
 #include <setjmp.h>
+#include <sys/stat.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -609,6 +611,71 @@ static void test_sink_write_failure(void **state)
     assert_int_equal(batch_total, 3000);
 }
 
+/* Waits until the consumer of the batch_* counters was fed n events. */
+static void wait_fed(size_t n)
+{
+    for (int i = 0; i < 5000 && batch_total < n; i++)
+        usleep(1000);
+    assert_int_equal(batch_total, n);
+}
+
+/* Writes that fail for a while (the file size limit stands in for a full
+ * disk) lose those lines only: the lines before and after are whole, and
+ * the recovery is logged with the number lost. */
+static void test_sink_write_recovers(void **state)
+{
+    struct vigil_event_consumer cons = {.feed = batch_feed, .tick = batch_tick};
+    struct vigil_event_sink *sink;
+    struct vigil_event ev;
+    struct rlimit old, cap;
+    struct stat st;
+    char *path = temp_path();
+    char log_path[] = "/tmp/vigil-sink-log-XXXXXX";
+    char logged[4096];
+    int log_fd = mkstemp(log_path), saved_err = dup(2);
+    ssize_t n;
+
+    (void)state;
+    assert_true(log_fd >= 0 && saved_err >= 0);
+    batch_fed = batch_max = batch_total = 0;
+    assert_int_equal(vigil_event_sink_open(path, 5000, &sink), VIGIL_OK);
+    vigil_event_sink_set_consumer(sink, &cons);
+    vigil_event_init(&ev, VIGIL_EV_PUBLISH);
+    for (int i = 0; i < 10; i++)
+        vigil_event_sink_emit(sink, &ev);
+    wait_written(sink, 10);
+
+    fflush(stderr);
+    assert_true(dup2(log_fd, 2) >= 0);
+    assert_int_equal(stat(path, &st), 0);
+    signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    cap = old;
+    cap.rlim_cur = (rlim_t)st.st_size;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &cap), 0);
+    for (int i = 0; i < 7; i++)
+        vigil_event_sink_emit(sink, &ev);
+    wait_fed(17);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    for (int i = 0; i < 5; i++)
+        vigil_event_sink_emit(sink, &ev);
+    wait_written(sink, 15);
+    vigil_event_sink_close(sink);
+    fflush(stderr);
+    assert_true(dup2(saved_err, 2) >= 0);
+    close(saved_err);
+
+    assert_int_equal(count_json_lines(path), 15);
+    n = pread(log_fd, logged, sizeof logged - 1, 0);
+    assert_true(n > 0);
+    logged[n] = '\0';
+    assert_non_null(strstr(logged, "event sink: write failed"));
+    assert_non_null(strstr(logged, "writing events works again; 7 events were not written"));
+    close(log_fd);
+    unlink(log_path);
+    unlink(path);
+}
+
 /* Events that trickle in are handed over in batches: the first one wakes
  * the writer, which then waits one period for more before taking them. */
 static void test_sink_trickle_batched(void **state)
@@ -902,6 +969,7 @@ int main(void)
         cmocka_unit_test(test_sink_write_failure),
         cmocka_unit_test(test_sink_ends_cut_line_at_open),
         cmocka_unit_test(test_sink_trickle_batched),
+        cmocka_unit_test(test_sink_write_recovers),
         cmocka_unit_test(test_sink_memory_follows_backlog),
         cmocka_unit_test(test_sink_concurrent_emitters),
         cmocka_unit_test(test_sink_held_events_count),
