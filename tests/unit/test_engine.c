@@ -578,7 +578,7 @@ static void test_flood_keeps_largest_deviation(void **state)
     secmon_engine_tick(fx->e, t + 200 * SEC);
     assert_int_equal(count_rule(&fx->seen, SECMON_RULE_FLOOD), 1);
     a = find_rule(&fx->seen, SECMON_RULE_FLOOD);
-    /* The alert opens with the count of its window, which holds every
+    /* The alert opens with the count of its window, which contains every
      * publish before it. */
     assert_int_equal(a->count, sent);
     assert_true(a->deviation >= 9.9 && a->deviation <= 10.1);

@@ -619,8 +619,8 @@ static void wait_fed(size_t n)
     assert_int_equal(batch_total, n);
 }
 
-/* Writes that fail for a while (the file size limit stands in for a full
- * disk) lose those lines only: the lines before and after are whole, and
+/* Writes that fail for a while lose those lines only. The file size
+ * limit plays the full disk. The lines before and after are whole, and
  * the recovery is logged with the number lost. */
 static void test_sink_write_recovers(void **state)
 {
