@@ -196,25 +196,6 @@ static bool alert_quiet(const struct secmon_engine *e, const struct engine_alert
     return e->now_us - al->pub.last_seen_us >= (int64_t)e->cfg.alert_quiet_s * 1000000;
 }
 
-size_t engine_key_join(char *out, const char *a, size_t alen, const char *b)
-{
-    size_t blen = strlen(b);
-    size_t len = 0;
-
-    if (alen > ENGINE_KEY_MAX - 1)
-        alen = ENGINE_KEY_MAX - 1;
-    memcpy(out, a, alen);
-    len = alen;
-    if (len < ENGINE_KEY_MAX - 1)
-        out[len++] = '|';
-    if (blen > ENGINE_KEY_MAX - 1 - len)
-        blen = ENGINE_KEY_MAX - 1 - len;
-    memcpy(out + len, b, blen);
-    len += blen;
-    out[len] = '\0';
-    return len;
-}
-
 bool engine_raise_repeat(struct secmon_engine *e, const struct vigil_event *ev, const char *rule,
                          const char *subject, uint8_t severity, double deviation)
 {

@@ -125,6 +125,25 @@ void *engine_table_get(struct engine_table *t, const char *key, size_t len)
     return n;
 }
 
+size_t engine_key_join(char *out, const char *a, size_t alen, const char *b)
+{
+    size_t blen = strlen(b);
+    size_t len = 0;
+
+    if (alen > ENGINE_KEY_MAX - 1)
+        alen = ENGINE_KEY_MAX - 1;
+    memcpy(out, a, alen);
+    len = alen;
+    if (len < ENGINE_KEY_MAX - 1)
+        out[len++] = '|';
+    if (blen > ENGINE_KEY_MAX - 1 - len)
+        blen = ENGINE_KEY_MAX - 1 - len;
+    memcpy(out + len, b, blen);
+    len += blen;
+    out[len] = '\0';
+    return len;
+}
+
 size_t engine_conn_key(char *out, uint64_t id)
 {
     char digits[20];
