@@ -543,7 +543,12 @@ static vigil_err hub_open_stores(struct hub *hub)
         return VIGIL_ERR_EXISTS;
     }
     snprintf(path, sizeof path, "%s/events.jsonl", hub->cfg.data_dir);
-    rc = vigil_event_sink_open(path, hub->cfg.event_queue_capacity, &hub->events);
+    rc = vigil_event_sink_open_rotating(path, hub->cfg.event_queue_capacity,
+                                        &(struct vigil_event_rotation){
+                                            .max_bytes = hub->cfg.event_file_max_bytes,
+                                            .keep = hub->cfg.event_files_kept,
+                                        },
+                                        &hub->events);
     if (rc != VIGIL_OK) {
         log_error("%s: cannot open the event log: %s", path, vigil_strerror(rc));
         return rc;

@@ -179,6 +179,9 @@ static void on_sighup(uv_signal_t *h, int signum)
 
     (void)signum;
     hub->snap_version = 0; /* the next tick reloads the inventory too */
+    /* An external log rotation may have moved events.jsonl away. The event
+     * writer opens it anew before its next batch. */
+    vigil_event_sink_reopen(hub->events);
     zt_reload(hub, "SIGHUP");
 }
 

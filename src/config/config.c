@@ -11,11 +11,12 @@
 #include "core/alloc.h"
 #include "core/log.h"
 
-#define NUMBER(key, field, lo, hi)                                                        \
+#define NUMBER_OR_OFF(key, field, lo, hi, off)                                            \
     {                                                                                     \
         key, offsetof(struct vigil_config, field), sizeof(((struct vigil_config *)0)->field), \
-            lo, hi                                                                        \
+            lo, hi, off                                                                   \
     }
+#define NUMBER(key, field, lo, hi) NUMBER_OR_OFF(key, field, lo, hi, false)
 
 /* Ranges: see docs/configuration.md for the reason behind each bound. */
 static const struct config_number numbers[] = {
@@ -40,6 +41,8 @@ static const struct config_number numbers[] = {
     NUMBER("store.commit_interval_us", store_commit_interval_us, 0, 1000000),
     NUMBER("sys_interval", sys_interval_s, 0, 86400),
     NUMBER("event_queue_capacity", event_queue_capacity, 16, 16777216),
+    NUMBER_OR_OFF("event_file_max_bytes", event_file_max_bytes, 65536, 1099511627776, true),
+    NUMBER("event_files_kept", event_files_kept, 1, VIGIL_EVENT_KEEP_MAX),
     NUMBER("tls.device_cert_days", tls.device_cert_days, 1, 3650),
     NUMBER("tls.rotation_overlap", tls.rotation_overlap_s, 0, 7776000),
     NUMBER("tls.expiry_warning_days", tls.expiry_warning_days, 1, 365),
@@ -126,6 +129,17 @@ void config_number_set(struct vigil_config *cfg, const struct config_number *num
         memcpy(field, &value, 8);
         break;
     }
+}
+
+bool config_number_allows(const struct config_number *num, uint64_t value)
+{
+    return (value >= num->min && value <= num->max) || (value == 0 && num->zero_off);
+}
+
+void config_number_expected(const struct config_number *num, char *out, size_t cap)
+{
+    snprintf(out, cap, "%san unsigned integer from %llu to %llu", num->zero_off ? "0 or " : "",
+             (unsigned long long)num->min, (unsigned long long)num->max);
 }
 
 static void defaults_roles(struct vigil_config *cfg)
@@ -236,6 +250,8 @@ void config_defaults(struct vigil_config *cfg)
     cfg->store_commit_interval_us = 5000;
     cfg->sys_interval_s = 10;
     cfg->event_queue_capacity = 16384;
+    cfg->event_file_max_bytes = 256ull * 1024 * 1024;
+    cfg->event_files_kept = 8;
     cfg->secmon_enabled = true;
     snprintf(cfg->log_level, sizeof cfg->log_level, "info");
     secmon_config_defaults(&cfg->secmon);
@@ -659,11 +675,12 @@ static vigil_err validate_numbers(const struct vigil_config *cfg, char *err, siz
     for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
         const struct config_number *num = &numbers[i];
         uint64_t value = config_number_get(cfg, num);
+        char expected[96];
 
-        if (value < num->min || value > num->max) {
-            snprintf(err, errcap, "%s is %llu; expected an unsigned integer from %llu to %llu",
-                     num->path, (unsigned long long)value, (unsigned long long)num->min,
-                     (unsigned long long)num->max);
+        if (!config_number_allows(num, value)) {
+            config_number_expected(num, expected, sizeof expected);
+            snprintf(err, errcap, "%s is %llu; expected %s", num->path, (unsigned long long)value,
+                     expected);
             return VIGIL_ERR_CONFIG;
         }
     }

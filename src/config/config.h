@@ -167,6 +167,9 @@ struct vigil_config {
     uint32_t store_commit_interval_us;                /* group commit window; default 2000 */
     uint32_t sys_interval_s;                          /* $SYS publish period; default 10, 0 = off */
     size_t event_queue_capacity;                      /* default 16384 */
+    uint64_t event_file_max_bytes;                    /* events.jsonl rotates before it passes
+                                                       * this; 0 = never; default 256 MiB */
+    uint32_t event_files_kept;                        /* rotated events.jsonl.N kept; default 8 */
     char log_level[16];                               /* default "info" */
     char source_path[512];                            /* the -c file, "" for the default */
     /* Security engine thresholds; defaults from secmon_config_defaults().

@@ -14,13 +14,15 @@
 #define CONFIG_MAX_FILE_SIZE (1024 * 1024)
 
 /* An unsigned integer setting: its dotted key path, where it lives in
- * struct vigil_config, its width in bytes (2, 4 or 8) and its allowed range. */
+ * struct vigil_config, its width in bytes (2, 4 or 8) and its allowed range.
+ * With zero_off, 0 is allowed too and turns the feature off. */
 struct config_number {
     const char *path;
     size_t offset;
     size_t size;
     uint64_t min;
     uint64_t max;
+    bool zero_off;
 };
 
 /* Returns the setting with that dotted path ("limits.max_packet_size"), or
@@ -29,8 +31,13 @@ const struct config_number *config_number_find(const char *path);
 /* Returns the table of every numeric setting. *count receives its length. */
 const struct config_number *config_numbers(size_t *count);
 uint64_t config_number_get(const struct vigil_config *cfg, const struct config_number *num);
-/* value must already be within [num->min, num->max]. */
+/* value must already be allowed (config_number_allows). */
 void config_number_set(struct vigil_config *cfg, const struct config_number *num, uint64_t value);
+/* True when value is within [num->min, num->max], or 0 with zero_off. */
+bool config_number_allows(const struct config_number *num, uint64_t value);
+/* Writes the allowed values for messages: "an unsigned integer from 1 to
+ * 86400", or "0 or an unsigned integer from 65536 to ..." with zero_off. */
+void config_number_expected(const struct config_number *num, char *out, size_t cap);
 
 /* Checks an access pattern: a valid MQTT topic filter of at most 255 bytes,
  * not a shared subscription, with "%d" only as a whole level. Returns NULL

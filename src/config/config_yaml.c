@@ -22,7 +22,7 @@
 
 #define TOP_KEYS                                                                               \
     "data_dir, listeners, tls, auth, roles, limits, store, secmon, siem, sys_interval, "             \
-    "event_queue_capacity, "                                                                   \
+    "event_queue_capacity, event_file_max_bytes, event_files_kept, "                           \
     "log_level, sniff, sniff_ports, sniff_promiscuous, sniff_buffer_size, audit, gateway"
 #define GATEWAY_KEYS                                                                           \
     "topic_base, max_peers, handshake_burst, handshakes_per_minute, coap_max_body, "           \
@@ -235,10 +235,9 @@ static vigil_err read_number(struct loader *ld, const char *path)
     char expected[96];
     uint64_t value;
 
-    snprintf(expected, sizeof expected, "an unsigned integer from %llu to %llu",
-             (unsigned long long)num->min, (unsigned long long)num->max);
+    config_number_expected(num, expected, sizeof expected);
     if (ld->event.type != YAML_SCALAR_EVENT || !parse_decimal(&ld->event, &value) ||
-        value < num->min || value > num->max)
+        !config_number_allows(num, value))
         return fail_type(ld, path, expected);
     config_number_set(ld->cfg, num, value);
     return VIGIL_OK;
@@ -696,10 +695,9 @@ static vigil_err read_profile_threshold(struct loader *ld, struct config_secmon_
     } else {
         snprintf(number_path, sizeof number_path, "secmon.%s", k->key);
         num = config_number_find(number_path);
-        snprintf(expected, sizeof expected, "an unsigned integer from %llu to %llu",
-                 (unsigned long long)num->min, (unsigned long long)num->max);
+        config_number_expected(num, expected, sizeof expected);
         if (ld->event.type != YAML_SCALAR_EVENT || !parse_decimal(&ld->event, &value) ||
-            value < num->min || value > num->max)
+            !config_number_allows(num, value))
             return fail_type(ld, path, expected);
         value32 = (uint32_t)value;
         memcpy(field, &value32, sizeof value32);
@@ -1070,6 +1068,7 @@ static vigil_err top_value(struct loader *ld, const struct mapping_walk *walk, c
     if (strcmp(key, "sniff_promiscuous") == 0)
         return read_bool(ld, key, &ld->cfg->sniff.promiscuous);
     if (strcmp(key, "sys_interval") == 0 || strcmp(key, "event_queue_capacity") == 0 ||
+        strcmp(key, "event_file_max_bytes") == 0 || strcmp(key, "event_files_kept") == 0 ||
         strcmp(key, "sniff_buffer_size") == 0)
         return read_number(ld, key);
     return fail_unknown_key(ld, walk, key, key_line);

@@ -84,6 +84,30 @@ const char *vigil_event_type_name(enum vigil_event_type type);
 struct vigil_event_sink;
 
 vigil_err vigil_event_sink_open(const char *path, size_t capacity, struct vigil_event_sink **out);
+
+/* Size-based rotation of the sink's file. When a write would take the file
+ * past max_bytes, the whole lines that fit go to it first. Then path.keep
+ * is deleted, path.(keep - 1) becomes path.keep and so on down to path.1,
+ * path becomes path.1, and a new path takes the rest. A line is never
+ * split between two files, and an empty file takes at least one line.
+ * When a rename fails, the writer logs it once and keeps appending to the
+ * current file, trying again after max_bytes more. Only regular files
+ * rotate. */
+#define VIGIL_EVENT_KEEP_MAX 1000
+struct vigil_event_rotation {
+    uint64_t max_bytes;       /* 0: never rotate */
+    uint32_t keep;            /* rotated files kept, 1 to VIGIL_EVENT_KEEP_MAX */
+};
+
+/* Opens a sink like vigil_event_sink_open, with rotation (NULL for none).
+ * Returns VIGIL_ERR_INVALID for a keep out of range while max_bytes is set. */
+vigil_err vigil_event_sink_open_rotating(const char *path, size_t capacity,
+                                         const struct vigil_event_rotation *rotation,
+                                         struct vigil_event_sink **out);
+/* Requests that the writer open path anew before its next batch, after an
+ * external log rotation moved the file away (SIGHUP). Safe from any thread.
+ * The writer keeps the old file when the open fails. */
+void vigil_event_sink_reopen(struct vigil_event_sink *sink);
 void vigil_event_sink_emit(struct vigil_event_sink *sink, const struct vigil_event *ev);
 uint64_t vigil_event_sink_dropped(const struct vigil_event_sink *sink);
 uint64_t vigil_event_sink_written(const struct vigil_event_sink *sink);

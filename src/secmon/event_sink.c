@@ -1,5 +1,5 @@
 /* Event sink: a bounded queue of events drained by one writer thread that
- * appends JSON lines to a file. */
+ * appends JSON lines to a file, rotated by size and reopened on request. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -81,7 +81,18 @@ struct vigil_event_sink {
     bool paused;
     bool sleeping;              /* the writer waits on cond; guarded by mu */
     pthread_t thread;
+    char *path;                 /* owned; the file's name, for rotating and reopening */
     int fd;                     /* owned; opened with O_APPEND, -1 when closed */
+    /* Rotation state, used by the writer thread only. size is the file's
+     * size at open plus the bytes written since, so no write needs a stat. */
+    uint64_t size;
+    uint64_t max_bytes;         /* 0: never rotate */
+    uint32_t keep;              /* rotated files kept, path.1 (newest) to path.keep */
+    uint64_t rotate_at;         /* size that triggers a rotation: max_bytes, or max_bytes
+                                 * past the size at a failed rotation */
+    bool regular;               /* fd is a regular file, the only kind that rotates */
+    bool rotate_failed;         /* the last rotation failed; logged once until one works */
+    atomic_bool reopen;         /* a reopen was requested (vigil_event_sink_reopen) */
     char *out;                  /* owned; SINK_OUT bytes of JSON lines not yet written */
     size_t out_len;
     bool write_failed;          /* the last write failed; logged once until one succeeds */
@@ -254,40 +265,240 @@ static void sink_chain_return(struct vigil_event_sink *sink, struct sink_chain *
     ch->first = NULL;
 }
 
-/* Writes out the buffered lines, of which there are lines. A failed write
- * drops them, because the writer must not stall the queue behind a full
- * or broken disk. The first failure of a run is logged, and so is the
- * number of lines dropped once writing works again. A line cut short by a
- * failure is ended before the next write, so it cannot run into the next
- * event's line. */
-static bool sink_out_flush(struct vigil_event_sink *sink, uint64_t lines)
+/* Writes the name of rotated file k ("events.jsonl.3") into out, or
+ * returns false when it does not fit. */
+static bool sink_rotated_name(const struct vigil_event_sink *sink, uint32_t k, char *out,
+                              size_t cap)
+{
+    int n = snprintf(out, cap, "%s.%u", sink->path, (unsigned)k);
+
+    return n > 0 && (size_t)n < cap;
+}
+
+/* A newly opened event file and what the writer reads from it once. */
+struct sink_file {
+    int fd;
+    uint64_t size;
+    bool regular;
+    bool cut;       /* ends in part of a line, which a full disk or a crash left */
+};
+
+/* Opens path for appending (created 0600) and reads its size with one
+ * fstat. On failure errno is set by open. */
+static bool sink_file_open(const char *path, struct sink_file *f)
+{
+    struct stat st;
+    char last;
+    int rfd;
+
+    f->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    f->size = 0;
+    f->regular = false;
+    f->cut = false;
+    if (f->fd < 0)
+        return false;
+    if (fstat(f->fd, &st) != 0 || !S_ISREG(st.st_mode))
+        return true;
+    f->regular = true;
+    f->size = (uint64_t)st.st_size;
+    if (st.st_size == 0)
+        return true;
+    /* The writer's descriptor is write-only, so the last byte is read
+     * through a second one. */
+    rfd = open(path, O_RDONLY | O_CLOEXEC);
+    if (rfd < 0)
+        return true;
+    f->cut = pread(rfd, &last, 1, st.st_size - 1) == 1 && last != '\n';
+    close(rfd);
+    return true;
+}
+
+/* Makes f the file the writer appends to. The caller closes the old one. */
+static void sink_file_use(struct vigil_event_sink *sink, const struct sink_file *f)
+{
+    sink->fd = f->fd;
+    sink->size = f->size;
+    sink->regular = f->regular;
+    sink->cut_line = f->cut;
+    sink->rotate_at = sink->max_bytes;
+}
+
+/* Opens the file anew at its path, for a log rotation that moved the old
+ * one away and then sent SIGHUP. The old descriptor stays in use when the
+ * open fails, so no event is lost. */
+static void sink_reopen(struct vigil_event_sink *sink)
+{
+    struct sink_file f;
+
+    if (!sink_file_open(sink->path, &f)) {
+        log_error("event sink: reopening %s failed: %s; events go on to the file open before "
+                  "until the next SIGHUP",
+                  sink->path, strerror(errno));
+        return;
+    }
+    /* A line cut short in the old file is ended there, where it began. */
+    if (sink->cut_line && write(sink->fd, "\n", 1) == 1)
+        sink->cut_line = false;
+    close(sink->fd);
+    sink_file_use(sink, &f);
+    log_info("event sink: reopened %s (%llu bytes)", sink->path, (unsigned long long)f.size);
+}
+
+/* Rotates the file: deletes path.keep (and higher numbers that a larger
+ * keep left), renames path.k to path.k+1 from keep - 1 down to 1, renames
+ * path to path.1 and opens a new path. On failure the current file stays
+ * open for the next lines, and the first failure is logged. The next
+ * attempt comes after max_bytes more bytes, so the renames stay rare. */
+static bool sink_rotate(struct vigil_event_sink *sink)
+{
+    char from[4096], to[4096];
+    const char *step = "deleting", *file = to;
+    struct sink_file f;
+    uint32_t k;
+    int err = ENAMETOOLONG;
+
+    /* Every name is path.N, so one fitting path.(keep + 1) fits them all. */
+    if (!sink_rotated_name(sink, sink->keep + 1, to, sizeof to)) {
+        step = "naming the rotated files of";
+        file = sink->path;
+        goto fail;
+    }
+    sink_rotated_name(sink, sink->keep, to, sizeof to);
+    if (unlink(to) != 0 && errno != ENOENT)
+        goto fail_errno;
+    for (k = sink->keep + 1; sink_rotated_name(sink, k, to, sizeof to) && unlink(to) == 0; k++)
+        ;
+    step = "renaming to";
+    for (k = sink->keep - 1; k >= 1; k--) {
+        sink_rotated_name(sink, k, from, sizeof from);
+        sink_rotated_name(sink, k + 1, to, sizeof to);
+        if (rename(from, to) != 0 && errno != ENOENT)
+            goto fail_errno;
+    }
+    sink_rotated_name(sink, 1, to, sizeof to);
+    if (rename(sink->path, to) != 0)
+        goto fail_errno;
+    if (!sink_file_open(sink->path, &f)) {
+        err = errno;
+        step = "opening a new";
+        file = sink->path;
+        /* The file goes back to its name. If that fails too, it still
+         * takes the next lines under the new name. */
+        (void)rename(to, sink->path);
+        goto fail;
+    }
+    close(sink->fd);
+    sink_file_use(sink, &f);
+    if (sink->rotate_failed)
+        log_info("event sink: rotating %s works again", sink->path);
+    sink->rotate_failed = false;
+    return true;
+
+fail_errno:
+    err = errno;
+fail:
+    if (!sink->rotate_failed)
+        log_error("event sink: rotating %s failed (%s %s: %s); appending to it and trying "
+                  "again after %llu more bytes",
+                  sink->path, step, file, strerror(err), (unsigned long long)sink->max_bytes);
+    sink->rotate_failed = true;
+    sink->rotate_at = sink->size + sink->max_bytes;
+    return false;
+}
+
+/* Returns how many bytes of the buffer, from done on, go into the current
+ * file: all of them when no rotation is due, else the whole lines that fit
+ * under the limit, and 0 when the file must rotate first. A line already
+ * begun is finished, and an empty file takes at least one line however
+ * long, so a rotation falls between lines and always makes progress. */
+static size_t sink_piece(const struct vigil_event_sink *sink, size_t done)
+{
+    size_t len = sink->out_len - done, room, n = 0;
+    const char *p = sink->out + done, *nl;
+
+    if (sink->max_bytes == 0 || !sink->regular || sink->size + len <= sink->rotate_at)
+        return len;
+    room = sink->size < sink->rotate_at ? (size_t)(sink->rotate_at - sink->size) : 0;
+    if (room > 0 && (nl = memrchr(p, '\n', room < len ? room : len)) != NULL)
+        n = (size_t)(nl - p) + 1;
+    if (n == 0 && (sink->size == 0 || (done > 0 && sink->out[done - 1] != '\n'))) {
+        nl = memchr(p, '\n', len);
+        n = nl != NULL ? (size_t)(nl - p) + 1 : len;
+    }
+    return n;
+}
+
+static uint64_t sink_count_lines(const char *p, size_t len)
+{
+    uint64_t n = 0;
+    const char *end = p + len;
+
+    while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+        n++;
+        p++;
+    }
+    return n;
+}
+
+/* Writes out the buffered lines, of which there are lines, and returns how
+ * many were written. A failed write drops the rest, because the writer
+ * must not stall the queue behind a full or broken disk. The first failure
+ * of a run is logged, and so is the number of lines dropped once writing
+ * works again. A line cut short by a failure is ended before the next
+ * write, so it cannot run into the next event's line. When the file
+ * reaches its size limit, the lines that fit go to it, it rotates, and the
+ * rest go to the new file. */
+static uint64_t sink_out_flush(struct vigil_event_sink *sink, uint64_t lines)
 {
     size_t done = 0;
+    uint64_t lines_done = 0;
+    bool may_rotate = true;
 
     if (sink->cut_line && sink->out_len > 0) {
         if (write(sink->fd, "\n", 1) != 1) {
             sink->out_len = 0; /* still failing; logged when the failure began */
             sink->lost_lines += lines;
-            return false;
+            return 0;
         }
+        sink->size++;
         sink->cut_line = false;
     }
     while (done < sink->out_len) {
-        ssize_t n = write(sink->fd, sink->out + done, sink->out_len - done);
+        size_t start = done, end = sink->out_len;
 
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            if (!sink->write_failed)
-                log_error("event sink: write failed: %s", n < 0 ? strerror(errno) : "no progress");
-            sink->write_failed = true;
-            if (done > 0 && sink->out[done - 1] != '\n')
-                sink->cut_line = true;
-            sink->out_len = 0;
-            sink->lost_lines += lines;
-            return false;
+        if (may_rotate) {
+            size_t piece = sink_piece(sink, done);
+
+            /* After a failed rotation the rest of the buffer goes to the
+             * current file, and a later flush tries again. */
+            if (piece == 0) {
+                may_rotate = sink_rotate(sink);
+                continue;
+            }
+            end = done + piece;
         }
-        done += (size_t)n;
+        while (done < end) {
+            ssize_t n = write(sink->fd, sink->out + done, end - done);
+
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                if (!sink->write_failed)
+                    log_error("event sink: write failed: %s",
+                              n < 0 ? strerror(errno) : "no progress");
+                sink->write_failed = true;
+                if (done > 0 && sink->out[done - 1] != '\n')
+                    sink->cut_line = true;
+                sink->out_len = 0;
+                sink->lost_lines += lines - lines_done;
+                return lines_done;
+            }
+            done += (size_t)n;
+            sink->size += (uint64_t)n;
+        }
+        /* Lines are counted only when a rotation splits the buffer. */
+        if (end < sink->out_len)
+            lines_done += sink_count_lines(sink->out + start, end - start);
     }
     if (sink->write_failed)
         log_warn("event sink: writing events works again; %llu events were not written",
@@ -295,7 +506,7 @@ static bool sink_out_flush(struct vigil_event_sink *sink, uint64_t lines)
     sink->write_failed = false;
     sink->lost_lines = 0;
     sink->out_len = 0;
-    return true;
+    return lines;
 }
 
 static void sink_write_batch(struct vigil_event_sink *sink, const struct sink_chain *ch)
@@ -310,8 +521,7 @@ static void sink_write_batch(struct vigil_event_sink *sink, const struct sink_ch
         int len;
 
         if (SINK_OUT - sink->out_len < VIGIL_EVENT_JSON_MAX) {
-            if (sink_out_flush(sink, pending))
-                ok += pending;
+            ok += sink_out_flush(sink, pending);
             pending = 0;
         }
         len = vigil_event_to_json(ev, sink->out + sink->out_len, VIGIL_EVENT_JSON_MAX - 1);
@@ -325,8 +535,7 @@ static void sink_write_batch(struct vigil_event_sink *sink, const struct sink_ch
         sink->out_len += (size_t)len + 1;
         pending++;
     }
-    if (sink_out_flush(sink, pending))
-        ok += pending;
+    ok += sink_out_flush(sink, pending);
     atomic_fetch_add(&sink->written, ok);
     if (dropped != sink->dropped_reported) {
         log_warn("event sink: queue full or out of memory, %llu events dropped since open",
@@ -414,7 +623,8 @@ static void *sink_main(void *arg)
         struct vigil_event_consumer cons;
         struct sink_chain ch = {0};
 
-        if (!sink->closing && (sink->count < SINK_BATCH_MAX || sink->paused)) {
+        if (!sink->closing && (sink->count < SINK_BATCH_MAX || sink->paused) &&
+            !atomic_load(&sink->reopen)) {
             bool was_empty = sink->count == 0;
 
             sink_wait(sink);
@@ -431,6 +641,10 @@ static void *sink_main(void *arg)
             ch = sink_take(sink);
         cons = sink->consumer;
         pthread_mutex_unlock(&sink->mu);
+        /* One atomic load per batch. The file is reopened before the batch
+         * is written, so its lines go to the new file. */
+        if (atomic_load(&sink->reopen) && atomic_exchange(&sink->reopen, false))
+            sink_reopen(sink);
         if (ch.count > 0)
             sink_write_batch(sink, &ch);
         sink_consume(sink, &cons, &ch);
@@ -453,37 +667,6 @@ void vigil_event_sink_set_consumer(struct vigil_event_sink *sink,
     pthread_cond_signal(&sink->cond);
 }
 
-static int sink_open_file(const char *path)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-
-    if (fd < 0)
-        log_error("event sink: open of %s failed: %s", path, strerror(errno));
-    return fd;
-}
-
-/* Checks whether the regular file open as fd ends in part of a line, which a
- * full disk or a crash of an earlier run left. The writer then ends that line
- * before its first new line. */
-static bool sink_file_ends_cut(const char *path, int fd)
-{
-    struct stat st;
-    char last;
-    int rfd;
-    bool cut;
-
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0)
-        return false;
-    /* The writer's descriptor is write-only, so the last byte is read
-     * through a second one. */
-    rfd = open(path, O_RDONLY | O_CLOEXEC);
-    if (rfd < 0)
-        return false;
-    cut = pread(rfd, &last, 1, st.st_size - 1) == 1 && last != '\n';
-    close(rfd);
-    return cut;
-}
-
 static void sink_free(struct vigil_event_sink *sink)
 {
     if (sink->fd >= 0)
@@ -491,31 +674,43 @@ static void sink_free(struct vigil_event_sink *sink)
     sink_blocks_free(sink->first);
     sink_blocks_free(sink->spares);
     vigil_free(sink->out);
+    vigil_free(sink->path);
     vigil_free(sink);
 }
 
-vigil_err vigil_event_sink_open(const char *path, size_t capacity, struct vigil_event_sink **out)
+vigil_err vigil_event_sink_open_rotating(const char *path, size_t capacity,
+                                         const struct vigil_event_rotation *rotation,
+                                         struct vigil_event_sink **out)
 {
     struct vigil_event_sink *sink;
+    struct sink_file f;
     vigil_err rc = VIGIL_ERR_NOMEM;
 
     *out = NULL;
-    if (capacity == 0)
+    if (capacity == 0 || (rotation != NULL && rotation->max_bytes > 0 &&
+                          (rotation->keep == 0 || rotation->keep > VIGIL_EVENT_KEEP_MAX)))
         return VIGIL_ERR_INVALID;
     sink = vigil_calloc(1, sizeof *sink);
     if (sink == NULL)
         return VIGIL_ERR_NOMEM;
     sink->capacity = capacity;
     sink->fd = -1;
+    if (rotation != NULL && rotation->max_bytes > 0) {
+        sink->max_bytes = rotation->max_bytes;
+        sink->keep = rotation->keep;
+    }
+    atomic_init(&sink->reopen, false);
     sink->out = vigil_malloc(SINK_OUT);
-    if (sink->out == NULL)
+    sink->path = vigil_malloc(strlen(path) + 1);
+    if (sink->out == NULL || sink->path == NULL)
         goto fail;
-    sink->fd = sink_open_file(path);
-    if (sink->fd < 0) {
+    memcpy(sink->path, path, strlen(path) + 1);
+    if (!sink_file_open(path, &f)) {
+        log_error("event sink: open of %s failed: %s", path, strerror(errno));
         rc = VIGIL_ERR_IO;
         goto fail;
     }
-    sink->cut_line = sink_file_ends_cut(path, sink->fd);
+    sink_file_use(sink, &f);
     pthread_mutex_init(&sink->mu, NULL);
     pthread_cond_init(&sink->cond, NULL);
     if (pthread_create(&sink->thread, NULL, sink_main, sink) != 0) {
@@ -531,6 +726,21 @@ vigil_err vigil_event_sink_open(const char *path, size_t capacity, struct vigil_
 fail:
     sink_free(sink);
     return rc;
+}
+
+vigil_err vigil_event_sink_open(const char *path, size_t capacity, struct vigil_event_sink **out)
+{
+    return vigil_event_sink_open_rotating(path, capacity, NULL, out);
+}
+
+void vigil_event_sink_reopen(struct vigil_event_sink *sink)
+{
+    /* Set under mu, so a writer about to wait either sees the flag or
+     * receives the signal. */
+    pthread_mutex_lock(&sink->mu);
+    atomic_store(&sink->reopen, true);
+    pthread_mutex_unlock(&sink->mu);
+    pthread_cond_signal(&sink->cond);
 }
 
 void vigil_event_sink_emit(struct vigil_event_sink *sink, const struct vigil_event *ev)

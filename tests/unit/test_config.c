@@ -143,6 +143,8 @@ static void test_defaults_values(void **state)
     assert_int_equal(cfg.store_commit_interval_us, 5000);
     assert_int_equal(cfg.sys_interval_s, 10);
     assert_int_equal(cfg.event_queue_capacity, 16384);
+    assert_int_equal(cfg.event_file_max_bytes, 256ull * 1024 * 1024);
+    assert_int_equal(cfg.event_files_kept, 8);
     assert_string_equal(cfg.log_level, "info");
 
     assert_string_equal(cfg.tls.cert_file, "");
@@ -203,6 +205,8 @@ static void test_example_file_loads(void **state)
     assert_memory_equal(&cfg.secmon, &defaults.secmon, sizeof cfg.secmon);
     assert_string_equal(cfg.secmon_monitor_prefixes, defaults.secmon_monitor_prefixes);
     assert_memory_equal(&cfg.audit, &defaults.audit, sizeof cfg.audit);
+    assert_int_equal(cfg.event_file_max_bytes, defaults.event_file_max_bytes);
+    assert_int_equal(cfg.event_files_kept, defaults.event_files_kept);
     assert_int_equal(cfg.n_secmon_profiles, 2);
     assert_string_equal(cfg.secmon_profiles[0].type, "bedside-monitor");
     assert_string_equal(cfg.secmon_profiles[1].type, "infusion-pump");
@@ -243,6 +247,8 @@ static void test_load_every_setting(void **state)
                        "store: {commit_interval_us: 0}\n"
                        "sys_interval: 0\n"
                        "event_queue_capacity: 16777216\n"
+                       "event_file_max_bytes: 65536\n"
+                       "event_files_kept: 1000\n"
                        "log_level: debug\n";
 
     assert_int_equal(load_text(&cfg, text, err), VIGIL_OK);
@@ -289,6 +295,8 @@ static void test_load_every_setting(void **state)
     assert_int_equal(cfg.store_commit_interval_us, 0);
     assert_int_equal(cfg.sys_interval_s, 0);
     assert_int_equal(cfg.event_queue_capacity, 16777216);
+    assert_int_equal(cfg.event_file_max_bytes, 65536);
+    assert_int_equal(cfg.event_files_kept, 1000);
     assert_string_equal(cfg.log_level, "debug");
     assert_int_equal(config_validate(&cfg, err, sizeof err), VIGIL_OK);
 }
@@ -431,6 +439,45 @@ static void test_error_numbers(void **state)
     expect_error("store:\n  commit_interval_us: [1]\n",
                  "t.yaml:2: store.commit_interval_us: expected an unsigned integer from 0 to "
                  "1000000, got a sequence");
+}
+
+/* events.jsonl rotation: 0 turns it off, other sizes start at 64 KiB. */
+static void test_event_file_keys(void **state)
+{
+    static struct vigil_config cfg;
+    char err[ERR_CAP];
+
+    assert_int_equal(load_text(&cfg, "event_file_max_bytes: 0\nevent_files_kept: 1\n", err),
+                     VIGIL_OK);
+    assert_int_equal(cfg.event_file_max_bytes, 0);
+    assert_int_equal(cfg.event_files_kept, 1);
+    assert_int_equal(config_validate(&cfg, err, sizeof err), VIGIL_OK);
+    assert_int_equal(load_text(&cfg, "event_file_max_bytes: 1099511627776\n", err), VIGIL_OK);
+    assert_int_equal(cfg.event_file_max_bytes, 1099511627776ull);
+    assert_int_equal(cfg.event_files_kept, 8);
+
+    expect_error("event_file_max_bytes: 65535\n",
+                 "t.yaml:1: event_file_max_bytes: expected 0 or an unsigned integer from 65536 "
+                 "to 1099511627776, got '65535'");
+    expect_error("event_file_max_bytes: 1\n",
+                 "t.yaml:1: event_file_max_bytes: expected 0 or an unsigned integer from 65536 "
+                 "to 1099511627776, got '1'");
+    expect_error("event_file_max_bytes: 1099511627777\n",
+                 "t.yaml:1: event_file_max_bytes: expected 0 or an unsigned integer from 65536 "
+                 "to 1099511627776, got '1099511627777'");
+    expect_error("event_file_max_bytes: 256MB\n",
+                 "t.yaml:1: event_file_max_bytes: expected 0 or an unsigned integer from 65536 "
+                 "to 1099511627776, got '256MB'");
+    expect_error("event_files_kept: 0\n",
+                 "t.yaml:1: event_files_kept: expected an unsigned integer from 1 to 1000, got "
+                 "'0'");
+    expect_error("event_files_kept: 1001\n",
+                 "t.yaml:1: event_files_kept: expected an unsigned integer from 1 to 1000, got "
+                 "'1001'");
+    expect_error("event_files_kept: -1\n",
+                 "t.yaml:1: event_files_kept: expected an unsigned integer from 1 to 1000, got "
+                 "'-1'");
+    expect_error("events:\n  max_file_bytes: 0\n", "t.yaml:1: unknown key 'events'");
 }
 
 static void test_error_wrong_containers(void **state)
@@ -969,6 +1016,15 @@ static void test_validate_numbers(void **state)
     expect_invalid(&cfg, "event_queue_capacity is 8");
 
     config_defaults(&cfg);
+    cfg.event_file_max_bytes = 4096;
+    expect_invalid(&cfg, "event_file_max_bytes is 4096; expected 0 or an unsigned integer from "
+                         "65536 to 1099511627776");
+
+    config_defaults(&cfg);
+    cfg.event_files_kept = 0;
+    expect_invalid(&cfg, "event_files_kept is 0; expected an unsigned integer from 1 to 1000");
+
+    config_defaults(&cfg);
     snprintf(cfg.log_level, sizeof cfg.log_level, "verbose");
     expect_invalid(&cfg, "invalid log_level; expected error, warn, info or debug");
 
@@ -1364,6 +1420,7 @@ int main(void)
         cmocka_unit_test(test_load_file_error_names_file),
         cmocka_unit_test(test_error_unknown_keys),
         cmocka_unit_test(test_error_numbers),
+        cmocka_unit_test(test_event_file_keys),
         cmocka_unit_test(test_error_wrong_containers),
         cmocka_unit_test(test_error_booleans),
         cmocka_unit_test(test_error_duplicates),

@@ -621,8 +621,8 @@ static void wait_fed(size_t n)
 
 /* Writes that fail for a while lose those lines only. The file size
  * limit plays the full disk. The lines before and after are whole, and
- * the recovery is logged with the number lost. */
-static void test_sink_write_recovers(void **state)
+ * the recovery is logged with the number lost, with or without rotation. */
+static void write_recovers(const struct vigil_event_rotation *rot)
 {
     struct vigil_event_consumer cons = {.feed = batch_feed, .tick = batch_tick};
     struct vigil_event_sink *sink;
@@ -635,10 +635,9 @@ static void test_sink_write_recovers(void **state)
     int log_fd = mkstemp(log_path), saved_err = dup(2);
     ssize_t n;
 
-    (void)state;
     assert_true(log_fd >= 0 && saved_err >= 0);
     batch_fed = batch_max = batch_total = 0;
-    assert_int_equal(vigil_event_sink_open(path, 5000, &sink), VIGIL_OK);
+    assert_int_equal(vigil_event_sink_open_rotating(path, 5000, rot, &sink), VIGIL_OK);
     vigil_event_sink_set_consumer(sink, &cons);
     vigil_event_init(&ev, VIGIL_EV_PUBLISH);
     for (int i = 0; i < 10; i++)
@@ -674,6 +673,18 @@ static void test_sink_write_recovers(void **state)
     close(log_fd);
     unlink(log_path);
     unlink(path);
+}
+
+static void test_sink_write_recovers(void **state)
+{
+    (void)state;
+    write_recovers(NULL);
+}
+
+static void test_sink_write_recovers_rotating(void **state)
+{
+    (void)state;
+    write_recovers(&(struct vigil_event_rotation){.max_bytes = 65536, .keep = 2});
 }
 
 /* Events that trickle in are handed over in batches: the first one wakes
@@ -933,6 +944,380 @@ static void test_sink_block_failure_drops(void **state)
     unlink(path);
 }
 
+/* A private directory for the rotation tests, with events.jsonl inside. */
+struct rot_dir {
+    char dir[64];
+    char path[96];
+};
+
+static void rot_dir_make(struct rot_dir *d)
+{
+    snprintf(d->dir, sizeof d->dir, "/tmp/vigil-rotate-XXXXXX");
+    assert_non_null(mkdtemp(d->dir));
+    snprintf(d->path, sizeof d->path, "%s/events.jsonl", d->dir);
+}
+
+static void rot_dir_remove(struct rot_dir *d)
+{
+    DIR *dir = opendir(d->dir);
+    struct dirent *e;
+    char name[400];
+
+    assert_non_null(dir);
+    while ((e = readdir(dir)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(name, sizeof name, "%s/%s", d->dir, e->d_name);
+        if (unlink(name) != 0)
+            assert_int_equal(rmdir(name), 0);
+    }
+    closedir(dir);
+    assert_int_equal(rmdir(d->dir), 0);
+}
+
+/* Emits publish events with connection ids from first to first + n - 1,
+ * queued while the writer is paused so that its batches fill the output
+ * buffer and a rotation falls inside one write. */
+static void emit_ids(struct vigil_event_sink *sink, uint64_t first, uint64_t n)
+{
+    struct vigil_event ev;
+
+    vigil_event_sink_set_paused(sink, true);
+    for (uint64_t i = 0; i < n; i++) {
+        vigil_event_init(&ev, VIGIL_EV_PUBLISH);
+        ev.conn_id = first + i;
+        VIGIL_EVENT_SET(&ev, topic, "hospital/icu3/bedside-monitor/mon-0042/heart_rate", 49);
+        vigil_event_sink_emit(sink, &ev);
+    }
+    vigil_event_sink_set_paused(sink, false);
+}
+
+/* Appends the conn id of every line of one event file to ids, failing the
+ * test on a line that is not a whole JSON event. Returns the file's size,
+ * or -1 when it does not exist. */
+static long read_ids(const char *path, uint64_t *ids, size_t cap, size_t *n)
+{
+    char line[VIGIL_EVENT_JSON_MAX + 2];
+    FILE *f = fopen(path, "r");
+    long size;
+
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof line, f) != NULL) {
+        json_error_t err;
+        json_t *obj;
+
+        if (strchr(line, '\n') == NULL)
+            fail_msg("%s: a line without its newline: %s", path, line);
+        obj = json_loads(line, 0, &err);
+        if (!json_is_object(obj) || !json_is_integer(json_object_get(obj, "conn")))
+            fail_msg("%s: not an event line (%s): %s", path, err.text, line);
+        assert_true(*n < cap);
+        ids[(*n)++] = (uint64_t)json_integer_value(json_object_get(obj, "conn"));
+        json_decref(obj);
+    }
+    size = ftell(f);
+    fclose(f);
+    return size;
+}
+
+/* Reads the conn ids of events.jsonl.N down to .1 and then of events.jsonl,
+ * oldest first, into ids. Checks that no file is over max_bytes (0: no
+ * check) and returns the number of rotated files. */
+static unsigned read_rotated(const struct rot_dir *d, uint64_t max_bytes, uint64_t *ids,
+                             size_t cap, size_t *n)
+{
+    char name[128];
+    unsigned files = 0;
+    long size;
+
+    *n = 0;
+    for (unsigned k = 2000; k >= 1; k--) {
+        snprintf(name, sizeof name, "%s.%u", d->path, k);
+        size = read_ids(name, ids, cap, n);
+        if (size < 0)
+            continue;
+        files++;
+        if (max_bytes > 0 && (uint64_t)size > max_bytes)
+            fail_msg("%s has %ld bytes, over the limit of %llu", name, size,
+                     (unsigned long long)max_bytes);
+    }
+    size = read_ids(d->path, ids, cap, n);
+    assert_true(size >= 0);
+    if (max_bytes > 0)
+        assert_true((uint64_t)size <= max_bytes);
+    return files;
+}
+
+static uint64_t rot_ids[4000];
+
+/* With a tiny limit the file rotates many times, inside single writes. No
+ * file passes the limit, each was filled to within one line of it, every
+ * line is whole and each event is in exactly one file, in order. */
+static void test_sink_rotates_at_line_boundaries(void **state)
+{
+    const struct vigil_event_rotation rot = {.max_bytes = 4096, .keep = 1000};
+    struct vigil_event_sink *sink;
+    struct rot_dir d;
+    struct stat st;
+    char name[128];
+    unsigned files;
+    size_t n;
+
+    (void)state;
+    rot_dir_make(&d);
+    assert_int_equal(vigil_event_sink_open_rotating(d.path, 4000, &rot, &sink), VIGIL_OK);
+    emit_ids(sink, 1, 1500);
+    wait_written(sink, 1500);
+    emit_ids(sink, 1501, 1500);
+    vigil_event_sink_close(sink);
+
+    files = read_rotated(&d, rot.max_bytes, rot_ids, 4000, &n);
+    assert_int_equal(n, 3000);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(rot_ids[i], i + 1);
+    /* About 160 bytes a line, so some 25 lines a file. */
+    assert_true(files >= 100);
+    for (unsigned k = 1; k <= files; k++) {
+        snprintf(name, sizeof name, "%s.%u", d.path, k);
+        assert_int_equal(stat(name, &st), 0);
+        assert_true(st.st_size > 4096 - 200);
+        assert_int_equal(st.st_mode & 0777, 0600);
+    }
+    rot_dir_remove(&d);
+}
+
+/* Only keep rotated files stay. The oldest events go, the newest are all
+ * there once, and files left beyond keep by a larger setting are deleted. */
+static void test_sink_rotation_keeps_files(void **state)
+{
+    const struct vigil_event_rotation rot = {.max_bytes = 4096, .keep = 3};
+    struct vigil_event_sink *sink;
+    struct rot_dir d;
+    char name[128];
+    unsigned files;
+    size_t n;
+    FILE *f;
+
+    (void)state;
+    rot_dir_make(&d);
+    for (unsigned k = 4; k <= 6; k++) {
+        snprintf(name, sizeof name, "%s.%u", d.path, k);
+        f = fopen(name, "w");
+        assert_non_null(f);
+        fclose(f);
+    }
+    assert_int_equal(vigil_event_sink_open_rotating(d.path, 4000, &rot, &sink), VIGIL_OK);
+    emit_ids(sink, 1, 1000);
+    vigil_event_sink_close(sink);
+
+    files = read_rotated(&d, rot.max_bytes, rot_ids, 4000, &n);
+    assert_int_equal(files, 3);
+    for (unsigned k = 1; k <= 3; k++) {
+        snprintf(name, sizeof name, "%s.%u", d.path, k);
+        assert_int_equal(access(name, F_OK), 0);
+    }
+    /* Four files of about 25 lines contain the last events, in order. */
+    assert_true(n > 60);
+    assert_true(n < 130);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(rot_ids[i], 1000 - n + 1 + i);
+    rot_dir_remove(&d);
+}
+
+/* A limit of 0, or no rotation at all, keeps one file however large. */
+static void test_sink_rotation_off(void **state)
+{
+    const struct vigil_event_rotation off = {.max_bytes = 0, .keep = 0};
+    struct vigil_event_sink *sink;
+    struct rot_dir d;
+    char name[128];
+    size_t n;
+
+    (void)state;
+    rot_dir_make(&d);
+    assert_int_equal(vigil_event_sink_open_rotating(d.path, 4000, &off, &sink), VIGIL_OK);
+    emit_ids(sink, 1, 1000);
+    vigil_event_sink_close(sink);
+    assert_int_equal(vigil_event_sink_open_rotating(d.path, 4000, NULL, &sink), VIGIL_OK);
+    emit_ids(sink, 1001, 1000);
+    vigil_event_sink_close(sink);
+    assert_int_equal(read_rotated(&d, 0, rot_ids, 4000, &n), 0);
+    assert_int_equal(n, 2000);
+    snprintf(name, sizeof name, "%s.1", d.path);
+    assert_int_equal(access(name, F_OK), -1);
+    rot_dir_remove(&d);
+}
+
+/* The size of an existing file counts. A file already over the limit
+ * rotates before the first new line, and its cut last line is ended
+ * there first. */
+static void test_sink_rotation_counts_existing(void **state)
+{
+    const struct vigil_event_rotation rot = {.max_bytes = 65536, .keep = 2};
+    struct vigil_event_sink *sink;
+    struct rot_dir d;
+    char name[128], text[256];
+    struct stat st;
+    FILE *f;
+    size_t n;
+
+    (void)state;
+    rot_dir_make(&d);
+    f = fopen(d.path, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 2000; i++)
+        fprintf(f, "{\"ts\":\"2026-01-02T03:04:05.000000Z\",\"type\":\"admin\",\"conn\":%d}\n",
+                i + 1);
+    fputs("{\"ts\":\"2026-01-02T03:04:05.000000Z\",\"type\":\"pub", f);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(vigil_event_sink_open_rotating(d.path, 4000, &rot, &sink), VIGIL_OK);
+    emit_ids(sink, 2001, 10);
+    vigil_event_sink_close(sink);
+
+    snprintf(name, sizeof name, "%s.1", d.path);
+    assert_int_equal(stat(name, &st), 0);
+    f = fopen(name, "r");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, -20, SEEK_END), 0);
+    n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    assert_string_equal(text + n - 5, "\"pub\n");
+    n = 0;
+    assert_true(read_ids(d.path, rot_ids, 4000, &n) > 0);
+    assert_int_equal(n, 10);
+    assert_int_equal(rot_ids[0], 2001);
+    rot_dir_remove(&d);
+}
+
+/* Runs fn with standard error going to a file, and returns what was
+ * logged in out. */
+static void capture_log(void (*fn)(void *), void *arg, char *out, size_t cap)
+{
+    char log_path[] = "/tmp/vigil-sink-log-XXXXXX";
+    int log_fd = mkstemp(log_path), saved_err = dup(2);
+    ssize_t n;
+
+    assert_true(log_fd >= 0);
+    assert_true(saved_err >= 0);
+    fflush(stderr);
+    assert_true(dup2(log_fd, 2) >= 0);
+    fn(arg);
+    fflush(stderr);
+    assert_true(dup2(saved_err, 2) >= 0);
+    close(saved_err);
+    n = pread(log_fd, out, cap - 1, 0);
+    out[n > 0 ? n : 0] = '\0';
+    close(log_fd);
+    unlink(log_path);
+}
+
+static size_t count_text(const char *text, const char *needle)
+{
+    size_t n = 0;
+
+    for (const char *p = text; (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    return n;
+}
+
+/* A directory where the oldest kept file must be deleted stops rotation.
+ * The writer logs it once and keeps every event in the current file.
+ * Once the directory is gone, rotation works again. */
+static void rename_failure_run(void *arg)
+{
+    const struct vigil_event_rotation rot = {.max_bytes = 4096, .keep = 1};
+    const struct rot_dir *d = arg;
+    struct vigil_event_sink *sink;
+    char name[128];
+    size_t n;
+
+    snprintf(name, sizeof name, "%s.1", d->path);
+    assert_int_equal(mkdir(name, 0700), 0);
+    assert_int_equal(vigil_event_sink_open_rotating(d->path, 4000, &rot, &sink), VIGIL_OK);
+    for (int i = 0; i < 5; i++) {
+        emit_ids(sink, (uint64_t)i * 100 + 1, 100);
+        wait_written(sink, (uint64_t)(i + 1) * 100);
+    }
+    n = 0;
+    assert_true(read_ids(d->path, rot_ids, 4000, &n) > 4096 * 3);
+    assert_int_equal(n, 500);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(rot_ids[i], i + 1);
+
+    assert_int_equal(rmdir(name), 0);
+    emit_ids(sink, 501, 500);
+    vigil_event_sink_close(sink);
+}
+
+static void test_sink_rotation_rename_failure(void **state)
+{
+    struct rot_dir d;
+    char logged[8192], name[128];
+    struct stat st;
+    size_t n;
+
+    (void)state;
+    rot_dir_make(&d);
+    capture_log(rename_failure_run, &d, logged, sizeof logged);
+    assert_int_equal(count_text(logged, "event sink: rotating"), 2);
+    assert_non_null(strstr(logged, "/events.jsonl.1: Is a directory); appending to it"));
+    assert_non_null(strstr(logged, "works again"));
+    snprintf(name, sizeof name, "%s.1", d.path);
+    assert_int_equal(stat(name, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    /* One rotated file is kept, so the oldest events are gone. The rest
+     * are there once, in order, ending with the last. */
+    assert_int_equal(read_rotated(&d, 0, rot_ids, 4000, &n), 1);
+    assert_true(n > 0);
+    assert_true(n < 1000);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(rot_ids[i], 1000 - n + 1 + i);
+    rot_dir_remove(&d);
+}
+
+/* A reopen request (SIGHUP after logrotate moved the file) sends the next
+ * lines to a new file at the path. When the path cannot be opened, they
+ * go on into the old file. */
+static void test_sink_reopen(void **state)
+{
+    const struct vigil_event_rotation off = {0};
+    struct vigil_event_sink *sink;
+    struct rot_dir d;
+    char moved[128];
+    size_t n = 0;
+
+    (void)state;
+    rot_dir_make(&d);
+    snprintf(moved, sizeof moved, "%s.moved", d.path);
+    assert_int_equal(vigil_event_sink_open_rotating(d.path, 4000, &off, &sink), VIGIL_OK);
+    emit_ids(sink, 1, 10);
+    wait_written(sink, 10);
+    assert_int_equal(rename(d.path, moved), 0);
+    vigil_event_sink_reopen(sink);
+    for (int i = 0; i < 5000 && access(d.path, F_OK) != 0; i++)
+        usleep(1000);
+    assert_int_equal(access(d.path, F_OK), 0);
+    emit_ids(sink, 11, 5);
+    wait_written(sink, 15);
+
+    /* A directory now has the file's name, so the reopen fails. */
+    assert_int_equal(unlink(moved), 0);
+    assert_int_equal(rename(d.path, moved), 0);
+    assert_int_equal(mkdir(d.path, 0700), 0);
+    vigil_event_sink_reopen(sink);
+    emit_ids(sink, 16, 5);
+    vigil_event_sink_close(sink);
+    assert_int_equal(rmdir(d.path), 0);
+
+    assert_true(read_ids(moved, rot_ids, 4000, &n) > 0);
+    assert_int_equal(n, 10);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(rot_ids[i], i + 11);
+    rot_dir_remove(&d);
+}
+
 static void test_sink_open_errors(void **state)
 {
     struct vigil_event_sink *sink = (void *)1;
@@ -941,6 +1326,14 @@ static void test_sink_open_errors(void **state)
     assert_int_equal(vigil_event_sink_open("/nonexistent-dir/x.jsonl", 4, &sink), VIGIL_ERR_IO);
     assert_null(sink);
     assert_int_equal(vigil_event_sink_open("/tmp/unused.jsonl", 0, &sink), VIGIL_ERR_INVALID);
+    assert_int_equal(vigil_event_sink_open_rotating(
+                         "/tmp/unused.jsonl", 4, &(struct vigil_event_rotation){4096, 0}, &sink),
+                     VIGIL_ERR_INVALID);
+    assert_int_equal(vigil_event_sink_open_rotating(
+                         "/tmp/unused.jsonl", 4,
+                         &(struct vigil_event_rotation){4096, VIGIL_EVENT_KEEP_MAX + 1}, &sink),
+                     VIGIL_ERR_INVALID);
+    assert_int_equal(access("/tmp/unused.jsonl", F_OK), -1);
 }
 
 int main(void)
@@ -970,10 +1363,17 @@ int main(void)
         cmocka_unit_test(test_sink_ends_cut_line_at_open),
         cmocka_unit_test(test_sink_trickle_batched),
         cmocka_unit_test(test_sink_write_recovers),
+        cmocka_unit_test(test_sink_write_recovers_rotating),
         cmocka_unit_test(test_sink_memory_follows_backlog),
         cmocka_unit_test(test_sink_concurrent_emitters),
         cmocka_unit_test(test_sink_held_events_count),
         cmocka_unit_test(test_sink_block_failure_drops),
+        cmocka_unit_test(test_sink_rotates_at_line_boundaries),
+        cmocka_unit_test(test_sink_rotation_keeps_files),
+        cmocka_unit_test(test_sink_rotation_off),
+        cmocka_unit_test(test_sink_rotation_counts_existing),
+        cmocka_unit_test(test_sink_rotation_rename_failure),
+        cmocka_unit_test(test_sink_reopen),
         cmocka_unit_test(test_sink_open_errors),
     };
 

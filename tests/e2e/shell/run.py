@@ -7,7 +7,9 @@ Each case runs the real clients as subprocesses with -V mqttv311 or
 events.jsonl.
 """
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -34,8 +36,11 @@ class Fixture:
             # The authentication cases fail several logins from 127.0.0.1 on
             # purpose, more than vigil's default burst of 5 allows.
             lenient = "auth:\n  failure_burst: 100\n  failures_per_minute: 6000\n"
-            b = Broker(self.log_dir, name=f"shell-{key}", anonymous=key == "anon",
-                       extra_yaml=None if key == "anon" else lenient)
+            # The smallest event file size, so a few hundred publishes rotate it.
+            rotating = "event_file_max_bytes: 65536\nevent_files_kept: 3\n"
+            extra = {"anon": None, "auth": lenient, "rotate": rotating}[key]
+            b = Broker(self.log_dir, name=f"shell-{key}", anonymous=key != "auth",
+                       extra_yaml=extra)
             b.start()
             self.brokers[key] = b
         ctx.broker = b
@@ -254,6 +259,68 @@ def foreign_client_id_case(version):
 for _v in VERSIONS:
     auth_case(_v)
     foreign_client_id_case(_v)
+
+
+def event_files(broker):
+    """Return {name: [event, ...]} for events.jsonl and its rotated files.
+
+    Every line must be a whole JSON object; a rotation never splits one.
+    """
+    files = {}
+    for name in sorted(os.listdir(broker.data_dir)):
+        if not name.startswith("events.jsonl"):
+            continue
+        with open(os.path.join(broker.data_dir, name), encoding="utf-8") as f:
+            text = f.read()
+        check(text == "" or text.endswith("\n"), f"{name} ends in a whole line")
+        files[name] = [json.loads(line) for line in text.splitlines()]
+    return files
+
+
+def publishes_of(files, client_id):
+    return [e for evs in files.values() for e in evs
+            if e.get("type") == "publish" and e.get("client_id") == client_id]
+
+
+@case("events.jsonl rotates by size and reopens on SIGHUP", needs="rotate", only="vigil")
+def _(ctx):
+    # 800 publish events of about 200 bytes take events.jsonl past 64 KiB
+    # twice or more, and three rotated files have room for all of them.
+    cid = f"{ctx.prefix}-pub"
+    args = ["mosquitto_pub"] + base_args(ctx, "mqttv311", cid) + ["-t", f"{ctx.prefix}/r", "-l"]
+    out = subprocess.run(args, input="".join(f"{i}\n" for i in range(800)),
+                         capture_output=True, text=True, timeout=30)
+    ctx.log("mosquitto_pub -l exit", out.returncode, out.stderr)
+    check_equal(out.returncode, 0, "mosquitto_pub -l exit status")
+    deadline = time.monotonic() + 10
+    while len(publishes_of(event_files(ctx.broker), cid)) < 800 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    files = event_files(ctx.broker)
+    ctx.log("event files:", {name: len(evs) for name, evs in files.items()})
+    check_equal(len(publishes_of(files, cid)), 800, "publish events across the event files")
+    check("events.jsonl.1" in files, "rotated file events.jsonl.1")
+    check("events.jsonl.2" in files, "rotated file events.jsonl.2")
+    check("events.jsonl.4" not in files, "at most event_files_kept rotated files")
+    for name in files:
+        size = os.path.getsize(os.path.join(ctx.broker.data_dir, name))
+        check(size <= 65536, f"{name} has {size} bytes, over event_file_max_bytes")
+
+    # As logrotate does without copytruncate: move the file away, then send
+    # SIGHUP. New events must go to a new events.jsonl.
+    moved = os.path.join(ctx.broker.data_dir, "events.jsonl.moved")
+    os.rename(ctx.broker.events_path, moved)
+    ctx.broker.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while not os.path.exists(ctx.broker.events_path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    check(os.path.exists(ctx.broker.events_path), "events.jsonl opened again after SIGHUP")
+    pub(ctx, "mqttv311", f"{ctx.prefix}-after", f"{ctx.prefix}/r", "x")
+    after = ctx.broker.wait_events(
+        lambda evs: any(e.get("client_id") == f"{ctx.prefix}-after" for e in evs), timeout=5)
+    check(after is not None, "events after SIGHUP are written to the new events.jsonl")
+    moved_only = {"moved": event_files(ctx.broker)["events.jsonl.moved"]}
+    check_equal(publishes_of(moved_only, f"{ctx.prefix}-after"), [],
+                "events after SIGHUP in the moved file")
 
 
 if __name__ == "__main__":
