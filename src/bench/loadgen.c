@@ -240,11 +240,14 @@ static void drain(struct lg *lg, uint64_t deadline)
     }
 }
 
-static void sample_cpu(pid_t pid, uint64_t *cpu_ns)
+static void sample_cpu(pid_t pid, uint64_t *cpu_ns, uint64_t *sys_ns)
 {
     struct bench_proc_sample s;
 
-    *cpu_ns = bench_proc_read(pid, &s) == VIGIL_OK ? s.cpu_ns : 0;
+    if (bench_proc_read(pid, &s) != VIGIL_OK)
+        s.cpu_ns = s.sys_ns = 0;
+    *cpu_ns = s.cpu_ns;
+    *sys_ns = s.sys_ns;
 }
 
 static void collect(struct lg *lg, struct lg_result *out)
@@ -263,7 +266,7 @@ vigil_err lg_run_step(struct lg *lg, const struct lg_step *step, struct lg_resul
 {
     struct lg_cmd cmd = {.kind = LG_CMD_PUBLISH, .rate = step->rate};
     struct bench_system_sample s0 = {0}, s1 = {0};
-    uint64_t b0 = 0, b1 = 0, g0, g1;
+    uint64_t b0 = 0, b1 = 0, bs0 = 0, bs1 = 0, g0, g1, gs;
 
     if (step->rate <= 0 || step->measure_ms == 0)
         return VIGIL_ERR_INVALID;
@@ -275,13 +278,13 @@ vigil_err lg_run_step(struct lg *lg, const struct lg_step *step, struct lg_resul
 
     sleep_until(cmd.from_ns);
     if (step->broker_pid > 0)
-        sample_cpu(step->broker_pid, &b0);
-    sample_cpu(getpid(), &g0);
+        sample_cpu(step->broker_pid, &b0, &bs0);
+    sample_cpu(getpid(), &g0, &gs);
     bench_system_read(&s0);
     sleep_until(cmd.to_ns);
     if (step->broker_pid > 0)
-        sample_cpu(step->broker_pid, &b1);
-    sample_cpu(getpid(), &g1);
+        sample_cpu(step->broker_pid, &b1, &bs1);
+    sample_cpu(getpid(), &g1, &gs);
     bench_system_read(&s1);
     /* A coalescing generator sends the last publishes up to a period late. */
     drain(lg, cmd.stop_ns + (uint64_t)step->drain_ms * 1000000u +
@@ -293,6 +296,7 @@ vigil_err lg_run_step(struct lg *lg, const struct lg_step *step, struct lg_resul
     out->rate = step->rate;
     out->measure_s = step->measure_ms / 1000.0;
     out->broker_cpu_ns = b1 > b0 ? b1 - b0 : 0;
+    out->broker_sys_ns = bs1 > bs0 ? bs1 - bs0 : 0;
     out->gen_cpu_ns = g1 > g0 ? g1 - g0 : 0;
     out->system_task_ns = s1.task_ns - s0.task_ns;
     out->system_irq_ns = s1.irq_ns - s0.irq_ns;

@@ -77,6 +77,7 @@ struct lg_result {
     uint64_t received;        /* deliveries of window messages before the drain deadline */
     uint64_t conn_lost;       /* connections closed by the broker or the network during the step */
     uint64_t broker_cpu_ns;   /* user + system time of broker_pid over the window */
+    uint64_t broker_sys_ns;   /* its system (kernel) part */
     uint64_t gen_cpu_ns;      /* the same for this process */
     uint64_t system_task_ns;  /* user + system time of every process over the window */
     uint64_t system_irq_ns;   /* interrupt and softirq time over the window */

@@ -18,7 +18,7 @@ uint64_t bench_now_ns(void)
 
 /* utime and stime are fields 14 and 15 of /proc/PID/stat, counted after the
  * command name, which is in parentheses and may itself contain spaces. */
-static vigil_err read_cpu(pid_t pid, uint64_t *cpu_ns)
+static vigil_err read_cpu(pid_t pid, uint64_t *cpu_ns, uint64_t *sys_ns)
 {
     char path[64], line[1024];
     unsigned long long utime, stime;
@@ -38,6 +38,7 @@ static vigil_err read_cpu(pid_t pid, uint64_t *cpu_ns)
                &stime) != 2 || ticks <= 0)
         return VIGIL_ERR_IO;
     *cpu_ns = (uint64_t)(utime + stime) * (1000000000u / (uint64_t)ticks);
+    *sys_ns = (uint64_t)stime * (1000000000u / (uint64_t)ticks);
     return VIGIL_OK;
 }
 
@@ -149,7 +150,7 @@ vigil_err bench_proc_read(pid_t pid, struct bench_proc_sample *out)
     vigil_err rc;
 
     memset(out, 0, sizeof *out);
-    rc = read_cpu(pid, &out->cpu_ns);
+    rc = read_cpu(pid, &out->cpu_ns, &out->sys_ns);
     if (rc == VIGIL_OK)
         rc = read_memory(pid, &out->rss_kb, &out->hwm_kb);
     return rc;

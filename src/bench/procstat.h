@@ -10,6 +10,7 @@
 
 struct bench_proc_sample {
     uint64_t cpu_ns; /* user + system time of all threads (utime + stime of /proc/PID/stat) */
+    uint64_t sys_ns; /* the system (kernel) part of cpu_ns: stime */
     uint64_t rss_kb; /* VmRSS of /proc/PID/status */
     uint64_t hwm_kb; /* VmHWM: peak resident set size since the process started */
 };

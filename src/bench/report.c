@@ -313,8 +313,9 @@ static void csv_step(FILE *f, const char *scenario, const char *broker, json_t *
     fprintf(f, "%s,%s", scenario, broker);
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
         fprintf(f, ",%.1f", json_number_value(json_object_get(st, fields[i])));
-    fprintf(f, ",%d,%d\n", json_is_true(json_object_get(st, "pass")) ? 1 : 0,
-            json_is_true(json_object_get(st, "retried")) ? 1 : 0);
+    fprintf(f, ",%d,%d,%.1f\n", json_is_true(json_object_get(st, "pass")) ? 1 : 0,
+            json_is_true(json_object_get(st, "retried")) ? 1 : 0,
+            json_number_value(json_object_get(st, "broker_sys_cpu_pct")));
 }
 
 void bench_write_steps_csv(FILE *f, json_t *result, int with_header)
@@ -327,7 +328,7 @@ void bench_write_steps_csv(FILE *f, json_t *result, int with_header)
     if (with_header)
         fputs("scenario,broker,offered_per_s,offered_deliveries_per_s,delivered_per_s,"
               "p50_us,p99_us,p999_us,max_us,lost,gen_dropped,conn_lost,broker_cpu_pct,"
-              "gen_cpu_pct,other_cpu_pct,pass,retried\n",
+              "gen_cpu_pct,other_cpu_pct,pass,retried,broker_sys_cpu_pct\n",
               f);
     if (scenario == NULL || broker == NULL)
         return;

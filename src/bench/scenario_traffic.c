@@ -178,6 +178,8 @@ static json_t *step_json(const struct traffic *tr, const struct lg_result *r, bo
         us(bench_hist_percentile(&r->hist, 99.9)), "max_us", us(r->hist.max), "broker_cpu_pct",
         (double)r->broker_cpu_ns / (secs * 1e7), "gen_cpu_pct",
         (double)r->gen_cpu_ns / (secs * 1e7), "pass", pass);
+    json_object_set_new(step, "broker_sys_cpu_pct",
+                        json_real((double)r->broker_sys_ns / (secs * 1e7)));
     json_object_set_new(step, "other_cpu_pct", json_real(other_cpu_pct(r)));
     json_object_set_new(step, "irq_cpu_pct", json_real((double)r->system_irq_ns / (secs * 1e7)));
     json_object_set_new(step, "steal_cpu_pct",
@@ -192,13 +194,13 @@ static void print_step(const struct traffic *tr, const char *phase, const struct
         return;
     fprintf(stderr,
             "  %-16s %-9s %-10s offered %9.0f/s delivered %10.0f/s p50 %8.0f us p99 %8.0f us "
-            "lost %llu dropped %llu cpu %3.0f%% other %3.0f%% %s\n",
+            "lost %llu dropped %llu cpu %3.0f%% (kernel %3.0f%%) other %3.0f%% %s\n",
             tr->t->name, tr->s->name, phase, r->rate * tr->fanout,
             (double)r->received / r->measure_s, us(bench_hist_percentile(&r->hist, 50)),
             us(bench_hist_percentile(&r->hist, 99)),
             (unsigned long long)(r->expected > r->received ? r->expected - r->received : 0),
             (unsigned long long)r->gen_dropped, (double)r->broker_cpu_ns / (r->measure_s * 1e7),
-            other_cpu_pct(r), pass ? "pass" : "FAIL");
+            (double)r->broker_sys_ns / (r->measure_s * 1e7), other_cpu_pct(r), pass ? "pass" : "FAIL");
 }
 
 /* Runs one step; returns its JSON (NULL when the broker died) and sets
@@ -273,6 +275,7 @@ static void set_knee(struct traffic *tr, json_t *res, double rate, json_t *step)
     json_object_set_new(res, "knee_per_s", json_real(rate * tr->fanout));
     json_object_set(res, "knee_p99_us", json_object_get(step, "p99_us"));
     json_object_set(res, "knee_broker_cpu_pct", json_object_get(step, "broker_cpu_pct"));
+    json_object_set(res, "knee_broker_sys_cpu_pct", json_object_get(step, "broker_sys_cpu_pct"));
 }
 
 /* True when a step failed on latency alone: everything was delivered. */

@@ -98,6 +98,8 @@ def check_step(step, fanout=1):
     # CPU time comes in clock ticks (10 ms), so a short, light step may show 0.
     check(step["broker_cpu_pct"] >= 0, f"broker CPU: {step['broker_cpu_pct']}")
     check(step["gen_cpu_pct"] >= 0, f"generator CPU: {step['gen_cpu_pct']}")
+    check(0 <= step["broker_sys_cpu_pct"] <= step["broker_cpu_pct"],
+          f"broker kernel CPU {step['broker_sys_cpu_pct']} within its CPU {step['broker_cpu_pct']}")
     check(isinstance(step["pass"], bool), "pass is a boolean")
     check_latencies(step, "step")
 
@@ -277,6 +279,9 @@ def compare(ctx):
     check_equal(proc.returncode, 0, "vigil bench --compare exit status")
     for name in ("results.json", "steps.csv", "summary.csv", "summary.md"):
         check(os.path.getsize(os.path.join(out, name)) > 0, f"{name} is empty")
+    with open(os.path.join(out, "steps.csv"), encoding="utf-8") as f:
+        header = f.readline().strip().split(",")
+    check_equal(header[-3:], ["pass", "retried", "broker_sys_cpu_pct"], "last columns of steps.csv")
     with open(os.path.join(out, "results.json"), encoding="utf-8") as f:
         doc = json.load(f)
     check_equal(sorted(r["broker"] for r in doc["results"]), ["relay", "vigil"], "brokers run")
