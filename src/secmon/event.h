@@ -86,13 +86,16 @@ struct vigil_event_sink;
 vigil_err vigil_event_sink_open(const char *path, size_t capacity, struct vigil_event_sink **out);
 
 /* Size-based rotation of the sink's file. When a write would take the file
- * past max_bytes, the whole lines that fit go to it first. Then path.keep
- * is deleted, path.(keep - 1) becomes path.keep and so on down to path.1,
- * path becomes path.1, and a new path takes the rest. A line is never
- * split between two files, and an empty file takes at least one line.
- * When a rename fails, the writer logs it once and keeps appending to the
- * current file, trying again after max_bytes more. Only regular files
- * rotate. */
+ * past max_bytes, the whole lines that fit go to it first. Then the new
+ * file is created as path.new, path.keep and any higher number are
+ * deleted, path.(keep - 1) becomes path.keep and so on down to path.1,
+ * path becomes path.1 and path.new becomes path, which takes the rest. A
+ * line is never split between two files, and an empty file takes at least
+ * one line. When path was deleted or moved away, a new path is opened
+ * instead and the rotated files stay as they are. When creating the new
+ * file, a deletion or a rename fails, the writer logs it once and keeps
+ * appending to the current file, trying again after max_bytes more. Only
+ * regular files rotate. */
 #define VIGIL_EVENT_KEEP_MAX 1000
 struct vigil_event_rotation {
     uint64_t max_bytes;       /* 0: never rotate */

@@ -1,11 +1,13 @@
 /* Event sink: a bounded queue of events drained by one writer thread that
  * appends JSON lines to a file, rotated by size and reopened on request. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -344,56 +346,155 @@ static void sink_reopen(struct vigil_event_sink *sink)
     log_info("event sink: reopened %s (%llu bytes)", sink->path, (unsigned long long)f.size);
 }
 
-/* Rotates the file: deletes path.keep (and higher numbers that a larger
- * keep left), renames path.k to path.k+1 from keep - 1 down to 1, renames
- * path to path.1 and opens a new path. On failure the current file stays
- * open for the next lines, and the first failure is logged. The next
- * attempt comes after max_bytes more bytes, so the renames stay rare. */
+/* Deletes the rotated files numbered above keep, which an earlier run with
+ * a larger keep left. The directory is read, so a number missing between
+ * them (a crash between two renames, a file deleted by hand) leaves none
+ * behind. Failures are ignored: such a file only takes space. */
+static void sink_delete_beyond_keep(const struct vigil_event_sink *sink)
+{
+    const char *slash = strrchr(sink->path, '/');
+    const char *base = slash != NULL ? slash + 1 : sink->path;
+    size_t base_len = strlen(base);
+    char dir[4096];
+    struct dirent *e;
+    DIR *d;
+
+    if (slash == NULL)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == sink->path)
+        snprintf(dir, sizeof dir, "/");
+    else if ((size_t)(slash - sink->path) < sizeof dir)
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - sink->path), sink->path);
+    else
+        return;
+    d = opendir(dir);
+    if (d == NULL)
+        return;
+    while ((e = readdir(d)) != NULL) {
+        const char *num;
+        size_t digits;
+
+        if (strncmp(e->d_name, base, base_len) != 0 || e->d_name[base_len] != '.')
+            continue;
+        num = e->d_name + base_len + 1;
+        digits = strspn(num, "0123456789");
+        /* Only names the writer makes: path.N, N without leading zeros. */
+        if (digits == 0 || num[digits] != '\0' || num[0] == '0')
+            continue;
+        if (digits > 10 || strtoull(num, NULL, 10) > sink->keep)
+            (void)unlinkat(dirfd(d), e->d_name, 0);
+    }
+    closedir(d);
+}
+
+/* True when path no longer names the open file: it was deleted or moved
+ * away (by hand, or by a log rotation that has not sent SIGHUP yet). */
+static bool sink_file_gone(const struct vigil_event_sink *sink)
+{
+    struct stat open_st, path_st;
+
+    if (fstat(sink->fd, &open_st) != 0)
+        return false;
+    if (stat(sink->path, &path_st) != 0)
+        return errno == ENOENT || errno == ENOTDIR;
+    return path_st.st_dev != open_st.st_dev || path_st.st_ino != open_st.st_ino;
+}
+
+/* Creates the next file under the name path.new, before any rename, so
+ * that a failure (no descriptor or inode left) leaves every file where it
+ * was. A leftover of an interrupted rotation is replaced. */
+static bool sink_next_open(const char *name, struct sink_file *f)
+{
+    if (unlink(name) != 0 && errno != ENOENT)
+        return false;
+    f->fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+    f->size = 0;
+    f->regular = true;
+    f->cut = false;
+    return f->fd >= 0;
+}
+
+/* Closes the current file and makes the new file f current. Logs the end
+ * of a run of failed rotations. */
+static bool sink_rotated(struct vigil_event_sink *sink, const struct sink_file *f)
+{
+    close(sink->fd);
+    sink_file_use(sink, f);
+    if (sink->rotate_failed)
+        log_info("event sink: rotating %s works again", sink->path);
+    sink->rotate_failed = false;
+    return true;
+}
+
+/* Rotates the file: creates path.new, deletes path.keep (and any higher
+ * number that a larger keep left), renames path.k to path.k+1 from
+ * keep - 1 down to 1, renames path to path.1 and path.new to path. When
+ * path no longer names the open file, which was deleted or moved away, a
+ * new path is opened instead and no rotated file is touched. On failure
+ * the current file stays open for the next lines, and the first failure is
+ * logged. The next attempt comes after max_bytes more bytes, so the
+ * renames stay rare. */
 static bool sink_rotate(struct vigil_event_sink *sink)
 {
-    char from[4096], to[4096];
-    const char *step = "deleting", *file = to;
+    char from[4096], to[4096], next[4096];
+    const char *step = "opening a new", *file = next;
     struct sink_file f;
     uint32_t k;
     int err = ENAMETOOLONG;
 
     /* Every name is path.N, so one fitting path.(keep + 1) fits them all. */
-    if (!sink_rotated_name(sink, sink->keep + 1, to, sizeof to)) {
+    if (!sink_rotated_name(sink, sink->keep + 1, to, sizeof to) ||
+        snprintf(next, sizeof next, "%s.new", sink->path) >= (int)sizeof next) {
         step = "naming the rotated files of";
         file = sink->path;
         goto fail;
     }
+    if (sink_file_gone(sink)) {
+        if (!sink_file_open(sink->path, &f)) {
+            file = sink->path;
+            goto fail_errno;
+        }
+        /* A line cut short in the old file is ended there, where it began. */
+        if (sink->cut_line && write(sink->fd, "\n", 1) == 1)
+            sink->cut_line = false;
+        log_warn("event sink: %s was deleted or moved away; writing to a new one",
+                 sink->path);
+        return sink_rotated(sink, &f);
+    }
+    if (!sink_next_open(next, &f))
+        goto fail_errno;
+    step = "deleting";
+    file = to;
     sink_rotated_name(sink, sink->keep, to, sizeof to);
     if (unlink(to) != 0 && errno != ENOENT)
-        goto fail_errno;
-    for (k = sink->keep + 1; sink_rotated_name(sink, k, to, sizeof to) && unlink(to) == 0; k++)
-        ;
+        goto fail_next;
+    sink_delete_beyond_keep(sink);
     step = "renaming to";
     for (k = sink->keep - 1; k >= 1; k--) {
         sink_rotated_name(sink, k, from, sizeof from);
         sink_rotated_name(sink, k + 1, to, sizeof to);
         if (rename(from, to) != 0 && errno != ENOENT)
-            goto fail_errno;
+            goto fail_next;
     }
     sink_rotated_name(sink, 1, to, sizeof to);
     if (rename(sink->path, to) != 0)
-        goto fail_errno;
-    if (!sink_file_open(sink->path, &f)) {
-        err = errno;
-        step = "opening a new";
+        goto fail_next;
+    if (rename(next, sink->path) != 0) {
         file = sink->path;
+        err = errno;
         /* The file goes back to its name. If that fails too, it still
          * takes the next lines under the new name. */
         (void)rename(to, sink->path);
-        goto fail;
+        goto fail_close;
     }
-    close(sink->fd);
-    sink_file_use(sink, &f);
-    if (sink->rotate_failed)
-        log_info("event sink: rotating %s works again", sink->path);
-    sink->rotate_failed = false;
-    return true;
+    return sink_rotated(sink, &f);
 
+fail_next:
+    err = errno;
+fail_close:
+    close(f.fd);
+    (void)unlink(next);
+    goto fail;
 fail_errno:
     err = errno;
 fail:

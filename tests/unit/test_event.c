@@ -1087,30 +1087,55 @@ static void test_sink_rotates_at_line_boundaries(void **state)
     rot_dir_remove(&d);
 }
 
+static void touch(const char *path, const char *suffix)
+{
+    char name[160];
+    FILE *f;
+
+    snprintf(name, sizeof name, "%s%s", path, suffix);
+    f = fopen(name, "w");
+    assert_non_null(f);
+    fclose(f);
+}
+
+static bool exists(const char *path, const char *suffix)
+{
+    char name[160];
+
+    snprintf(name, sizeof name, "%s%s", path, suffix);
+    return access(name, F_OK) == 0;
+}
+
 /* Only keep rotated files stay. The oldest events go, the newest are all
- * there once, and files left beyond keep by a larger setting are deleted. */
+ * there once, and files left beyond keep by a larger setting are deleted,
+ * also past a number missing between them. Other names stay. */
 static void test_sink_rotation_keeps_files(void **state)
 {
     const struct vigil_event_rotation rot = {.max_bytes = 4096, .keep = 3};
+    static const char *const stale[] = {".4", ".6", ".7", ".1001", ".99999999999"};
+    static const char *const other[] = {".07", ".5x", ".bak", "x.9"};
     struct vigil_event_sink *sink;
     struct rot_dir d;
     char name[128];
     unsigned files;
     size_t n;
-    FILE *f;
 
     (void)state;
     rot_dir_make(&d);
-    for (unsigned k = 4; k <= 6; k++) {
-        snprintf(name, sizeof name, "%s.%u", d.path, k);
-        f = fopen(name, "w");
-        assert_non_null(f);
-        fclose(f);
-    }
+    for (size_t i = 0; i < sizeof stale / sizeof stale[0]; i++)
+        touch(d.path, stale[i]);
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++)
+        touch(d.path, other[i]);
     assert_int_equal(vigil_event_sink_open_rotating(d.path, 4000, &rot, &sink), VIGIL_OK);
     emit_ids(sink, 1, 1000);
     vigil_event_sink_close(sink);
 
+    for (size_t i = 0; i < sizeof stale / sizeof stale[0]; i++)
+        if (exists(d.path, stale[i]))
+            fail_msg("events.jsonl%s beyond keep was not deleted", stale[i]);
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++)
+        assert_true(exists(d.path, other[i]));
+    assert_false(exists(d.path, ".new"));
     files = read_rotated(&d, rot.max_bytes, rot_ids, 4000, &n);
     assert_int_equal(files, 3);
     for (unsigned k = 1; k <= 3; k++) {
@@ -1277,6 +1302,122 @@ static void test_sink_rotation_rename_failure(void **state)
     rot_dir_remove(&d);
 }
 
+/* Inode numbers of path.1 to path.3, 0 for a missing file. */
+static void rotated_inodes(const struct rot_dir *d, ino_t ino[3])
+{
+    char name[128];
+    struct stat st;
+
+    for (unsigned k = 1; k <= 3; k++) {
+        snprintf(name, sizeof name, "%s.%u", d->path, k);
+        ino[k - 1] = stat(name, &st) == 0 ? st.st_ino : 0;
+    }
+}
+
+/* events.jsonl deleted under the writer: at the limit a new file takes
+ * the next lines, and the rotated files stay as they were. Rotating as
+ * usual would fail to rename the missing file after every shift, delete
+ * one rotated file each time and leave the events in the deleted file. */
+static void path_gone_run(void *arg)
+{
+    const struct vigil_event_rotation rot = {.max_bytes = 4096, .keep = 3};
+    const struct rot_dir *d = arg;
+    struct vigil_event_sink *sink;
+    ino_t before[3], after[3];
+    uint64_t id;
+    size_t n = 0;
+
+    assert_int_equal(vigil_event_sink_open_rotating(d->path, 4000, &rot, &sink), VIGIL_OK);
+    emit_ids(sink, 1, 200);
+    wait_written(sink, 200);
+    rotated_inodes(d, before);
+    assert_true(before[2] != 0);
+    assert_int_equal(unlink(d->path), 0);
+    /* One line at a time until the limit brings a new file: about 4096
+     * bytes of lines of some 160 bytes. */
+    for (id = 201; id < 240 && access(d->path, F_OK) != 0; id++) {
+        emit_ids(sink, id, 1);
+        wait_written(sink, id);
+    }
+    vigil_event_sink_close(sink);
+
+    rotated_inodes(d, after);
+    assert_memory_equal(before, after, sizeof before);
+    assert_true(read_ids(d->path, rot_ids, 4000, &n) > 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(rot_ids[0], id - 1);
+}
+
+static void test_sink_rotation_path_gone(void **state)
+{
+    struct rot_dir d;
+    char logged[8192];
+
+    (void)state;
+    rot_dir_make(&d);
+    capture_log(path_gone_run, &d, logged, sizeof logged);
+    assert_int_equal(count_text(logged, "was deleted or moved away; writing to a new one"), 1);
+    assert_null(strstr(logged, "rotating"));
+    rot_dir_remove(&d);
+}
+
+/* No descriptor left for the new file (a connection flood): the rotation
+ * fails before any rename, so every rotated file stays, the lines go on
+ * into the current file, and rotation resumes once a descriptor is free. */
+static void no_descriptor_run(void *arg)
+{
+    const struct vigil_event_rotation rot = {.max_bytes = 4096, .keep = 3};
+    const struct rot_dir *d = arg;
+    struct vigil_event_sink *sink;
+    ino_t before[3], after[3];
+    struct rlimit old, cap;
+    int lowest;
+    size_t n = 0;
+
+    assert_int_equal(vigil_event_sink_open_rotating(d->path, 4000, &rot, &sink), VIGIL_OK);
+    emit_ids(sink, 1, 200);
+    wait_written(sink, 200);
+    rotated_inodes(d, before);
+    assert_true(before[2] != 0);
+
+    lowest = dup(0);
+    assert_true(lowest >= 0);
+    close(lowest);
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    cap = old;
+    cap.rlim_cur = (rlim_t)lowest;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &cap), 0);
+    for (int i = 0; i < 3; i++) {
+        emit_ids(sink, 201 + (uint64_t)i * 20, 20);
+        wait_written(sink, 220 + (uint64_t)i * 20);
+    }
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    rotated_inodes(d, after);
+    assert_memory_equal(before, after, sizeof before);
+    assert_false(exists(d->path, ".new"));
+    assert_true(read_ids(d->path, rot_ids, 4000, &n) > 4096);
+
+    emit_ids(sink, 261, 40);
+    vigil_event_sink_close(sink);
+    rotated_inodes(d, after);
+    assert_true(after[0] != before[0]);
+    assert_false(exists(d->path, ".new"));
+}
+
+static void test_sink_rotation_no_descriptor(void **state)
+{
+    struct rot_dir d;
+    char logged[8192];
+
+    (void)state;
+    rot_dir_make(&d);
+    capture_log(no_descriptor_run, &d, logged, sizeof logged);
+    assert_int_equal(count_text(logged, "event sink: rotating"), 2);
+    assert_non_null(strstr(logged, "events.jsonl.new: Too many open files); appending to it"));
+    assert_non_null(strstr(logged, "works again"));
+    rot_dir_remove(&d);
+}
+
 /* A reopen request (SIGHUP after logrotate moved the file) sends the next
  * lines to a new file at the path. When the path cannot be opened, they
  * go on into the old file. */
@@ -1373,6 +1514,8 @@ int main(void)
         cmocka_unit_test(test_sink_rotation_off),
         cmocka_unit_test(test_sink_rotation_counts_existing),
         cmocka_unit_test(test_sink_rotation_rename_failure),
+        cmocka_unit_test(test_sink_rotation_path_gone),
+        cmocka_unit_test(test_sink_rotation_no_descriptor),
         cmocka_unit_test(test_sink_reopen),
         cmocka_unit_test(test_sink_open_errors),
     };
