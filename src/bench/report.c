@@ -309,13 +309,16 @@ static void csv_step(FILE *f, const char *scenario, const char *broker, json_t *
                                          "delivered_per_s", "p50_us", "p99_us", "p999_us",
                                          "max_us", "lost", "gen_dropped", "conn_lost",
                                          "broker_cpu_pct", "gen_cpu_pct", "other_cpu_pct"};
+    json_t *sys = json_object_get(st, "broker_sys_cpu_pct");
 
     fprintf(f, "%s,%s", scenario, broker);
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
         fprintf(f, ",%.1f", json_number_value(json_object_get(st, fields[i])));
-    fprintf(f, ",%d,%d,%.1f\n", json_is_true(json_object_get(st, "pass")) ? 1 : 0,
-            json_is_true(json_object_get(st, "retried")) ? 1 : 0,
-            json_number_value(json_object_get(st, "broker_sys_cpu_pct")));
+    fprintf(f, ",%d,%d", json_is_true(json_object_get(st, "pass")) ? 1 : 0,
+            json_is_true(json_object_get(st, "retried")) ? 1 : 0);
+    /* A results.json written before the kernel CPU was measured has no
+     * value, which an empty cell shows rather than 0. */
+    json_is_number(sys) ? fprintf(f, ",%.1f\n", json_number_value(sys)) : fputs(",\n", f);
 }
 
 void bench_write_steps_csv(FILE *f, json_t *result, int with_header)

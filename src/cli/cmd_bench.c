@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "bench/relay.h"
@@ -544,6 +545,11 @@ static int run_report(const struct bench_args *a)
     if (doc == NULL || !json_is_array(json_object_get(doc, "results"))) {
         fprintf(stderr, "vigil bench: %s: %s\n", a->report,
                 doc == NULL ? jerr.text : "no \"results\" array");
+        json_decref(doc);
+        return 1;
+    }
+    if (mkdir(a->out_dir, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "vigil bench: cannot create %s: %s\n", a->out_dir, strerror(errno));
         json_decref(doc);
         return 1;
     }

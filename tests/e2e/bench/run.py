@@ -268,6 +268,44 @@ def relay(ctx):
     check_equal(proc.wait(timeout=10), 0, "relay exit status after SIGTERM")
 
 
+@case("--report rebuilds the files of an older results.json")
+def report_older(ctx):
+    res = fixed(ctx, "fan-in", "300", "--publishers", "5")
+    # A run from before broker_sys_cpu_pct existed, beside a current one.
+    older = json.loads(json.dumps(res))
+    older["broker"] = "mosquitto"
+    older.pop("knee_broker_sys_cpu_pct", None)
+    for step in older["steps"]:
+        del step["broker_sys_cpu_pct"]
+    src = os.path.join(ctx.workdir, "older.json")
+    with open(src, "w", encoding="utf-8") as f:
+        json.dump({"results": [older, res]}, f)
+
+    out = os.path.join(ctx.workdir, "rebuilt")  # --report creates it
+    cmd = [vigil_binary(), "bench", "--report", src, "--out", out]
+    ctx.log("run:", " ".join(cmd))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BENCH_TIMEOUT)
+    ctx.log("exit status", proc.returncode, "\nstdout:\n" + proc.stdout, "\nstderr:\n" + proc.stderr)
+    check_equal(proc.returncode, 0, "vigil bench --report exit status")
+
+    with open(os.path.join(out, "steps.csv"), encoding="utf-8") as f:
+        rows = [line.rstrip("\n").split(",") for line in f]
+    header, rows = rows[0], rows[1:]
+    # scripts/bench.sh plots columns 4 and 7 and skips rows by column 17
+    # (awk numbers them from 1).
+    check_equal([header[3], header[6], header[16]],
+                ["offered_deliveries_per_s", "p99_us", "retried"], "columns bench.sh reads")
+    check(all(len(r) == len(header) for r in rows), f"cells per row: {rows}")
+
+    sys_col = header.index("broker_sys_cpu_pct")
+    for row in rows:
+        if row[1] == "mosquitto":
+            check_equal(row[sys_col], "", "kernel CPU of a step that did not measure it")
+        else:
+            check(0 <= float(row[sys_col]) <= float(row[header.index("broker_cpu_pct")]),
+                  f"kernel CPU within the broker's CPU: {row}")
+
+
 @case("compare writes every output file", only="vigil")
 def compare(ctx):
     out = os.path.join(ctx.workdir, "results")
