@@ -32,7 +32,10 @@ struct audit_log {
     int seg_fd;
     uint32_t seg_index;
     uint64_t seg_size;
-    bool rotate_next;           /* the current segment may end in a torn line */
+    bool rotate_next;           /* the current segment ends in a torn line */
+    bool write_failing;         /* set from a failed write to the next one that works */
+    uint64_t records_lost;      /* records not written since writing began to fail */
+    uint64_t torn_lost;         /* records of those cut short in the file as a torn line */
     bool unsynced;              /* records written but not yet fdatasync()ed */
     uint64_t seq;               /* of the last record written, 0 when empty */
     char last_hash[AUDIT_HASH_HEX];
@@ -70,20 +73,29 @@ static vigil_err dir_sync(const char *dir)
     return ok == 0 ? VIGIL_OK : VIGIL_ERR_IO;
 }
 
-static vigil_err segment_open(struct audit_log *log, uint32_t index)
+static void segment_path(const struct audit_log *log, uint32_t index, char *out, size_t cap)
 {
     char name[AUDIT_SEGMENT_NAME_MAX];
-    char path[4096];
-    struct stat st;
-    int fd;
 
     audit_segment_name(index, name);
-    path_join(path, sizeof path, log->dir, name);
+    path_join(out, cap, log->dir, name);
+}
+
+/* Makes segment index the one appended to, creating it when missing. On
+ * failure the current segment stays and errno is set. */
+static vigil_err segment_open(struct audit_log *log, uint32_t index)
+{
+    char path[4096];
+    struct stat st;
+    int fd, err;
+
+    segment_path(log, index, path, sizeof path);
     fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0 || fstat(fd, &st) != 0) {
-        log_error("audit: cannot open %s: %s", path, strerror(errno));
+        err = errno;
         if (fd >= 0)
             close(fd);
+        errno = err;
         return VIGIL_ERR_IO;
     }
     if (log->seg_fd >= 0) {
@@ -206,6 +218,19 @@ static vigil_err log_lock(struct audit_log *log)
     return VIGIL_OK;
 }
 
+/* Opens the segment to append to at start, logging a failure, which
+ * stops audit_open. */
+static vigil_err segment_open_first(struct audit_log *log, uint32_t index)
+{
+    char path[4096];
+
+    if (segment_open(log, index) == VIGIL_OK)
+        return VIGIL_OK;
+    segment_path(log, index, path, sizeof path);
+    log_error("audit: cannot open %s: %s", path, strerror(errno));
+    return VIGIL_ERR_IO;
+}
+
 /* Picks the segment to append to, continuing the chain from the tail. */
 static vigil_err log_resume(struct audit_log *log, const uint32_t *segs, size_t count)
 {
@@ -214,7 +239,7 @@ static vigil_err log_resume(struct audit_log *log, const uint32_t *segs, size_t 
     vigil_err rc;
 
     if (count == 0)
-        return segment_open(log, 1);
+        return segment_open_first(log, 1);
     rc = tail_find(log->dir, segs, count, &t);
     if (rc != VIGIL_OK)
         return rc;
@@ -223,7 +248,7 @@ static vigil_err log_resume(struct audit_log *log, const uint32_t *segs, size_t 
     log->unsigned_count = t.unsigned_count;
     log->last_is_final = t.last_is_final;
     if (!t.torn)
-        return segment_open(log, segs[count - 1]);
+        return segment_open_first(log, segs[count - 1]);
     /* The torn line is evidence of a crash during a write. Truncating it
      * would change the file silently, and appending after it would glue
      * the next record to it, so it stays and the chain continues in a new
@@ -232,7 +257,7 @@ static vigil_err log_resume(struct audit_log *log, const uint32_t *segs, size_t 
     log_warn("audit: %s ends in a torn line (crash during a write?); it is kept and the log "
              "continues after seq %" PRIu64 " in a new segment",
              name, t.seq);
-    return segment_open(log, segs[count - 1] + 1);
+    return segment_open_first(log, segs[count - 1] + 1);
 }
 
 static void *timer_main(void *arg);
@@ -357,6 +382,8 @@ static vigil_err write_all(int fd, const char *p, size_t len)
 
         if (n < 0 && errno == EINTR)
             continue;
+        if (n == 0)
+            errno = EIO; /* write() returned 0 and set no error code */
         if (n <= 0)
             return VIGIL_ERR_IO;
         p += n;
@@ -424,29 +451,80 @@ static vigil_err record_build(struct audit_log *log, const char *type, json_t *f
     return VIGIL_OK;
 }
 
-/* Writes and syncs one line, rotating first when the segment is full or
- * may end in a torn line. Called with the lock held. */
-static vigil_err line_write(struct audit_log *log, const char *line, size_t len)
+/* Logs the first failed write of a run with err and path, and whether part
+ * of the line stayed in the file (torn). The caller counts every failure,
+ * and write_works() logs the count when the run ends. */
+static void write_failed(struct audit_log *log, const char *what, const char *path, int err,
+                         bool torn)
 {
-    vigil_err rc;
+    char next[AUDIT_SEGMENT_NAME_MAX];
 
+    if (log->write_failing)
+        return;
+    log->write_failing = true;
+    audit_segment_name(log->seg_index + 1, next);
+    log_error("audit: %s %s failed: %s%s%s; records that cannot be written are counted until "
+              "writing works again",
+              what, path, strerror(err),
+              torn ? "; part of the record stays in it as a torn line and the log continues in "
+                     : "",
+              torn ? next : "");
+}
+
+/* Logs the end of a run of failed writes, with what it lost. */
+static void write_works(struct audit_log *log)
+{
+    char path[4096];
+
+    if (!log->write_failing)
+        return;
+    segment_path(log, log->seg_index, path, sizeof path);
+    log_warn("audit: writing to %s works again; %" PRIu64 " records could not be written, %" PRIu64
+             " of them cut short as a torn line",
+             path, log->records_lost, log->torn_lost);
+    log->write_failing = false;
+    log->records_lost = 0;
+    log->torn_lost = 0;
+}
+
+/* Writes one line, moving to a new segment first when the current one is
+ * full or ends in a torn line. Called with the lock held.
+ *
+ * A failed write that left nothing in the file keeps the segment, so a
+ * full disk costs no new file per record. The log goes on in the same
+ * segment once there is room. A failed write that left part of the line
+ * is handled like a crash, and *torn is set. The torn line stays as
+ * evidence and the next record starts a new segment, because a record
+ * appended to the fragment would make one invalid line of both. */
+static vigil_err line_write(struct audit_log *log, const char *line, size_t len, bool *torn)
+{
+    char path[4096];
+    struct stat st;
+    int err;
+
+    *torn = false;
     if (log->rotate_next ||
         (log->seg_size > 0 && log->seg_size + len > log->opts.segment_max_bytes)) {
-        rc = segment_open(log, log->seg_index + 1);
-        if (rc != VIGIL_OK)
-            return rc;
+        if (segment_open(log, log->seg_index + 1) != VIGIL_OK) {
+            err = errno;
+            segment_path(log, log->seg_index + 1, path, sizeof path);
+            write_failed(log, "opening", path, err, false);
+            return VIGIL_ERR_IO;
+        }
     }
-    rc = write_all(log->seg_fd, line, len);
-    if (rc != VIGIL_OK) {
-        /* Part of the line may be in the file: leave it for the verifier
-         * to report and continue in the next segment. */
-        log_error("audit: write to segment %" PRIu32 " failed: %s", log->seg_index,
-                  strerror(errno));
+    if (write_all(log->seg_fd, line, len) == VIGIL_OK) {
+        log->seg_size += len;
+        write_works(log);
+        return VIGIL_OK;
+    }
+    err = errno;
+    /* When the size cannot be read, assume the worst: a torn line. */
+    *torn = fstat(log->seg_fd, &st) != 0 || (uint64_t)st.st_size != log->seg_size;
+    if (*torn)
         log->rotate_next = true;
-        return rc;
-    }
-    log->seg_size += len;
-    return VIGIL_OK;
+    segment_path(log, log->seg_index, path, sizeof path);
+    write_failed(log, "write to", path, err, *torn);
+    return VIGIL_ERR_IO;
 }
 
 /* Makes every record written so far durable. Called with the lock held. */
@@ -471,13 +549,21 @@ static vigil_err record_append(struct audit_log *log, const char *type, json_t *
     char hash[AUDIT_HASH_HEX];
     char *line = NULL;
     size_t len = 0;
+    bool torn = false;
     vigil_err rc;
 
     rc = record_build(log, type, fields, &rec, hash);
     if (rc == VIGIL_OK)
         rc = record_serialise(rec, &line, &len);
-    if (rc == VIGIL_OK)
-        rc = line_write(log, line, len);
+    if (rc == VIGIL_OK) {
+        rc = line_write(log, line, len, &torn);
+        /* A failed checkpoint is written again later, so only records,
+         * which the caller retries or loses, are counted. */
+        if (rc == VIGIL_ERR_IO && strcmp(type, "checkpoint") != 0) {
+            log->records_lost++;
+            log->torn_lost += torn;
+        }
+    }
     if (rc != VIGIL_OK)
         goto out;
     log->seq++;
@@ -557,7 +643,8 @@ static vigil_err append(struct audit_log *log, const char *type, json_t *fields,
     if (rc == VIGIL_OK && log->unsigned_count >= log->opts.checkpoint_every) {
         vigil_err crc = checkpoint_locked(log, false);
 
-        if (crc != VIGIL_OK)
+        /* A failed write or sync has been logged where it failed. */
+        if (crc != VIGIL_OK && crc != VIGIL_ERR_IO)
             log_error("audit: checkpoint after seq %" PRIu64 " failed: %s", log->seq,
                       vigil_strerror(crc));
     }
@@ -622,8 +709,10 @@ static void *timer_main(void *arg)
         struct timespec ts;
 
         if (now >= due) {
-            if (log->unsigned_count > 0 && checkpoint_locked(log, false) != VIGIL_OK)
-                log_error("audit: timed checkpoint failed");
+            vigil_err rc = log->unsigned_count > 0 ? checkpoint_locked(log, false) : VIGIL_OK;
+
+            if (rc != VIGIL_OK && rc != VIGIL_ERR_IO)
+                log_error("audit: timed checkpoint failed: %s", vigil_strerror(rc));
             log->last_checkpoint_ms = now;
             continue;
         }
@@ -647,6 +736,10 @@ vigil_err audit_close(struct audit_log *log)
         log_error("audit: final checkpoint failed: %s", vigil_strerror(rc));
     if (sync_locked(log) != VIGIL_OK && rc == VIGIL_OK)
         rc = VIGIL_ERR_IO;
+    if (log->write_failing)
+        log_error("audit: closing while writes fail; %" PRIu64 " records could not be written, %"
+                  PRIu64 " of them cut short as a torn line",
+                  log->records_lost, log->torn_lost);
     log->stopping = true;
     pthread_cond_signal(&log->wake);
     pthread_mutex_unlock(&log->lock);

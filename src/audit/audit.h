@@ -54,7 +54,10 @@ vigil_err audit_open_dir(const char *audit_dir, const struct audit_opts *opts,
  * Writes a checkpoint after it when checkpoint_every records are unsigned.
  * Errors: VIGIL_ERR_INVALID (type or fields), VIGIL_ERR_LIMIT (record longer
  * than AUDIT_MAX_RECORD), VIGIL_ERR_IO (the log stays usable; the failed
- * record has no seq), VIGIL_ERR_CLOSED. */
+ * record has no seq), VIGIL_ERR_CLOSED. A failed write is logged here, once
+ * for a run of them, with the count when writing works again, so callers
+ * need not log VIGIL_ERR_IO. A failed write leaves no new segment unless
+ * part of the line reached the file (a torn line, as after a crash). */
 vigil_err audit_append(struct audit_log *log, const char *type, json_t *fields);
 /* Appends like audit_append() without waiting for the disk. The record is
  * in the file when this returns. It is durable after the next audit_sync(),

@@ -460,7 +460,10 @@ vigil_err audit_spool_drain(struct audit_log *log, const char *data_dir, size_t 
         log_warn("audit spool: fsync of directory %s failed: %s", dir, strerror(errno));
     if (done > 0)
         log_info("audit spool: appended %zu spooled record(s) from %s", done, dir);
-    if (rc != VIGIL_OK)
+    /* Each I/O failure below is logged where it happens, and a failed
+     * append once per run of them, so a full disk does not log here at
+     * every drain. */
+    if (rc != VIGIL_OK && rc != VIGIL_ERR_IO)
         log_error("audit spool: draining %s stopped at %s: %s", dir, list[done].name,
                   vigil_strerror(rc));
     vigil_free(list);

@@ -27,14 +27,17 @@ static void audit_alert(struct hub *hub, const struct secmon_alert *a)
     json_t *fields = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "alert_id", a->alert_id, "rule",
                                a->rule, "severity", severity_name(a->severity), "device",
                                a->device, "source", a->source, "explanation", a->explanation);
+    vigil_err rc;
 
     if (fields == NULL) {
         log_error("audit: recording alert %s failed: a text is not UTF-8 or memory ran out",
                   a->alert_id);
         return;
     }
-    if (audit_append_deferred(hub->audit, "alert_raised", fields) != VIGIL_OK)
-        log_error("audit: cannot record alert %s", a->alert_id);
+    rc = audit_append_deferred(hub->audit, "alert_raised", fields);
+    /* The audit log reports failed writes itself, once per run of them. */
+    if (rc != VIGIL_OK && rc != VIGIL_ERR_IO)
+        log_error("audit: cannot record alert %s: %s", a->alert_id, vigil_strerror(rc));
     json_decref(fields);
 }
 
@@ -68,14 +71,18 @@ static bool siem_wants(uint8_t type)
 static void monitor_feed(void *ctx, const struct vigil_event *ev)
 {
     struct hub *hub = ctx;
+    vigil_err rc;
 
     secmon_engine_feed(hub->engine, ev);
     if (hub->siem != NULL && siem_wants(ev->type))
         siem_exporter_submit_event(hub->siem, ev);
-    if (hub->audit != NULL && audit_event_type(ev) != NULL &&
-        audit_append_event(hub->audit, ev) != VIGIL_OK)
-        log_error("audit: cannot record a %s event",
-                  vigil_event_type_name((enum vigil_event_type)ev->type));
+    if (hub->audit == NULL || audit_event_type(ev) == NULL)
+        return;
+    rc = audit_append_event(hub->audit, ev);
+    /* The audit log reports failed writes itself, once per run of them. */
+    if (rc != VIGIL_OK && rc != VIGIL_ERR_IO)
+        log_error("audit: cannot record a %s event: %s",
+                  vigil_event_type_name((enum vigil_event_type)ev->type), vigil_strerror(rc));
 }
 
 static void monitor_dropped(void *ctx, uint64_t n, int64_t now_us)

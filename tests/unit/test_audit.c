@@ -1,6 +1,7 @@
 /* Tests for the audit log writer and verifier, including each kind of
  * tampering the verifier must name. */
 #include <dirent.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -49,11 +50,14 @@ static int setup(void **state)
     return 0;
 }
 
+static void test_state_restore(void);
+
 static int teardown(void **state)
 {
     struct fixture *fx = *state;
     char cmd[128];
 
+    test_state_restore();
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->root);
     if (system(cmd) != 0)
         fprintf(stderr, "cannot remove %s\n", fx->root);
@@ -636,6 +640,211 @@ static void test_torn_tail_kept_on_reopen(void **state)
     assert_true(has_warning(&r, "torn last line at audit-000001.jsonl:6"));
 }
 
+/* Standard error, redirected to a pipe while a test captures the log. A
+ * pipe, unlike a file, is not limited by RLIMIT_FSIZE. */
+struct log_capture {
+    int fds[2];
+    int saved;
+};
+
+/* State that a failed assertion would leave changed for the next tests.
+ * Teardown restores it. */
+static struct log_capture *capture_active;
+static struct rlimit fsize_saved;
+static bool fsize_changed;
+
+static void log_capture_start(struct log_capture *c)
+{
+    assert_int_equal(pipe(c->fds), 0);
+    /* Lines past the pipe's buffer are lost rather than blocking the test. */
+    assert_int_equal(fcntl(c->fds[1], F_SETFL, O_NONBLOCK), 0);
+    fflush(stderr);
+    c->saved = dup(2);
+    assert_true(c->saved >= 0);
+    assert_true(dup2(c->fds[1], 2) >= 0);
+    capture_active = c;
+    vigil_log_set_level(VIGIL_LOG_WARN);
+}
+
+static void log_capture_stop(struct log_capture *c)
+{
+    vigil_log_set_level(VIGIL_LOG_ERROR);
+    fflush(stderr);
+    dup2(c->saved, 2);
+    close(c->saved);
+    close(c->fds[1]);
+    capture_active = NULL;
+}
+
+static void log_capture_end(struct log_capture *c, char *out, size_t cap)
+{
+    size_t len = 0;
+    ssize_t n;
+
+    log_capture_stop(c);
+    while (len < cap - 1 && (n = read(c->fds[0], out + len, cap - 1 - len)) > 0)
+        len += (size_t)n;
+    out[len] = '\0';
+    close(c->fds[0]);
+}
+
+/* Sets the soft file size limit. SIGXFSZ is ignored, so writes past it
+ * fail with EFBIG as they would with ENOSPC on a full disk. */
+static void fsize_limit(rlim_t bytes)
+{
+    struct rlimit cap;
+
+    signal(SIGXFSZ, SIG_IGN);
+    if (!fsize_changed)
+        assert_int_equal(getrlimit(RLIMIT_FSIZE, &fsize_saved), 0);
+    fsize_changed = true;
+    cap = fsize_saved;
+    cap.rlim_cur = bytes;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &cap), 0);
+}
+
+static void fsize_restore(void)
+{
+    if (fsize_changed)
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &fsize_saved), 0);
+    fsize_changed = false;
+}
+
+static void test_state_restore(void)
+{
+    int fd;
+
+    if (capture_active != NULL) {
+        fd = capture_active->fds[0];
+        log_capture_stop(capture_active);
+        close(fd);
+    }
+    if (fsize_changed)
+        setrlimit(RLIMIT_FSIZE, &fsize_saved);
+    fsize_changed = false;
+}
+
+static size_t count_of(const char *text, const char *needle)
+{
+    size_t n = 0;
+
+    for (const char *p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+static size_t segment_count(struct fixture *fx)
+{
+    uint32_t *segs = NULL;
+    size_t count = 0;
+
+    assert_int_equal(audit_segments_list(fx->dir, &segs, &count), VIGIL_OK);
+    free(segs);
+    return count;
+}
+
+static void append_n(struct audit_log *log, int n, vigil_err expect)
+{
+    for (int i = 0; i < n; i++) {
+        json_t *fields = json_pack("{sssi}", "device", "mon-0042", "attempt", i);
+
+        assert_int_equal(audit_append(log, "auth_failure", fields), expect);
+        json_decref(fields);
+    }
+}
+
+/* Appends that fail on a full disk (the file size limit) create no new
+ * segment. The run is logged once with the path and once at its end with
+ * the count, and the log goes on in the same segment and verifies. */
+static void test_failed_writes_keep_segment(void **state)
+{
+    struct fixture *fx = *state;
+    struct audit_log *log = NULL;
+    struct log_capture cap;
+    struct vigil_event ev;
+    struct audit_report r;
+    char path[256];
+    char logged[16384];
+
+    assert_int_equal(audit_open(fx->root, &quiet_opts, &log), VIGIL_OK);
+    append_n(log, 3, VIGIL_OK);
+    segment_path(fx, 1, path, sizeof path);
+    vigil_event_init(&ev, VIGIL_EV_AUTH_FAILURE);
+
+    /* A limit of 0 fails every write to any file without writing a byte,
+     * as a full disk does. */
+    log_capture_start(&cap);
+    fsize_limit(0);
+    append_n(log, 40, VIGIL_ERR_IO);
+    assert_int_equal(audit_append_event(log, &ev), VIGIL_ERR_IO);
+    fsize_restore();
+    assert_int_equal(segment_count(fx), 1);
+    append_n(log, 2, VIGIL_OK);
+    log_capture_end(&cap, logged, sizeof logged);
+
+    assert_int_equal(segment_count(fx), 1);
+    assert_int_equal(count_of(logged, "failed"), 1);
+    assert_non_null(strstr(logged, path));
+    assert_non_null(strstr(logged, "failed: File too large"));
+    assert_non_null(strstr(logged, "works again; 41 records could not be written, 0 of them"));
+    assert_int_equal(audit_last_seq(log), 5);
+    assert_int_equal(audit_close(log), VIGIL_OK);
+    verify(fx, NULL, true, &r);
+    assert_true(r.valid);
+    assert_int_equal(r.last_seq, 6);
+    assert_int_equal(r.segments, 1);
+}
+
+/* A write cut short leaves part of its line as a torn line, and the log
+ * moves to exactly one new segment for all the failures after it. The
+ * chain goes on there, and after a restart. */
+static void test_failed_write_torn_line(void **state)
+{
+    struct fixture *fx = *state;
+    struct audit_log *log = NULL;
+    struct log_capture cap;
+    struct audit_report r;
+    struct stat st;
+    char path[256];
+    char logged[16384];
+
+    assert_int_equal(audit_open(fx->root, &quiet_opts, &log), VIGIL_OK);
+    append_n(log, 3, VIGIL_OK);
+    segment_path(fx, 1, path, sizeof path);
+    assert_int_equal(stat(path, &st), 0);
+
+    log_capture_start(&cap);
+    fsize_limit((rlim_t)st.st_size + 10);
+    append_n(log, 1, VIGIL_ERR_IO);
+    fsize_limit(0);
+    append_n(log, 30, VIGIL_ERR_IO);
+    assert_int_equal(audit_checkpoint(log), VIGIL_ERR_IO);
+    fsize_restore();
+    append_n(log, 2, VIGIL_OK);
+    log_capture_end(&cap, logged, sizeof logged);
+
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(segment_count(fx), 2);
+    assert_int_equal(count_of(logged, "failed"), 1);
+    assert_non_null(strstr(logged, "torn line and the log continues in audit-000002.jsonl"));
+    assert_non_null(strstr(logged, "works again; 31 records could not be written, 1 of them cut "
+                                   "short as a torn line"));
+    assert_int_equal(audit_close(log), VIGIL_OK);
+    verify(fx, NULL, false, &r);
+    assert_true(r.valid);
+    assert_int_equal(r.last_seq, 6);
+    assert_true(has_warning(&r, "torn last line at audit-000001.jsonl:4"));
+
+    /* A restart continues the chain in the same segment. */
+    write_log(fx, &quiet_opts, 2);
+    verify(fx, NULL, false, &r);
+    assert_true(r.valid);
+    assert_int_equal(r.segments, 2);
+    assert_int_equal(r.last_seq, 9);
+    assert_int_equal(r.warning_count, 1);
+    assert_true(has_warning(&r, "torn last line at audit-000001.jsonl:4"));
+}
+
 static void test_truncated_records_at_end(void **state)
 {
     struct fixture *fx = *state;
@@ -958,8 +1167,10 @@ static void test_spool_kept_on_append_failure(void **state)
     assert_int_equal(n, 1);
     assert_int_equal(dir_count(dir), 0);
     assert_int_equal(audit_close(log), VIGIL_OK);
+    /* The failed write left nothing, so the record went to the same segment. */
     records = records_read(fx);
-    assert_int_equal(json_array_size(records), 1);
+    assert_int_equal(json_array_size(records), 2);
+    assert_string_equal(record_str(records, 1, "type"), "device_added");
     json_decref(records);
 }
 
@@ -1170,6 +1381,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tamper_prev_rewritten, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail_warns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail_kept_on_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_writes_keep_segment, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_write_torn_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_records_at_end, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_to_checkpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_sig_forged, setup, teardown),

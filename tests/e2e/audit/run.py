@@ -17,7 +17,9 @@ import hashlib
 import json
 import os
 import pwd
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -178,6 +180,31 @@ def torn_then_append(ctx):
     check_equal(status, 0, "status")
     check("in 2 segments, last seq 8" in out, out)
     check(f"torn last line at {SEG1}:6" in out, out)
+
+
+def no_room():
+    """Child setup that fails every file write as a full disk would."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+
+@case("full disk is logged once and adds no segment", only="vigil")
+def full_disk(ctx):
+    append(ctx, 3)
+    cmd = [vigil_binary(), "audit", "append", "--type", "auth_failure", "--count", "3", ctx.audit]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, preexec_fn=no_room)
+    ctx.log("$", " ".join(cmd), "(file size limit 0) ->", proc.returncode)
+    ctx.log("stderr:\n" + proc.stderr)
+    check_equal(proc.returncode, 1, "status of the append that cannot write")
+    check(f"audit: write to {os.path.join(ctx.audit, SEG1)} failed: File too large" in proc.stderr,
+          proc.stderr)
+    check_equal(proc.stderr.count("failed:"), 1, "failure lines")
+    check("closing while writes fail; 1 records could not be written" in proc.stderr, proc.stderr)
+    check(not os.path.exists(os.path.join(ctx.audit, SEG2)), "no new segment")
+    append(ctx, 2)
+    status, out = verify(ctx, "--strict")
+    check_equal(status, 0, "status with --strict")
+    check("in 1 segments, last seq 7" in out, out)
 
 
 @case("records removed at the end", only="vigil")
