@@ -479,8 +479,8 @@ static void write_works(struct audit_log *log)
     if (!log->write_failing)
         return;
     segment_path(log, log->seg_index, path, sizeof path);
-    log_warn("audit: writing to %s works again; %" PRIu64 " records could not be written, %" PRIu64
-             " of them cut short as a torn line",
+    log_warn("audit: writing to %s works again; records not written: %" PRIu64
+             ", of them cut short as a torn line: %" PRIu64,
              path, log->records_lost, log->torn_lost);
     log->write_failing = false;
     log->records_lost = 0;
@@ -737,8 +737,8 @@ vigil_err audit_close(struct audit_log *log)
     if (sync_locked(log) != VIGIL_OK && rc == VIGIL_OK)
         rc = VIGIL_ERR_IO;
     if (log->write_failing)
-        log_error("audit: closing while writes fail; %" PRIu64 " records could not be written, %"
-                  PRIu64 " of them cut short as a torn line",
+        log_error("audit: closing while writes fail; records not written: %" PRIu64
+                  ", of them cut short as a torn line: %" PRIu64,
                   log->records_lost, log->torn_lost);
     log->stopping = true;
     pthread_cond_signal(&log->wake);

@@ -602,7 +602,7 @@ static uint64_t sink_out_flush(struct vigil_event_sink *sink, uint64_t lines)
             lines_done += sink_count_lines(sink->out + start, end - start);
     }
     if (sink->write_failed)
-        log_warn("event sink: writing events works again; %llu events were not written",
+        log_warn("event sink: writing events works again; events not written: %llu",
                  (unsigned long long)sink->lost_lines);
     sink->write_failed = false;
     sink->lost_lines = 0;

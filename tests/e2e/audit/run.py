@@ -199,7 +199,7 @@ def full_disk(ctx):
     check(f"audit: write to {os.path.join(ctx.audit, SEG1)} failed: File too large" in proc.stderr,
           proc.stderr)
     check_equal(proc.stderr.count("failed:"), 1, "failure lines")
-    check("closing while writes fail; 1 records could not be written" in proc.stderr, proc.stderr)
+    check("closing while writes fail; records not written: 1" in proc.stderr, proc.stderr)
     check(not os.path.exists(os.path.join(ctx.audit, SEG2)), "no new segment")
     append(ctx, 2)
     status, out = verify(ctx, "--strict")
