@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,6 +37,7 @@ struct audit_log {
     bool write_failing;         /* set from a failed write to the next one that works */
     uint64_t records_lost;      /* records not written since writing began to fail */
     uint64_t torn_lost;         /* records of those cut short in the file as a torn line */
+    uint64_t fsize_noted;       /* the file size limit last logged as ending segments */
     bool unsynced;              /* records written but not yet fdatasync()ed */
     uint64_t seq;               /* of the last record written, 0 when empty */
     char last_hash[AUDIT_HASH_HEX];
@@ -392,6 +394,16 @@ static vigil_err write_all(int fd, const char *p, size_t len)
     return VIGIL_OK;
 }
 
+/* The soft file size limit (RLIMIT_FSIZE) in bytes, UINT64_MAX without one. */
+static uint64_t file_size_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_FSIZE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return UINT64_MAX;
+    return (uint64_t)rl.rlim_cur;
+}
+
 /* Serialises rec (with its hash) into a new line ending in '\n'. */
 static vigil_err record_serialise(json_t *rec, char **line, size_t *len)
 {
@@ -487,6 +499,18 @@ static void write_works(struct audit_log *log)
     log->torn_lost = 0;
 }
 
+/* Logs once for each file size limit that ends segments before their
+ * configured size. */
+static void fsize_note(struct audit_log *log, uint64_t fsize)
+{
+    if (log->fsize_noted == fsize)
+        return;
+    log->fsize_noted = fsize;
+    log_warn("audit: the file size limit (RLIMIT_FSIZE) of %" PRIu64 " bytes is below the "
+             "segment size of %" PRIu64 " bytes; segments end at the limit",
+             fsize, log->opts.segment_max_bytes);
+}
+
 /* Writes one line, moving to a new segment first when the current one is
  * full or ends in a torn line. Called with the lock held.
  *
@@ -495,22 +519,36 @@ static void write_works(struct audit_log *log)
  * segment once there is room. A failed write that left part of the line
  * is handled like a crash, and *torn is set. The torn line stays as
  * evidence and the next record starts a new segment, because a record
- * appended to the fragment would make one invalid line of both. */
+ * appended to the fragment would make one invalid line of both.
+ *
+ * A write past the file size limit (RLIMIT_FSIZE) would stop at the limit
+ * and leave such a fragment in every new segment, so the limit ends a
+ * segment like its size does. A line longer than the limit fails without
+ * writing a byte, with the EFBIG the kernel gives, as on a full disk. */
 static vigil_err line_write(struct audit_log *log, const char *line, size_t len, bool *torn)
 {
+    uint64_t fsize = file_size_limit();
+    bool over_size = log->seg_size + len > log->opts.segment_max_bytes;
+    bool over_fsize = log->seg_size + len > fsize && len <= fsize;
     char path[4096];
     struct stat st;
     int err;
 
     *torn = false;
-    if (log->rotate_next ||
-        (log->seg_size > 0 && log->seg_size + len > log->opts.segment_max_bytes)) {
+    if (log->rotate_next || (log->seg_size > 0 && (over_size || over_fsize))) {
         if (segment_open(log, log->seg_index + 1) != VIGIL_OK) {
             err = errno;
             segment_path(log, log->seg_index + 1, path, sizeof path);
             write_failed(log, "opening", path, err, false);
             return VIGIL_ERR_IO;
         }
+        if (over_fsize && !over_size)
+            fsize_note(log, fsize);
+    }
+    if (log->seg_size + len > fsize) {
+        segment_path(log, log->seg_index, path, sizeof path);
+        write_failed(log, "write to", path, EFBIG, false);
+        return VIGIL_ERR_IO;
     }
     if (write_all(log->seg_fd, line, len) == VIGIL_OK) {
         log->seg_size += len;

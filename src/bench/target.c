@@ -93,6 +93,7 @@ static pid_t spawn(char *const argv[], const char *log_path, const char *cwd)
         if (cwd != NULL && chdir(cwd) != 0)
             _exit(126);
         signal(SIGPIPE, SIG_DFL);
+        signal(SIGXFSZ, SIG_DFL);
         /* The broker must not outlive a benchmark that is killed. */
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         execv(argv[0], argv);

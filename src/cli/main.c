@@ -49,6 +49,10 @@ int main(int argc, char **argv)
     /* A peer that closes its socket must cost only its own connection: a
      * write to it returns EPIPE instead of killing the process. */
     signal(SIGPIPE, SIG_IGN);
+    /* With SIGXFSZ ignored, a write past the file size limit (RLIMIT_FSIZE)
+     * fails with EFBIG instead of killing the process, and each writer
+     * handles that error as it handles a full disk. */
+    signal(SIGXFSZ, SIG_IGN);
     /* Every file vigil writes (databases with PSKs and vital signs, keys,
      * logs) is for its own user only. */
     umask(077);

@@ -1,6 +1,7 @@
 /* Tests for the audit log writer and verifier, including each kind of
  * tampering the verifier must name. */
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -75,6 +76,31 @@ int fdatasync(int fd)
 {
     fdatasync_calls++;
     return (int)syscall(SYS_fdatasync, fd);
+}
+
+/* When not 0, the next write of an audit line to a file stops after this
+ * many bytes, and the write of the rest fails with ENOSPC, as on a full
+ * disk. write() below takes the place of the C library's in this
+ * executable, like fdatasync(). */
+static size_t cut_next_line;
+static int cut_fd = -1;
+
+ssize_t write(int fd, const void *buf, size_t n)
+{
+    struct stat st;
+
+    if (fd == cut_fd) {
+        cut_fd = -1;
+        errno = ENOSPC;
+        return -1;
+    }
+    if (cut_next_line > 0 && cut_next_line < n && ((const char *)buf)[0] == '{' &&
+        fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+        n = cut_next_line;
+        cut_next_line = 0;
+        cut_fd = fd;
+    }
+    return (ssize_t)syscall(SYS_write, fd, buf, n);
 }
 
 /* Writes n auth_failure records and closes the log. */
@@ -814,7 +840,7 @@ static void test_failed_write_torn_line(void **state)
     assert_int_equal(stat(path, &st), 0);
 
     log_capture_start(&cap);
-    fsize_limit((rlim_t)st.st_size + 10);
+    cut_next_line = 10;
     append_n(log, 1, VIGIL_ERR_IO);
     fsize_limit(0);
     append_n(log, 30, VIGIL_ERR_IO);
@@ -843,6 +869,55 @@ static void test_failed_write_torn_line(void **state)
     assert_int_equal(r.last_seq, 9);
     assert_int_equal(r.warning_count, 1);
     assert_true(has_warning(&r, "torn last line at audit-000001.jsonl:4"));
+}
+
+/* A file size limit (RLIMIT_FSIZE) below the segment size ends segments
+ * like their size does, so no write stops at the limit: no torn lines, no
+ * lost records, one warning. A record longer than the limit fails without
+ * writing a byte and creates no segment. */
+static void test_file_size_limit_ends_segments(void **state)
+{
+    struct fixture *fx = *state;
+    struct audit_log *log = NULL;
+    struct log_capture cap;
+    struct audit_report r;
+    struct stat st;
+    char path[256];
+    char logged[16384];
+    size_t segs;
+
+    assert_int_equal(audit_open(fx->root, &quiet_opts, &log), VIGIL_OK);
+    append_n(log, 3, VIGIL_OK);
+    segment_path(fx, 1, path, sizeof path);
+    assert_int_equal(stat(path, &st), 0);
+
+    log_capture_start(&cap);
+    fsize_limit((rlim_t)st.st_size + 10);
+    append_n(log, 12, VIGIL_OK);
+    assert_int_equal(audit_checkpoint(log), VIGIL_OK);
+    segs = segment_count(fx);
+    fsize_limit(100);
+    append_n(log, 5, VIGIL_ERR_IO);
+    assert_int_equal(segment_count(fx), segs);
+    fsize_restore();
+    append_n(log, 1, VIGIL_OK);
+    log_capture_end(&cap, logged, sizeof logged);
+
+    assert_true(segs >= 4);
+    for (uint32_t i = 1; i <= segs; i++) {
+        segment_path(fx, i, path, sizeof path);
+        assert_int_equal(stat(path, &st), 0);
+        assert_true(st.st_size > 0);
+    }
+    assert_int_equal(count_of(logged, "segments end at the limit"), 1);
+    assert_int_equal(count_of(logged, "failed"), 1);
+    assert_non_null(strstr(logged, "failed: File too large"));
+    assert_non_null(strstr(logged, "records not written: 5, of them cut short as a torn line: 0"));
+    assert_int_equal(audit_close(log), VIGIL_OK);
+    verify(fx, NULL, true, &r);
+    assert_true(r.valid);
+    assert_int_equal(r.last_seq, 18);
+    assert_int_equal(r.segments, segs);
 }
 
 static void test_truncated_records_at_end(void **state)
@@ -1383,6 +1458,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_torn_tail_kept_on_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_writes_keep_segment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_write_torn_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_file_size_limit_ends_segments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_records_at_end, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_to_checkpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_sig_forged, setup, teardown),

@@ -207,6 +207,65 @@ def full_disk(ctx):
     check("in 1 segments, last seq 7" in out, out)
 
 
+def size_limit(limit):
+    """Return a child setup that sets a file size limit. SIGXFSZ keeps its
+    default action, so a write past the limit kills a process that does not
+    ignore the signal."""
+    def setup():
+        hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    return setup
+
+
+def segment_sizes(audit_dir):
+    return [os.path.getsize(os.path.join(audit_dir, n))
+            for n in sorted(os.listdir(audit_dir)) if n.startswith("audit-")]
+
+
+@case("file size limit ends segments without torn lines", only="vigil")
+def file_size_limit(ctx):
+    append(ctx, 3)
+    limit = os.path.getsize(os.path.join(ctx.audit, SEG1)) + 100
+    cmd = [vigil_binary(), "audit", "append", "--type", "auth_failure", "--count", "10", ctx.audit]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
+                          preexec_fn=size_limit(limit))
+    ctx.log("$", " ".join(cmd), f"(file size limit {limit}) ->", proc.returncode)
+    ctx.log("stderr:\n" + proc.stderr)
+    check_equal(proc.returncode, 0, "status of the append under the limit")
+    check_equal(proc.stderr.count("segments end at the limit"), 1, "lines about the limit")
+    check("failed" not in proc.stderr, proc.stderr)
+    sizes = segment_sizes(ctx.audit)
+    check(len(sizes) > 2, f"segments ended at the limit: {sizes}")
+    check(max(sizes) <= limit, f"segment sizes {sizes} within the limit {limit}")
+    status, out = verify(ctx, "--strict")
+    check_equal(status, 0, "status with --strict")
+    check("last seq 15" in out, out)
+
+
+@case("hub under a file size limit keeps its log whole", only="vigil")
+def hub_size_limit(ctx):
+    hub = Broker(ctx.work, name="hub", anonymous=True)
+    ctx.defer(lambda: hub.stop() if hub.alive() else None)
+    hub.start()
+    audit_dir = os.path.join(hub.data_dir, "audit")
+    admin_ok(ctx, "device", "add", "mon-0009", "--data-dir", hub.data_dir, "-q")
+    wrong_logins(ctx, hub.port, "mon-0009", 2)
+    time.sleep(1.5)
+    limit = max(segment_sizes(audit_dir)) + 50
+    hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+    resource.prlimit(hub.proc.pid, resource.RLIMIT_FSIZE, (limit, hard))
+    ctx.log(f"file size limit of the hub: {limit}")
+    wrong_logins(ctx, hub.port, "mon-0009", 10)
+    time.sleep(1.5)
+    hub.check_alive()
+    resource.prlimit(hub.proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, hard))
+    hub.stop()
+    sizes = segment_sizes(audit_dir)
+    check(len(sizes) > 1, f"segments ended at the limit: {sizes}")
+    status, out = vigil(ctx, "audit", "verify", "--strict", audit_dir)
+    check_equal(status, 0, "status of vigil audit verify --strict")
+
+
 @case("records removed at the end", only="vigil")
 def removed_at_end(ctx):
     append(ctx, 5)
