@@ -227,33 +227,62 @@ EVP_PKEY *audit_pubkey_read_pem(const char *pem)
     return require_ed25519(key);
 }
 
-/* Writes the key with PEM_write to a new file of mode 0600 (O_EXCL). */
+/* Writes the key in PEM to a temporary file, syncs it and renames it to
+ * path. The caller holds the log's lock and found no file at path. A write
+ * that fails (a full disk) leaves no file at path, because an empty or
+ * partial key file would stop every later open of the log, or its
+ * verification. */
 static vigil_err key_write(const char *path, EVP_PKEY *key, bool private_key)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, private_key ? 0600 : 0644);
+    char tmp[4096];
     FILE *f;
-    int ok;
+    bool ok;
+    int fd, err = EIO;
 
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    /* A file left by a process that stopped during this write. */
+    unlink(tmp);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+              private_key ? 0600 : 0644);
     if (fd < 0) {
-        log_error("audit: cannot create %s: %s", path, strerror(errno));
+        log_error("audit: cannot create %s: %s", tmp, strerror(errno));
         return VIGIL_ERR_IO;
     }
     f = fdopen(fd, "w");
     if (f == NULL) {
         close(fd);
+        unlink(tmp);
         return VIGIL_ERR_IO;
     }
-    ok = private_key ? PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL)
-                     : PEM_write_PUBKEY(f, key);
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0)
-        ok = 0;
-    if (fclose(f) != 0)
-        ok = 0;
-    if (ok != 1) {
-        log_error("audit: cannot write %s", path);
+    ok = (private_key ? PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL)
+                      : PEM_write_PUBKEY(f, key)) == 1;
+    if (ok && (fflush(f) != 0 || fsync(fileno(f)) != 0)) {
+        err = errno;
+        ok = false;
+    }
+    if (fclose(f) != 0 && ok) {
+        err = errno;
+        ok = false;
+    }
+    if (ok && rename(tmp, path) != 0) {
+        err = errno;
+        ok = false;
+    }
+    if (!ok) {
+        unlink(tmp);
+        log_error("audit: cannot write %s: %s", path, strerror(err));
         return VIGIL_ERR_IO;
     }
     return VIGIL_OK;
+}
+
+/* True when path is a file of 0 bytes, as a key write that failed on a
+ * full disk left it before keys were written through a temporary file. */
+static bool file_empty(const char *path)
+{
+    struct stat st;
+
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0;
 }
 
 static vigil_err key_read_private(const char *path, EVP_PKEY **out)
@@ -280,6 +309,12 @@ vigil_err audit_key_load(const char *dir, bool create, EVP_PKEY **out)
 
     snprintf(key_path, sizeof key_path, "%s/" AUDIT_KEY_FILE, dir);
     snprintf(pub_path, sizeof pub_path, "%s/" AUDIT_PUB_FILE, dir);
+    /* An empty key signed nothing, so without segments it is replaced. */
+    if (create && file_empty(key_path)) {
+        log_warn("audit: %s is empty (a write that failed on a full disk?); a new key replaces it",
+                 key_path);
+        unlink(key_path);
+    }
     rc = key_read_private(key_path, &key);
     if (rc == VIGIL_ERR_NOT_FOUND && create) {
         key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
@@ -291,6 +326,13 @@ vigil_err audit_key_load(const char *dir, bool create, EVP_PKEY **out)
     }
     if (rc != VIGIL_OK)
         goto fail;
+    /* The public key follows from the private one, so an empty file is
+     * written again. */
+    if (file_empty(pub_path)) {
+        log_warn("audit: %s is empty (a write that failed on a full disk?); it is written again",
+                 pub_path);
+        unlink(pub_path);
+    }
     if (access(pub_path, F_OK) != 0) {
         rc = key_write(pub_path, key, false);
         if (rc != VIGIL_OK)

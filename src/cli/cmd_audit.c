@@ -358,6 +358,13 @@ static int audit_append_cmd(int argc, char **argv)
         }
     }
     rc = audit_open_dir(a.dir, &a.opts, &log);
+    if (rc != VIGIL_OK) {
+        /* The reason is logged above. An invalid key file is no usage error, so the status is 1. */
+        fprintf(stderr, "vigil audit append: cannot open the log in %s: %s\n", a.dir,
+                vigil_strerror(rc));
+        json_decref(fields);
+        return 1;
+    }
     for (uint64_t i = 0; rc == VIGIL_OK && i < a.count; i++)
         rc = audit_append(log, a.type, fields);
     if (rc == VIGIL_ERR_INVALID)

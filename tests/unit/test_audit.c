@@ -1030,6 +1030,62 @@ static void test_missing_key_refused(void **state)
     assert_int_equal(audit_open(fx->root, &quiet_opts, &log), VIGIL_ERR_NOT_FOUND);
 }
 
+/* A first open that cannot write the signing key (a full disk) leaves no
+ * key file, so the next open with room creates the key and the log. */
+static void test_key_write_leaves_no_file(void **state)
+{
+    struct fixture *fx = *state;
+    struct audit_log *log = NULL;
+    struct log_capture cap;
+    struct audit_report r;
+    struct stat st;
+    char path[256];
+    char logged[16384];
+
+    log_capture_start(&cap);
+    fsize_limit(0);
+    assert_int_equal(audit_open(fx->root, &quiet_opts, &log), VIGIL_ERR_IO);
+    fsize_restore();
+    log_capture_end(&cap, logged, sizeof logged);
+
+    assert_non_null(strstr(logged, "signing.key: File too large"));
+    snprintf(path, sizeof path, "%s/signing.key", fx->dir);
+    assert_int_not_equal(stat(path, &st), 0);
+    snprintf(path, sizeof path, "%s/signing.key.tmp", fx->dir);
+    assert_int_not_equal(stat(path, &st), 0);
+    write_log(fx, &quiet_opts, 2);
+    verify(fx, NULL, true, &r);
+    assert_true(r.valid);
+    assert_int_equal(r.last_seq, 3);
+}
+
+/* Empty key files, as a failed write left them before keys were written
+ * through a temporary file: signing.pub is written again, and signing.key
+ * is replaced while the log has no segment, because it signed nothing. */
+static void test_empty_key_files_replaced(void **state)
+{
+    struct fixture *fx = *state;
+    struct audit_report r;
+    char path[256];
+    FILE *f;
+
+    assert_int_equal(mkdir(fx->dir, 0700), 0);
+    snprintf(path, sizeof path, "%s/signing.key", fx->dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fclose(f);
+    write_log(fx, &quiet_opts, 2);
+    verify(fx, NULL, true, &r);
+    assert_true(r.valid);
+
+    snprintf(path, sizeof path, "%s/signing.pub", fx->dir);
+    assert_int_equal(truncate(path, 0), 0);
+    write_log(fx, &quiet_opts, 1);
+    verify(fx, NULL, true, &r);
+    assert_true(r.valid);
+    assert_int_equal(r.last_seq, 5);
+}
+
 static void test_segment_removed(void **state)
 {
     struct fixture *fx = *state;
@@ -1465,6 +1521,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_checkpoint_off_chain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_signing_key_replaced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_key_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_write_leaves_no_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_empty_key_files_replaced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_segment_removed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_json_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_dir_invalid, setup, teardown),

@@ -207,6 +207,21 @@ def full_disk(ctx):
     check("in 1 segments, last seq 7" in out, out)
 
 
+@case("full disk at the first open leaves no key file", only="vigil")
+def full_disk_first_open(ctx):
+    cmd = [vigil_binary(), "audit", "append", "--type", "auth_failure", ctx.audit]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, preexec_fn=no_room)
+    ctx.log("$", " ".join(cmd), "(file size limit 0) ->", proc.returncode)
+    ctx.log("stderr:\n" + proc.stderr)
+    check_equal(proc.returncode, 1, "status of the append that cannot write the key")
+    check("signing.key: File too large" in proc.stderr, proc.stderr)
+    check(not os.path.exists(os.path.join(ctx.audit, "signing.key")), "no key file left")
+    append(ctx, 2)
+    status, out = verify(ctx, "--strict")
+    check_equal(status, 0, "status with --strict")
+    check("last seq 3" in out, out)
+
+
 def size_limit(limit):
     """Return a child setup that sets a file size limit. SIGXFSZ keeps its
     default action, so a write past the limit kills a process that does not
