@@ -39,6 +39,11 @@ struct audit_log {
     uint64_t torn_lost;         /* records of those cut short in the file as a torn line */
     uint64_t fsize_noted;       /* the file size limit last logged as ending segments */
     bool unsynced;              /* records written but not yet fdatasync()ed */
+    uint64_t synced_seq;        /* of the last record known durable */
+    bool sync_failing;          /* set from a failed fdatasync() to the next one that works */
+    uint64_t syncs_failed;      /* fdatasync() calls failed since syncing began to fail */
+    uint64_t sync_fail_from;    /* first seq that may not be durable since syncing began to fail */
+    uint64_t sync_fail_upto;    /* last seq written before the latest failed fdatasync() */
     uint64_t seq;               /* of the last record written, 0 when empty */
     char last_hash[AUDIT_HASH_HEX];
     uint64_t unsigned_count;    /* records after the last checkpoint */
@@ -83,6 +88,44 @@ static void segment_path(const struct audit_log *log, uint32_t index, char *out,
     path_join(out, cap, log->dir, name);
 }
 
+/* Logs the first failed fdatasync() of a run with err, the path and the
+ * first record that may not be durable, and counts every failure, so a
+ * disk that keeps failing costs one line instead of one at each sync. */
+static void sync_failed(struct audit_log *log, int err)
+{
+    char path[4096];
+
+    log->syncs_failed++;
+    log->sync_fail_upto = log->seq;
+    if (log->sync_failing)
+        return;
+    log->sync_failing = true;
+    log->sync_fail_from = log->synced_seq + 1;
+    segment_path(log, log->seg_index, path, sizeof path);
+    log_error("audit: fdatasync of %s failed: %s; records from seq %" PRIu64 " may not survive "
+              "a crash, and failed syncs are counted until one works again",
+              path, strerror(err), log->sync_fail_from);
+}
+
+/* Records that every record written is durable, and logs the end of a run
+ * of failed fdatasync() calls with their count. A sync that works does not
+ * show that the records of the failed ones are durable, so the line names
+ * them. */
+static void sync_works(struct audit_log *log)
+{
+    char path[4096];
+
+    log->synced_seq = log->seq;
+    if (!log->sync_failing)
+        return;
+    segment_path(log, log->seg_index, path, sizeof path);
+    log_warn("audit: fdatasync of %s works again; syncs failed: %" PRIu64 "; records from seq "
+             "%" PRIu64 " to %" PRIu64 " may not survive a crash",
+             path, log->syncs_failed, log->sync_fail_from, log->sync_fail_upto);
+    log->sync_failing = false;
+    log->syncs_failed = 0;
+}
+
 /* Makes segment index the one appended to, creating it when missing. On
  * failure the current segment stays and errno is set. */
 static vigil_err segment_open(struct audit_log *log, uint32_t index)
@@ -104,8 +147,9 @@ static vigil_err segment_open(struct audit_log *log, uint32_t index)
         /* Deferred records of the segment being left become durable now;
          * later syncs only reach the new segment. */
         if (log->unsynced && fdatasync(log->seg_fd) != 0)
-            log_error("audit: fdatasync of segment %" PRIu32 " failed: %s", log->seg_index,
-                      strerror(errno));
+            sync_failed(log, errno);
+        else if (log->unsynced)
+            sync_works(log);
         log->unsynced = false;
         close(log->seg_fd);
     }
@@ -246,6 +290,7 @@ static vigil_err log_resume(struct audit_log *log, const uint32_t *segs, size_t 
     if (rc != VIGIL_OK)
         return rc;
     log->seq = t.seq;
+    log->synced_seq = t.seq;
     memcpy(log->last_hash, t.hash, AUDIT_HASH_HEX);
     log->unsigned_count = t.unsigned_count;
     log->last_is_final = t.last_is_final;
@@ -572,9 +617,10 @@ static vigil_err sync_locked(struct audit_log *log)
         return VIGIL_OK;
     if (fdatasync(log->seg_fd) != 0) {
         /* The lines are complete in the file but may not be durable. */
-        log_error("audit: fdatasync up to seq %" PRIu64 " failed: %s", log->seq, strerror(errno));
+        sync_failed(log, errno);
         return VIGIL_ERR_IO;
     }
+    sync_works(log);
     log->unsynced = false;
     return VIGIL_OK;
 }
@@ -770,7 +816,9 @@ vigil_err audit_close(struct audit_log *log)
         return VIGIL_OK;
     pthread_mutex_lock(&log->lock);
     rc = checkpoint_locked(log, true);
-    if (rc != VIGIL_OK)
+    /* A failed write or sync has been logged where it failed, and a run of
+     * failed writes is logged below with its count. */
+    if (rc != VIGIL_OK && rc != VIGIL_ERR_IO)
         log_error("audit: final checkpoint failed: %s", vigil_strerror(rc));
     if (sync_locked(log) != VIGIL_OK && rc == VIGIL_OK)
         rc = VIGIL_ERR_IO;
@@ -778,6 +826,10 @@ vigil_err audit_close(struct audit_log *log)
         log_error("audit: closing while writes fail; records not written: %" PRIu64
                   ", of them cut short as a torn line: %" PRIu64,
                   log->records_lost, log->torn_lost);
+    if (log->sync_failing)
+        log_error("audit: closing while fdatasync fails; syncs failed: %" PRIu64
+                  "; records from seq %" PRIu64 " to %" PRIu64 " may not survive a crash",
+                  log->syncs_failed, log->sync_fail_from, log->sync_fail_upto);
     log->stopping = true;
     pthread_cond_signal(&log->wake);
     pthread_mutex_unlock(&log->lock);

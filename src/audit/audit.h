@@ -65,7 +65,9 @@ vigil_err audit_append(struct audit_log *log, const char *type, json_t *fields);
  * many records share one fdatasync(). */
 vigil_err audit_append_deferred(struct audit_log *log, const char *type, json_t *fields);
 /* Makes every record appended so far durable with one fdatasync(); does
- * nothing when none is pending. VIGIL_ERR_IO when the sync failed. */
+ * nothing when none is pending. VIGIL_ERR_IO when the sync failed. The
+ * first failure of a run is logged here, and the count when a sync works
+ * again, so callers need not log VIGIL_ERR_IO. */
 vigil_err audit_sync(struct audit_log *log);
 
 /* Returns the audit record type for a security event, or NULL when events

@@ -148,7 +148,7 @@ vigil_err audit_admin_record(const char *data_dir, const struct audit_opts *opts
         *path = AUDIT_ADMIN_APPENDED;
     rc = append_direct(log, data_dir, type, fields, user, requested_at);
     crc = audit_close(log);
-    if (crc != VIGIL_OK)
+    if (rc == VIGIL_OK && crc != VIGIL_OK)
         log_warn("audit: the record is appended but the final checkpoint failed: %s",
                  vigil_strerror(crc));
     return rc;

@@ -71,10 +71,16 @@ static const struct audit_opts quiet_opts = { .no_timer = true };
 /* fdatasync() calls made by the audit writer, counted by the definition
  * below, which takes the place of the C library's in this executable. */
 static unsigned fdatasync_calls;
+/* When not 0, every fdatasync() fails with this error, as on a failing disk. */
+static int fdatasync_error;
 
 int fdatasync(int fd)
 {
     fdatasync_calls++;
+    if (fdatasync_error != 0) {
+        errno = fdatasync_error;
+        return -1;
+    }
     return (int)syscall(SYS_fdatasync, fd);
 }
 
@@ -740,6 +746,7 @@ static void test_state_restore(void)
 {
     int fd;
 
+    fdatasync_error = 0;
     if (capture_active != NULL) {
         fd = capture_active->fds[0];
         log_capture_stop(capture_active);
@@ -918,6 +925,60 @@ static void test_file_size_limit_ends_segments(void **state)
     assert_true(r.valid);
     assert_int_equal(r.last_seq, 18);
     assert_int_equal(r.segments, segs);
+}
+
+/* A disk whose fdatasync() keeps failing costs one line for the run and
+ * one with the count when a sync works again, not one at each sync. */
+static void test_failed_syncs_logged_once(void **state)
+{
+    struct fixture *fx = *state;
+    struct audit_log *log = NULL;
+    struct log_capture cap;
+    char path[256];
+    char logged[16384];
+
+    assert_int_equal(audit_open(fx->root, &quiet_opts, &log), VIGIL_OK);
+    segment_path(fx, 1, path, sizeof path);
+    log_capture_start(&cap);
+    fdatasync_error = EIO;
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(audit_append_deferred(log, "config_reloaded", NULL), VIGIL_OK);
+        assert_int_equal(audit_sync(log), VIGIL_ERR_IO);
+    }
+    fdatasync_error = 0;
+    assert_int_equal(audit_sync(log), VIGIL_OK);
+    log_capture_end(&cap, logged, sizeof logged);
+
+    assert_int_equal(count_of(logged, " error "), 1);
+    assert_int_equal(count_of(logged, "audit: fdatasync of"), 2);
+    assert_non_null(strstr(logged, "failed: Input/output error; records from seq 1 may not"));
+    assert_non_null(strstr(logged, path));
+    assert_non_null(strstr(logged, "works again; syncs failed: 20; records from seq 1 to 20 may "
+                                   "not survive a crash"));
+    assert_int_equal(audit_close(log), VIGIL_OK);
+}
+
+/* A close while writes fail logs the run with its count, and not the
+ * failed final checkpoint again. */
+static void test_close_while_failing_logs_once(void **state)
+{
+    struct fixture *fx = *state;
+    struct audit_log *log = NULL;
+    struct log_capture cap;
+    char logged[16384];
+
+    assert_int_equal(audit_open(fx->root, &quiet_opts, &log), VIGIL_OK);
+    append_n(log, 2, VIGIL_OK);
+    log_capture_start(&cap);
+    fsize_limit(0);
+    append_n(log, 3, VIGIL_ERR_IO);
+    assert_int_equal(audit_close(log), VIGIL_ERR_IO);
+    fsize_restore();
+    log_capture_end(&cap, logged, sizeof logged);
+
+    assert_int_equal(count_of(logged, " error "), 2);
+    assert_int_equal(count_of(logged, "failed"), 1);
+    assert_non_null(strstr(logged, "closing while writes fail; records not written: 3"));
 }
 
 static void test_truncated_records_at_end(void **state)
@@ -1405,6 +1466,35 @@ static void test_spool_file_format(void **state)
     json_decref(doc);
 }
 
+/* A command whose record could not be appended does not log that it was
+ * appended when the final checkpoint fails too. */
+static void test_admin_record_failure_logged(void **state)
+{
+    struct fixture *fx = *state;
+    json_t *fields = json_pack("{ss}", "alert_id", "a-1");
+    struct log_capture cap;
+    struct lines l;
+    char logged[16384];
+
+    /* Without its final checkpoint, as after a crash, the log needs one at
+     * the command's close. */
+    write_log(fx, &quiet_opts, 2);
+    lines_read(fx, 1, &l);
+    free(l.items[--l.count]);
+    lines_write(fx, 1, &l);
+
+    log_capture_start(&cap);
+    fsize_limit(0);
+    assert_int_equal(audit_admin_record(fx->root, NULL, "alert_acknowledged", fields, NULL),
+                     VIGIL_ERR_IO);
+    fsize_restore();
+    log_capture_end(&cap, logged, sizeof logged);
+    json_decref(fields);
+
+    assert_null(strstr(logged, "the record is appended"));
+    assert_non_null(strstr(logged, "closing while writes fail; records not written: 1"));
+}
+
 static void test_admin_record_paths(void **state)
 {
     struct fixture *fx = *state;
@@ -1515,6 +1605,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failed_writes_keep_segment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_write_torn_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_size_limit_ends_segments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_while_failing_logs_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_syncs_logged_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_records_at_end, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_to_checkpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_sig_forged, setup, teardown),
@@ -1533,6 +1625,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_spool_corrupt_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_spool_rejects_secrets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_spool_file_format, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_admin_record_failure_logged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_admin_record_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_admin_record_drains_first, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_wait_times_out, setup, teardown),
