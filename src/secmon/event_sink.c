@@ -325,6 +325,16 @@ static void sink_file_use(struct vigil_event_sink *sink, const struct sink_file 
     sink->rotate_at = sink->max_bytes;
 }
 
+/* Ends a line cut short in the current file there, where it began, closes
+ * that file and makes f current. */
+static void sink_file_switch(struct vigil_event_sink *sink, const struct sink_file *f)
+{
+    if (sink->cut_line && write(sink->fd, "\n", 1) == 1)
+        sink->cut_line = false;
+    close(sink->fd);
+    sink_file_use(sink, f);
+}
+
 /* Opens the file anew at its path, for a log rotation that moved the old
  * one away and then sent SIGHUP. The old descriptor stays in use when the
  * open fails, so no event is lost. */
@@ -338,11 +348,7 @@ static void sink_reopen(struct vigil_event_sink *sink)
                   sink->path, strerror(errno));
         return;
     }
-    /* A line cut short in the old file is ended there, where it began. */
-    if (sink->cut_line && write(sink->fd, "\n", 1) == 1)
-        sink->cut_line = false;
-    close(sink->fd);
-    sink_file_use(sink, &f);
+    sink_file_switch(sink, &f);
     log_info("event sink: reopened %s (%llu bytes)", sink->path, (unsigned long long)f.size);
 }
 
@@ -414,12 +420,11 @@ static bool sink_next_open(const char *name, struct sink_file *f)
     return f->fd >= 0;
 }
 
-/* Closes the current file and makes the new file f current. Logs the end
- * of a run of failed rotations. */
+/* Switches to the new file f and logs the end of a run of failed
+ * rotations. */
 static bool sink_rotated(struct vigil_event_sink *sink, const struct sink_file *f)
 {
-    close(sink->fd);
-    sink_file_use(sink, f);
+    sink_file_switch(sink, f);
     if (sink->rotate_failed)
         log_info("event sink: rotating %s works again", sink->path);
     sink->rotate_failed = false;
@@ -454,9 +459,6 @@ static bool sink_rotate(struct vigil_event_sink *sink)
             file = sink->path;
             goto fail_errno;
         }
-        /* A line cut short in the old file is ended there, where it began. */
-        if (sink->cut_line && write(sink->fd, "\n", 1) == 1)
-            sink->cut_line = false;
         log_warn("event sink: %s was deleted or moved away; writing to a new one",
                  sink->path);
         return sink_rotated(sink, &f);
@@ -836,7 +838,7 @@ vigil_err vigil_event_sink_open(const char *path, size_t capacity, struct vigil_
 
 void vigil_event_sink_reopen(struct vigil_event_sink *sink)
 {
-    /* Set under mu, so a writer about to wait either sees the flag or
+    /* Set under mu, so a writer about to wait either reads the flag as set or
      * receives the signal. */
     pthread_mutex_lock(&sink->mu);
     atomic_store(&sink->reopen, true);
